@@ -1,0 +1,166 @@
+"""The `nmu` command line: data, train, predict, check, upload. Thin: each command parses its options and
+calls one function of the package; a user-fixable problem (NmuError) is printed and exits 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Callable, Optional, TypeVar
+
+import typer
+from rich.console import Console
+
+from validation.errors import DataValidationError, NmuError
+
+F = TypeVar("F", bound=Callable[..., object])
+
+console = Console(stderr=True)
+app = typer.Typer(
+    help="Train a Numerai model, prove its pickle runs in Numerai's runtime, and upload it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Get data in Numerai's layout: download it, or make the synthetic world.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("numerai-uploads")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def _print_error(exc: NmuError) -> None:
+    console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+    if isinstance(exc, DataValidationError):
+        console.print(exc.table(), highlight=False, markup=False, soft_wrap=True)
+
+
+def user_errors(func: F) -> F:
+    """Turn an NmuError into its message (and failure table) on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except NmuError as exc:
+            _print_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    """Train a Numerai model, prove its pickle runs in Numerai's runtime, and upload it."""
+    if version:
+        typer.echo(f"nmu (numerai-uploads) {_version()}")
+        raise typer.Exit(0)
+
+
+@data_app.command("synthetic")
+@user_errors
+def data_synthetic(
+    out: Path = typer.Option(..., "--out", help="Directory to write the data into."),
+    eras: Optional[int] = typer.Option(None, "--eras", help="Number of eras in all (train, validation, live)."),
+    stocks: Optional[int] = typer.Option(None, "--stocks", help="Stocks per era."),
+    features: Optional[int] = typer.Option(None, "--features", help="Number of features."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
+    no_effects: bool = typer.Option(False, "--no-effects", help="A control world: no planted effects for the components."),
+) -> None:
+    """Write the built-in synthetic world in Numerai's layout."""
+    from training.synthetic import SyntheticConfig, write_synthetic_world
+
+    config = SyntheticConfig.default(eras=eras, stocks=stocks, features=features, seed=seed, planted=not no_effects)
+    write_synthetic_world(out, config, progress=True)
+
+
+@data_app.command("download")
+@user_errors
+def data_download(
+    out: Path = typer.Option(..., "--out", help="Directory to write the data into."),
+    version: str = typer.Option("v5.2", "--version", help="Numerai data version."),
+) -> None:
+    """Download a data version's files from Numerai with numerapi."""
+    from training.download import download_data
+
+    download_data(out, version=version, progress=True)
+
+
+@app.command("train")
+@user_errors
+def train(
+    data: Optional[Path] = typer.Option(None, "--data", help="Data directory; default: the synthetic world in data/synthetic."),
+    out: Path = typer.Option(Path("artifacts"), "--out", help="Output directory."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML config file."),
+    ablation: bool = typer.Option(False, "--ablation", help="Also fit one variant without each component."),
+    cv: Optional[int] = typer.Option(None, "--cv", help="Add an era-wise expanding-window CV with K folds on the train eras."),
+    no_baseline: bool = typer.Option(False, "--no-baseline", help="Skip the baseline variant."),
+    no_refit: bool = typer.Option(False, "--no-refit", help="Ship the model fitted on train eras only."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+) -> None:
+    """Fit baseline and full, score them on validation eras, and write model.pkl, metrics and a report."""
+    from training.pipeline import train_command
+
+    train_command(
+        data=data, out=out, config_path=config, ablation=ablation, cv=cv,
+        no_baseline=no_baseline, no_refit=no_refit, print_config=print_config,
+    )
+
+
+@app.command("predict")
+@user_errors
+def predict(
+    model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to run."),
+    data: Path = typer.Option(..., "--data", help="Data directory with live.parquet and live_benchmark_models.parquet."),
+    out: Optional[Path] = typer.Option(None, "--out", help="CSV to write; default: predictions.csv beside the pickle."),
+) -> None:
+    """Run a pickle on the live era in this process and write id,prediction CSV."""
+    from training.predict import predict_command
+
+    predict_command(model_path, data, out)
+
+
+@app.command("check")
+@user_errors
+def check(
+    model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to check."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data directory; default: data/synthetic."),
+    validation_eras: int = typer.Option(50, "--validation-eras", help="Eras of validation to run as a diagnostics run."),
+) -> None:
+    """Run a pickle in a replica of Numerai's runtime (1 CPU, 4 GB, 10 minutes, pinned packages)."""
+    from validation.runtime import check_command
+
+    ok = check_command(model_path, data, validation_eras=validation_eras)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command("upload")
+@user_errors
+def upload(
+    model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to upload."),
+    model: str = typer.Option(..., "--model", help="Name of your Numerai model."),
+    data_version: str = typer.Option("v5.2", "--data-version", help="Data version the pickle expects."),
+    docker_image: str = typer.Option("auto", "--docker-image", help="Runtime image; auto: the Python that built the pickle."),
+    skip_check: bool = typer.Option(False, "--skip-check", help="Upload even if this pickle has not passed `nmu check`."),
+) -> None:
+    """Upload a checked pickle to Numerai for daily auto-submission."""
+    from training.upload import upload_command
+
+    upload_command(model_path, model_name=model, data_version=data_version, docker_image=docker_image, skip_check=skip_check)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="nmu")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
