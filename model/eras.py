@@ -1,0 +1,103 @@
+"""Per-era helpers shared by every component: group rows by era once, then vectorised per-era statistics.
+
+Eras come from the `era` column of X (never from metadata routing); a frame without `era` is one era.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtri
+
+ERA_COLUMN = "era"
+SINGLE_ERA = "live"
+
+
+class EraIndex:
+    """Rows grouped by era once (codes, sorted order, boundaries), reused by every per-era operation."""
+
+    __slots__ = ("codes", "eras", "order", "starts", "counts")
+
+    def __init__(self, eras: np.ndarray | pd.Series | list | None, n_rows: int | None = None):
+        if eras is None:
+            if n_rows is None:
+                raise ValueError("EraIndex needs eras or n_rows")
+            eras = np.full(n_rows, SINGLE_ERA, dtype=object)
+        values = np.asarray(eras)
+        if values.dtype.kind not in "OUS":
+            values = values.astype(str)
+        codes, uniques = pd.factorize(values, sort=True)
+        if (codes < 0).any():
+            raise ValueError("the era column holds missing values")
+        self.codes: np.ndarray = codes.astype(np.int32)
+        self.eras: np.ndarray = np.asarray(uniques).astype(str)
+        self.counts: np.ndarray = np.bincount(self.codes, minlength=len(self.eras))
+        self.order: np.ndarray = np.argsort(self.codes, kind="stable")
+        self.starts: np.ndarray = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+
+    @classmethod
+    def from_frame(cls, X: pd.DataFrame) -> "EraIndex":
+        """Group a frame's rows by its `era` column; no `era` column means one era."""
+        if ERA_COLUMN in X.columns:
+            return cls(X[ERA_COLUMN].to_numpy())
+        return cls(None, n_rows=len(X))
+
+    @property
+    def n_eras(self) -> int:
+        return len(self.eras)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def rows(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield (era, row positions) for each era, in era order."""
+        for era, start, count in zip(self.eras, self.starts, self.counts):
+            yield era, self.order[start : start + count]
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """Per-era sums of the columns of `values` (n,) or (n, k), NaN counted as 0; shape (n_eras[, k])."""
+        x = np.asarray(values)
+        x = np.where(np.isnan(x), 0.0, x) if x.dtype.kind == "f" else x
+        out = np.add.reduceat(x[self.order], self.starts, axis=0)
+        return out
+
+    def means(self, values: np.ndarray) -> np.ndarray:
+        """Per-era means of the columns of `values`, ignoring NaN; shape (n_eras[, k]) float64."""
+        x = np.asarray(values, dtype=np.float64)
+        valid = ~np.isnan(x)
+        total = np.add.reduceat(np.where(valid, x, 0.0)[self.order], self.starts, axis=0)
+        count = np.add.reduceat(valid[self.order].astype(np.int64), self.starts, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return total / count
+
+    def broadcast(self, era_values: np.ndarray) -> np.ndarray:
+        """Expand per-era values (n_eras[, k]) back to rows (n[, k])."""
+        return np.asarray(era_values)[self.codes]
+
+    def standardize(self, values: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+        """Per-era z-scores of each column; NaN becomes 0 (the era mean); a constant column becomes 0."""
+        x = np.asarray(values, dtype=np.float64)
+        mean = self.means(x)
+        centred = x - self.broadcast(mean)
+        var = self.means(centred * centred)
+        std = np.sqrt(var)
+        std = np.where(std > 0, std, 1.0)
+        z = centred / self.broadcast(std)
+        return np.nan_to_num(z, nan=0.0).astype(dtype, copy=False)
+
+    def rank(self, values: np.ndarray) -> np.ndarray:
+        """Per-era percentile ranks in (0, 1] (ties averaged) of each column of `values`."""
+        x = np.asarray(values)
+        frame = pd.DataFrame(x.reshape(len(x), -1))
+        ranked = frame.groupby(self.codes, sort=False).rank(pct=True, method="average").to_numpy()
+        return ranked.reshape(x.shape)
+
+    def gaussianize(self, values: np.ndarray) -> np.ndarray:
+        """Per-era ranks mapped through the normal quantile function: (rank·n − 0.5)/n → N(0, 1) scores."""
+        ranks = self.rank(values)
+        n = self.counts[self.codes].astype(np.float64)
+        if ranks.ndim == 2:
+            n = n[:, None]
+        return ndtri((ranks * n - 0.5) / n)
