@@ -1,0 +1,190 @@
+"""The training config: a TOML file, documented defaults, and command-line flags on top.
+
+Example (every key optional; `nmu train --print-config` prints the resolved config in this form):
+
+    feature_set = "medium"        # a feature set or group of features.json (small, medium, all, intelligence, ...)
+    target = "target"             # a target column of features.json
+    era_step = 1                  # fit on every k-th training era (Numerai's examples use 4 on real data)
+    embargo = 4                   # eras dropped after the last training era; default 4, or 13 for *_60 targets
+    cv = 0                        # K > 0 adds an expanding-window CV with K folds on the training eras
+    ablation = false              # also fit one `no_<component>` variant per component
+    baseline = true               # fit the plain-LightGBM baseline variant
+    refit = true                  # refit the shipped `full` model on every era with a resolved target
+    seed = 0                      # random_state of every model
+
+    [components]                  # NumeraiModel parameters (the four switches and their settings)
+    clusters = true
+
+    [lightgbm]                    # LightGBM parameters of every variant's booster
+    n_estimators = 600
+    learning_rate = 0.02
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from validation.errors import NmuError
+from validation.splits import embargo_for_target
+
+# LightGBM defaults: Numerai's example recipe (depth 5, 31 leaves, 10% of features per tree) with a tree budget
+# that keeps `nmu train` on the built-in synthetic world to a few minutes on 2 cores. Real data wants more trees
+# (Numerai's example: 2000 trees at learning rate 0.01).
+DEFAULT_LIGHTGBM: dict[str, Any] = {
+    "n_estimators": 600,
+    "learning_rate": 0.02,
+    "max_depth": 5,
+    "num_leaves": 31,
+    "colsample_bytree": 0.1,
+    "min_child_samples": 20,
+}
+
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "feature_set": (str,),
+    "target": (str,),
+    "era_step": (int,),
+    "embargo": (int,),
+    "cv": (int,),
+    "ablation": (bool,),
+    "baseline": (bool,),
+    "refit": (bool,),
+    "seed": (int,),
+}
+_TABLES = ("components", "lightgbm")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `nmu train` needs besides paths; see the module docstring for each key's meaning."""
+
+    feature_set: str = "medium"
+    target: str = "target"
+    era_step: int = 1
+    embargo: Optional[int] = None  # None: derived from the target (4, or 13 for *_60)
+    cv: int = 0
+    ablation: bool = False
+    baseline: bool = True
+    refit: bool = True
+    seed: int = 0
+    components: dict[str, Any] = field(default_factory=dict)
+    lightgbm: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LIGHTGBM))
+
+    @property
+    def resolved_embargo(self) -> int:
+        """The embargo in eras: the configured one, else the target's default."""
+        return self.embargo if self.embargo is not None else embargo_for_target(self.target)
+
+
+def _check_value(key: str, value: Any, source: str) -> None:
+    """NmuError unless a top-level key holds a value of its type and range."""
+    types = _SCALARS[key]
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        raise NmuError(f"{source}: `{key}` must be a {types[0].__name__}, got {value!r}.")
+    if key == "era_step" and value < 1:
+        raise NmuError(f"{source}: `era_step` must be 1 or more, got {value}.")
+    if key in ("embargo", "cv") and value < 0:
+        raise NmuError(f"{source}: `{key}` must be 0 or more, got {value}.")
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A TrainConfig from parsed TOML: defaults, then the given keys; NmuError naming any unknown key."""
+    config = TrainConfig()
+    for key, value in data.items():
+        if key in _TABLES:
+            if not isinstance(value, dict):
+                raise NmuError(f"{source}: `{key}` must be a table ([{key}]), got {value!r}.")
+            for sub, sub_value in value.items():
+                if isinstance(sub_value, dict):
+                    raise NmuError(f"{source}: `{key}.{sub}` must be a plain value, not a table.")
+            getattr(config, key).update(value)
+        elif key in _SCALARS:
+            _check_value(key, value, source)
+            setattr(config, key, value)
+        else:
+            known = ", ".join(list(_SCALARS) + [f"[{t}]" for t in _TABLES])
+            raise NmuError(f"{source}: unknown key `{key}`; known keys are {known}.")
+    return config
+
+
+def load_config(path: Optional[Path]) -> TrainConfig:
+    """Read a TOML config file (None → the defaults); NmuError when it is missing, not TOML or has unknown keys."""
+    if path is None:
+        return TrainConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise NmuError(f"config file {path} does not exist.")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise NmuError(f"config file {path} is not valid TOML: {exc}.") from None
+    return config_from_dict(data, source=str(path))
+
+
+def apply_flags(
+    config: TrainConfig,
+    ablation: bool = False,
+    cv: Optional[int] = None,
+    no_baseline: bool = False,
+    no_refit: bool = False,
+) -> TrainConfig:
+    """The config with command-line flags on top: a flag given on the command line wins over the file."""
+    changes: dict[str, Any] = {}
+    if ablation:
+        changes["ablation"] = True
+    if cv is not None:
+        _check_value("cv", cv, "--cv")
+        changes["cv"] = cv
+    if no_baseline:
+        changes["baseline"] = False
+    if no_refit:
+        changes["refit"] = False
+    return dataclasses.replace(config, **changes)
+
+
+def _toml_value(value: Any) -> str:
+    """One TOML value (str, bool, int, float, list of those)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise NmuError(f"config value {value!r} cannot be written as TOML.")
+
+
+def _toml_key(key: str) -> str:
+    """A bare TOML key when it can be one, else a quoted key."""
+    return key if key and all(c.isalnum() or c in "_-" for c in key) else _toml_value(key)
+
+
+def config_to_toml(config: TrainConfig) -> str:
+    """The resolved config as TOML (embargo filled in from the target), readable back by `load_config`."""
+    lines = []
+    for key in _SCALARS:
+        value = config.resolved_embargo if key == "embargo" else getattr(config, key)
+        lines.append(f"{key} = {_toml_value(value)}")
+    for table in _TABLES:
+        lines.append("")
+        lines.append(f"[{table}]")
+        for sub, value in getattr(config, table).items():
+            lines.append(f"{_toml_key(sub)} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
