@@ -1,0 +1,300 @@
+"""A loopback stand-in for Numerai's API that the real numerapi client talks to (no mocks of numerapi).
+
+`FakeNumerai` is a threaded stdlib HTTP server on 127.0.0.1 (ephemeral port). It answers numerapi 2.20.8's
+GraphQL POSTs by the root field each query selects — `listDatasets`, `dataset`, `account { models }`,
+`computePickleDockerImages`, `computePickleDataVersions`, `computePickleUploadAuth`,
+`createComputePickleUpload` — checks the header numerapi sends (`Authorization: Token PUBLIC$SECRET`) on
+the authenticated ones, serves data files over GET with Content-Length, and takes the pickle's PUT on a
+pre-signed-looking URL on itself. Everything it receives is recorded for the tests to assert on, and it
+can be told to fail: a file answering an HTTP error or cut off mid-way, the PUT answering 500 N times or
+always, bad keys answered as a GraphQL error (HTTP 200) or as HTTP 401.
+
+The `fake_numerai` fixture starts one per test and sets `NUMERAI_API_URL` to it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+TOURNAMENT_CLASSIC = 8
+ROOT_FIELDS = (
+    "createComputePickleUpload",
+    "computePickleUploadAuth",
+    "computePickleDockerImages",
+    "computePickleDataVersions",
+    "listDatasets",
+    "dataset",
+    "account",
+)
+AUTHENTICATED = {
+    "account", "computePickleDockerImages", "computePickleDataVersions",
+    "computePickleUploadAuth", "createComputePickleUpload",
+}
+BAD_AUTH_MESSAGE = "Your session is invalid or has expired."
+
+
+def default_docker_images() -> dict[str, str]:
+    """Names and ids like Numerai's model-upload images."""
+    return {f"Python 3.{minor}": str(uuid.uuid5(uuid.NAMESPACE_URL, f"image-3.{minor}")) for minor in (9, 10, 11, 12, 13)}
+
+
+def default_data_versions() -> dict[str, str]:
+    """Names and ids of the data versions a pickle can declare."""
+    return {name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"data-{name}")) for name in ("v4.3", "v5.0", "v5.1", "v5.2")}
+
+
+@dataclass
+class FakeNumerai:
+    """Configuration, fault switches and records of one fake Numerai API (see module docstring)."""
+
+    public_id: str = "FAKEPUBLICID0123456789"
+    secret_key: str = "FAKESECRET-s3cr3t-do-not-print-9f8e7d"
+    models: dict[str, str] = field(default_factory=lambda: {"my_model": str(uuid.uuid4()), "other_model": str(uuid.uuid4())})
+    files: dict[str, bytes] = field(default_factory=dict)
+    docker_images: dict[str, str] = field(default_factory=default_docker_images)
+    data_versions: dict[str, str] = field(default_factory=default_data_versions)
+    # faults
+    bad_auth_status: int = 200            # 200: GraphQL error body (HTTP 200); else that HTTP status
+    file_status: dict[str, int] = field(default_factory=dict)   # dataset name -> HTTP status of its GET
+    truncate_files: set[str] = field(default_factory=set)       # dataset names cut off half-way
+    put_failures: int = 0                  # answer 500 to this many PUTs, then accept
+    put_always_status: int | None = None   # answer every PUT with this status
+    # records
+    graphql: list[dict[str, Any]] = field(default_factory=list)  # {"field", "variables", "authorization"}
+    gets: list[str] = field(default_factory=list)
+    put_attempts: int = 0
+    puts: dict[str, bytes] = field(default_factory=dict)         # upload key -> bytes stored
+    uploads: list[dict[str, Any]] = field(default_factory=list)  # createComputePickleUpload variables + id
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "FakeNumerai":
+        """Bind 127.0.0.1 on an ephemeral port and serve in a daemon thread."""
+        fake = self
+
+        class Handler(_Handler):
+            server_fake = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-numerai", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Shut the server down and close its socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        """The API endpoint to give numerapi (NUMERAI_API_URL)."""
+        assert self._server is not None, "server not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def fields_called(self) -> list[str]:
+        """Root fields of the GraphQL requests received, in order."""
+        return [call["field"] for call in self.graphql]
+
+    # ------------------------------------------------------------------ GraphQL
+    def answer(self, query: str, variables: dict[str, Any], authorization: str | None) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON body) for one GraphQL request."""
+        root = _root_field(query)
+        with self._lock:
+            self.graphql.append({"field": root, "variables": variables, "authorization": authorization})
+        if root is None:
+            return 200, _error("Cannot query field: unknown operation", None)
+        if root in AUTHENTICATED:
+            expected = f"Token {self.public_id}${self.secret_key}"
+            if authorization is None:
+                return 200, _error("You must be authenticated to perform this action.", root)
+            if authorization != expected:
+                if self.bad_auth_status != 200:
+                    return self.bad_auth_status, {"errors": [{"message": "Unauthorized"}]}
+                return 200, _error(BAD_AUTH_MESSAGE, root)
+        handler = getattr(self, f"_q_{root}")
+        try:
+            return 200, {"data": {root: handler(variables)}}
+        except _GraphQLError as exc:
+            return 200, _error(str(exc), root)
+
+    def _q_listDatasets(self, variables: dict[str, Any]) -> list[str]:
+        return sorted(self.files)
+
+    def _q_dataset(self, variables: dict[str, Any]) -> str:
+        name = variables.get("filename")
+        if name not in self.files:
+            raise _GraphQLError(f"Dataset {name} not found")
+        return f"{self.url}/files/{name}?X-Amz-Signature=fakesig"
+
+    def _q_account(self, variables: dict[str, Any]) -> dict[str, Any]:
+        return {"models": [{"id": mid, "name": name, "tournament": TOURNAMENT_CLASSIC} for name, mid in self.models.items()]
+                + [{"id": str(uuid.uuid4()), "name": "a_signals_model", "tournament": 11}]}
+
+    def _q_computePickleDockerImages(self, variables: dict[str, Any]) -> list[dict[str, str]]:
+        return [{"name": name, "id": iid} for name, iid in self.docker_images.items()]
+
+    def _q_computePickleDataVersions(self, variables: dict[str, Any]) -> list[dict[str, str]]:
+        return [{"name": name, "id": vid} for name, vid in self.data_versions.items()]
+
+    def _q_computePickleUploadAuth(self, variables: dict[str, Any]) -> dict[str, str]:
+        model_id = variables.get("modelId")
+        if model_id not in self.models.values():
+            raise _GraphQLError("Model not found")
+        key = f"{uuid.uuid4().hex}/{variables.get('filename')}"
+        return {"filename": key, "url": f"{self.url}/put/{key}?X-Amz-Credential=fake&X-Amz-Signature=fakesig"}
+
+    def _q_createComputePickleUpload(self, variables: dict[str, Any]) -> dict[str, str]:
+        if variables.get("tournament") != TOURNAMENT_CLASSIC:
+            raise _GraphQLError("Invalid tournament")
+        if variables.get("modelId") not in self.models.values():
+            raise _GraphQLError("Model not found")
+        if variables.get("dockerImageId") not in (None, *self.docker_images.values()):
+            raise _GraphQLError("Invalid docker image")
+        if variables.get("dataVersionId") not in (None, *self.data_versions.values()):
+            raise _GraphQLError("Invalid data version")
+        upload_id = str(uuid.uuid4())
+        with self._lock:
+            self.uploads.append({**variables, "id": upload_id, "stored": variables.get("filename") in self.puts})
+        return {"id": upload_id}
+
+    # ------------------------------------------------------------------ PUT
+    def put(self, key: str, body: bytes) -> int:
+        """Status for a PUT of the pickle to `key`; stores the bytes when it answers 200."""
+        with self._lock:
+            self.put_attempts += 1
+            if self.put_always_status is not None:
+                return self.put_always_status
+            if self.put_failures > 0:
+                self.put_failures -= 1
+                return 500
+            self.puts[key] = body
+        return 200
+
+
+class _GraphQLError(Exception):
+    pass
+
+
+def _error(message: str, root: str | None) -> dict[str, Any]:
+    return {"data": {root: None} if root else None,
+            "errors": [{"message": message, "path": [root] if root else [], "locations": [{"line": 2, "column": 3}]}]}
+
+
+def _root_field(query: str) -> str | None:
+    for name in ROOT_FIELDS:
+        if re.search(rf"(?<![A-Za-z0-9_]){name}\s*[({{]", query):
+            return name
+    return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_fake: FakeNumerai
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def do_POST(self) -> None:
+        try:
+            payload = json.loads(self._body() or b"{}")
+        except json.JSONDecodeError:
+            self._send(400, b'{"errors": [{"message": "invalid JSON"}]}')
+            return
+        status, answer = self.server_fake.answer(
+            payload.get("query") or "", payload.get("variables") or {}, self.headers.get("Authorization"))
+        self._send(status, json.dumps(answer).encode())
+
+    def do_GET(self) -> None:
+        fake = self.server_fake
+        path = unquote(urlsplit(self.path).path)
+        if not path.startswith("/files/"):
+            self._send(404, b"not found", "text/plain")
+            return
+        name = path[len("/files/"):]
+        with fake._lock:
+            fake.gets.append(name)
+        if name in fake.file_status:
+            self._send(fake.file_status[name], b"<Error>InternalError</Error>", "application/xml")
+            return
+        data = fake.files.get(name)
+        if data is None:
+            self._send(404, b"<Error>NoSuchKey</Error>", "application/xml")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if name in fake.truncate_files:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+    def do_PUT(self) -> None:
+        path = unquote(urlsplit(self.path).path)
+        body = self._body()
+        if not path.startswith("/put/"):
+            self._send(404, b"not found", "text/plain")
+            return
+        status = self.server_fake.put(path[len("/put/"):], body)
+        self._send(status, b"" if status == 200 else b"<Error>InternalError</Error>", "application/xml")
+
+
+def dataset_files(version: str = "v5.2", *, train_benchmark: bool = True, extra_version: str | None = "v5.1") -> dict[str, bytes]:
+    """Small distinct byte payloads under Numerai's file names for `version` (and a second version)."""
+    names = ["features.json", "train.parquet", "validation.parquet", "live.parquet",
+             "live_benchmark_models.parquet", "validation_benchmark_models.parquet",
+             "meta_model.parquet", "live_example_preds.parquet"]
+    if train_benchmark:
+        names.append("train_benchmark_models.parquet")
+    files: dict[str, bytes] = {}
+    for v in filter(None, (version, extra_version)):
+        for i, name in enumerate(names):
+            files[f"{v}/{name}"] = (f"{v}/{name}:".encode() + bytes(range(256)) * (40 + 13 * i))
+    return files
+
+
+@pytest.fixture
+def fake_numerai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNumerai]:
+    """A started FakeNumerai with NUMERAI_API_URL pointing at it and no keys in the environment."""
+    import numerapi.base_api
+
+    server = FakeNumerai(files=dataset_files()).start()
+    monkeypatch.setenv("NUMERAI_API_URL", server.url)
+    monkeypatch.delenv("NUMERAI_PUBLIC_ID", raising=False)
+    monkeypatch.delenv("NUMERAI_SECRET_KEY", raising=False)
+    # restore numerapi's module constant after the test, whatever the code under test set it to
+    monkeypatch.setattr(numerapi.base_api, "API_TOURNAMENT_URL", numerapi.base_api.API_TOURNAMENT_URL)
+    try:
+        yield server
+    finally:
+        server.stop()

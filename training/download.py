@@ -1,0 +1,128 @@
+"""`nmu data download`: fetch a Numerai data version's files into a directory in Numerai's layout.
+
+numerapi answers which files exist (`list_datasets`) and where each one is (the `dataset` query that its
+`download_dataset` sends); the bytes are streamed here with requests so that the download is atomic and
+loud: each file goes to a temporary file in the output directory and is renamed over the target only when
+every byte announced by Content-Length has arrived. numerapi's own `download_dataset` would skip an existing
+file of the same size, resume from a stale `.temp`, and leave partial files behind on failure.
+Public data needs no API keys. Honours env `NUMERAI_API_URL` (see training.numerai_api).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from training.numerai_api import call, host_of, make_client, raw, scrub
+from validation.errors import NmuError
+from validation.files import atomic_path
+
+REQUIRED_FILES = (
+    "features.json",
+    "train.parquet",
+    "validation.parquet",
+    "live.parquet",
+    "live_benchmark_models.parquet",
+    "validation_benchmark_models.parquet",
+)
+OPTIONAL_FILES = ("train_benchmark_models.parquet",)
+
+# The query numerapi 2.20.8's `download_dataset` sends to learn a file's (pre-signed) URL.
+DATASET_QUERY = """
+        query ($filename: String!
+               $round: Int
+               $tournament: Int) {
+            dataset(filename: $filename
+                    round: $round
+                    tournament: $tournament)
+        }
+        """
+
+CHUNK = 1 << 20
+TIMEOUT = (10, 300)  # connect, read (seconds)
+
+
+def available_versions(names: list[str]) -> list[str]:
+    """Data versions present in a `list_datasets` answer ("v5.2/train.parquet" → "v5.2"), sorted."""
+    return sorted({name.split("/", 1)[0] for name in names if "/" in name})
+
+
+def _stream_to(url: str, target: Path, name: str, advance: Callable[[int, int | None], None]) -> int:
+    """Stream `url` into `target` (a temporary path); returns bytes written; raises on HTTP/IO errors."""
+    with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
+        if resp.status_code != 200:
+            raise NmuError(f"Downloading {name} failed: HTTP {resp.status_code} from {host_of(url)}")
+        length = resp.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        advance(0, total)
+        written = 0
+        with open(target, "wb") as fh:
+            for chunk in resp.iter_content(CHUNK):
+                fh.write(chunk)
+                written += len(chunk)
+                advance(len(chunk), total)
+        if total is not None and written != total:
+            raise NmuError(f"Downloading {name} failed: the connection ended after {written} of {total} bytes")
+    return written
+
+
+def download_data(out: str | Path, version: str = "v5.2", progress: bool = False) -> list[Path]:
+    """Download `version`'s files (features.json, train/validation/live and benchmark parquet files) into `out`.
+
+    Checks the version exists (NmuError listing the available ones), writes each file atomically, and on
+    any failure leaves the files already in `out` as they were and raises NmuError naming file and cause.
+    """
+    out = Path(out)
+    api = make_client()
+    listed: list[str] = call("Listing Numerai's data sets (list_datasets)", api.list_datasets)
+    versions = available_versions(listed)
+    if version not in versions:
+        raise NmuError(
+            f"Data version {version!r} is not offered by Numerai; available versions: {', '.join(versions) or 'none'}."
+        )
+    missing = [f"{version}/{name}" for name in REQUIRED_FILES if f"{version}/{name}" not in listed]
+    if missing:
+        raise NmuError(f"Numerai's data version {version} lacks {', '.join(missing)}; cannot build a data directory from it.")
+    names = list(REQUIRED_FILES) + [name for name in OPTIONAL_FILES if f"{version}/{name}" in listed]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NmuError(f"Cannot create the output directory {out}: {exc.strerror or exc}.") from exc
+
+    progress_bar = None
+    if progress:
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+
+        progress_bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
+        progress_bar.start()
+
+    written: list[Path] = []
+    try:
+        for name in names:
+            dataset = f"{version}/{name}"
+            url: str = raw(api, f"Asking Numerai where {dataset} is (dataset query)", DATASET_QUERY,
+                           {"filename": dataset, "round": None, "tournament": api.tournament_id}, field="dataset")
+            task = progress_bar.add_task(dataset, total=None) if progress_bar else None
+
+            def advance(n: int, total: int | None, task=task) -> None:
+                if progress_bar is not None and task is not None:
+                    progress_bar.update(task, advance=n, total=total)
+
+            target = out / name
+            try:
+                with atomic_path(target) as tmp:
+                    _stream_to(url, tmp, dataset, advance)
+            except NmuError as exc:
+                raise NmuError(f"{exc}; {target} was left as it was.") from None
+            except (requests.RequestException, OSError) as exc:
+                cause = scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))
+                raise NmuError(f"Downloading {dataset} to {target} failed ({cause}); {target} was left as it was.") from None
+            written.append(target)
+    finally:
+        if progress_bar is not None:
+            progress_bar.stop()
+    return written

@@ -1,0 +1,141 @@
+"""The one place the project talks to numerapi: the API host (env `NUMERAI_API_URL`), the client, and GraphQL
+calls whose failures become one-sentence `NmuError`s instead of numerapi's log lines and KeyErrors.
+
+numerapi 2.20.8 reads the host from the module constant `numerapi.base_api.API_TOURNAMENT_URL` at call time,
+so pointing it elsewhere (a proxy, or the loopback server of the tests) is one assignment before each call.
+Its `raw_query` swallows transport errors (connection refused, HTTP 4xx/5xx after its retries): it logs them
+and returns `{}`. `call` below captures those log records so the error can say what actually happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from typing import Any, Callable, Iterator, TypeVar
+from urllib.parse import urlsplit
+
+import numerapi
+import numerapi.base_api
+
+from validation.errors import NmuError
+
+API_URL_ENV = "NUMERAI_API_URL"
+DEFAULT_API_URL = "https://api-tournament.numer.ai"
+
+T = TypeVar("T")
+
+
+class KeysRejected(NmuError):
+    """Numerai refused the API keys (authentication failed); the message says which step noticed."""
+
+
+def api_url() -> str:
+    """The GraphQL endpoint to use: env `NUMERAI_API_URL` if set, else Numerai's public API."""
+    return os.environ.get(API_URL_ENV, "").strip() or DEFAULT_API_URL
+
+
+def apply_api_url() -> str:
+    """Point numerapi at `api_url()` (it reads `numerapi.base_api.API_TOURNAMENT_URL` at call time)."""
+    url = api_url()
+    numerapi.base_api.API_TOURNAMENT_URL = url
+    return url
+
+
+def host_of(url: str) -> str:
+    """`scheme://host[:port]` of a URL: safe to print (drops paths and signed query strings)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "<no host>"
+
+
+def scrub(text: str) -> str:
+    """Drop query strings (pre-signed URL signatures) from a message before it is shown."""
+    return re.sub(r"\?[^\s)'\"]*", "?…", text)
+
+
+def make_client(public_id: str | None = None, secret_key: str | None = None) -> numerapi.NumerAPI:
+    """A numerapi client for Numerai Classic pointed at `api_url()`, quiet (no tqdm bars, warnings only)."""
+    apply_api_url()
+    if public_id and secret_key:
+        return numerapi.NumerAPI(public_id, secret_key, verbosity="warning", show_progress_bars=False)
+    return numerapi.NumerAPI(verbosity="warning", show_progress_bars=False)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _numerapi_logs() -> Iterator[_Collect]:
+    """Collect numerapi's warning/error log lines (instead of printing them) for the duration of a call."""
+    logger = logging.getLogger("numerapi")
+    handler = _Collect()
+    old_propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = old_propagate
+
+
+def _looks_like_auth_failure(text: str) -> bool:
+    lowered = text.lower()
+    return any(
+        word in lowered
+        for word in ("401", "403", "unauthorized", "forbidden", "not authenticated", "authentication",
+                     "invalid api key", "invalid token", "api key", "session is invalid")
+    )
+
+
+def call(step: str, func: Callable[[], T], *, auth: bool = False, first_auth: bool = False) -> T:
+    """Run one numerapi call and turn every way it can fail into an NmuError naming `step` and the cause.
+
+    `auth=True` marks a call made with the user's keys: an authentication failure there (HTTP 401/403 or
+    a message about authentication) raises `KeysRejected`. `first_auth=True` marks the first such call
+    (e.g. the account's models), where any GraphQL error can only mean the keys. numerapi signals a GraphQL error as ValueError(message) and a transport failure as an
+    empty result (KeyError/TypeError when indexing it), with the cause only in its log.
+    """
+    url = api_url()
+    graphql_error = False
+    with _numerapi_logs() as logs:
+        try:
+            return func()
+        except NmuError:
+            raise
+        except ValueError as exc:  # GraphQL "errors" (or numerapi's own argument checks)
+            cause = str(exc) or "no message"
+            graphql_error = True
+        except (KeyError, TypeError, IndexError) as exc:  # raw_query returned {} or data was null
+            cause = "; ".join(logs.messages) or f"unexpected answer (missing {exc})"
+        except OSError as exc:  # requests' ConnectionError etc. are OSErrors
+            cause = f"{type(exc).__name__}: {exc}"
+    cause = scrub(cause)
+    if auth and (_looks_like_auth_failure(cause) or (first_auth and graphql_error)):
+        raise KeysRejected(
+            f"Numerai rejected the API keys (NUMERAI_PUBLIC_ID / NUMERAI_SECRET_KEY) during {step} at "
+            f"{host_of(url)}: {cause}. Check the keys and that they have the upload scope."
+        )
+    raise NmuError(f"{step} failed at {host_of(url)}: {cause}.")
+
+
+def raw(api: numerapi.NumerAPI, step: str, query: str, variables: dict[str, Any] | None = None,
+        *, auth: bool = False, field: str) -> Any:
+    """`api.raw_query(...)["data"][field]` through `call`; a missing or null field is an error too."""
+
+    def run() -> Any:
+        result = api.raw_query(query, variables, authorization=auth, retries=3, delay=1, backoff=2)
+        value = result["data"][field]
+        if value is None:
+            raise KeyError(field)
+        return value
+
+    return call(step, run, auth=auth)
