@@ -1,0 +1,133 @@
+"""`nmu data download` against a loopback Numerai API that the real numerapi client talks to."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numerapi
+import numerapi.base_api
+import pytest
+from typer.testing import CliRunner
+
+from tests.fake_numerai import FakeNumerai, dataset_files, fake_numerai  # noqa: F401  (fixture)
+from training.cli import app
+from training.download import REQUIRED_FILES, download_data
+from training.numerai_api import apply_api_url, make_client
+from validation.errors import NmuError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_numerapi_itself_talks_to_the_fake_server(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    """The env override reaches numerapi's module constant; its real queries land on the loopback server."""
+    assert apply_api_url() == fake_numerai.url
+    assert numerapi.base_api.API_TOURNAMENT_URL == fake_numerai.url
+    api = numerapi.NumerAPI(fake_numerai.public_id, fake_numerai.secret_key, show_progress_bars=False)
+    assert api.list_datasets() == sorted(fake_numerai.files)
+    assert api.get_models() == fake_numerai.models  # the signals model (tournament 11) is filtered by numerapi
+    assert "Python 3.11" in api.model_upload_docker_images()
+    calls = {c["field"]: c for c in fake_numerai.graphql}
+    assert calls["listDatasets"]["authorization"] is None
+    assert calls["account"]["authorization"] == f"Token {fake_numerai.public_id}${fake_numerai.secret_key}"
+    # numerapi's own downloader follows the URL that the dataset query returned
+    path = api.download_dataset("v5.2/features.json", str(tmp_path / "features.json"))
+    assert Path(path).read_bytes() == fake_numerai.files["v5.2/features.json"]
+
+
+def test_download_writes_the_served_bytes(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    written = download_data(out, version="v5.2")
+    names = [p.name for p in written]
+    assert names == [*REQUIRED_FILES, "train_benchmark_models.parquet"]
+    for path in written:
+        assert path.read_bytes() == fake_numerai.files[f"v5.2/{path.name}"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no temp files, no other version's files
+    assert fake_numerai.gets == [f"v5.2/{n}" for n in names]
+
+
+def test_optional_train_benchmark_is_skipped_when_not_listed(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    fake_numerai.files = dataset_files(train_benchmark=False)
+    written = download_data(tmp_path, version="v5.2")
+    assert [p.name for p in written] == list(REQUIRED_FILES)
+    assert not (tmp_path / "train_benchmark_models.parquet").exists()
+
+
+def test_other_version(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    written = download_data(tmp_path, version="v5.1")
+    assert (tmp_path / "live.parquet").read_bytes() == fake_numerai.files["v5.1/live.parquet"]
+    assert len(written) == 7
+
+
+def test_unknown_version_lists_the_available_ones(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    with pytest.raises(NmuError, match=r"'v9\.9' is not offered.*v5\.1, v5\.2"):
+        download_data(tmp_path / "data", version="v9.9")
+    assert fake_numerai.gets == []
+    assert not (tmp_path / "data").exists()
+
+
+def test_server_error_midway_leaves_the_previous_file_intact(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    (tmp_path / "validation.parquet").write_bytes(b"previous validation")
+    fake_numerai.file_status["v5.2/validation.parquet"] = 500
+    with pytest.raises(NmuError) as info:
+        download_data(tmp_path, version="v5.2")
+    message = str(info.value)
+    assert "v5.2/validation.parquet" in message and "HTTP 500" in message
+    assert "X-Amz-Signature" not in message
+    assert (tmp_path / "validation.parquet").read_bytes() == b"previous validation"
+    # files before it were completed, nothing after it was started, no temporary files left behind
+    assert (tmp_path / "train.parquet").read_bytes() == fake_numerai.files["v5.2/train.parquet"]
+    assert not (tmp_path / "live.parquet").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.json", "train.parquet", "validation.parquet"]
+
+
+def test_connection_cut_mid_file_leaves_the_previous_file_intact(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    (tmp_path / "live.parquet").write_bytes(b"last week's live")
+    fake_numerai.truncate_files.add("v5.2/live.parquet")
+    with pytest.raises(NmuError, match=r"v5\.2/live\.parquet") as info:
+        download_data(tmp_path, version="v5.2")
+    assert "left as it was" in str(info.value)
+    assert (tmp_path / "live.parquet").read_bytes() == b"last week's live"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_connection_refused_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("NUMERAI_API_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(numerapi.base_api, "API_TOURNAMENT_URL", numerapi.base_api.API_TOURNAMENT_URL)
+    with pytest.raises(NmuError, match=rf"list_datasets.*127\.0\.0\.1:{port}.*(Connection refused|Error Connecting)"):
+        download_data(tmp_path, version="v5.2")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_download_in_process(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["data", "download", "--out", str(tmp_path / "d"), "--version", "v5.1"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "d" / "features.json").read_bytes() == fake_numerai.files["v5.1/features.json"]
+    bad = CliRunner().invoke(app, ["data", "download", "--out", str(tmp_path / "e"), "--version", "v0"])
+    assert bad.exit_code == 2
+    assert "available versions: v5.1, v5.2" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_cli_download_subprocess_with_env_url(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    """`nmu data download --out DIR` in a fresh process, pointed at the loopback server by NUMERAI_API_URL only."""
+    env = {**os.environ, "NUMERAI_API_URL": fake_numerai.url, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "training.cli", "data", "download", "--out", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for name in REQUIRED_FILES:
+        assert (tmp_path / name).read_bytes() == fake_numerai.files[f"v5.2/{name}"]
+    assert "v5.2/train.parquet" in proc.stdout + proc.stderr  # the progress bar's label
+
+
+def test_make_client_without_override_uses_numerais_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NUMERAI_API_URL", raising=False)
+    monkeypatch.setattr(numerapi.base_api, "API_TOURNAMENT_URL", "http://stale.invalid")
+    make_client()
+    assert numerapi.base_api.API_TOURNAMENT_URL == "https://api-tournament.numer.ai"
