@@ -1,0 +1,64 @@
+"""TrainConfig: defaults, TOML override, flag override, unknown keys, printing."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from training.config import DEFAULT_LIGHTGBM, TrainConfig, apply_flags, config_to_toml, load_config
+from validation.errors import NmuError
+
+
+def test_defaults() -> None:
+    config = load_config(None)
+    assert config == TrainConfig()
+    assert config.target == "target" and config.era_step == 1 and config.baseline and config.refit
+    assert config.resolved_embargo == 4 and config.lightgbm == DEFAULT_LIGHTGBM
+
+
+def test_toml_overrides_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('target = "target_ender_60"\nera_step = 4\nablation = true\n[lightgbm]\nn_estimators = 50\n[components]\ntiming = false\n')
+    config = load_config(path)
+    assert config.target == "target_ender_60" and config.era_step == 4 and config.ablation
+    assert config.resolved_embargo == 13
+    assert config.lightgbm["n_estimators"] == 50 and config.lightgbm["learning_rate"] == DEFAULT_LIGHTGBM["learning_rate"]
+    assert config.components == {"timing": False}
+
+
+def test_flags_override_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("cv = 2\nbaseline = true\nrefit = true\n")
+    config = apply_flags(load_config(path), ablation=True, cv=3, no_baseline=True, no_refit=True)
+    assert (config.ablation, config.cv, config.baseline, config.refit) == (True, 3, False, False)
+    unchanged = apply_flags(load_config(path))
+    assert (unchanged.cv, unchanged.baseline) == (2, True)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [("feature_sett = 'small'\n", "feature_sett"), ("era_step = 0\n", "era_step"), ("embargo = 'x'\n", "embargo"),
+     ("lightgbm = 3\n", "lightgbm"), ("target = \n", "not valid TOML")],
+)
+def test_bad_keys_name_the_key(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(NmuError, match=match):
+        load_config(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(NmuError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_printed_config_round_trips(tmp_path: Path) -> None:
+    config = apply_flags(TrainConfig(target="target_x_60", components={"clusters": False}), ablation=True)
+    text = config_to_toml(config)
+    parsed = tomllib.loads(text)
+    assert parsed["embargo"] == 13 and parsed["ablation"] is True and parsed["components"] == {"clusters": False}
+    path = tmp_path / "printed.toml"
+    path.write_text(text)
+    assert load_config(path).lightgbm == config.lightgbm
