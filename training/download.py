@@ -10,6 +10,7 @@ Public data needs no API keys. Honours env `NUMERAI_API_URL` (see training.numer
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -59,10 +60,15 @@ def _stream_to(url: str, target: Path, name: str, advance: Callable[[int, int | 
         advance(0, total)
         written = 0
         with open(target, "wb") as fh:
-            for chunk in resp.iter_content(CHUNK):
-                fh.write(chunk)
-                written += len(chunk)
-                advance(len(chunk), total)
+            try:
+                for chunk in resp.iter_content(CHUNK):
+                    fh.write(chunk)
+                    written += len(chunk)
+                    advance(len(chunk), total)
+            except requests.RequestException as exc:
+                of_total = f" of {total}" if total is not None else ""
+                raise NmuError(f"Downloading {name} failed: the connection broke after {written}{of_total} bytes "
+                               f"({type(exc).__name__})") from None
         if total is not None and written != total:
             raise NmuError(f"Downloading {name} failed: the connection ended after {written} of {total} bytes")
     return written
@@ -74,6 +80,7 @@ def download_data(out: str | Path, version: str = "v5.2", progress: bool = False
     Checks the version exists (NmuError listing the available ones), writes each file atomically, and on
     any failure leaves the files already in `out` as they were and raises NmuError naming file and cause.
     """
+    started = time.perf_counter()
     out = Path(out)
     api = make_client()
     listed: list[str] = call("Listing Numerai's data sets (list_datasets)", api.list_datasets)
@@ -125,4 +132,8 @@ def download_data(out: str | Path, version: str = "v5.2", progress: bool = False
     finally:
         if progress_bar is not None:
             progress_bar.stop()
+    if progress:
+        size = sum(p.stat().st_size for p in written)
+        print(f"Downloaded {len(written)} files of {version} ({size / 1e6:,.1f} MB) into {out} "
+              f"in {time.perf_counter() - started:.1f} s.")
     return written

@@ -118,7 +118,7 @@ def call(step: str, func: Callable[[], T], *, auth: bool = False, first_auth: bo
             cause = "; ".join(logs.messages) or f"unexpected answer (missing {exc})"
         except OSError as exc:  # requests' ConnectionError etc. are OSErrors
             cause = f"{type(exc).__name__}: {exc}"
-    cause = scrub(cause)
+    cause = scrub(cause).rstrip(". ")
     if auth and (_looks_like_auth_failure(cause) or (first_auth and graphql_error)):
         raise KeysRejected(
             f"Numerai rejected the API keys (NUMERAI_PUBLIC_ID / NUMERAI_SECRET_KEY) during {step} at "
