@@ -1,0 +1,351 @@
+"""Data-driven industries: PCA of per-era standardised features, then k-means on the PCA scores.
+
+The talk behind DESIGN.md finds that industries learnt from the data (dimension reduction + a classifier)
+beat fixed sector labels. `Clusters` learns them with numpy only, so its fitted state is a few small arrays:
+
+* fit: a deterministic row SAMPLE spread over eras (never all rows) is standardised within each era
+  (NaN → era mean → 0, constant column → 0), reduced by PCA (numpy SVD; randomized range finder when the
+  matrix is large) and clustered by k-means (k-means++ init, `n_init` restarts, empty clusters re-seeded).
+* predict: every era is standardised with its own statistics and projected in bounded row chunks
+  (float32, at most ~`CHUNK_ELEMENTS` values at a time), then each row takes the nearest centroid.
+* relative / dummies: cluster-relative values (minus the era × cluster mean) and one-hot cluster
+  exposures for the residualizer.
+
+Labels are ordered by cluster size in the fitting sample (0 = largest), so they are stable across refits.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from model.eras import EraIndex
+
+# Upper bound on the values of one float32 working block (rows × features): 2^22 values = 16 MiB.
+CHUNK_ELEMENTS = 1 << 22
+# Sampled eras get at least this many rows (or all of theirs) so their mean and std are estimated well.
+MIN_ROWS_PER_ERA = 500
+# Up to this many features the PCA is an exact eigen-decomposition of the feature Gram matrix.
+GRAM_FEATURES = 512
+# Above this many sample values the PCA uses a randomized range finder instead of a full SVD.
+EXACT_SVD_ELEMENTS = 4_000_000
+
+
+def _chunk_rows(n_features: int) -> int:
+    """Rows per working block so that one float32 block holds at most CHUNK_ELEMENTS values."""
+    return max(1, CHUNK_ELEMENTS // max(1, n_features))
+
+
+def _era_stats(features: np.ndarray, rows: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and inverse std (0 for constant or all-NaN columns) of `features[rows]`, NaN ignored, in chunks."""
+    n_features = features.shape[1]
+    s1 = np.zeros(n_features, dtype=np.float64)
+    s2 = np.zeros(n_features, dtype=np.float64)
+    count = np.zeros(n_features, dtype=np.int64)
+    shift: np.ndarray | None = None
+    may_nan = features.dtype.kind not in "iub"
+    for start in range(0, len(rows), chunk):
+        block = np.asarray(features[rows[start : start + chunk]], dtype=np.float32)
+        nan = np.isnan(block) if may_nan else None
+        if nan is not None and not nan.any():
+            nan = None
+        if shift is None:  # shift by the first block's mean: keeps the one-pass variance accurate
+            if nan is None:
+                shift = block.mean(axis=0, dtype=np.float64).astype(np.float32)
+            else:
+                valid = (~nan).sum(axis=0)
+                total = np.where(nan, 0.0, block).sum(axis=0, dtype=np.float64)
+                shift = np.divide(total, valid, out=np.zeros(n_features), where=valid > 0).astype(np.float32)
+        d = block
+        d -= shift
+        if nan is None:
+            count += len(d)
+        else:
+            d[nan] = 0.0
+            count += len(d) - nan.sum(axis=0)
+        s1 += d.sum(axis=0, dtype=np.float64)
+        d *= d
+        s2 += d.sum(axis=0, dtype=np.float64)
+    if shift is None:
+        shift = np.zeros(n_features, dtype=np.float32)
+    safe = np.maximum(count, 1)
+    m1 = s1 / safe
+    var = np.maximum(s2 / safe - m1 * m1, 0.0)
+    mean = shift.astype(np.float64) + m1
+    constant = (count == 0) | (var <= 1e-10 * (1.0 + mean * mean))
+    inv_std = np.where(constant, 0.0, 1.0 / np.sqrt(np.where(constant, 1.0, var)))
+    return mean.astype(np.float32), inv_std.astype(np.float32)
+
+
+def _standardized_blocks(
+    features: np.ndarray, groups: Iterable[np.ndarray], chunk: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (row positions, float32 z-scores) group (era) by group in blocks of at most `chunk` rows.
+
+    Each group is standardised with its own mean and std, so the result for a row depends only on its era.
+    """
+    may_nan = features.dtype.kind not in "iub"
+    for rows in groups:
+        if len(rows) == 0:
+            continue
+        mean, inv_std = _era_stats(features, rows, chunk)
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            z = np.asarray(features[part], dtype=np.float32)
+            z -= mean
+            if may_nan:
+                np.nan_to_num(z, copy=False, nan=0.0)  # NaN → era mean → z = 0
+            z *= inv_std
+            yield part, z
+
+
+def _sample_rows(eras: EraIndex, sample_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Per-era row positions of a sample of about `sample_size` rows spread over evenly spaced eras."""
+    groups = [rows for _, rows in eras.rows()]
+    if len(eras) <= sample_size:
+        return groups
+    per_era = max(MIN_ROWS_PER_ERA, -(-sample_size // eras.n_eras))
+    n_pick = min(eras.n_eras, max(1, -(-sample_size // per_era)))
+    picked = np.unique(np.round(np.linspace(0, eras.n_eras - 1, n_pick)).astype(np.int64))
+    chosen = []
+    for e in picked:
+        rows = groups[e]
+        take = min(len(rows), per_era)
+        chosen.append(rows if take == len(rows) else np.sort(rng.choice(rows, size=take, replace=False)))
+    return chosen
+
+
+def _pca(z: np.ndarray, n_components: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Leading principal axes (n_components, F) and their variances of the (already centred) matrix `z`."""
+    n, f = z.shape
+    if f <= GRAM_FEATURES:  # exact: eigen-decomposition of the small Gram matrix zᵀz (float64)
+        zd = z.astype(np.float64)
+        eigval, eigvec = np.linalg.eigh(zd.T @ zd)
+        top = np.argsort(-eigval, kind="stable")[:n_components]
+        axes, sing = eigvec[:, top].T, np.sqrt(np.maximum(eigval[top], 0.0))
+    elif z.size <= EXACT_SVD_ELEMENTS or n_components + 10 >= min(n, f) // 2:
+        _, s, vt = np.linalg.svd(z.astype(np.float64), full_matrices=False)
+        axes, sing = vt[:n_components], s[:n_components]
+    else:  # randomized range finder with power iterations (Halko et al. 2011), then an exact small SVD
+        width = min(min(n, f), n_components + 10)
+        q = z @ rng.standard_normal((f, width)).astype(np.float32)
+        for _ in range(4):
+            q, _ = np.linalg.qr(q)
+            q, _ = np.linalg.qr(z.T @ q)
+            q = z @ q
+        q, _ = np.linalg.qr(q.astype(np.float64))
+        b = (z.T @ q.astype(np.float32)).T.astype(np.float64)  # (width, F) = qᵀ z
+        _, s, vt = np.linalg.svd(b, full_matrices=False)
+        axes, sing = vt[:n_components], s[:n_components]
+    # deterministic signs: the largest loading of every axis is positive
+    pivot = np.abs(axes).argmax(axis=1)
+    signs = np.sign(axes[np.arange(len(axes)), pivot])
+    signs[signs == 0] = 1.0
+    return axes * signs[:, None], sing**2 / max(n - 1, 1)
+
+
+def _sq_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (n, k) between rows of x and the centroids (clipped at 0)."""
+    d = np.einsum("ij,ij->i", x, x)[:, None] - 2.0 * (x @ centroids.T) + (centroids * centroids).sum(axis=1)[None, :]
+    return np.maximum(d, 0.0)
+
+
+def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding: each next centre drawn with probability ∝ squared distance to the nearest one."""
+    n = len(x)
+    centres = np.empty((k, x.shape[1]), dtype=np.float64)
+    centres[0] = x[rng.integers(n)]
+    closest = _sq_distances(x, centres[:1])[:, 0]
+    for j in range(1, k):
+        total = closest.sum()
+        idx = rng.integers(n) if total <= 0 else int(rng.choice(n, p=closest / total))
+        centres[j] = x[idx]
+        closest = np.minimum(closest, _sq_distances(x, centres[j : j + 1])[:, 0])
+    return centres
+
+
+def _kmeans(x: np.ndarray, k: int, max_iter: int, tol: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """One Lloyd run from a k-means++ start; empty clusters are re-seeded at the worst-fitted points."""
+    centres = _kmeans_pp(x, k, rng)
+    for _ in range(max_iter):
+        d = _sq_distances(x, centres)
+        labels = d.argmin(axis=1)
+        own = d[np.arange(len(x)), labels]
+        counts = np.bincount(labels, minlength=k)
+        new = np.zeros_like(centres)
+        for c in range(x.shape[1]):
+            new[:, c] = np.bincount(labels, weights=x[:, c], minlength=k)
+        filled = counts > 0
+        new[filled] /= counts[filled, None]
+        empty = np.flatnonzero(~filled)
+        if len(empty):  # re-seed each empty cluster at one of the points farthest from its centroid
+            worst = np.argsort(-own, kind="stable")[: len(empty)]
+            new[empty[: len(worst)]] = x[worst]
+            if len(worst) < len(empty):
+                new[empty[len(worst) :]] = x[rng.integers(len(x), size=len(empty) - len(worst))]
+        shift = ((new - centres) ** 2).sum()
+        centres = new
+        if shift <= tol and not len(empty):
+            break
+    inertia = float(_sq_distances(x, centres).min(axis=1).sum())
+    return centres, inertia
+
+
+class Clusters:
+    """Data-driven industries: PCA of per-era standardised features + k-means, all numpy state."""
+
+    _PARAMS = ("n_clusters", "n_components", "sample_size", "n_init", "max_iter", "random_state")
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        n_components: int = 10,
+        sample_size: int = 50_000,
+        n_init: int = 4,
+        max_iter: int = 100,
+        random_state: int = 0,
+    ):
+        self.n_clusters = n_clusters
+        self.n_components = n_components
+        self.sample_size = sample_size
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    # --- scikit-learn conventions (no BaseEstimator inside model/) ---------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters, as stored (so sklearn.base.clone works)."""
+        return {name: getattr(self, name) for name in self._PARAMS}
+
+    def set_params(self, **params: Any) -> "Clusters":
+        """Set constructor parameters by name; unknown names raise ValueError."""
+        for name, value in params.items():
+            if name not in self._PARAMS:
+                raise ValueError(f"Clusters has no parameter {name!r}; valid: {', '.join(self._PARAMS)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"Clusters({args})"
+
+    # --- fitting --------------------------------------------------------------------------------------
+    @staticmethod
+    def _check(features: np.ndarray, eras: EraIndex) -> np.ndarray:
+        x = np.asarray(features)
+        if x.ndim != 2:
+            raise ValueError(f"features must be 2-D (rows × features), got shape {x.shape}")
+        if len(x) != len(eras):
+            raise ValueError(f"features have {len(x)} rows but the era index has {len(eras)}")
+        if x.dtype.kind not in "iubf":
+            x = x.astype(np.float32)
+        return x
+
+    def fit(self, features: np.ndarray, eras: EraIndex) -> "Clusters":
+        """Learn PCA axes and k-means centroids from a per-era standardised row sample of `features`."""
+        x = self._check(features, eras)
+        n, f = x.shape
+        if n == 0 or f == 0:
+            raise ValueError(f"Clusters.fit needs at least one row and one feature, got shape {x.shape}")
+        k = int(self.n_clusters)
+        if k < 1:
+            raise ValueError(f"n_clusters must be at least 1, got {self.n_clusters}")
+        rng = np.random.default_rng(self.random_state)
+
+        groups = _sample_rows(eras, int(self.sample_size), rng)
+        n_sample = int(sum(len(g) for g in groups))
+        z = np.empty((n_sample, f), dtype=np.float32)
+        filled = 0
+        for _, block in _standardized_blocks(x, groups, _chunk_rows(f)):
+            z[filled : filled + len(block)] = block
+            filled += len(block)
+
+        n_comp = max(1, min(int(self.n_components), f, n_sample))
+        axes, variances = _pca(z, n_comp, rng)
+        self.components_ = axes.astype(np.float32)
+        scores = (z @ self.components_.T).astype(np.float64)
+        del z
+        total_var = float(np.sum(variances)) if variances.size else 0.0
+        self.explained_variance_ = variances.astype(np.float64)
+
+        tol = 1e-4 * float(scores.var(axis=0).mean()) * k if len(scores) > 1 else 0.0
+        best: tuple[np.ndarray, float] | None = None
+        for _ in range(max(1, int(self.n_init))):
+            centres, inertia = _kmeans(scores, k, max(1, int(self.max_iter)), tol, rng)
+            if best is None or inertia < best[1] - 1e-12 * abs(best[1]):
+                best = (centres, inertia)
+        centres, inertia = best
+        # order clusters by size in the sample (0 = largest), ties by first coordinate: stable labels
+        labels = _sq_distances(scores, centres).argmin(axis=1)
+        sizes = np.bincount(labels, minlength=k)
+        order = np.lexsort((centres[:, 0], -sizes))
+        self.centroids_ = centres[order].astype(np.float32)
+        self.cluster_sizes_ = sizes[order].astype(np.int64)
+        self.inertia_ = inertia
+        self.n_features_in_ = f
+        self.n_components_ = n_comp
+        self.n_samples_fit_ = n_sample
+        self.total_variance_ = total_var
+        return self
+
+    # --- prediction -----------------------------------------------------------------------------------
+    def _check_fitted(self, x: np.ndarray) -> None:
+        if not hasattr(self, "centroids_"):
+            raise ValueError("Clusters is not fitted: call fit(features, eras) first")
+        if x.shape[1] != self.n_features_in_:
+            raise ValueError(f"Clusters was fitted on {self.n_features_in_} features, got {x.shape[1]}")
+
+    def transform(self, features: np.ndarray, eras: EraIndex) -> np.ndarray:
+        """PCA scores (n, n_components_) float32 of per-era standardised rows, computed in bounded chunks."""
+        x = self._check(features, eras)
+        self._check_fitted(x)
+        out = np.empty((len(x), self.n_components_), dtype=np.float32)
+        for part, z in _standardized_blocks(x, (rows for _, rows in eras.rows()), _chunk_rows(x.shape[1])):
+            out[part] = z @ self.components_.T
+        return out
+
+    def predict(self, features: np.ndarray, eras: EraIndex) -> np.ndarray:
+        """Cluster labels (n,) int16: the nearest centroid of each row's PCA scores, era by era in chunks."""
+        x = self._check(features, eras)
+        self._check_fitted(x)
+        labels = np.empty(len(x), dtype=np.int16)
+        centres = self.centroids_.astype(np.float32)
+        for part, z in _standardized_blocks(x, (rows for _, rows in eras.rows()), _chunk_rows(x.shape[1])):
+            scores = z @ self.components_.T
+            d = (centres * centres).sum(axis=1)[None, :] - 2.0 * (scores @ centres.T)
+            labels[part] = d.argmin(axis=1)
+        return labels
+
+    # --- derived features -------------------------------------------------------------------------------
+    @staticmethod
+    def relative(values: np.ndarray, labels: np.ndarray, eras: EraIndex) -> np.ndarray:
+        """Values (n,) or (n, k) minus their era × cluster mean (NaN ignored, stays NaN) → float32."""
+        v = np.asarray(values)
+        flat = v.reshape(len(v), -1)
+        lab = np.asarray(labels).astype(np.int64)
+        if len(flat) != len(eras) or len(lab) != len(eras):
+            raise ValueError(f"values ({len(flat)}), labels ({len(lab)}) and eras ({len(eras)}) differ in length")
+        n_lab = int(lab.max()) + 1 if len(lab) else 1
+        group, _ = pd.factorize(eras.codes.astype(np.int64) * n_lab + lab)
+        n_groups = int(group.max()) + 1 if len(group) else 0
+        out = np.empty(flat.shape, dtype=np.float32)
+        for c in range(flat.shape[1]):
+            col = flat[:, c].astype(np.float64)
+            valid = ~np.isnan(col)
+            total = np.bincount(group, weights=np.where(valid, col, 0.0), minlength=n_groups)
+            count = np.bincount(group, weights=valid, minlength=n_groups)
+            mean = np.divide(total, count, out=np.zeros(n_groups), where=count > 0)
+            out[:, c] = col - mean[group]
+        return out.reshape(v.shape)
+
+    def dummies(self, labels: np.ndarray) -> np.ndarray:
+        """One-hot cluster exposures (n, n_clusters) float32, e.g. for the residualizer."""
+        lab = np.asarray(labels).astype(np.int64)
+        k = len(self.centroids_) if hasattr(self, "centroids_") else int(self.n_clusters)
+        if len(lab) and (lab.min() < 0 or lab.max() >= k):
+            raise ValueError(f"cluster labels must lie in 0..{k - 1}, got {lab.min()}..{lab.max()}")
+        out = np.zeros((len(lab), k), dtype=np.float32)
+        out[np.arange(len(lab)), lab] = 1.0
+        return out
