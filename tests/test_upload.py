@@ -147,6 +147,10 @@ def test_pickle_changed_after_check_is_refused(server: FakeNumerai, pkl: Path) -
 def test_missing_pickle(server: FakeNumerai, tmp_path: Path) -> None:
     with pytest.raises(NmuError, match=r"does not exist"):
         upload_command(tmp_path / "none.pkl", "my_model", skip_check=True)
+    (tmp_path / "model.bin").write_bytes(b"x")
+    with pytest.raises(NmuError, match=r"does not end in \.pkl"):
+        upload_command(tmp_path / "model.bin", "my_model", skip_check=True)
+    assert server.graphql == []
 
 
 def test_missing_keys_is_one_sentence(server: FakeNumerai, pkl: Path, monkeypatch: pytest.MonkeyPatch) -> None:

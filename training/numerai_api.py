@@ -101,8 +101,9 @@ def call(step: str, func: Callable[[], T], *, auth: bool = False, first_auth: bo
 
     `auth=True` marks a call made with the user's keys: an authentication failure there (HTTP 401/403 or
     a message about authentication) raises `KeysRejected`. `first_auth=True` marks the first such call
-    (e.g. the account's models), where any GraphQL error can only mean the keys. numerapi signals a GraphQL error as ValueError(message) and a transport failure as an
-    empty result (KeyError/TypeError when indexing it), with the cause only in its log.
+    (e.g. the account's models), where any GraphQL error can only mean the keys. numerapi signals a GraphQL
+    error as ValueError(message) and a transport failure as an empty result (KeyError/TypeError when
+    indexing it), with the cause only in its log.
     """
     url = api_url()
     graphql_error = False
@@ -122,7 +123,7 @@ def call(step: str, func: Callable[[], T], *, auth: bool = False, first_auth: bo
     if auth and (_looks_like_auth_failure(cause) or (first_auth and graphql_error)):
         raise KeysRejected(
             f"Numerai rejected the API keys (NUMERAI_PUBLIC_ID / NUMERAI_SECRET_KEY) during {step} at "
-            f"{host_of(url)}: {cause}. Check the keys and that they have the upload scope."
+            f"{host_of(url)} ({cause}); check the keys and that they have the upload scope."
         )
     raise NmuError(f"{step} failed at {host_of(url)}: {cause}.")
 

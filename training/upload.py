@@ -111,6 +111,8 @@ def check_pickle(model_path: Path, manifest: dict, skip_check: bool) -> str:
     """The pickle's sha256, after refusing one that has not passed `nmu check` in this exact form."""
     if not model_path.is_file():
         raise NmuError(f"{model_path} does not exist; build it with `nmu train`.")
+    if model_path.suffix != ".pkl":
+        raise NmuError(f"{model_path} does not end in .pkl, which Numerai's model upload requires.")
     sha = file_sha256(model_path)
     if skip_check:
         return sha
