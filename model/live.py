@@ -1,0 +1,253 @@
+"""The function Numerai runs every day: `predict(live_features, live_benchmark_models)` closing over a fitted
+model. Robust rather than brittle, because a crash is a missed submission.
+
+Rules (see ../shared/numerai-runtime/README.md for the runtime facts behind them):
+- exactly two parameters (Numerai's runner counts them: 2 → it passes the benchmark frame);
+- unknown extra columns are ignored; a missing trained feature or a NaN takes the neutral value 2
+  (`FILL_VALUE`), reported in one log line of logger "model.live";
+- if fewer than `MIN_FEATURE_FRACTION` (half) of the trained features are present the model cannot
+  predict honestly: ValueError naming how many and which are missing;
+- no `era` column → the frame is one era;
+- the benchmark frame may be None, empty, lack the expected column or some ids: those eras are predicted
+  without it, with a log line;
+- multi-era input (Numerai's diagnostics over validation) is processed in bounded chunks of whole eras,
+  never as a float copy of the whole frame, so memory stays within the runtime's 4 GB;
+- the result is exactly `pandas.DataFrame`, index `id`, one column `prediction`, in [0, 1], never NaN, never
+  constant within an era (ties of a constant era are broken by a stable hash of the ids, logged).
+
+Imports numpy, pandas and the standard library only: this module is pickled by value into model.pkl.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+LOGGER_NAME = "model.live"
+FILL_VALUE = 2
+"""Neutral value (the middle of Numerai's 0…4 feature bins) for a missing feature or a NaN."""
+MIN_FEATURE_FRACTION = 0.5
+"""Below this share of the trained features present, predicting would be dishonest: raise instead."""
+CHUNK_CELLS = 25_000_000
+"""At most this many feature cells (rows × trained features, 4 bytes each) per chunk of whole eras."""
+SINGLE_ERA = "9999"
+"""Era label given to a frame without an `era` column (it is one era)."""
+_SHOW = 5  # how many names a message lists
+
+
+def _logger() -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME)
+
+
+def _first(names: Sequence[str], n: int = _SHOW) -> str:
+    shown = ", ".join(str(x) for x in list(names)[:n])
+    return shown + (", ..." if len(names) > n else "")
+
+
+def _benchmark_columns(fitted: Any) -> Optional[list[str]]:
+    """The benchmark columns the fitted model asks for, if it says (else: every numeric column)."""
+    for name in ("benchmark_columns_", "benchmark_column_"):
+        value = getattr(fitted, name, None)
+        if value is None:
+            continue
+        return [value] if isinstance(value, str) else [str(c) for c in value]
+    return None
+
+
+def _ids_of(frame: pd.DataFrame) -> pd.Index:
+    """The ids of a Numerai frame: its index, or an `id` column when the index is a plain range."""
+    if isinstance(frame.index, pd.RangeIndex) and "id" in frame.columns:
+        return pd.Index(frame["id"].to_numpy(), name="id")
+    return pd.Index(frame.index.to_numpy(), name="id")
+
+
+def _era_codes(live: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Era code per row (0..k-1, eras in sorted order) and the era labels as strings."""
+    if "era" not in live.columns:
+        return np.zeros(len(live), dtype=np.int64), np.array([SINGLE_ERA], dtype=object)
+    eras = live["era"].astype(str).to_numpy()
+    codes, uniques = pd.factorize(eras, sort=True)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _chunks(codes: np.ndarray, n_eras: int, n_features: int) -> list[np.ndarray]:
+    """Row positions grouped into chunks of whole eras, each at most CHUNK_CELLS cells (one era at least)."""
+    order = np.argsort(codes, kind="stable")
+    max_rows = max(1, CHUNK_CELLS // max(1, n_features))
+    chunks: list[np.ndarray] = []
+    start = size = 0
+    for count in np.bincount(codes, minlength=n_eras):
+        if size and size + count > max_rows:
+            chunks.append(order[start:start + size])
+            start, size = start + size, 0
+        size += int(count)
+    if size:
+        chunks.append(order[start:start + size])
+    return chunks
+
+
+def _feature_block(live: pd.DataFrame, rows: np.ndarray, present_pos: np.ndarray,
+                   present_slot: np.ndarray, n_features: int) -> tuple[np.ndarray, int]:
+    """The chunk's trained features in trained order as one numeric block; missing/NaN → FILL_VALUE.
+
+    Int8 when every value is a whole number in 0..127 (the training dtype), else float32. Returns the block
+    and the number of NaN cells filled."""
+    block = np.full((len(rows), n_features), FILL_VALUE, dtype=np.float32)
+    if len(present_pos):
+        values = live.iloc[rows, present_pos]
+        block[:, present_slot] = values.to_numpy(dtype=np.float32, na_value=np.nan)
+    nan_mask = ~np.isfinite(block)
+    n_nan = int(nan_mask.sum())
+    if n_nan:
+        block[nan_mask] = FILL_VALUE
+    if block.size and block.min() >= 0 and block.max() <= 127 and np.array_equal(block, np.floor(block)):
+        return block.astype(np.int8), n_nan
+    return block, n_nan
+
+
+def _prepare_benchmark(bench: Any, wanted: Optional[list[str]], problems: list[str]) -> Optional[pd.DataFrame]:
+    """The usable benchmark columns indexed by id, or None with the reason appended to `problems`."""
+    if bench is None:
+        problems.append("no benchmark frame was given")
+        return None
+    if not isinstance(bench, pd.DataFrame) or len(bench) == 0:
+        problems.append("the benchmark frame is empty" if isinstance(bench, pd.DataFrame)
+                        else f"the benchmark argument is a {type(bench).__name__}, not a DataFrame")
+        return None
+    if wanted is None:
+        cols = [c for c in bench.columns if c not in ("era", "id", "data_type")
+                and pd.api.types.is_numeric_dtype(bench[c])]
+    else:
+        cols = [c for c in wanted if c in bench.columns]
+        if len(cols) < len(wanted):
+            problems.append(f"the benchmark frame lacks column(s) {_first([c for c in wanted if c not in bench.columns])}")
+            return None
+    if not cols:
+        problems.append("the benchmark frame has no numeric column")
+        return None
+    out = bench[cols].astype(np.float32)
+    out.index = _ids_of(bench)
+    if not out.index.is_unique:
+        out = out[~out.index.duplicated(keep="first")]
+    return out
+
+
+def _safe_values(raw: Any, n: int) -> np.ndarray:
+    """The model's output for a chunk as a finite float64 vector in [0, 1] (NaN → 0.5, clipped)."""
+    values = np.asarray(raw, dtype=np.float64).reshape(-1)
+    if values.shape[0] != n:
+        raise ValueError(f"the fitted model returned {values.shape[0]} predictions for {n} rows")
+    values = np.where(np.isfinite(values), values, 0.5)
+    return np.clip(values, 0.0, 1.0)
+
+
+def _hash_ranks(ids: np.ndarray) -> np.ndarray:
+    """Deterministic values in (0, 1] from the ids alone: the rank of a stable hash of each id."""
+    hashed = pd.util.hash_array(np.asarray(ids, dtype=object).astype(str).astype(object))
+    order = np.argsort(hashed, kind="stable")
+    ranks = np.empty(len(ids), dtype=np.float64)
+    ranks[order] = np.arange(1, len(ids) + 1, dtype=np.float64)
+    return ranks / max(1, len(ids))
+
+
+def make_predict(fitted: Any) -> Callable[[pd.DataFrame, Optional[pd.DataFrame]], pd.DataFrame]:
+    """Return Numerai's `predict(live_features, live_benchmark_models)` for a fitted model.
+
+    `fitted` needs only `predict(X, benchmark=None) -> array` (X: `era` + trained features, index ids) and
+    `feature_names_in_`."""
+    features = [str(f) for f in fitted.feature_names_in_]
+    if not features:
+        raise ValueError("the fitted model has no feature_names_in_; fit it before making the live predict")
+    wanted_bench = _benchmark_columns(fitted)
+
+    def predict(live_features: pd.DataFrame, live_benchmark_models: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+        """Numerai's entry point: predictions in [0, 1] for every id of `live_features`, index `id`."""
+        return predict_frame(fitted, features, wanted_bench, live_features, live_benchmark_models)
+
+    predict.__qualname__ = "predict"
+    return predict
+
+
+def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[str]],
+                  live: pd.DataFrame, bench: Any) -> pd.DataFrame:
+    """The body of the live predict (see the module docstring for the rules it follows)."""
+    log = _logger()
+    if not isinstance(live, pd.DataFrame):
+        raise TypeError(f"live_features must be a pandas DataFrame, got {type(live).__name__}")
+    if len(live) == 0:
+        raise ValueError("live_features has no rows")
+    columns = pd.Index(live.columns)
+    present_mask = columns.get_indexer(features) >= 0
+    missing = [f for f, ok in zip(features, present_mask) if not ok]
+    n_present = len(features) - len(missing)
+    if n_present < MIN_FEATURE_FRACTION * len(features):
+        raise ValueError(
+            f"only {n_present} of the model's {len(features)} trained features are in live_features "
+            f"(at least {MIN_FEATURE_FRACTION:.0%} needed); {len(missing)} missing: {_first(missing)}"
+        )
+    present_slot = np.flatnonzero(present_mask)
+    present_pos = columns.get_indexer([features[i] for i in present_slot])
+
+    ids = _ids_of(live)
+    codes, era_labels = _era_codes(live)
+    problems: list[str] = []
+    bench_frame = _prepare_benchmark(bench, wanted_bench, problems)
+    eras_without_bench = 0
+
+    out = np.empty(len(live), dtype=np.float64)
+    n_nan = 0
+    constant_eras: list[str] = []
+    for rows in _chunks(codes, len(era_labels), len(features)):
+        block, filled = _feature_block(live, rows, present_pos, present_slot, len(features))
+        n_nan += filled
+        chunk_ids = ids[rows]
+        chunk_codes = codes[rows]
+        X = pd.DataFrame(block, index=chunk_ids, columns=features, copy=False)
+        X.insert(0, "era", era_labels[chunk_codes])
+        del block
+        # Which eras of the chunk have a complete benchmark: those get it, the others are predicted without.
+        with_bench = np.zeros(len(rows), dtype=bool)
+        bench_chunk = None
+        if bench_frame is not None:
+            bench_chunk = bench_frame.reindex(chunk_ids)
+            row_ok = bench_chunk.notna().all(axis=1).to_numpy()
+            era_ok = np.bincount(chunk_codes, weights=~row_ok, minlength=len(era_labels)) == 0
+            with_bench = era_ok[chunk_codes]
+            eras_without_bench += int(len(np.unique(chunk_codes[~with_bench])))
+        values = np.empty(len(rows), dtype=np.float64)
+        for use in (True, False):
+            part = np.flatnonzero(with_bench == use)
+            if not len(part):
+                continue
+            Xp = X if len(part) == len(rows) else X.iloc[part]
+            bp = bench_chunk.iloc[part] if use else None
+            values[part] = _safe_values(fitted.predict(Xp, benchmark=bp), len(part))
+        del X
+        # Never constant within an era: break ties of a constant era by a stable hash of the ids.
+        era_min = np.full(len(era_labels), np.inf)
+        era_max = np.full(len(era_labels), -np.inf)
+        np.minimum.at(era_min, chunk_codes, values)
+        np.maximum.at(era_max, chunk_codes, values)
+        era_rows = np.bincount(chunk_codes, minlength=len(era_labels))
+        for code in np.flatnonzero((era_rows > 1) & (era_max - era_min <= 0)):
+            sel = chunk_codes == code
+            values[sel] = _hash_ranks(chunk_ids[sel].to_numpy())
+            constant_eras.append(str(era_labels[code]))
+        out[rows] = values
+
+    if missing or n_nan:
+        log.warning(
+            "filled %d NaN value(s) and %d missing trained feature(s)%s with %d",
+            n_nan, len(missing), f" ({_first(missing)})" if missing else "", FILL_VALUE,
+        )
+    if problems or eras_without_bench:
+        reason = "; ".join(problems) if problems else "the benchmark frame lacks some ids or values"
+        n_eras = len(era_labels) if problems else eras_without_bench
+        log.warning("predicted %d of %d era(s) without benchmark models: %s", n_eras, len(era_labels), reason)
+    if constant_eras:
+        log.warning("the model's output was constant in %d era(s) (%s): ties broken by a stable hash of the ids",
+                    len(constant_eras), _first(constant_eras))
+    return pd.DataFrame({"prediction": out}, index=ids)

@@ -1,0 +1,144 @@
+"""Build model.pkl: Numerai's `predict(live_features, live_benchmark_models)` closing over a fitted model,
+cloudpickled with the project's own modules pickled BY VALUE (Numerai's runtime does not have this project
+installed), written atomically, and checked to reference no module the runtime lacks."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable, Optional
+
+import cloudpickle
+
+from model.live import make_predict
+from validation.errors import NmuError
+from validation.files import atomic_write_bytes
+from validation.runtime import warn_version_mismatch
+
+FORBIDDEN_MODULES = ("pandera", "numerapi", "typer", "rich", "matplotlib", "training", "validation", "pytest",
+                     "platformdirs", "psutil")
+"""Top-level modules a live pickle must never reference (absent from Numerai's runtime, or not for live)."""
+
+def _site_dirs() -> list[Path]:
+    """Directories of installed third-party packages and of the standard library (never the project)."""
+    import site
+    import sysconfig
+
+    dirs = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        try:
+            dirs.add(Path(sysconfig.get_paths()[key]).resolve())
+        except (KeyError, OSError):
+            pass
+    for d in [*getattr(site, "getsitepackages", lambda: [])(), site.getusersitepackages()]:
+        dirs.add(Path(d).resolve())
+    return sorted(dirs)
+
+
+def _is_under(path: Path, dirs: Iterable[Path]) -> bool:
+    return any(path == d or d in path.parents for d in dirs)
+
+
+def project_root() -> Path:
+    """The directory holding this project's top-level packages (the parent of `training/`)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def project_modules(extra: Iterable[Any] = ()) -> list[str]:
+    """Top-level modules of this project (imported ones), to be pickled by value.
+
+    From a source checkout (editable install): every imported top-level module whose file lies under the
+    project root. From a site-packages install: the top-level packages of the `numerai-uploads`
+    distribution. Plus the top-level module of each object in `extra` (e.g. the fitted model's class) when it
+    is not an installed or standard-library module."""
+    root = project_root()
+    site_dirs = _site_dirs()
+    names: set[str] = set()
+    if root.name not in ("site-packages", "dist-packages"):
+        for name, module in list(sys.modules.items()):
+            if "." in name or module is None:
+                continue
+            file = getattr(module, "__file__", None)
+            if file and root in Path(file).resolve().parents and not _is_under(Path(file).resolve(), site_dirs):
+                names.add(name)
+    else:
+        from importlib.metadata import packages_distributions
+
+        names.update(top for top, dists in packages_distributions().items() if "numerai-uploads" in dists)
+    for obj in extra:
+        top = (getattr(type(obj), "__module__", None) or "").split(".")[0]
+        module = sys.modules.get(top)
+        file = getattr(module, "__file__", None) if module else None
+        if top and top != "__main__" and file and not _is_under(Path(file).resolve(), site_dirs) \
+                and top not in sys.stdlib_module_names:
+            names.add(top)
+    return sorted(n for n in names if n in sys.modules)
+
+
+def referenced_modules(data: bytes) -> set[str]:
+    """Dotted names of the modules a pickle imports when loaded (its globals and cloudpickle's module imports).
+
+    Loads the pickle here with an Unpickler that records every `find_class` module and every module that
+    cloudpickle's `subimport` brings in; plain strings (docstrings, LightGBM's "training" data name) do not
+    count."""
+    found: set[str] = set()
+
+    def recording(real: Any) -> Any:
+        def wrapper(name: str, *args: Any) -> Any:
+            found.add(name)
+            return real(name, *args)
+        return wrapper
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            found.add(module)
+            obj = super().find_class(module, name)
+            if module.startswith("cloudpickle") and name in ("subimport", "dynamic_subimport"):
+                return recording(obj)
+            return obj
+
+    Recorder(io.BytesIO(data)).load()
+    return found
+
+
+def forbidden_references(data: bytes, forbidden: Iterable[str] = FORBIDDEN_MODULES) -> list[str]:
+    """The modules the pickle imports that belong to a forbidden top-level package."""
+    bad = set(forbidden)
+    return sorted(name for name in referenced_modules(data) if name.split(".")[0] in bad)
+
+
+def dumps_by_value(obj: Any, modules: Iterable[str]) -> bytes:
+    """cloudpickle `obj` with `modules` registered by value; the registry is restored afterwards."""
+    added = []
+    try:
+        for name in modules:
+            if name not in cloudpickle.list_registry_pickle_by_value():
+                cloudpickle.register_pickle_by_value(sys.modules[name])
+                added.append(name)
+        return cloudpickle.dumps(obj, protocol=5)
+    finally:
+        for name in added:
+            cloudpickle.unregister_pickle_by_value(sys.modules[name])
+
+
+def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None) -> dict[str, Any]:
+    """Write Numerai's predict function for `fitted` to `path` (by value, atomically); returns size and sha256.
+
+    Warns when numpy/pandas/scikit-learn/lightgbm differ from the runtime's pins for this Python (`pins`
+    overrides the pins file), and refuses a pickle that references a module the runtime lacks."""
+    warn_version_mismatch(pins)
+    predict = make_predict(fitted)
+    modules = project_modules(extra=[fitted])
+    data = dumps_by_value(predict, modules)
+    bad = forbidden_references(data)
+    if bad:
+        raise NmuError(
+            f"the pickle for {Path(path).name} references {', '.join(bad[:5])}, which Numerai's runtime does not "
+            "have: the fitted model must hold only numpy/pandas/lightgbm objects and the model package's classes."
+        )
+    atomic_write_bytes(path, data)
+    return {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

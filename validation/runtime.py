@@ -1,0 +1,420 @@
+"""The replica of Numerai's model-upload runtime (`nmu check`), and the check that a build uses its versions.
+
+The replica is a virtual environment of the running Python's minor version holding exactly the runtime's
+pinned packages (validation/runtimes/py3.X.txt) and NOT this project. It is built once into the user cache
+directory (or $NMU_RUNTIME_DIR) and rebuilt when the pins change. The pickle runs there in a subprocess that
+cannot import this project (`python -I`, a temporary working directory, a clean environment), driven by the
+standalone `runtime_runner.py` (what Numerai's numerai-predict runner does), limited to one CPU, 4 GB of
+resident memory (watched, the child killed above it) and 10 minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from datetime import datetime, timezone
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from validation.errors import NmuError
+from validation.manifest import file_sha256, update_manifest
+
+CHECKED_PACKAGES = ("numpy", "pandas", "scikit-learn", "lightgbm")
+"""Packages whose objects a pickle may hold: building with other versions than the runtime's is warned."""
+MEMORY_LIMIT_MB = 4096
+TIME_LIMIT_S = 600.0
+POLL_S = 0.05
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "LIGHTGBM_NUM_THREADS")
+STAMP = "nmu-runtime.json"
+DEFAULT_DATA_DIR = Path("data/synthetic")
+
+
+class RuntimeVersionWarning(UserWarning):
+    """The build uses other versions of a pickled library than Numerai's runtime image."""
+
+
+# ----------------------------------------------------------------------------------------------- the pins
+
+def python_tag(version: Optional[tuple[int, int]] = None) -> str:
+    """"py3.11" for the running Python (or `version`)."""
+    major, minor = version or sys.version_info[:2]
+    return f"py{major}.{minor}"
+
+
+def pins_file(version: Optional[tuple[int, int]] = None) -> Path:
+    """The runtime's pip constraints file for this Python's minor version (package data of validation.runtimes)."""
+    tag = python_tag(version)
+    path = Path(str(resources.files("validation.runtimes") / f"{tag}.txt"))
+    if not path.is_file():
+        raise NmuError(
+            f"Numerai has no model-upload runtime for Python {tag[2:]} (images exist for 3.10 to 3.13); "
+            "build the pickle with one of those."
+        )
+    return path
+
+
+def read_pins(path: Path) -> dict[str, str]:
+    """`name==version` lines of a constraints file as {normalised name: version}."""
+    pins: dict[str, str] = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[_norm(name)] = version.split(";")[0].strip()
+    return pins
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(".", "-")
+
+
+def version_mismatches(pins: Optional[Path] = None, packages: tuple[str, ...] = CHECKED_PACKAGES) -> dict[str, tuple[str, str]]:
+    """{package: (installed, runtime pin)} for each checked package whose installed version differs."""
+    pinned = read_pins(pins or pins_file())
+    out: dict[str, tuple[str, str]] = {}
+    for name in packages:
+        want = pinned.get(_norm(name))
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            have = "not installed"
+        if want is not None and have != want:
+            out[name] = (have, want)
+    return out
+
+
+def warn_version_mismatch(pins: Optional[Path] = None) -> dict[str, tuple[str, str]]:
+    """Warn (RuntimeVersionWarning) naming each pickled library whose version differs from the runtime's pin."""
+    try:
+        path = pins or pins_file()
+    except NmuError as exc:
+        warnings.warn(str(exc), RuntimeVersionWarning, stacklevel=2)
+        return {}
+    diff = version_mismatches(path)
+    if diff:
+        names = ", ".join(f"{n} {have} (runtime has {want})" for n, (have, want) in diff.items())
+        warnings.warn(
+            f"building with other versions than Numerai's runtime for Python {python_tag()[2:]}: {names}; the "
+            f"pickle may not load there. Build with `pip install -e . -c {_display(path)}`.",
+            RuntimeVersionWarning, stacklevel=2,
+        )
+    return diff
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# ------------------------------------------------------------------------------------ the replica's venv
+
+def runtime_root() -> Path:
+    """Where replica venvs live: $NMU_RUNTIME_DIR, else the user cache dir of numerai-uploads."""
+    env = os.environ.get("NMU_RUNTIME_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("numerai-uploads")) / "runtime"
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _stamp_for(pins: Path) -> dict[str, str]:
+    return {"pins_sha256": file_sha256(pins), "python": platform.python_version(),
+            "base_executable": os.path.realpath(getattr(sys, "_base_executable", sys.executable))}
+
+
+def _stamp_ok(venv: Path, want: dict[str, str]) -> bool:
+    try:
+        have = json.loads((venv / STAMP).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return have == want and _venv_python(venv).exists()
+
+
+def _clean_env() -> dict[str, str]:
+    """The user's environment (pip's index settings and cache) without Python path settings or an active venv."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
+
+
+def ensure_runtime(pins: Optional[Path] = None, root: Optional[Path] = None,
+                   log: Callable[[str], None] = print) -> Path:
+    """The replica's Python: builds the venv (atomically: temp dir, then rename) unless a current one exists."""
+    pins = pins or pins_file()
+    root = root or runtime_root()
+    venv = root / python_tag()
+    want = _stamp_for(pins)
+    if _stamp_ok(venv, want):
+        return _venv_python(venv)
+    root.mkdir(parents=True, exist_ok=True)
+    log(f"building the runtime replica for Python {python_tag()[2:]} in {venv} (once; about a minute)...")
+    start = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{python_tag()}-", dir=root))
+    try:
+        base = getattr(sys, "_base_executable", sys.executable)
+        _run_build([base, "-m", "venv", str(tmp)], tmp, "create the virtual environment")
+        _run_build([str(_venv_python(tmp)), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+                    "-q", "-r", str(pins)], tmp, f"install the runtime's packages from {pins.name}")
+        (tmp / STAMP).write_text(json.dumps(want, indent=2))
+        old = None
+        if venv.exists():
+            old = root / f".old-{venv.name}-{os.getpid()}-{time.time_ns()}"
+            os.replace(venv, old)
+        try:
+            os.replace(tmp, venv)
+        except OSError:
+            if not _stamp_ok(venv, want):  # nobody else built a good one meanwhile
+                raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log(f"runtime replica ready in {time.perf_counter() - start:.0f} s")
+    return _venv_python(venv)
+
+
+def _run_build(cmd: list[str], home: Path, what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env(), cwd=str(home))
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise NmuError(f"could not build the runtime replica: {what} failed ({tail}); the first build needs the "
+                       "package index (PyPI) to be reachable.")
+
+
+# ------------------------------------------------------------------------------------ running the pickle
+
+def _runner_source() -> Path:
+    return Path(__file__).with_name("runtime_runner.py")
+
+
+def _tree_memory(proc: Any) -> float:
+    """Resident bytes of a psutil process and its children: the larger of the current total and the
+    sum of the high-water marks (VmHWM, Linux) so a spike between two polls is not missed."""
+    import psutil
+
+    procs = [proc]
+    try:
+        procs += proc.children(recursive=True)
+    except psutil.Error:
+        pass
+    rss = hwm = 0
+    for p in procs:
+        try:
+            rss += p.memory_info().rss
+            hwm += _vm_hwm(p.pid)
+        except psutil.Error:
+            continue
+    return max(rss, hwm)
+
+
+def _vm_hwm(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _one_cpu() -> Optional[Callable[[], None]]:
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core = min(os.sched_getaffinity(0))
+    return lambda: os.sched_setaffinity(0, {core})
+
+
+def run_pickle(python: Path, pickle_path: Path, live: Path, benchmarks: Optional[Path], *,
+               memory_limit_mb: float = MEMORY_LIMIT_MB, time_limit_s: float = TIME_LIMIT_S,
+               all_eras_at_once: bool = False, predictions: Optional[Path] = None) -> dict[str, Any]:
+    """Run `pickle_path` on `live` with the replica's `python` under the runtime's limits; the runner's JSON
+    result plus peak_rss_mb and wall_seconds (status "fail" with the reason on any failure)."""
+    import psutil
+
+    limit = memory_limit_mb * 1024 * 1024
+    with tempfile.TemporaryDirectory(prefix="nmu-runtime-") as work:
+        work_dir = Path(work)
+        runner = work_dir / "runner.py"
+        shutil.copyfile(_runner_source(), runner)
+        result_path = work_dir / "result.json"
+        cmd = [str(python), "-I", str(runner), "--pickle", str(Path(pickle_path).resolve()),
+               "--live", str(Path(live).resolve()), "--result", str(result_path)]
+        if benchmarks is not None:
+            cmd += ["--benchmarks", str(Path(benchmarks).resolve())]
+        if all_eras_at_once:
+            cmd.append("--all-eras-at-once")
+        if predictions is not None:
+            cmd += ["--predictions", str(Path(predictions).resolve())]
+        env = {"PATH": f"{Path(python).parent}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": work,
+               "TMPDIR": work, "LANG": "C.UTF-8", **{v: "1" for v in THREAD_VARS}}
+        log_path = work_dir / "runner.log"
+        killed = ""
+        peak = 0.0
+        start = time.perf_counter()
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    preexec_fn=_one_cpu(), start_new_session=True)
+            ps = psutil.Process(proc.pid)
+            rusage_peak = 0
+            while True:
+                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    rusage_peak = rusage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+                    break
+                try:
+                    peak = max(peak, _tree_memory(ps))
+                except psutil.Error:
+                    pass
+                if peak > limit and not killed:
+                    killed = "exceeded memory limit"
+                elif time.perf_counter() - start > time_limit_s and not killed:
+                    killed = "exceeded time limit"
+                if killed:
+                    _kill_tree(proc.pid)
+                time.sleep(POLL_S)
+        wall = time.perf_counter() - start
+        peak = max(peak, rusage_peak)
+        try:
+            result = json.loads(result_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            result = {"status": "fail", "reason": ""}
+        log_tail = log_path.read_text(errors="replace").strip().splitlines()[-20:]
+    if killed:
+        limit_text = f"{memory_limit_mb:.0f} MB" if killed.startswith("exceeded memory") else f"{time_limit_s:g} s"
+        result.update(status="fail", reason=f"{killed} ({limit_text})")
+    elif result.get("status") != "pass" and not result.get("reason"):
+        last = log_tail[-1] if log_tail else "no output"
+        result.update(status="fail", reason=f"the runner died (exit code {proc.returncode}): {last}")
+    result["peak_rss_mb"] = round(peak / 2**20, 1)
+    result["wall_seconds"] = round(wall, 3)
+    result["log_tail"] = log_tail
+    return result
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill the runner and everything it started (it leads its own session)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# --------------------------------------------------------------------------------- validation slice
+
+def write_validation_slice(data_dir: Path, eras: int, out_dir: Path) -> tuple[Path, Path, int, int]:
+    """The newest `eras` eras of validation (all columns) and their benchmark rows as parquet in `out_dir`."""
+    import pandas as pd
+
+    features_path = data_dir / "validation.parquet"
+    bench_path = data_dir / "validation_benchmark_models.parquet"
+    all_eras = pd.read_parquet(features_path, columns=["era"])["era"].astype(str)
+    chosen = sorted(all_eras.unique())[-eras:]
+    frame = pd.read_parquet(features_path, filters=[("era", "in", chosen)])
+    bench = pd.read_parquet(bench_path, filters=[("era", "in", chosen)])
+    live_out, bench_out = out_dir / "validation_slice.parquet", out_dir / "validation_slice_benchmarks.parquet"
+    frame.to_parquet(live_out)
+    bench.to_parquet(bench_out)
+    return live_out, bench_out, len(chosen), len(frame)
+
+
+# --------------------------------------------------------------------------------------- nmu check
+
+def _require(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise NmuError(f"{path} does not exist: {what}")
+
+
+def _line(name: str, r: dict[str, Any]) -> str:
+    status = "PASS" if r.get("status") == "pass" else "FAIL"
+    parts = [f"{name}: {status}"]
+    if r.get("rows") is not None:
+        parts.append(f"{r['rows']:,} rows, {r.get('eras')} era(s)")
+    if r.get("load_seconds") is not None:
+        parts.append(f"load {r['load_seconds']:.2f} s")
+    if r.get("predict_seconds") is not None:
+        parts.append(f"predict {r['predict_seconds']:.2f} s")
+    parts.append(f"peak memory {r['peak_rss_mb']:.0f} MB")
+    text = " | ".join(parts)
+    if status == "FAIL":
+        text += f"\n  reason: {r.get('reason')}"
+    return text
+
+
+def check_command(model_path: str | Path, data_dir: Optional[str | Path] = None, validation_eras: int = 50, *,
+                  memory_limit_mb: float = MEMORY_LIMIT_MB, time_limit_s: float = TIME_LIMIT_S,
+                  runtime_dir: Optional[Path] = None, log: Callable[[str], None] = print) -> bool:
+    """Run a pickle in the replica of Numerai's runtime on the live era and on a multi-era validation slice;
+    print and record (manifest `check`) the result; True only when both pass."""
+    model_path = Path(model_path)
+    data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+    _require(model_path, "build a pickle with `nmu train` (or pass its path).")
+    hint = f"make the data with `nmu data synthetic --out {data_dir}` or `nmu data download --out {data_dir}`."
+    live = data_dir / "live.parquet"
+    live_bench = data_dir / "live_benchmark_models.parquet"
+    _require(live, hint)
+    _require(live_bench, hint)
+    if validation_eras > 0:
+        for name in ("validation.parquet", "validation_benchmark_models.parquet"):
+            _require(data_dir / name, hint + " Or skip the diagnostics run with --validation-eras 0.")
+
+    sha = file_sha256(model_path)
+    size = model_path.stat().st_size
+    python = ensure_runtime(root=runtime_dir, log=log)
+    log(f"runtime replica: {python} (Python {platform.python_version()}, pins {pins_file().name}); limits: 1 CPU, "
+        f"{memory_limit_mb:.0f} MB, {time_limit_s:g} s")
+    limits = {"memory_limit_mb": memory_limit_mb, "time_limit_s": time_limit_s}
+    live_result = run_pickle(python, model_path, live, live_bench, **limits)
+    log(_line("live", live_result))
+    results = [live_result]
+    validation_result: Optional[dict[str, Any]] = None
+    if live_result["status"] == "pass" and validation_eras > 0:
+        with tempfile.TemporaryDirectory(prefix="nmu-validation-") as tmp:
+            v_live, v_bench, n_eras, _ = write_validation_slice(data_dir, validation_eras, Path(tmp))
+            validation_result = run_pickle(python, model_path, v_live, v_bench, all_eras_at_once=True, **limits)
+        log(_line(f"validation diagnostics ({n_eras} newest eras in one call)", validation_result))
+        results.append(validation_result)
+
+    failed = next((r for r in results if r["status"] != "pass"), None)
+    passed = failed is None
+    reason = "" if passed else str(failed.get("reason"))
+    peak = max(r["peak_rss_mb"] for r in results)
+    log(f"pickle: {model_path} {size / 2**20:.2f} MB, sha256 {sha[:12]}")
+    if passed:
+        log(f"PASS: the pickle runs in the replica of Numerai's runtime (peak memory {peak:.0f} MB, "
+            f"live predict {live_result['predict_seconds']:.2f} s).")
+    else:
+        log(f"FAIL: {reason}")
+    check = {
+        "passed": passed, "sha256": sha, "python": live_result.get("python") or platform.python_version(),
+        "peak_rss_mb": peak, "predict_seconds": live_result.get("predict_seconds"),
+        "load_seconds": live_result.get("load_seconds"), "reason": reason, "pickle_bytes": size,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "limits": {"cpus": 1, "memory_mb": memory_limit_mb, "seconds": time_limit_s},
+    }
+    if validation_result is not None:
+        check["validation"] = {k: validation_result.get(k) for k in
+                               ("status", "reason", "rows", "eras", "predict_seconds", "peak_rss_mb")}
+    update_manifest(model_path, check=check)
+    return passed

@@ -1,0 +1,160 @@
+"""Standalone runner of the runtime replica: does what Numerai's numerai-predict runner does with a pickle.
+
+Run by `validation.runtime` with the replica venv's Python in isolated mode (`python -I`), from a temporary
+directory, so nothing of this project can be imported: it imports only the standard library and the
+runtime's pinned packages. It loads the pickle with `pandas.read_pickle`, counts the parameters of what it
+loaded (1 → model(live), 2 → model(live, benchmarks), else fail), runs it era by era as the runner does,
+checks each result by the runner's rules (not None, exactly `pandas.DataFrame`, one row per input row, no
+NaN, first column in [0, 1]) and the whole by Numerai's submission rules (every live id exactly once,
+non-zero standard deviation), and writes a JSON result: status, reason, load and predict seconds.
+
+Usage: python -I runtime_runner.py --pickle P --live L [--benchmarks B] --result R [--predictions CSV]
+       [--all-eras-at-once]
+"""
+
+import argparse
+import inspect
+import json
+import os
+import pickle
+import platform
+import sys
+import time
+import traceback
+
+
+def _py_version() -> str:
+    return ".".join(platform.python_version().split(".")[:2])
+
+
+def _write(path: str, result: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(result, fh, indent=2)
+    os.replace(tmp, path)
+
+
+def _fail(result: dict, reason: str, path: str, code: int = 1) -> int:
+    result["status"] = "fail"
+    result["reason"] = reason
+    _write(path, result)
+    print(f"FAIL: {reason}", file=sys.stderr)
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Run a Numerai model pickle as Numerai's runner does.")
+    parser.add_argument("--pickle", required=True)
+    parser.add_argument("--live", required=True)
+    parser.add_argument("--benchmarks")
+    parser.add_argument("--result", required=True)
+    parser.add_argument("--predictions")
+    parser.add_argument("--all-eras-at-once", action="store_true",
+                        help="Call the pickle once with the whole multi-era frame (Numerai's diagnostics may).")
+    args = parser.parse_args(argv)
+
+    result = {"status": "running", "reason": "", "python": platform.python_version(), "load_seconds": None,
+              "predict_seconds": None, "rows": None, "eras": None, "n_parameters": None}
+    _write(args.result, result)
+
+    import pandas as pd
+
+    result["packages"] = {"pandas": pd.__version__}
+    start = time.perf_counter()
+    try:
+        model = pd.read_pickle(args.pickle)
+    except pickle.UnpicklingError as exc:
+        return _fail(result, f"Invalid pickle - {_one_line(exc)}", args.result)
+    except TypeError as exc:
+        return _fail(result, f"Pickle incompatible with {_py_version()} - {_one_line(exc)}", args.result)
+    except ModuleNotFoundError as exc:
+        return _fail(result, f"Import error reading pickle - {_one_line(exc)}", args.result)
+    except Exception as exc:  # the real runner dies with a traceback here
+        return _fail(result, f"Error reading pickle - {_one_line(exc)}", args.result)
+    result["load_seconds"] = round(time.perf_counter() - start, 3)
+    _write(args.result, result)
+
+    try:
+        n_params = len(inspect.signature(model).parameters)
+    except (TypeError, ValueError) as exc:
+        return _fail(result, f"Invalid pickle function - not callable ({_one_line(exc)})", args.result)
+    result["n_parameters"] = n_params
+    if n_params not in (1, 2):
+        return _fail(result, f"Invalid pickle function - it must have 1 or 2 arguments, it has {n_params}",
+                     args.result)
+
+    live = pd.read_parquet(args.live)
+    benchmarks = None
+    if n_params == 2:
+        if not args.benchmarks:
+            return _fail(result, "the pickle takes benchmark models but none were given", args.result)
+        benchmarks = pd.read_parquet(args.benchmarks)
+    result["rows"] = int(len(live))
+    result["eras"] = int(live["era"].nunique())
+
+    start = time.perf_counter()
+    parts = []
+    try:
+        groups = [(None, live)] if args.all_eras_at_once else live.groupby("era")
+        for _era, era_features in groups:
+            if n_params == 1:
+                preds = model(era_features)
+            else:
+                preds = model(era_features, benchmarks.loc[era_features.index])
+            if preds is None:
+                return _fail(result, "Pickle function is invalid - returned None", args.result)
+            if type(preds) is not pd.DataFrame:
+                return _fail(result, f"Pickle function is invalid - returned {type(preds)} instead of pd.DataFrame",
+                             args.result)
+            if len(preds) != len(era_features):
+                return _fail(result, f"Pickle function returned {len(preds)} predictions, expected "
+                                     f"{len(era_features)}", args.result)
+            if preds.isna().any().any():
+                return _fail(result, "Pickle function returned at least 1 NaN prediction", args.result)
+            if len(preds.columns) == 0 or not preds.iloc[:, 0].between(0, 1).all():
+                return _fail(result, "Pickle function returned invalid predictions. Ensure values are between "
+                                     "0 and 1.", args.result)
+            parts.append(preds)
+        predictions = pd.concat(parts)
+    except TypeError as exc:
+        traceback.print_exc()
+        return _fail(result, f"Pickle function is invalid - {_one_line(exc)}", args.result)
+    except Exception as exc:
+        traceback.print_exc()
+        return _fail(result, f"Pickle function raised {_one_line(exc)}", args.result)
+    result["predict_seconds"] = round(time.perf_counter() - start, 3)
+
+    # Numerai's submission rules (numerai-tools validate_submission_numerai): every live id exactly once,
+    # values in [0, 1], not constant; the CSV is `id,prediction`.
+    if len(predictions) == 0:
+        return _fail(result, "Pickle function returned no predictions", args.result)
+    column = predictions.iloc[:, 0]
+    ids = predictions.index
+    if ids.has_duplicates:
+        dup = ids[ids.duplicated()].unique()
+        return _fail(result, f"Submission has {len(dup)} duplicated id(s), e.g. {list(dup[:3])}", args.result)
+    missing = live.index.difference(ids)
+    extra = ids.difference(live.index)
+    if len(missing) or len(extra):
+        return _fail(result, f"Submission ids differ from live ids: {len(missing)} missing (e.g. "
+                             f"{list(missing[:3])}), {len(extra)} unknown (e.g. {list(extra[:3])})", args.result)
+    if not (column.std() > 0):
+        return _fail(result, "Submission has zero standard deviation (constant predictions)", args.result)
+    if list(predictions.columns) != ["prediction"] or ids.name != "id":
+        result["warning"] = (f"CSV header would be {[ids.name, *predictions.columns]}, expected ['id', 'prediction']")
+    result["summary"] = {"min": float(column.min()), "max": float(column.max()), "mean": float(column.mean()),
+                         "std": float(column.std())}
+    if args.predictions:
+        with open(args.predictions, "w") as fh:
+            predictions.to_csv(fh)
+    result["status"] = "pass"
+    _write(args.result, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
