@@ -12,12 +12,12 @@ Example (every key optional; `nmu train --print-config` prints the resolved conf
     refit = true                  # refit the shipped `full` model on every era with a resolved target
     seed = 0                      # random_state of every model
 
-    [components]                  # NumeraiModel parameters (the four switches and their settings)
-    clusters = true
+    [components]                  # NumeraiModel parameters: the four switches and their settings
+    n_clusters = 8                # a switch set to false is off in every variant (and not ablated)
 
-    [lightgbm]                    # LightGBM parameters of every variant's booster
-    n_estimators = 600
-    learning_rate = 0.02
+    [lightgbm]                    # LightGBM parameters of every variant's booster, over the model's defaults
+    n_estimators = 2000
+    learning_rate = 0.01
 """
 
 from __future__ import annotations
@@ -37,17 +37,11 @@ else:  # pragma: no cover - Python 3.10
 from validation.errors import NmuError
 from validation.splits import embargo_for_target
 
-# LightGBM defaults: Numerai's example recipe (depth 5, 31 leaves, 10% of features per tree) with a tree budget
-# that keeps `nmu train` on the built-in synthetic world to a few minutes on 2 cores. Real data wants more trees
-# (Numerai's example: 2000 trees at learning rate 0.01).
-DEFAULT_LIGHTGBM: dict[str, Any] = {
-    "n_estimators": 600,
-    "learning_rate": 0.02,
-    "max_depth": 5,
-    "num_leaves": 31,
-    "colsample_bytree": 0.1,
-    "min_child_samples": 20,
-}
+# LightGBM parameters given here are merged over the estimator's own defaults
+# (model.estimator.DEFAULT_LGBM_PARAMS: 1000 trees at learning rate 0.02, depth 5, 31 leaves, sized for the
+# synthetic world). Real data wants Numerai's recipe: n_estimators = 2000, learning_rate = 0.01,
+# colsample_bytree = 0.1. scikit-learn style names (n_estimators, colsample_bytree, ...) are accepted.
+DEFAULT_LIGHTGBM: dict[str, Any] = {}
 
 _SCALARS: dict[str, tuple[type, ...]] = {
     "feature_set": (str,),
@@ -176,6 +170,20 @@ def _toml_key(key: str) -> str:
     return key if key and all(c.isalnum() or c in "_-" for c in key) else _toml_value(key)
 
 
+def _model_defaults(table: str) -> str:
+    """A one-line summary of the estimator's defaults for a config table (empty when the model is absent)."""
+    try:
+        from model import NumeraiModel
+        from model.estimator import DEFAULT_LGBM_PARAMS
+    except ImportError:
+        return ""
+    if table == "lightgbm":
+        values = DEFAULT_LGBM_PARAMS
+    else:
+        values = {k: v for k, v in NumeraiModel().get_params().items() if k not in ("feature_groups", "lgbm_params")}
+    return ", ".join(f"{k} = {_toml_value(v) if v is not None else 'none'}" for k, v in values.items())
+
+
 def config_to_toml(config: TrainConfig) -> str:
     """The resolved config as TOML (embargo filled in from the target), readable back by `load_config`."""
     lines = []
@@ -185,6 +193,9 @@ def config_to_toml(config: TrainConfig) -> str:
     for table in _TABLES:
         lines.append("")
         lines.append(f"[{table}]")
+        defaults = _model_defaults(table)
+        if defaults:
+            lines.append(f"# defaults of model.NumeraiModel: {defaults}")
         for sub, value in getattr(config, table).items():
             lines.append(f"{_toml_key(sub)} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
