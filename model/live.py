@@ -47,12 +47,16 @@ def _first(names: Sequence[str], n: int = _SHOW) -> str:
     return shown + (", ..." if len(names) > n else "")
 
 
+_NO_BENCHMARK: list[str] = []
+
+
 def _benchmark_columns(fitted: Any) -> Optional[list[str]]:
-    """The benchmark columns the fitted model asks for, if it says (else: every numeric column)."""
-    for name in ("benchmark_columns_", "benchmark_column_"):
-        value = getattr(fitted, name, None)
+    """The benchmark columns the fitted model uses: its `benchmark_columns_` ([] when it was fitted without
+    benchmark models: it then never gets them), else None (every numeric column is passed)."""
+    if hasattr(fitted, "benchmark_columns_"):
+        value = fitted.benchmark_columns_
         if value is None:
-            continue
+            return _NO_BENCHMARK
         return [value] if isinstance(value, str) else [str(c) for c in value]
     return None
 
@@ -194,7 +198,8 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[
     ids = _ids_of(live)
     codes, era_labels = _era_codes(live)
     problems: list[str] = []
-    bench_frame = _prepare_benchmark(bench, wanted_bench, problems)
+    uses_bench = wanted_bench is None or len(wanted_bench) > 0
+    bench_frame = _prepare_benchmark(bench, wanted_bench, problems) if uses_bench else None
     eras_without_bench = 0
 
     out = np.empty(len(live), dtype=np.float64)

@@ -4,12 +4,14 @@ installed), written atomically, and checked to reference no module the runtime l
 
 from __future__ import annotations
 
+import dis
 import hashlib
 import io
 import pickle
 import sys
+import warnings
 from pathlib import Path
-from types import ModuleType
+import types
 from typing import Any, Iterable, Optional
 
 import cloudpickle
@@ -111,18 +113,61 @@ def forbidden_references(data: bytes, forbidden: Iterable[str] = FORBIDDEN_MODUL
     return sorted(name for name in referenced_modules(data) if name.split(".")[0] in bad)
 
 
-def dumps_by_value(obj: Any, modules: Iterable[str]) -> bytes:
-    """cloudpickle `obj` with `modules` registered by value; the registry is restored afterwards."""
+def dumps_by_value(obj: Any, modules: Iterable[str]) -> tuple[bytes, list[Any]]:
+    """cloudpickle `obj` with `modules` registered by value (the registry is restored afterwards); returns the
+    bytes and the functions that were pickled by value."""
+    modules = list(modules)
+    tops = {m.split(".")[0] for m in modules}
+    by_value: list[Any] = []
+
+    class Recording(cloudpickle.Pickler):
+        def reducer_override(self, o: Any) -> Any:
+            if isinstance(o, types.FunctionType) and (getattr(o, "__module__", None) or "").split(".")[0] in tops:
+                by_value.append(o)
+            return super().reducer_override(o)
+
     added = []
     try:
         for name in modules:
             if name not in cloudpickle.list_registry_pickle_by_value():
                 cloudpickle.register_pickle_by_value(sys.modules[name])
                 added.append(name)
-        return cloudpickle.dumps(obj, protocol=5)
+        buffer = io.BytesIO()
+        Recording(buffer, protocol=5).dump(obj)
+        return buffer.getvalue(), by_value
     finally:
         for name in added:
             cloudpickle.unregister_pickle_by_value(sys.modules[name])
+
+
+class LazyImportWarning(UserWarning):
+    """A by-value module imports a project module inside a function: that import fails in Numerai's runtime."""
+
+
+def _nested(name: str, code: Any) -> Iterable[tuple[str, Any]]:
+    yield name, code
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            yield from _nested(f"{name}.{const.co_name}", const)
+
+
+def lazy_project_imports(functions: Iterable[Any], module_names: Iterable[str]) -> list[str]:
+    """Of the given functions (those pickled by value), the ones that import a project module at call time,
+    as "module.function imports name". Such an import fails in Numerai's runtime, where the project is not
+    installed; imports belong at module level (then they pickle by value)."""
+    names = set(module_names)
+    found: set[str] = set()
+    for func in functions:
+        for qualname, code in _nested(func.__qualname__, func.__code__):
+            level = 0
+            for ins in dis.get_instructions(code):
+                if ins.opname == "LOAD_CONST" and isinstance(ins.argval, int):
+                    level = ins.argval
+                elif ins.opname == "IMPORT_NAME":
+                    target = str(ins.argval)
+                    if level > 0 or target.split(".")[0] in names:
+                        found.add(f"{func.__module__}.{qualname} imports {'.' * level}{target}")
+    return sorted(found)
 
 
 def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None) -> dict[str, Any]:
@@ -133,7 +178,14 @@ def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None)
     warn_version_mismatch(pins)
     predict = make_predict(fitted)
     modules = project_modules(extra=[fitted])
-    data = dumps_by_value(predict, modules)
+    data, by_value = dumps_by_value(predict, modules)
+    lazy = lazy_project_imports(by_value, modules)
+    if lazy:
+        warnings.warn(
+            f"{len(lazy)} function(s) import a project module at call time, which fails in Numerai's runtime where "
+            f"the project is not installed (move the import to module level): {'; '.join(lazy[:5])}",
+            LazyImportWarning, stacklevel=2,
+        )
     bad = forbidden_references(data)
     if bad:
         raise NmuError(

@@ -1,0 +1,61 @@
+"""`nmu predict`: run a model.pkl on a data dir's live era in this process, validate the result with the
+predictions schema and write `id,prediction` CSV (atomically)."""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+import time
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from validation.errors import NmuError
+from validation.files import atomic_path
+
+
+def load_pickle(model_path: Path):
+    """The callable in a model.pkl (NmuError naming the file when it cannot be loaded)."""
+    if not model_path.is_file():
+        raise NmuError(f"{model_path} does not exist: build a pickle with `nmu train` (or pass its path).")
+    try:
+        model = pd.read_pickle(model_path)
+    except (pickle.UnpicklingError, TypeError, ModuleNotFoundError, EOFError, AttributeError) as exc:
+        raise NmuError(f"{model_path} could not be loaded ({type(exc).__name__}: {exc}); rebuild it with `nmu train`.") from exc
+    if not callable(model):
+        raise NmuError(f"{model_path} holds a {type(model).__name__}, not Numerai's predict function.")
+    return model
+
+
+def predict_command(model_path: str | Path, data_dir: str | Path, out: Optional[str | Path] = None) -> pd.DataFrame:
+    """Run the pickle on DIR/live.parquet (+ live_benchmark_models.parquet), validate, write CSV, print a summary."""
+    from validation.schemas import validate_predictions
+
+    model_path, data_dir = Path(model_path), Path(data_dir)
+    out = Path(out) if out is not None else model_path.with_name("predictions.csv")
+    model = load_pickle(model_path)
+    live_path = data_dir / "live.parquet"
+    bench_path = data_dir / "live_benchmark_models.parquet"
+    if not live_path.is_file():
+        raise NmuError(f"{live_path} does not exist: download the live era with `nmu data download --out {data_dir}`.")
+    live = pd.read_parquet(live_path)
+    n_params = len(inspect.signature(model).parameters)
+    start = time.perf_counter()
+    if n_params == 2:
+        bench = pd.read_parquet(bench_path) if bench_path.is_file() else None
+        predictions = model(live, bench)
+    elif n_params == 1:
+        predictions = model(live)
+    else:
+        raise NmuError(f"{model_path} takes {n_params} parameters; Numerai calls it with 1 or 2.")
+    seconds = time.perf_counter() - start
+    if type(predictions) is not pd.DataFrame:
+        raise NmuError(f"{model_path} returned a {type(predictions).__name__}; Numerai needs exactly a pandas DataFrame.")
+    predictions = validate_predictions(predictions, live.index, source=f"predictions of {model_path.name}")
+    with atomic_path(out) as tmp:
+        predictions.to_csv(tmp, index_label="id")
+    col = predictions["prediction"]
+    print(f"wrote {out}: {len(predictions):,} rows | min {col.min():.4f} | max {col.max():.4f} | mean {col.mean():.4f} "
+          f"| predict {seconds:.2f} s")
+    return predictions
