@@ -146,10 +146,18 @@ def _pca(z: np.ndarray, n_components: int, rng: np.random.Generator) -> tuple[np
     return axes * signs[:, None], sing**2 / max(n - 1, 1)
 
 
-def _sq_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances (n, k) between rows of x and the centroids (clipped at 0)."""
-    d = np.einsum("ij,ij->i", x, x)[:, None] - 2.0 * (x @ centroids.T) + (centroids * centroids).sum(axis=1)[None, :]
-    return np.maximum(d, 0.0)
+def _sq_distances(x: np.ndarray, centroids: np.ndarray, xx: np.ndarray | None = None) -> np.ndarray:
+    """Squared Euclidean distances (n, k) between rows of x and the centroids (clipped at 0).
+
+    The cross term uses einsum, not a BLAS product: for a handful of centroids in a low-dimensional score
+    space a tiny multi-threaded matrix product is slower, and einsum gives the same bits for any chunking.
+    `xx` (the rows' squared norms) can be passed in when the same x is used repeatedly.
+    """
+    if xx is None:
+        xx = np.einsum("ij,ij->i", x, x)
+    cross = np.einsum("ij,kj->ik", x, centroids)
+    d = xx[:, None] - 2.0 * cross + np.einsum("ij,ij->i", centroids, centroids)[None, :]
+    return np.maximum(d, 0.0, out=d)
 
 
 def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -169,8 +177,9 @@ def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 def _kmeans(x: np.ndarray, k: int, max_iter: int, tol: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """One Lloyd run from a k-means++ start; empty clusters are re-seeded at the worst-fitted points."""
     centres = _kmeans_pp(x, k, rng)
+    xx = np.einsum("ij,ij->i", x, x)
     for _ in range(max_iter):
-        d = _sq_distances(x, centres)
+        d = _sq_distances(x, centres, xx)
         labels = d.argmin(axis=1)
         own = d[np.arange(len(x)), labels]
         counts = np.bincount(labels, minlength=k)
@@ -189,7 +198,7 @@ def _kmeans(x: np.ndarray, k: int, max_iter: int, tol: float, rng: np.random.Gen
         centres = new
         if shift <= tol and not len(empty):
             break
-    inertia = float(_sq_distances(x, centres).min(axis=1).sum())
+    inertia = float(_sq_distances(x, centres, xx).min(axis=1).sum())
     return centres, inertia
 
 
@@ -313,9 +322,7 @@ class Clusters:
         labels = np.empty(len(x), dtype=np.int16)
         centres = self.centroids_.astype(np.float32)
         for part, z in _standardized_blocks(x, (rows for _, rows in eras.rows()), _chunk_rows(x.shape[1])):
-            scores = z @ self.components_.T
-            d = (centres * centres).sum(axis=1)[None, :] - 2.0 * (scores @ centres.T)
-            labels[part] = d.argmin(axis=1)
+            labels[part] = _sq_distances(z @ self.components_.T, centres).argmin(axis=1)
         return labels
 
     # --- derived features -------------------------------------------------------------------------------
