@@ -110,3 +110,57 @@ def fit_stand_in(data_dir: Path, n_estimators: int = 20, benchmark_weight: float
     train = pd.read_parquet(data_dir / "train.parquet")
     features = [c for c in train.columns if c.startswith("feature_")]
     return StandInModel(n_estimators, benchmark_weight).fit(train[["era", *features]], train["target"])
+
+
+class ConstantModel(StandInModel):
+    """A fitted model whose output is constant (to test the live path's tie-breaking)."""
+
+    def predict(self, X: pd.DataFrame, benchmark: Optional[pd.DataFrame] = None) -> np.ndarray:
+        return np.full(len(X), 0.5)
+
+
+class LazyImportModel(StandInModel):
+    """Imports a project module inside predict: works here, fails where the project is not installed."""
+
+    def predict(self, X: pd.DataFrame, benchmark: Optional[pd.DataFrame] = None) -> np.ndarray:
+        from tests.stand_in import rank_per_era as rank  # noqa: F401  (deliberately at call time)
+
+        return super().predict(X, benchmark)
+
+
+class TrainingReachingModel(StandInModel):
+    """Reaches the `validation` package on the live path (which must not be pickled)."""
+
+    def predict(self, X: pd.DataFrame, benchmark: Optional[pd.DataFrame] = None) -> np.ndarray:
+        from validation import files
+
+        self.writer = files.atomic_write_text
+        return super().predict(X, benchmark)
+
+
+_FITTED: dict = {}
+
+
+def fit_baseline(data_dir: Path, n_estimators: int = 20):
+    """The real model.NumeraiModel baseline with few trees, fitted on a data dir's train.parquet (cached)."""
+    import json
+
+    from model import NumeraiModel
+
+    key = ("baseline", str(data_dir), n_estimators)
+    if key not in _FITTED:
+        features = json.loads((data_dir / "features.json").read_text())["feature_sets"]["all"]
+        train = pd.read_parquet(data_dir / "train.parquet", columns=["era", *features, "target"])
+        model = NumeraiModel(lgbm_params={"n_estimators": n_estimators}, n_jobs=1).variant("baseline")
+        _FITTED[key] = model.fit(train[["era", *features]], train["target"])
+    return _FITTED[key]
+
+
+def fit_stand_in_cached(data_dir: Path, cls: type = StandInModel, **kwargs):
+    """A stand-in of class `cls` fitted on a data dir's train.parquet (cached per session)."""
+    key = (cls.__name__, str(data_dir), tuple(sorted(kwargs.items())))
+    if key not in _FITTED:
+        train = pd.read_parquet(data_dir / "train.parquet")
+        features = [c for c in train.columns if c.startswith("feature_")]
+        _FITTED[key] = cls(**kwargs).fit(train[["era", *features]], train["target"])
+    return _FITTED[key]

@@ -115,14 +115,14 @@ def forbidden_references(data: bytes, forbidden: Iterable[str] = FORBIDDEN_MODUL
 
 def dumps_by_value(obj: Any, modules: Iterable[str]) -> tuple[bytes, list[Any]]:
     """cloudpickle `obj` with `modules` registered by value (the registry is restored afterwards); returns the
-    bytes and the functions that were pickled by value."""
+    bytes and the functions and classes that were pickled by value."""
     modules = list(modules)
     tops = {m.split(".")[0] for m in modules}
     by_value: list[Any] = []
 
     class Recording(cloudpickle.Pickler):
         def reducer_override(self, o: Any) -> Any:
-            if isinstance(o, types.FunctionType) and (getattr(o, "__module__", None) or "").split(".")[0] in tops:
+            if isinstance(o, (types.FunctionType, type)) and (getattr(o, "__module__", None) or "").split(".")[0] in tops:
                 by_value.append(o)
             return super().reducer_override(o)
 
@@ -158,6 +158,8 @@ def lazy_project_imports(functions: Iterable[Any], module_names: Iterable[str]) 
     names = set(module_names)
     found: set[str] = set()
     for func in functions:
+        if not isinstance(func, types.FunctionType):
+            continue
         for qualname, code in _nested(func.__qualname__, func.__code__):
             level = 0
             for ins in dis.get_instructions(code):
@@ -187,10 +189,13 @@ def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None)
             LazyImportWarning, stacklevel=2,
         )
     bad = forbidden_references(data)
+    bad += sorted({f"{o.__module__}.{o.__qualname__}" for o in by_value
+                   if o.__module__.split(".")[0] in FORBIDDEN_MODULES})
     if bad:
         raise NmuError(
-            f"the pickle for {Path(path).name} references {', '.join(bad[:5])}, which Numerai's runtime does not "
-            "have: the fitted model must hold only numpy/pandas/lightgbm objects and the model package's classes."
+            f"the pickle for {Path(path).name} needs {', '.join(bad[:5])}, which must not run in Numerai's runtime "
+            "(absent there, or not part of the live path): the fitted model must hold only numpy/pandas/lightgbm "
+            "objects and classes of the model package."
         )
     atomic_write_bytes(path, data)
     return {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

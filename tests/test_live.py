@@ -1,0 +1,231 @@
+"""model.live: the function Numerai calls daily, held to the runtime's rules and to its robustness promises."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import model.live as live_module
+from model.live import FILL_VALUE, MIN_FEATURE_FRACTION, make_predict
+from tests.stand_in import ConstantModel, StandInModel, fit_baseline, fit_stand_in_cached, make_benchmark, make_frame
+
+
+@pytest.fixture(scope="module")
+def baseline(small_world):
+    return fit_baseline(small_world)
+
+
+@pytest.fixture(scope="module")
+def live(small_world) -> pd.DataFrame:
+    return pd.read_parquet(small_world / "live.parquet")
+
+
+@pytest.fixture(scope="module")
+def live_bench(small_world) -> pd.DataFrame:
+    return pd.read_parquet(small_world / "live_benchmark_models.parquet")
+
+
+def _records(caplog):
+    return [r for r in caplog.records if r.name == "model.live"]
+
+
+def test_exactly_two_parameters(baseline):
+    predict = make_predict(baseline)
+    assert len(inspect.signature(predict).parameters) == 2
+    assert list(inspect.signature(predict).parameters) == ["live_features", "live_benchmark_models"]
+
+
+def test_output_is_numerais_frame(baseline, live, live_bench):
+    out = make_predict(baseline)(live, live_bench)
+    assert type(out) is pd.DataFrame
+    assert list(out.columns) == ["prediction"]
+    assert out.index.name == "id"
+    assert out.index.equals(pd.Index(live.index, name="id"))
+    values = out["prediction"].to_numpy()
+    assert not np.isnan(values).any()
+    assert values.min() >= 0 and values.max() <= 1
+    assert values.std() > 0
+    assert out.to_csv().splitlines()[0] == "id,prediction"
+
+
+def test_output_is_the_fitted_models_prediction(baseline, live):
+    """With every feature present and no NaN the live path passes the model's own prediction through."""
+    features = baseline.feature_names_in_
+    clean = live.copy()
+    clean[features] = clean[features].fillna(FILL_VALUE).astype(np.int8)
+    expected = baseline.predict(clean[["era", *features]])
+    out = make_predict(baseline)(clean, None)
+    np.testing.assert_allclose(out["prediction"].to_numpy(), expected)
+
+
+def test_extra_columns_are_ignored(baseline, live, live_bench):
+    predict = make_predict(baseline)
+    extra = live.copy()
+    extra["feature_added_in_a_new_version"] = np.int8(3)
+    extra["some_text"] = "x"
+    extra.insert(3, "another_number", 7.5)
+    pd.testing.assert_frame_equal(predict(extra, live_bench), predict(live, live_bench))
+
+
+def test_missing_feature_and_nan_take_two_with_one_log_line(baseline, live, caplog):
+    features = baseline.feature_names_in_
+    broken = live.drop(columns=[features[0], features[1]])
+    broken[features[2]] = broken[features[2]].astype(np.float32)
+    broken.iloc[:7, broken.columns.get_loc(features[2])] = np.nan
+    n_nan = int(broken[features[2:]].isna().sum().sum())
+    assert n_nan >= 7
+
+    filled = live.copy()
+    filled[features[0]] = np.int8(FILL_VALUE)
+    filled[features[1]] = np.int8(FILL_VALUE)
+    filled[features[2]] = broken[features[2]]
+    filled[features] = filled[features].fillna(FILL_VALUE)
+
+    predict = make_predict(baseline)
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        out = predict(broken, None)
+    records = [r for r in _records(caplog) if "missing trained feature" in r.getMessage()]
+    assert len(records) == 1
+    message = records[0].getMessage()
+    assert f"filled {n_nan} NaN value(s) and 2 missing trained feature(s)" in message
+    assert features[0] in message and features[1] in message
+    pd.testing.assert_frame_equal(out, predict(filled, None))
+
+
+def test_no_era_column_is_one_era(baseline, live):
+    predict = make_predict(baseline)
+    pd.testing.assert_frame_equal(predict(live.drop(columns=["era"]), None), predict(live, None))
+
+
+def test_int_and_float_features_give_the_same_result(baseline, live):
+    features = baseline.feature_names_in_
+    predict = make_predict(baseline)
+    filled = live.copy()
+    filled[features] = filled[features].fillna(FILL_VALUE)
+    results = []
+    for dtype in (np.int8, np.int64, np.float32, np.float64):
+        frame = filled.copy()
+        frame[features] = frame[features].astype(dtype)
+        results.append(predict(frame, None))
+    for other in results[1:]:
+        pd.testing.assert_frame_equal(results[0], other)
+
+
+def test_too_few_features_raise_naming_them(baseline, live):
+    features = baseline.feature_names_in_
+    n_drop = int(len(features) * (1 - MIN_FEATURE_FRACTION)) + 1
+    with pytest.raises(ValueError) as err:
+        make_predict(baseline)(live.drop(columns=features[:n_drop]), None)
+    message = str(err.value)
+    assert f"only {len(features) - n_drop} of the model's {len(features)} trained features" in message
+    assert f"{n_drop} missing" in message and features[0] in message
+    # Exactly at the threshold it still predicts.
+    keep = make_predict(baseline)(live.drop(columns=features[: n_drop - 1]), None)
+    assert keep["prediction"].std() > 0
+
+
+def test_multi_era_input_equals_per_era_predictions(baseline, small_world, monkeypatch):
+    validation = pd.read_parquet(small_world / "validation.parquet")
+    eras = sorted(validation["era"].unique())[-12:]
+    frame = validation[validation["era"].isin(eras)]
+    frame = frame.sample(frac=1.0, random_state=0)  # eras interleaved, as no runner promises an order
+    predict = make_predict(baseline)
+    whole = predict(frame, None)
+    per_era = pd.concat([predict(frame[frame["era"] == e], None) for e in eras]).reindex(frame.index)
+    assert whole.index.equals(pd.Index(frame.index, name="id"))
+    np.testing.assert_allclose(whole["prediction"].to_numpy(), per_era["prediction"].to_numpy())
+    # Small chunks (several per era group) give the same answer: chunking is only a memory bound.
+    monkeypatch.setattr(live_module, "CHUNK_CELLS", 3 * 600 * len(baseline.feature_names_in_))
+    np.testing.assert_allclose(predict(frame, None)["prediction"].to_numpy(), whole["prediction"].to_numpy())
+
+
+def test_multi_era_memory_is_bounded_by_the_chunk(monkeypatch):
+    """A 200-feature, 60-era frame: the traced peak stays far below one float64 copy of the whole frame."""
+    frame = make_frame(eras=60, stocks=500, features=200, seed=3)
+    features = [c for c in frame.columns if c.startswith("feature_")]
+    fitted = StandInModel(n_estimators=5).fit(frame[["era", *features]].iloc[:3000], frame["target"].iloc[:3000])
+    predict = make_predict(fitted)
+    monkeypatch.setattr(live_module, "CHUNK_CELLS", 500 * 200 * 2)
+    float64_copy = len(frame) * len(features) * 8
+    tracemalloc.start()
+    try:
+        out = predict(frame, None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(out) == len(frame)
+    assert peak < float64_copy / 4, (peak, float64_copy)
+
+
+@pytest.fixture(scope="module")
+def bench_user(small_world):
+    """A stand-in that adds the v52_lgbm_ender20 benchmark to its score (so its use is visible)."""
+    return fit_stand_in_cached(small_world, StandInModel, benchmark_weight=1.0)
+
+
+@pytest.mark.parametrize("case", ["none", "empty", "no_column", "missing_ids", "not_a_frame"])
+def test_broken_benchmark_frames_predict_without_it(bench_user, live, live_bench, case, caplog):
+    predict = make_predict(bench_user)
+    with_bench = predict(live, live_bench)
+    without = bench_user.predict(live[["era", *bench_user.feature_names_in_]].fillna(FILL_VALUE), None)
+    assert not np.allclose(with_bench["prediction"].to_numpy(), without)  # the benchmark matters to this model
+    broken = {
+        "none": None,
+        "empty": live_bench.iloc[0:0],
+        "no_column": live_bench.drop(columns=["v52_lgbm_ender20"]),
+        "missing_ids": live_bench.iloc[10:],
+        "not_a_frame": live_bench["v52_lgbm_ender20"].to_numpy(),
+    }[case]
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        out = predict(live, broken)
+    np.testing.assert_allclose(out["prediction"].to_numpy(), without)
+    lines = [r.getMessage() for r in _records(caplog) if "without benchmark" in r.getMessage()]
+    assert len(lines) == 1, lines
+
+
+def test_benchmark_given_in_another_order_is_aligned_by_id(bench_user, live, live_bench):
+    predict = make_predict(bench_user)
+    shuffled = live_bench.sample(frac=1.0, random_state=1)
+    pd.testing.assert_frame_equal(predict(live, shuffled), predict(live, live_bench))
+
+
+def test_constant_output_is_broken_deterministically_and_logged(small_world, live, caplog):
+    fitted = fit_stand_in_cached(small_world, ConstantModel)
+    predict = make_predict(fitted)
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        first = predict(live, None)
+    second = predict(live.iloc[::-1], None).reindex(first.index)
+    values = first["prediction"].to_numpy()
+    assert values.std() > 0 and values.min() > 0 and values.max() <= 1
+    pd.testing.assert_frame_equal(first, second)  # a stable hash of the ids, not the row order
+    assert any("constant" in r.getMessage() for r in _records(caplog))
+
+
+def test_model_nan_or_out_of_range_output_never_leaves_the_function(small_world):
+    class Wild(StandInModel):
+        def predict(self, X, benchmark=None):
+            values = super().predict(X, benchmark) * 3 - 1
+            values[::5] = np.nan
+            return values
+
+    fitted = fit_stand_in_cached(small_world, StandInModel)
+    wild = Wild()
+    wild.__dict__.update(fitted.__dict__)
+    frame = make_frame(eras=3, stocks=50, features=len(fitted.feature_names_in_))
+    frame.columns = [*frame.columns[:2], *fitted.feature_names_in_, "target"]
+    out = make_predict(wild)(frame, make_benchmark(frame))
+    values = out["prediction"].to_numpy()
+    assert not np.isnan(values).any() and values.min() >= 0 and values.max() <= 1
+
+
+def test_empty_or_wrong_input_raises_clearly(baseline, live):
+    predict = make_predict(baseline)
+    with pytest.raises(ValueError, match="no rows"):
+        predict(live.iloc[0:0], None)
+    with pytest.raises(TypeError, match="DataFrame"):
+        predict(live.to_numpy(), None)
