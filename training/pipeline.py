@@ -429,8 +429,11 @@ def train_command(
     refit_eras = split.train
     shipped = fitted["full"]
     if config.refit:
-        with reporter.step("Refitting full on every era with a resolved target"):
-            everything = pd.concat([train, _resolved_rows(ds.validation, ds.target)])
+        with reporter.step("Refitting full on every era with a resolved target (train + validation)"):
+            extra = _resolved_rows(ds.validation, ds.target)
+            kept = sorted(extra["era"].unique())[:: config.era_step]  # the same era downsampling as training
+            everything = pd.concat([train, extra.loc[extra["era"].isin(kept).to_numpy()]])
+            del extra
             bench = _benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark) if fit_bench is not None else None
             shipped = fit_model(make_variant(base, "full", config), everything, ds, reporter, "refit: boosting rounds", bench)
             refit_eras = sorted(everything["era"].unique())
@@ -452,7 +455,7 @@ def train_command(
             plots = render_plots(per_era_all, models)
             for plot_name, png in plots.items():
                 atomic_write_bytes(stage / f"{plot_name}.png", png)
-            notes = {"data": f"{ds.source} ({ds.version})", "feature set": config.feature_set,
+            notes = {"data": ds.source if ds.version == ds.source else f"{ds.source} ({ds.version})", "feature set": config.feature_set,
                      "shipped model": "full, refit on train + validation eras" if config.refit else "full, fit on train eras"}
             atomic_write_text(stage / "report.html", render_html(metrics, plots, cv=cv_table, notes=notes))
             atomic_write_json(stage / "metrics.json", metrics)

@@ -136,13 +136,14 @@ def _components(models: dict[str, dict[str, Any]]) -> bytes:
     if gains:
         names = list(gains)
         values = np.array([gains[n] for n in names])
-        ax.bar(names, values, color=np.where(values >= 0, "#2ca02c", "#d62728"))
+        ax.bar(names, values, color=np.where(values >= 0, "#2ca02c", "#d62728"), width=0.6)
+        ax.set_xlim(-0.5 - max(0, 3 - len(names)) / 2, len(names) - 0.5 + max(0, 3 - len(names)) / 2)
+        ax.margins(y=0.15)
         for i, v in enumerate(values):
             ax.annotate(f"{v:+.4f}", (i, v), ha="center", va="bottom" if v >= 0 else "top", fontsize=8)
         ax.axhline(0, color="black", lw=0.6)
     if not any(n.startswith("no_") for n in models):
-        ax.text(0.99, 0.97, "run `nmu train --ablation` for one bar per component", ha="right", va="top",
-                transform=ax.transAxes, fontsize=8, color="#555555")
+        ax.set_xlabel("run `nmu train --ablation` for one bar per component", fontsize=8, color="#555555")
     ax.set_title("what each component adds to validation corr_mean (full minus the variant without it)")
     ax.set_ylabel("Δ corr_mean")
     ax.grid(alpha=0.3, axis="y")
