@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 data_app = typer.Typer(help="Get data in Numerai's layout: download it, or make the synthetic world.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
+app.add_typer(data_app, name="data", short_help="Get data: download Numerai's, or make the synthetic world.")
 
 
 def _version() -> str:
@@ -55,14 +55,20 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    """Train a Numerai model, prove its pickle runs in Numerai's runtime, and upload it."""
-    if version:
+def _print_version(value: bool) -> None:
+    """`nmu --version`: an eager option callback, so it answers before click asks for a command."""
+    if value:
         typer.echo(f"nmu (numerai-uploads) {_version()}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    """Train a Numerai model, prove its pickle runs in Numerai's runtime, and upload it."""
 
 
 @data_app.command("synthetic")
@@ -94,7 +100,7 @@ def data_download(
     download_data(out, version=version, progress=True)
 
 
-@app.command("train")
+@app.command("train", short_help="Fit, score and write model.pkl, metrics and a report.")
 @user_errors
 def train(
     data: Optional[Path] = typer.Option(None, "--data", help="Data directory; default: the synthetic world in data/synthetic."),
@@ -115,7 +121,7 @@ def train(
     )
 
 
-@app.command("predict")
+@app.command("predict", short_help="Run a pickle on the live era and write id,prediction CSV.")
 @user_errors
 def predict(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to run."),
@@ -128,7 +134,7 @@ def predict(
     predict_command(model_path, data, out)
 
 
-@app.command("check")
+@app.command("check", short_help="Run a pickle in a replica of Numerai's runtime.")
 @user_errors
 def check(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to check."),
@@ -142,7 +148,7 @@ def check(
     raise typer.Exit(0 if ok else 1)
 
 
-@app.command("upload")
+@app.command("upload", short_help="Upload a checked pickle to Numerai for auto-submission.")
 @user_errors
 def upload(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to upload."),
