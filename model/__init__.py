@@ -2,3 +2,7 @@
 
 Imports numpy, pandas, scipy and lightgbm only; the whole package is pickled by value into model.pkl.
 """
+
+from .estimator import COMPONENTS, VARIANTS, NumeraiModel
+
+__all__ = ["COMPONENTS", "VARIANTS", "NumeraiModel"]

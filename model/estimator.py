@@ -1,0 +1,513 @@
+"""`NumeraiModel`: LightGBM on the raw features plus factor composites, gated interactions, point-in-time factor
+timing and data-driven clusters, with a per-era residualization postprocessor.
+
+The four components (`clusters`, `interactions`, `timing`, `residualizer`) are switches of one class, so the
+baseline (all off: plain LightGBM on the raw features, predictions ranked per era) and every ablation share the
+code path and the tree budget. Every component gates itself on evidence from the training eras, so a world
+that plants nothing for a component costs (almost) nothing. See ../shared/DESIGN.md for the idea.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import numbers
+import os
+from typing import Any, Iterator, Mapping, Sequence
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from .eras import ERA_COLUMN, EraIndex
+from .factors import Factors, factor_returns
+from .interactions import Interactions
+from .timing import Timing
+
+COMPONENTS = ("clusters", "interactions", "timing", "residualizer")
+VARIANTS = ("baseline", "full") + tuple(f"no_{c}" for c in COMPONENTS)
+
+# Numerai's standard LightGBM recipe for its real data (the example models): 2,000 trees, learning rate 0.01,
+# max_depth 5, num_leaves 31 (2**5 - 1), colsample_bytree 0.1. Our default is a smaller budget fit for the
+# synthetic world (hundreds of stocks per era, tens of features) that trains in about a minute on 2 cores:
+# 1,000 trees at learning rate 0.02 (the same learning-rate × trees product), the same tree shape, and
+# 50 % of the columns per tree (0.1 of a few dozen columns leaves trees with 5 features, too few to combine a
+# composite with the era-level state it is conditioned on). Pass `lgbm_params` to use Numerai's recipe.
+NUMERAI_LGBM_PARAMS: dict[str, Any] = {
+    "num_iterations": 2000,
+    "learning_rate": 0.01,
+    "max_depth": 5,
+    "num_leaves": 31,
+    "feature_fraction": 0.1,
+}
+DEFAULT_LGBM_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "num_iterations": 1000,
+    "learning_rate": 0.02,
+    "max_depth": 5,
+    "num_leaves": 31,
+    "feature_fraction": 0.5,
+    "min_data_in_leaf": 20,
+    "max_bin": 15,  # features take 5 levels; engineered columns need only coarse bins
+    "verbosity": -1,
+}
+# scikit-learn style names (as in a config's [lightgbm] table) → LightGBM's own names
+_ALIASES = {
+    "n_estimators": "num_iterations",
+    "num_boost_round": "num_iterations",
+    "num_trees": "num_iterations",
+    "num_rounds": "num_iterations",
+    "colsample_bytree": "feature_fraction",
+    "subsample": "bagging_fraction",
+    "subsample_freq": "bagging_freq",
+    "min_child_samples": "min_data_in_leaf",
+    "reg_lambda": "lambda_l2",
+    "reg_alpha": "lambda_l1",
+    "min_split_gain": "min_gain_to_split",
+    "n_jobs": "num_threads",
+    "random_state": "seed",
+    "max_bins": "max_bin",
+}
+_CHUNK_ROWS = 200_000
+_log = logging.getLogger("model.estimator")
+
+
+def _lgbm_params(user: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults with the user's parameters merged over them, all under LightGBM's own names."""
+    params = dict(DEFAULT_LGBM_PARAMS)
+    for key, value in (user or {}).items():
+        params[_ALIASES.get(key, key)] = value
+    return params
+
+
+class _Rows(lgb.Sequence):
+    """Raw features (int8 or float) and engineered columns (float32) served to LightGBM in float32 batches."""
+
+    def __init__(self, raw: np.ndarray, engineered: np.ndarray, rows: np.ndarray | None, batch_size: int = 16_384):
+        self.raw = raw
+        self.engineered = engineered
+        self.rows = rows
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return len(self.rows) if self.rows is not None else len(self.raw)
+
+    def _take(self, idx: Any) -> np.ndarray:
+        if self.rows is not None:
+            idx = self.rows[idx]
+        a = np.asarray(self.raw[idx], dtype=np.float32)
+        if self.engineered.shape[1] == 0:
+            return a
+        return np.concatenate([a, self.engineered[idx]], axis=-1)
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        if isinstance(idx, numbers.Integral):  # LightGBM samples single rows for binning and wants float64
+            return self._take(int(idx)).astype(np.float64)
+        if isinstance(idx, slice):
+            return self._take(np.arange(*idx.indices(len(self))))
+        return self._take(np.asarray(idx))
+
+
+def _benchmark_vector(benchmark: Any, index: pd.Index, columns: Sequence[str] | None) -> np.ndarray | None:
+    """One benchmark column aligned to `index` (float64), or None when there is none to use."""
+    if benchmark is None:
+        return None
+    if isinstance(benchmark, pd.Series):
+        frame = benchmark.to_frame()
+    elif isinstance(benchmark, pd.DataFrame):
+        frame = benchmark
+    else:
+        values = np.asarray(benchmark, dtype=np.float64)
+        return values.reshape(len(index), -1)[:, 0] if values.size else None
+    numeric = [c for c in frame.columns if c != ERA_COLUMN and pd.api.types.is_numeric_dtype(frame[c])]
+    if not numeric:
+        return None
+    wanted = [c for c in (columns or []) if c in numeric]
+    if not wanted:
+        preferred = [c for c in numeric if str(c).endswith("_lgbm_ender20")]
+        wanted = preferred or numeric
+    column = wanted[0]
+    if frame.index.equals(index):
+        values = frame[column].to_numpy(dtype=np.float64)
+    else:
+        values = frame[column].reindex(index).to_numpy(dtype=np.float64)
+    if np.isnan(values).all():
+        return None
+    return values
+
+
+def _feature_columns(X: pd.DataFrame) -> list[str]:
+    """The feature columns of X: every `feature_*` column, else every numeric column but `era`."""
+    names = [str(c) for c in X.columns if str(c).startswith("feature")]
+    if names:
+        return names
+    return [str(c) for c in X.columns if c != ERA_COLUMN and pd.api.types.is_numeric_dtype(X[c])]
+
+
+def _matrix(X: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """The feature block as int8 when every column is int8 (no copy up-cast), else float32; missing columns NaN."""
+    present = [c for c in columns if c in X.columns]
+    if len(present) < len(columns):
+        missing = [c for c in columns if c not in X.columns]
+        _log.warning("%d trained features missing from X (taken as NaN): %s", len(missing), ", ".join(missing[:5]))
+        X = X.reindex(columns=list(columns))
+    block = X[list(columns)]
+    dtypes = set(block.dtypes)
+    if len(dtypes) == 1 and next(iter(dtypes)) == np.int8:
+        return block.to_numpy()
+    return block.to_numpy(dtype=np.float32, na_value=np.nan)
+
+
+def _era_chunks(eras: EraIndex, max_rows: int) -> Iterator[np.ndarray]:
+    """Row positions of consecutive groups of whole eras with at most `max_rows` rows (one era if bigger)."""
+    start = 0
+    while start < eras.n_eras:
+        stop = start + 1
+        total = int(eras.counts[start])
+        while stop < eras.n_eras and total + int(eras.counts[stop]) <= max_rows:
+            total += int(eras.counts[stop])
+            stop += 1
+        begin = int(eras.starts[start])
+        yield eras.order[begin : begin + total]
+        start = stop
+
+
+def _sub_index(eras: EraIndex, rows: np.ndarray) -> EraIndex:
+    return EraIndex(eras.eras[eras.codes[rows]])
+
+
+class NumeraiModel:
+    """Interaction-, timing- and cluster-aware LightGBM for Numerai with a residualization postprocessor.
+
+    Parameters (stored untouched; learned state ends in `_`):
+      feature_groups: mapping group → feature names (features.json groups); None → principal-component factors.
+      clusters, interactions, timing, residualizer: the four component switches; all False = the baseline.
+      n_factors: principal-component factors when there are no groups.
+      n_clusters, cluster_components: k-means clusters on a PCA of per-era standardised features.
+      max_interactions, interaction_threshold: at most K products, each with |Newey-West t| above the larger of
+        the threshold and the family-wise (Bonferroni 5 %) critical value for the number of candidates.
+      timing_window, timing_lag, timing_threshold: trailing mean of factor returns over `window` eras, lagged by
+        `lag` eras (> the target horizon: a 20-day target resolves about 4 eras later); evidence threshold.
+      residualize_proportion: share of the prediction's per-era projection on the exposures that is removed.
+      residualize_features: "riskiest" exposures = the `residualize_n_features` features whose factor return
+        changed most between the halves of training; "all"; or None (no features).
+      residualize_clusters, residualize_benchmark: add cluster dummies / the benchmark column as exposures.
+      lgbm_params: LightGBM parameters merged over DEFAULT_LGBM_PARAMS (sklearn-style names accepted).
+      n_jobs: LightGBM threads (None: all cores); random_state: the seed of everything.
+    """
+
+    def __init__(
+        self,
+        feature_groups: Mapping[str, Sequence[str]] | None = None,
+        clusters: bool = True,
+        interactions: bool = True,
+        timing: bool = True,
+        residualizer: bool = True,
+        n_factors: int = 8,
+        n_clusters: int = 8,
+        cluster_components: int = 10,
+        max_interactions: int = 4,
+        interaction_threshold: float = 3.0,
+        timing_window: int = 12,
+        timing_lag: int = 5,
+        timing_threshold: float = 3.0,
+        residualize_proportion: float = 0.5,
+        residualize_features: str | None = "riskiest",
+        residualize_n_features: int = 10,
+        residualize_clusters: bool = True,
+        residualize_benchmark: bool = False,
+        lgbm_params: Mapping[str, Any] | None = None,
+        n_jobs: int | None = None,
+        random_state: int = 0,
+    ):
+        self.feature_groups = feature_groups
+        self.clusters = clusters
+        self.interactions = interactions
+        self.timing = timing
+        self.residualizer = residualizer
+        self.n_factors = n_factors
+        self.n_clusters = n_clusters
+        self.cluster_components = cluster_components
+        self.max_interactions = max_interactions
+        self.interaction_threshold = interaction_threshold
+        self.timing_window = timing_window
+        self.timing_lag = timing_lag
+        self.timing_threshold = timing_threshold
+        self.residualize_proportion = residualize_proportion
+        self.residualize_features = residualize_features
+        self.residualize_n_features = residualize_n_features
+        self.residualize_clusters = residualize_clusters
+        self.residualize_benchmark = residualize_benchmark
+        self.lgbm_params = lgbm_params
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    # ---- scikit-learn conventions ---------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters as stored (sklearn.base.clone relies on this)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> "NumeraiModel":
+        """Set constructor parameters by name; an unknown name raises ValueError."""
+        valid = set(self._param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"NumeraiModel has no parameter {name!r}; valid: {', '.join(sorted(valid))}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        changed = []
+        defaults = inspect.signature(type(self).__init__).parameters
+        for name, value in self.get_params().items():
+            default = defaults[name].default
+            if name == "feature_groups" and value is not None:
+                changed.append(f"feature_groups=<{len(value)} groups>")
+            elif value is not default and value != default:
+                changed.append(f"{name}={value!r}")
+        return f"NumeraiModel({', '.join(changed)})"
+
+    def variant(self, name: str) -> "NumeraiModel":
+        """An unfitted copy: "baseline" (all components off), "full" (all on) or "no_<component>"."""
+        params = self.get_params()
+        if name == "baseline":
+            switches = {c: False for c in COMPONENTS}
+        elif name == "full":
+            switches = {c: True for c in COMPONENTS}
+        elif name.startswith("no_") and name[3:] in COMPONENTS:
+            switches = {c: c != name[3:] for c in COMPONENTS}
+        else:
+            raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(VARIANTS)}")
+        params.update(switches)
+        return type(self)(**params)
+
+    # ---- engineered features ------------------------------------------------------------------------
+    @property
+    def _uses_factors(self) -> bool:
+        return bool(self.clusters or self.interactions or self.timing)
+
+    def _engineer(
+        self, raw: np.ndarray, eras: EraIndex, bench: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Engineered columns (n, m) float32 for whole eras, and the cluster labels (or None)."""
+        if not self._uses_factors:
+            return np.zeros((len(raw), 0), dtype=np.float32), None
+        comp_raw = self.factors_.raw(raw, eras)
+        z = eras.standardize(comp_raw)
+        parts = [z]
+        labels = relative = None
+        if self.clusters_ is not None:
+            labels = self.clusters_.predict(raw, eras)
+            relative = self.clusters_.relative(z, labels, eras)
+            parts += [labels.astype(np.float32)[:, None], relative]
+        if self.interactions_ is not None:
+            parts.append(self.interactions_.transform(z, relative))
+        if self.timing_ is not None:
+            parts.append(self.timing_.transform(z, comp_raw, eras, bench))
+        return np.concatenate(parts, axis=1).astype(np.float32, copy=False), labels
+
+    def _engineered_names(self) -> list[str]:
+        if not self._uses_factors:
+            return []
+        names = [f"factor_{n}" for n in self.factors_.names_]
+        if self.clusters_ is not None:
+            names += ["cluster_id"] + [f"rel_{n}" for n in self.factors_.names_]
+        if self.interactions_ is not None:
+            names += list(self.interactions_.names_)
+        if self.timing_ is not None:
+            names += list(self.timing_.feature_names_)
+        return names
+
+    # ---- fit ------------------------------------------------------------------------------------------
+    def fit(self, X: pd.DataFrame, y: Any, benchmark: pd.DataFrame | None = None, callbacks: list | None = None) -> "NumeraiModel":
+        """Fit factors, clusters, interactions and timing on the training eras, then the booster on all columns."""
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"X must be a pandas DataFrame with an `era` column and features, got {type(X).__name__}")
+        target = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(target) != len(X):
+            raise ValueError(f"y has {len(target)} values but X has {len(X)} rows")
+        self.feature_names_in_ = _feature_columns(X)
+        self.n_features_in_ = len(self.feature_names_in_)
+        if not self.feature_names_in_:
+            raise ValueError("X holds no feature columns")
+        raw = _matrix(X, self.feature_names_in_)
+        eras = EraIndex.from_frame(X)
+        bench = _benchmark_vector(benchmark, X.index, None)
+        self.benchmark_columns_ = None
+        if bench is not None and isinstance(benchmark, pd.DataFrame):
+            numeric = [c for c in benchmark.columns if c != ERA_COLUMN and pd.api.types.is_numeric_dtype(benchmark[c])]
+            preferred = [c for c in numeric if str(c).endswith("_lgbm_ender20")]
+            self.benchmark_columns_ = [str((preferred or numeric)[0])]
+        seed = int(self.random_state)
+
+        self.factors_ = self.clusters_ = self.interactions_ = self.timing_ = None
+        z = comp_raw = relative = None
+        if self._uses_factors:
+            self.factors_ = Factors(self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, self.feature_names_in_)
+            comp_raw = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
+            for rows in _era_chunks(eras, _CHUNK_ROWS):
+                comp_raw[rows] = self.factors_.raw(raw[rows], _sub_index(eras, rows))
+            z = eras.standardize(comp_raw)
+        returns = factor_returns(z, target, eras) if z is not None else None
+        if self.clusters:
+            from .clusters import Clusters
+
+            self.clusters_ = Clusters(self.n_clusters, self.cluster_components, random_state=seed).fit(raw, eras)
+            labels = self.clusters_.predict(raw, eras)
+            relative = self.clusters_.relative(z, labels, eras)
+        if self.interactions:
+            self.interactions_ = Interactions(self.max_interactions, self.interaction_threshold, nw_lags=max(1, self.timing_lag - 1))
+            self.interactions_.fit(z, target, eras, self.factors_.names_, relative)
+        if self.timing:
+            self.timing_ = Timing(self.timing_window, self.timing_lag, self.timing_threshold, nw_lags=max(1, self.timing_lag - 1))
+            self.timing_.fit(z, comp_raw, returns, eras, self.factors_.names_, bench)
+            self.as_of_era_ = self.timing_.as_of_era_
+        else:
+            resolved = eras.sums((~np.isnan(target)).astype(np.int64)) > 0
+            self.as_of_era_ = str(eras.eras[resolved][-1]) if resolved.any() else None
+        self.riskiest_ = self._riskiest(raw, target, eras) if self.residualizer else np.zeros(0, dtype=np.int64)
+        del z, comp_raw, relative
+
+        engineered = np.zeros((len(raw), 0), dtype=np.float32)
+        if self._uses_factors:
+            names = self._engineered_names()
+            engineered = np.empty((len(raw), len(names)), dtype=np.float32)
+            for rows in _era_chunks(eras, _CHUNK_ROWS):
+                engineered[rows] = self._engineer(raw[rows], _sub_index(eras, rows), None if bench is None else bench[rows])[0]
+        self.engineered_names_ = self._engineered_names()
+        self.booster_ = self._train(raw, engineered, target, callbacks)
+        return self
+
+    def _riskiest(self, raw: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
+        """Indices of the features whose per-era correlation with the target moved most between training halves."""
+        if self.residualize_features != "riskiest":
+            return np.zeros(0, dtype=np.int64)
+        n_features = raw.shape[1]
+        corr = np.empty((eras.n_eras, n_features))
+        for start in range(0, n_features, 64):
+            block = eras.standardize(raw[:, start : start + 64], dtype=np.float64)
+            corr[:, start : start + 64] = factor_returns(block, target, eras)
+        half = eras.n_eras // 2
+        if half < 1:
+            return np.zeros(0, dtype=np.int64)
+        change = np.abs(np.nanmean(corr[:half], axis=0) - np.nanmean(corr[half:], axis=0))
+        change = np.nan_to_num(change, nan=0.0)
+        n = min(int(self.residualize_n_features), n_features)
+        return np.sort(np.argsort(-change, kind="stable")[:n]).astype(np.int64)
+
+    def _train(self, raw: np.ndarray, engineered: np.ndarray, target: np.ndarray, callbacks: list | None) -> lgb.Booster:
+        params = _lgbm_params(self.lgbm_params)
+        threads = self.n_jobs if self.n_jobs is not None else (os.cpu_count() or 1)
+        params.update(
+            seed=int(self.random_state),
+            deterministic=True,
+            force_col_wise=True,
+            num_threads=int(params.get("num_threads") or threads),
+        )
+        rounds = int(params.pop("num_iterations"))
+        labelled = np.flatnonzero(~np.isnan(target))
+        rows = None if len(labelled) == len(target) else labelled
+        names = list(self.feature_names_in_) + list(self.engineered_names_)
+        categorical = ["cluster_id"] if "cluster_id" in self.engineered_names_ else "auto"
+        data = lgb.Dataset(
+            [_Rows(raw, engineered, rows)],
+            label=target[labelled].astype(np.float32),
+            feature_name=[_safe_name(n) for n in names],
+            categorical_feature=[_safe_name(c) for c in categorical] if categorical != "auto" else "auto",
+            params={"max_bin": params.get("max_bin", 15), "verbosity": -1},
+            free_raw_data=True,
+        )
+        booster = lgb.train(params, data, num_boost_round=rounds, callbacks=callbacks)
+        booster.free_dataset()
+        return booster
+
+    # ---- factor-return history ----------------------------------------------------------------------
+    def update_factor_returns(self, X: pd.DataFrame, y: Any) -> "NumeraiModel":
+        """Extend the timing history with newly resolved eras of X (without refitting anything else)."""
+        self._check_fitted()
+        target = np.asarray(y, dtype=np.float64).reshape(-1)
+        eras = EraIndex.from_frame(X)
+        if self.timing_ is None:
+            resolved = eras.sums((~np.isnan(target)).astype(np.int64)) > 0
+            newest = [str(e) for e in eras.eras[resolved]]
+            if newest and (self.as_of_era_ is None or _later(newest[-1], self.as_of_era_)):
+                self.as_of_era_ = newest[-1]
+            return self
+        raw = _matrix(X, self.feature_names_in_)
+        z = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
+        for rows in _era_chunks(eras, _CHUNK_ROWS):
+            z[rows] = self.factors_.transform(raw[rows], _sub_index(eras, rows))
+        returns = factor_returns(z, target, eras)
+        self.timing_.update(eras.eras, returns)
+        self.as_of_era_ = self.timing_.as_of_era_
+        return self
+
+    # ---- predict --------------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "booster_"):
+            raise ValueError("this NumeraiModel is not fitted yet: call fit(X, y) first")
+
+    def predict(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> np.ndarray:
+        """Predictions in (0, 1], ranked within each era (residualized first when the residualizer is on)."""
+        self._check_fitted()
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"X must be a pandas DataFrame, got {type(X).__name__}")
+        eras = EraIndex.from_frame(X)
+        bench_all = _benchmark_vector(benchmark, X.index, self.benchmark_columns_)
+        out = np.empty(len(X), dtype=np.float64)
+        for rows in _era_chunks(eras, _CHUNK_ROWS):
+            sub = _sub_index(eras, rows)
+            raw = _matrix(X.iloc[rows], self.feature_names_in_)
+            bench = None if bench_all is None else bench_all[rows]
+            if bench is not None and np.isnan(bench).any():
+                bench = np.where(np.isnan(bench), np.nanmean(bench) if (~np.isnan(bench)).any() else 0.5, bench)
+            engineered, labels = self._engineer(raw, sub, bench)
+            values = self.booster_.predict(_Rows(raw, engineered, None)[0 : len(raw)], num_threads=self._predict_threads())
+            out[rows] = self._postprocess(values, raw, labels, bench, sub)
+        return out
+
+    def _predict_threads(self) -> int:
+        return int(self.n_jobs) if self.n_jobs is not None else 0
+
+    def _postprocess(self, values: np.ndarray, raw: np.ndarray, labels: np.ndarray | None, bench: np.ndarray | None, eras: EraIndex) -> np.ndarray:
+        """Per era: rank, or gaussianize + residualize on the chosen exposures + rank."""
+        if not self.residualizer:
+            return eras.rank(values)
+        exposures = []
+        if self.residualize_features == "all":
+            exposures.append(_filled(raw, eras))
+        elif len(self.riskiest_):
+            exposures.append(_filled(raw[:, self.riskiest_], eras))
+        if self.residualize_clusters and labels is not None and self.clusters_ is not None:
+            exposures.append(self.clusters_.dummies(labels)[:, 1:])  # intercept is always included
+        if self.residualize_benchmark and bench is not None:
+            exposures.append(bench.reshape(-1, 1).astype(np.float32))
+        if not exposures:
+            return eras.rank(values)
+        from .residualize import residualize_predictions
+
+        return residualize_predictions(values, np.concatenate(exposures, axis=1), eras, self.residualize_proportion)
+
+
+def _filled(raw: np.ndarray, eras: EraIndex) -> np.ndarray:
+    """Features as float32 with NaN replaced by the era mean (the neutral exposure)."""
+    x = np.asarray(raw, dtype=np.float32)
+    if x.dtype.kind == "f" and np.isnan(x).any():
+        means = eras.broadcast(np.nan_to_num(eras.means(x), nan=2.0)).astype(np.float32)
+        x = np.where(np.isnan(x), means, x)
+    return x
+
+
+def _later(a: str, b: str) -> bool:
+    from .timing import era_number
+
+    return era_number(a) > era_number(b) or (era_number(a) == era_number(b) and a > b)
+
+
+def _safe_name(name: str) -> str:
+    """LightGBM rejects some characters in feature names; replace them."""
+    return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in str(name))

@@ -1,0 +1,127 @@
+"""Factors: per-era standardised composites of feature groups (or leading principal components) and their returns.
+
+A factor is the per-stock mean of a feature group's features (NaN ignored; a stock with no value takes the era
+mean), z-scored within each era. With no groups, the factors are the leading principal components of the
+era-centred features, fitted on a row sample. A factor's return in era t is the per-era correlation of the
+target with the factor, computed for every era in one vectorised pass.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .eras import EraIndex
+
+_ROW_CHUNK = 32_768
+
+
+def _chunked_matmul(features: np.ndarray, weights: np.ndarray, centre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(Σ valid·x·w, Σ valid·w) over the columns, in row chunks so no float copy of the whole matrix exists."""
+    n = features.shape[0]
+    sums = np.empty((n, weights.shape[1]), dtype=np.float64)
+    counts = np.empty((n, weights.shape[1]), dtype=np.float64)
+    w = weights.astype(np.float32)
+    has_nan = features.dtype.kind == "f"
+    for start in range(0, n, _ROW_CHUNK):
+        block = features[start : start + _ROW_CHUNK].astype(np.float32)
+        if centre is not None:
+            block -= centre[start : start + _ROW_CHUNK]
+        if has_nan:
+            valid = ~np.isnan(block)
+            block = np.where(valid, block, np.float32(0.0))
+            counts[start : start + _ROW_CHUNK] = valid.astype(np.float32) @ w
+        else:
+            counts[start : start + _ROW_CHUNK] = w.sum(axis=0)
+        sums[start : start + _ROW_CHUNK] = block @ w
+    return sums, counts
+
+
+def factor_returns(composites: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
+    """Per-era correlation of the target with each (per-era standardised) composite: (n_eras, k), NaN if unknown."""
+    z = np.asarray(composites, dtype=np.float64)
+    y = np.asarray(target, dtype=np.float64)
+    valid = ~np.isnan(y)
+    count = eras.sums(valid.astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ybar = eras.sums(np.where(valid, y, 0.0)) / count
+        yc = np.where(valid, y - eras.broadcast(ybar), 0.0)
+        zv = np.where(valid[:, None], z, 0.0)
+        zbar = eras.sums(zv) / count[:, None]
+        zc = np.where(valid[:, None], z - eras.broadcast(zbar), 0.0)
+        cov = eras.sums(zc * yc[:, None])
+        sz = np.sqrt(eras.sums(zc * zc))
+        sy = np.sqrt(eras.sums(yc * yc))
+        corr = cov / (sz * sy[:, None])
+    corr[~np.isfinite(corr)] = np.nan
+    return corr
+
+
+class Factors:
+    """Factor composites: feature-group means (or principal components), z-scored within each era."""
+
+    def __init__(
+        self,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        n_components: int = 8,
+        sample_size: int = 50_000,
+        random_state: int = 0,
+    ):
+        self.groups = groups
+        self.n_components = n_components
+        self.sample_size = sample_size
+        self.random_state = random_state
+
+    def fit(self, features: np.ndarray, eras: EraIndex, feature_names: Sequence[str]) -> "Factors":
+        """Learn the composite weights: group membership, or principal axes of a row sample."""
+        names = list(feature_names)
+        position = {name: i for i, name in enumerate(names)}
+        self.names_: list[str] = []
+        columns = []
+        for group, members in (self.groups or {}).items():
+            idx = sorted({position[m] for m in members if m in position})
+            if idx:
+                column = np.zeros(len(names), dtype=np.float32)
+                column[idx] = 1.0
+                columns.append(column)
+                self.names_.append(str(group))
+        if columns:
+            self.kind_ = "groups"
+            self.weights_ = np.stack(columns, axis=1)
+        else:
+            self.kind_ = "pca"
+            self.weights_ = self._principal_axes(features, eras)
+            self.names_ = [f"pc{i + 1}" for i in range(self.weights_.shape[1])]
+        return self
+
+    def _principal_axes(self, features: np.ndarray, eras: EraIndex) -> np.ndarray:
+        """Leading principal axes (F, k) of era-centred features on a row sample (NaN → era mean)."""
+        rng = np.random.default_rng(self.random_state)
+        n = features.shape[0]
+        rows = np.sort(rng.choice(n, size=min(n, self.sample_size), replace=False))
+        sub = EraIndex(eras.eras[eras.codes[rows]])
+        x = np.asarray(features[rows], dtype=np.float64)
+        x = x - sub.broadcast(sub.means(x))
+        x = np.nan_to_num(x, nan=0.0)
+        _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+        k = max(1, min(self.n_components, vt.shape[0]))
+        axes = vt[:k].T
+        # a sign convention so refits give identical axes: the largest loading of each axis is positive
+        signs = np.sign(axes[np.argmax(np.abs(axes), axis=0), np.arange(k)])
+        return (axes * np.where(signs == 0, 1.0, signs)).astype(np.float32)
+
+    def raw(self, features: np.ndarray, eras: EraIndex) -> np.ndarray:
+        """Unstandardised composites (n, k): group means (NaN where a stock has no value) or PC scores."""
+        if self.kind_ == "groups":
+            sums, counts = _chunked_matmul(features, self.weights_)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return sums / np.where(counts > 0, counts, np.nan)
+        centre = eras.broadcast(eras.means(features)).astype(np.float32)
+        centre = np.nan_to_num(centre, nan=2.0)
+        sums, _ = _chunked_matmul(features, self.weights_, centre=centre)
+        return sums
+
+    def transform(self, features: np.ndarray, eras: EraIndex) -> np.ndarray:
+        """Per-era z-scored composites (n, k) float32; a missing composite is 0 (the era mean)."""
+        return eras.standardize(self.raw(features, eras))

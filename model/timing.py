@@ -1,0 +1,209 @@
+"""Factor timing, all point-in-time.
+
+(a) State features come from each era's own cross-section only: the correlation of every pair of composites,
+    each composite's dispersion, and (when benchmark predictions are given at fit time) the benchmark's
+    correlation with each composite. They never look at a target.
+(b) Factor momentum: the trailing mean over `window` eras of factor returns lagged by `lag` eras, so the
+    features of era t use only targets of eras <= t - lag. The history of factor returns is kept as numpy
+    arrays keyed by era with `as_of_era_` (newest era with a resolved target); eras after it use the latest
+    state, and `update` extends the history without refitting anything else.
+
+Both are gated on evidence from the training eras: a state feature s is used (as `s` and as the conditional
+exposure composite_k × s) only if the factor return of k depends on s with a family-wise significant
+Newey-West t; a factor's momentum is used (era-level trailing return and timed exposure composite × trailing
+return) only if its trailing return predicts its next return likewise. A world without timing adds nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .eras import EraIndex
+from .interactions import familywise_threshold, newey_west_t
+
+
+def era_number(era: str) -> float:
+    """Numeric value of a zero-padded era; a non-numeric era (a live "X") counts as after everything."""
+    text = str(era).strip()
+    return float(int(text)) if text.isdigit() else float("inf")
+
+
+def state_features(
+    composites: np.ndarray,
+    raw_composites: np.ndarray,
+    eras: EraIndex,
+    benchmark: np.ndarray | None = None,
+) -> np.ndarray:
+    """Era-level state (n_eras, S): pairwise composite correlations, composite dispersions, benchmark exposures."""
+    z = np.asarray(composites, dtype=np.float64)
+    k = z.shape[1]
+    n = eras.counts.astype(np.float64)[:, None]
+    iu, ju = np.triu_indices(k, 1)
+    corr = eras.sums(z[:, iu] * z[:, ju]) / n if len(iu) else np.zeros((eras.n_eras, 0))
+    raw = np.asarray(raw_composites, dtype=np.float64)
+    mean = eras.means(raw)
+    dev = raw - eras.broadcast(mean)
+    dispersion = np.sqrt(eras.means(dev * dev))
+    parts = [corr, dispersion]
+    if benchmark is not None:
+        b = eras.standardize(np.asarray(benchmark, dtype=np.float64).reshape(-1, 1), dtype=np.float64)
+        parts.append(eras.sums(z * b) / n)
+    return np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0)
+
+
+def state_names(names: Sequence[str], benchmark: bool) -> list[str]:
+    """Column names of `state_features` in order."""
+    k = len(names)
+    iu, ju = np.triu_indices(k, 1)
+    out = [f"state_corr_{names[i]}_{names[j]}" for i, j in zip(iu, ju)]
+    out += [f"state_disp_{n}" for n in names]
+    if benchmark:
+        out += [f"state_bench_{n}" for n in names]
+    return out
+
+
+class Timing:
+    """State features and lagged factor momentum, each kept only with evidence from the training eras."""
+
+    def __init__(self, window: int = 12, lag: int = 5, threshold: float = 3.0, nw_lags: int = 4):
+        self.window = window
+        self.lag = lag
+        self.threshold = threshold
+        self.nw_lags = nw_lags
+
+    # ---- history of factor returns -------------------------------------------------------------------
+    def set_history(self, era_names: Sequence[str], returns: np.ndarray) -> None:
+        """Replace the stored factor-return history (eras sorted, NaN rows = unresolved targets)."""
+        names = np.asarray([str(e) for e in era_names])
+        numbers = np.array([era_number(e) for e in names])
+        self.numeric_history_ = bool(np.isfinite(numbers).all())
+        if not self.numeric_history_:  # non-numeric eras: sorted order stands in for time
+            numbers = np.argsort(np.argsort(names, kind="stable"), kind="stable").astype(np.float64)
+        order = np.argsort(numbers, kind="stable")
+        self.history_eras_ = names[order]
+        self.history_numbers_ = numbers[order]
+        self.history_returns_ = np.asarray(returns, dtype=np.float64)[order]
+        resolved = ~np.isnan(self.history_returns_).all(axis=1)
+        self.as_of_era_ = str(self.history_eras_[resolved][-1]) if resolved.any() else None
+        self.as_of_number_ = float(self.history_numbers_[resolved][-1]) if resolved.any() else -np.inf
+
+    def update(self, era_names: Sequence[str], returns: np.ndarray) -> None:
+        """Add (or replace) the factor returns of the given eras; other eras keep their history."""
+        new = {str(e): np.asarray(r, dtype=np.float64) for e, r in zip(era_names, returns) if not np.isnan(r).all()}
+        keep = [i for i, e in enumerate(self.history_eras_) if e not in new]
+        names = list(self.history_eras_[keep]) + list(new)
+        values = np.concatenate([self.history_returns_[keep], np.array(list(new.values())).reshape(-1, self.history_returns_.shape[1])])
+        self.set_history(names, values)
+
+    def trailing(self, era_names: Sequence[str]) -> np.ndarray:
+        """Trailing mean factor returns (n_eras, k) known at each era: history eras in (c − window, c], c = min(t − lag, as_of)."""
+        numbers = np.array([era_number(e) for e in era_names])
+        if not self.numeric_history_:
+            position = {e: float(i) for i, e in enumerate(self.history_eras_)}
+            numbers = np.array([position.get(str(e), np.inf) for e in era_names])
+        cutoff = np.minimum(numbers - self.lag, self.as_of_number_)
+        values = self.history_returns_
+        valid = ~np.isnan(values)
+        csum = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(np.where(valid, values, 0.0), axis=0)])
+        ccount = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(valid, axis=0)])
+        hi = np.searchsorted(self.history_numbers_, cutoff, side="right")
+        lo = np.searchsorted(self.history_numbers_, cutoff - self.window, side="right")
+        total = csum[hi] - csum[lo]
+        count = ccount[hi] - ccount[lo]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    # ---- fit / transform ---------------------------------------------------------------------------
+    def fit(
+        self,
+        composites: np.ndarray,
+        raw_composites: np.ndarray,
+        returns: np.ndarray,
+        eras: EraIndex,
+        names: Sequence[str],
+        benchmark: np.ndarray | None = None,
+    ) -> "Timing":
+        """Store the factor-return history of the training eras and gate state and momentum on evidence."""
+        k = composites.shape[1]
+        self.names_ = list(names)
+        self.benchmark_ = benchmark is not None
+        self.set_history(eras.eras, returns)
+        # (a) state: does factor k's return depend on state s across training eras?
+        state = state_features(composites, raw_composites, eras, benchmark)
+        self.state_names_ = state_names(self.names_, self.benchmark_)
+        self.state_mean_ = state.mean(axis=0)
+        std = state.std(axis=0)
+        self.state_std_ = np.where(std > 1e-12, std, 1.0)
+        s = (state - self.state_mean_) / self.state_std_
+        live = std > 1e-12
+        tstat = np.zeros((s.shape[1], k))
+        for j in range(k):
+            r = returns[:, j]
+            ok = ~np.isnan(r)
+            if ok.sum() < 10:
+                continue
+            rc = r[ok] - r[ok].mean()
+            tstat[:, j] = newey_west_t(s[ok] * rc[:, None], self.nw_lags)
+        tstat[~live] = 0.0
+        self.state_tstats_ = tstat
+        self.state_threshold_ = familywise_threshold(tstat.size, self.threshold)
+        pairs = np.argwhere(np.abs(tstat) > self.state_threshold_)
+        self.state_pairs_ = pairs.astype(np.int64).reshape(-1, 2)  # (state index, factor index)
+        self.state_keep_ = np.unique(self.state_pairs_[:, 0]).astype(np.int64)
+        # (b) momentum: does the lagged trailing return of factor k predict its return?
+        trail = self.trailing(eras.eras)
+        mom_t = np.zeros(k)
+        for j in range(k):
+            ok = ~np.isnan(trail[:, j]) & ~np.isnan(returns[:, j])
+            if ok.sum() < 10:
+                continue
+            m = trail[ok, j] - trail[ok, j].mean()
+            mom_t[j] = newey_west_t(m * (returns[ok, j] - returns[ok, j].mean()), self.nw_lags)[0]
+        self.momentum_tstats_ = mom_t
+        self.momentum_threshold_ = familywise_threshold(k, self.threshold * 0.8)
+        self.momentum_keep_ = np.flatnonzero(np.abs(mom_t) > self.momentum_threshold_).astype(np.int64)
+        return self
+
+    @property
+    def feature_names_(self) -> list[str]:
+        """Names of the columns `transform` returns."""
+        out = [self.state_names_[i] for i in self.state_keep_]
+        out += [f"cond_{self.names_[j]}_by_{self.state_names_[i]}" for i, j in self.state_pairs_.tolist()]
+        out += [f"mom_{self.names_[j]}" for j in self.momentum_keep_]
+        out += [f"timed_{self.names_[j]}" for j in self.momentum_keep_]
+        return out
+
+    def state(self, composites: np.ndarray, raw_composites: np.ndarray, eras: EraIndex, benchmark: np.ndarray | None) -> np.ndarray:
+        """Standardised state features (n_eras, S); benchmark columns NaN when fitted with a benchmark but given none."""
+        if self.benchmark_ and benchmark is None:
+            base = state_features(composites, raw_composites, eras, None)
+            pad = np.full((eras.n_eras, len(self.names_)), np.nan)
+            state = np.concatenate([base, pad], axis=1)
+        else:
+            state = state_features(composites, raw_composites, eras, benchmark if self.benchmark_ else None)
+        return (state - self.state_mean_) / self.state_std_
+
+    def transform(
+        self,
+        composites: np.ndarray,
+        raw_composites: np.ndarray,
+        eras: EraIndex,
+        benchmark: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Kept state, conditional exposures, trailing returns and timed exposures (n, m) float32."""
+        n = composites.shape[0]
+        cols: list[np.ndarray] = []
+        if len(self.state_keep_):
+            s = self.state(composites, raw_composites, eras, benchmark)
+            rows = eras.broadcast(s)
+            cols += [rows[:, i] for i in self.state_keep_]
+            cols += [composites[:, j] * np.nan_to_num(rows[:, i]) for i, j in self.state_pairs_.tolist()]
+        if len(self.momentum_keep_):
+            trail = eras.broadcast(self.trailing(eras.eras))
+            cols += [trail[:, j] for j in self.momentum_keep_]
+            cols += [composites[:, j] * np.nan_to_num(trail[:, j]) for j in self.momentum_keep_]
+        if not cols:
+            return np.zeros((n, 0), dtype=np.float32)
+        return np.stack(cols, axis=1).astype(np.float32)
