@@ -164,3 +164,10 @@ def fit_stand_in_cached(data_dir: Path, cls: type = StandInModel, **kwargs):
         features = [c for c in train.columns if c.startswith("feature_")]
         _FITTED[key] = cls(**kwargs).fit(train[["era", *features]], train["target"])
     return _FITTED[key]
+
+
+def replica_python() -> Path:
+    """The runtime replica's Python (built once into the user cache dir, or $NMU_RUNTIME_DIR)."""
+    from validation.runtime import ensure_runtime
+
+    return ensure_runtime(log=lambda _msg: None)

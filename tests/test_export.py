@@ -1,0 +1,141 @@
+"""training.export: model.pkl is the live predict pickled by value, loads where the project is absent, and
+holds nothing the runtime lacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.export import (
+    LazyImportWarning,
+    export_pickle,
+    forbidden_references,
+    project_modules,
+    referenced_modules,
+)
+from validation.errors import NmuError
+from validation.manifest import file_sha256
+from validation.runtime import RuntimeVersionWarning, pins_file
+from tests.stand_in import LazyImportModel, TrainingReachingModel, fit_baseline, fit_stand_in_cached, replica_python
+
+
+@pytest.fixture(scope="module")
+def baseline(small_world):
+    return fit_baseline(small_world)
+
+
+@pytest.fixture(scope="module")
+def exported(baseline, tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "model.pkl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeVersionWarning)  # this machine has the runtime's versions
+        info = export_pickle(baseline, path)
+    return path, info
+
+
+def test_export_reports_size_and_sha256(exported):
+    path, info = exported
+    assert info["size_bytes"] == path.stat().st_size > 0
+    assert info["sha256"] == file_sha256(path)
+    assert not list(path.parent.glob(".*.tmp"))  # atomic write left no temporary file
+
+
+def test_pickle_imports_only_what_the_runtime_has(exported, small_world):
+    path, _ = exported
+    data = path.read_bytes()
+    modules = referenced_modules(data)
+    assert forbidden_references(data) == []
+    runtime = set(sys.stdlib_module_names) | {"numpy", "pandas", "scipy", "lightgbm", "cloudpickle"}
+    assert {m.split(".")[0] for m in modules} <= runtime, modules
+    assert {"numpy", "pandas", "lightgbm"} <= {m.split(".")[0] for m in modules}
+    assert not any(m.split(".")[0] in ("model", "training", "validation", "pandera", "numerapi") for m in modules)
+
+
+def test_pickle_holds_no_training_frame(exported, small_world):
+    path, _ = exported
+    data = path.read_bytes()
+    train = pd.read_parquet(small_world / "train.parquet", columns=["era"])
+    assert len(data) < 2_000_000  # boosters and parameters, not 40k rows × 60 features
+    sample = train.index.to_numpy()[:: max(1, len(train) // 200)]
+    assert not any(str(i).encode() in data for i in sample)
+
+
+def test_registry_is_restored_after_export(baseline, tmp_path):
+    before = set(cloudpickle.list_registry_pickle_by_value())
+    export_pickle(baseline, tmp_path / "a.pkl")
+    assert set(cloudpickle.list_registry_pickle_by_value()) == before
+    with pytest.raises(NmuError, match="validation"):
+        export_pickle(_training_reaching(baseline), tmp_path / "b.pkl")
+    assert set(cloudpickle.list_registry_pickle_by_value()) == before
+    assert not (tmp_path / "b.pkl").exists()
+
+
+def _training_reaching(baseline):
+    """A fitted stand-in whose state holds a function of the `validation` package."""
+    from validation.files import atomic_write_text
+
+    model = TrainingReachingModel()
+    model.feature_names_in_ = baseline.feature_names_in_
+    model.writer = atomic_write_text
+    return model
+
+
+def test_project_packages_are_detected_not_hard_coded(baseline):
+    names = project_modules(extra=[baseline])
+    assert {"model", "training", "validation"} <= set(names)
+    assert "numpy" not in names and "pandas" not in names and "cloudpickle" not in names
+
+
+def test_version_mismatch_warns_naming_the_packages(baseline, tmp_path):
+    pins = tmp_path / "py3.X.txt"
+    text = pins_file().read_text()
+    text = text.replace("numpy==", "numpy==0.0.1  # was ").replace("lightgbm==", "lightgbm==0.0.2  # was ")
+    pins.write_text(text)
+    with pytest.warns(RuntimeVersionWarning) as record:
+        export_pickle(baseline, tmp_path / "m.pkl", pins=pins)
+    message = str(record[0].message)
+    assert "numpy" in message and "0.0.1" in message and "lightgbm" in message and "0.0.2" in message
+    assert "pandas" not in message
+    assert (tmp_path / "m.pkl").exists()  # a warning, not a refusal
+
+
+def test_call_time_project_import_warns(small_world, tmp_path):
+    fitted = fit_stand_in_cached(small_world, LazyImportModel)
+    with pytest.warns(LazyImportWarning, match="LazyImportModel.predict imports tests.stand_in"):
+        export_pickle(fitted, tmp_path / "lazy.pkl")
+
+
+@pytest.mark.network
+def test_pickle_loads_and_runs_in_the_replica_without_the_project(exported, small_world, tmp_path):
+    path, _ = exported
+    python = replica_python()
+    script = textwrap.dedent(f"""
+        import importlib.util, inspect, sys
+        import pandas as pd
+        for name in ("model", "training", "validation", "pandera"):
+            assert importlib.util.find_spec(name) is None, name + " is importable in the replica"
+        predict = pd.read_pickle({str(path)!r})
+        assert len(inspect.signature(predict).parameters) == 2
+        live = pd.read_parquet({str(small_world / 'live.parquet')!r})
+        bench = pd.read_parquet({str(small_world / 'live_benchmark_models.parquet')!r})
+        out = predict(live, bench)
+        assert type(out) is pd.DataFrame and list(out.columns) == ["prediction"] and out.index.name == "id"
+        out.to_csv({str(tmp_path / 'replica.csv')!r})
+        print("ok", len(out))
+    """)
+    proc = subprocess.run([str(python), "-I", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith(f"ok {len(pd.read_parquet(small_world / 'live.parquet'))}")
+    # Same predictions as in this process.
+    here = pd.read_pickle(path)(pd.read_parquet(small_world / "live.parquet"),
+                                pd.read_parquet(small_world / "live_benchmark_models.parquet"))
+    there = pd.read_csv(tmp_path / "replica.csv", index_col="id")
+    np.testing.assert_allclose(there["prediction"].to_numpy(), here["prediction"].to_numpy(), rtol=0, atol=1e-12)

@@ -1,0 +1,207 @@
+"""validation.runtime: the replica of Numerai's runtime passes a good pickle and names each failure as Numerai's
+runner would, under the 1 CPU / memory / time limits."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.live import make_predict
+from training.export import dumps_by_value, export_pickle
+from validation.errors import NmuError
+from validation.manifest import file_sha256, read_manifest
+from validation.runtime import check_command, ensure_runtime, pins_file, read_pins, run_pickle, runtime_root
+from tests.stand_in import fit_baseline, fit_stand_in_cached, replica_python
+
+# ---- broken predict functions (pickled by value with the tests package) -------------------------------
+
+
+def returns_nan(live_features, live_benchmark_models):
+    return pd.DataFrame({"prediction": np.nan}, index=live_features.index)
+
+
+def returns_series(live_features, live_benchmark_models):
+    return pd.Series(0.5, index=live_features.index, name="prediction")
+
+
+def three_parameters(live_features, live_benchmark_models, extra):
+    return pd.DataFrame({"prediction": 0.5}, index=live_features.index)
+
+
+def eats_memory(live_features, live_benchmark_models):
+    block = np.ones((1024, 1024, 160))  # 1.25 GB, touched
+    return pd.DataFrame({"prediction": block[0, 0, 0] / 2}, index=live_features.index)
+
+
+def sleeps(live_features, live_benchmark_models):
+    time.sleep(60)
+    return pd.DataFrame({"prediction": 0.5}, index=live_features.index)
+
+
+def constant(live_features, live_benchmark_models):
+    return pd.DataFrame({"prediction": 0.5}, index=live_features.index)
+
+
+def drops_rows(live_features, live_benchmark_models):
+    return pd.DataFrame({"prediction": 0.5}, index=live_features.index[1:])
+
+
+def counts_cpus(live_features, live_benchmark_models):
+    import os
+
+    ok = len(os.sched_getaffinity(0)) == 1 and os.environ.get("OMP_NUM_THREADS") == "1"
+    values = np.linspace(0.1, 0.9, len(live_features)) if ok else np.full(len(live_features), np.nan)
+    return pd.DataFrame({"prediction": values}, index=live_features.index)
+
+
+def _write(tmp_path, func, name="model.pkl"):
+    path = tmp_path / name
+    path.write_bytes(dumps_by_value(func, ["tests"])[0])
+    return path
+
+
+@pytest.fixture(scope="session")
+def python():
+    return replica_python()
+
+
+@pytest.fixture(scope="module")
+def live_files(small_world):
+    return small_world / "live.parquet", small_world / "live_benchmark_models.parquet"
+
+
+def _run(python, path, live_files, **limits):
+    return run_pickle(python, path, *live_files, **limits)
+
+
+# ---- the replica's venv --------------------------------------------------------------------------------
+
+
+@pytest.mark.network
+def test_replica_has_the_pins_and_not_the_project(python):
+    import subprocess
+
+    pins = read_pins(pins_file())
+    code = ("import importlib.metadata as m, importlib.util as u, json; "
+            "print(json.dumps({'versions': {p: m.version(p) for p in ['numpy', 'pandas', 'lightgbm', 'scikit-learn', "
+            "'cloudpickle']}, 'project': [n for n in ['model', 'training', 'validation', 'pandera'] if u.find_spec(n)]}))")
+    proc = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, cwd="/", timeout=120)
+    found = json.loads(proc.stdout)
+    assert found["project"] == []
+    assert found["versions"] == {p: pins[p] for p in found["versions"]}
+    assert str(python).startswith(str(runtime_root()))
+    assert ensure_runtime(log=lambda m: pytest.fail(f"rebuilt: {m}")) == python  # reused, not rebuilt
+
+
+@pytest.mark.network
+def test_changed_pins_rebuild_the_replica_atomically(tmp_path, monkeypatch):
+    """A new pins file → a new venv (built in a temp dir, then renamed); a current one is reused."""
+    monkeypatch.setenv("NMU_RUNTIME_DIR", str(tmp_path / "cache"))
+    pins = tmp_path / "pins.txt"
+    pins.write_text("six==1.17.0\n")
+    messages: list[str] = []
+    first = ensure_runtime(pins=pins, log=messages.append)
+    assert first.exists() and any("building" in m for m in messages)
+    messages.clear()
+    assert ensure_runtime(pins=pins, log=messages.append) == first and messages == []
+    pins.write_text("six==1.16.0\n")
+    second = ensure_runtime(pins=pins, log=messages.append)
+    assert second == first and any("building" in m for m in messages)
+    stamp = json.loads((first.parent.parent / "nmu-runtime.json").read_text())
+    assert stamp["pins_sha256"] == file_sha256(pins)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"py{sys.version_info[0]}.{sys.version_info[1]}"]
+
+
+# ---- nmu check ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.network
+def test_good_pickle_passes_and_is_recorded(small_world, tmp_path, capsys):
+    path = tmp_path / "model.pkl"
+    export_pickle(fit_baseline(small_world), path)
+    assert check_command(path, small_world, validation_eras=20) is True
+    out = capsys.readouterr().out
+    assert "PASS" in out and "peak memory" in out and "validation diagnostics (20 newest eras" in out
+    check = read_manifest(path)["check"]
+    assert check["passed"] is True and check["sha256"] == file_sha256(path) and check["reason"] == ""
+    assert 50 < check["peak_rss_mb"] < 4096
+    assert check["predict_seconds"] >= 0 and check["python"].startswith(f"{sys.version_info[0]}.{sys.version_info[1]}")
+    assert check["validation"]["eras"] == 20 and check["validation"]["status"] == "pass"
+
+
+@pytest.mark.network
+def test_failing_pickle_is_recorded_as_failed(small_world, tmp_path, capsys):
+    path = _write(tmp_path, returns_nan)
+    assert check_command(path, small_world, validation_eras=0) is False
+    assert "FAIL" in capsys.readouterr().out
+    check = read_manifest(path)["check"]
+    assert check["passed"] is False and "NaN" in check["reason"] and check["sha256"] == file_sha256(path)
+
+
+def test_missing_pickle_or_data_is_a_clear_error(small_world, tmp_path):
+    with pytest.raises(NmuError, match="model.pkl does not exist"):
+        check_command(tmp_path / "model.pkl", small_world)
+    path = _write(tmp_path, constant)
+    with pytest.raises(NmuError, match="live.parquet does not exist.*nmu data"):
+        check_command(path, tmp_path / "nodata")
+
+
+# ---- each failure with its own reason -------------------------------------------------------------------
+
+
+@pytest.mark.network
+def test_runs_with_one_cpu_and_thread_vars(python, tmp_path, live_files):
+    result = _run(python, _write(tmp_path, counts_cpus), live_files)
+    assert result["status"] == "pass", result
+
+
+@pytest.mark.network
+def test_pickled_by_reference_is_module_not_found(python, tmp_path, live_files, small_world):
+    path = tmp_path / "by_reference.pkl"
+    path.write_bytes(cloudpickle.dumps(make_predict(fit_stand_in_cached(small_world))))  # nothing registered
+    result = _run(python, path, live_files)
+    assert result["status"] == "fail"
+    assert result["reason"].startswith("Import error reading pickle - ModuleNotFoundError: No module named")
+
+
+@pytest.mark.network
+def test_garbage_is_an_invalid_pickle(python, tmp_path, live_files):
+    path = tmp_path / "garbage.pkl"
+    path.write_bytes(b"this is not a pickle")
+    result = _run(python, path, live_files)
+    assert result["status"] == "fail" and result["reason"].startswith("Invalid pickle")
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("func, reason", [
+    (returns_nan, "Pickle function returned at least 1 NaN prediction"),
+    (returns_series, "returned <class 'pandas.core.series.Series'> instead of pd.DataFrame"),
+    (three_parameters, "it must have 1 or 2 arguments, it has 3"),
+    (constant, "zero standard deviation"),
+    (drops_rows, "predictions, expected"),
+])
+def test_bad_results_are_named(python, tmp_path, live_files, func, reason):
+    result = _run(python, _write(tmp_path, func), live_files)
+    assert result["status"] == "fail"
+    assert reason in result["reason"], result["reason"]
+
+
+@pytest.mark.network
+def test_memory_limit_kills_the_run(python, tmp_path, live_files):
+    result = _run(python, _write(tmp_path, eats_memory), live_files, memory_limit_mb=600)
+    assert result["status"] == "fail" and result["reason"] == "exceeded memory limit (600 MB)"
+    assert result["peak_rss_mb"] > 600
+
+
+@pytest.mark.network
+def test_time_limit_kills_the_run(python, tmp_path, live_files):
+    start = time.perf_counter()
+    result = _run(python, _write(tmp_path, sleeps), live_files, time_limit_s=6)
+    assert result["status"] == "fail" and result["reason"] == "exceeded time limit (6 s)"
+    assert time.perf_counter() - start < 20
