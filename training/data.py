@@ -1,0 +1,346 @@
+"""Lean loading of Numerai-layout data: only the requested columns, features as int8, every k-th era.
+
+Numerai's train file is ~7.7 GB on disk and ~7.5 GB as int8 in memory (30 GB as float32), so loading reads
+the parquet file row group by row group and column batch by column batch with pyarrow, keeps only the rows
+of the wanted eras, and writes each column straight into preallocated numpy blocks of the final dtype. The
+frame is then assembled from those blocks without a copy, so the peak memory stays near the result's size:
+no float64 detour, no full arrow table plus pandas copy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from validation.errors import NmuError
+
+DEFAULT_BENCHMARK = "v52_lgbm_ender20"
+NON_GROUP_SETS = ("small", "medium", "all")
+_BATCH_BYTES = 32 * 1024 * 1024  # arrow data read at once (one row group x a batch of columns)
+_GET_DATA = "get data with `nmu data synthetic --out DIR` or `nmu data download --out DIR`"
+
+
+def load_feature_metadata(data_dir: str | Path) -> dict:
+    """Read features.json of a data directory (or the file itself); NmuError naming the file if missing/bad."""
+    path = Path(data_dir)
+    if path.is_dir() or path.suffix != ".json":
+        path = path / "features.json"
+    if not path.is_file():
+        raise NmuError(f"{path} does not exist; {_GET_DATA}.")
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NmuError(f"{path} is not valid JSON ({exc}); download or generate it again.") from None
+    sets = metadata.get("feature_sets") if isinstance(metadata, dict) else None
+    if not isinstance(sets, dict) or not sets or not all(isinstance(v, list) for v in sets.values()):
+        raise NmuError(f"{path} has no \"feature_sets\" mapping of set names to feature lists.")
+    return metadata
+
+
+def resolve_feature_set(metadata: dict, name: str) -> list[str]:
+    """The features of a named set (small, medium, all or a group); NmuError listing the choices."""
+    sets = metadata.get("feature_sets", {})
+    if name not in sets:
+        raise NmuError(f"unknown feature set {name!r}; choose one of: {', '.join(sets)}.")
+    return list(sets[name])
+
+
+def feature_groups(metadata: dict, features: Sequence[str]) -> dict[str, list[str]]:
+    """The named feature groups (intelligence, charisma, ...) restricted to `features`, without empty ones."""
+    wanted = set(features)
+    groups: dict[str, list[str]] = {}
+    for name, members in metadata.get("feature_sets", {}).items():
+        if name in NON_GROUP_SETS or name.endswith("_features"):  # v2/v3/fncv3 sets are not groups
+            continue
+        kept = [f for f in members if f in wanted]
+        if kept:
+            groups[name] = kept
+    return groups
+
+
+def benchmark_column(frame: pd.DataFrame) -> str:
+    """The benchmark column to compare against: `*_lgbm_ender20` (v52 first), else the first float column."""
+    if DEFAULT_BENCHMARK in frame.columns:
+        return DEFAULT_BENCHMARK
+    for column in frame.columns:
+        if str(column).endswith("_lgbm_ender20"):
+            return str(column)
+    for column in frame.columns:
+        if pd.api.types.is_float_dtype(frame[column].dtype):
+            return str(column)
+    raise NmuError(f"the benchmark frame has no float column (columns: {', '.join(map(str, frame.columns))}).")
+
+
+def load_frame(
+    path: str | Path,
+    features: Sequence[str],
+    targets: Sequence[str] | str | None = ("target",),
+    era_step: int = 1,
+    eras: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Read a Numerai parquet file lean: index `id`, `era` (str), `data_type` if present, features int8
+    (float32 where a column holds NaN), targets float32; only eras in `eras` (if given), then every
+    `era_step`-th of them. Columns: era, data_type, features, targets, in the requested order."""
+    if isinstance(targets, str):
+        targets = (targets,)
+    return _load(Path(path), list(dict.fromkeys(features)), list(dict.fromkeys(targets or ())), era_step, eras)
+
+
+def load_benchmark(path: str | Path, eras: Iterable[str] | None = None) -> pd.DataFrame:
+    """Read a benchmark-models file: index `id`, `era`, every other column as float32."""
+    path = Path(path)
+    pf = _open(path)
+    columns = [c for c in _file_columns(pf) if c not in ("id", "era", "data_type")]
+    return _load(path, [], columns, 1, eras, pf=pf, keep_data_type=False)
+
+
+# --------------------------------------------------------------------------------------------------- internals
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    if not path.is_file():
+        raise NmuError(f"{path} does not exist; {_GET_DATA}.")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise NmuError(f"{path} is not a readable parquet file ({exc}); download or generate it again.") from None
+
+
+def _file_columns(pf: pq.ParquetFile) -> list[str]:
+    return list(pf.schema_arrow.names)
+
+
+def _era_sort_key(era: str) -> tuple:
+    digits = "".join(ch for ch in era if ch.isdigit())
+    return (0, int(digits), era) if digits else (1, 0, era)
+
+
+def _normalise_eras(eras: Iterable[str] | None) -> set[str] | None:
+    if eras is None:
+        return None
+    if isinstance(eras, (str, int, np.integer)):
+        eras = [eras]  # type: ignore[list-item]
+    return {e if isinstance(e, str) else f"{int(e):04d}" for e in eras}
+
+
+def _dictionary(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """Labels and int codes of a (string or integer) column, without a Python object per row."""
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_dictionary(array.type):
+        encoded = array
+    else:
+        encoded = array.dictionary_encode()
+    labels = [str(v) for v in encoded.dictionary.to_pylist()]
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if encoded.indices.null_count:
+        labels.append("nan")
+        codes = np.where(codes < 0, len(labels) - 1, codes)
+    return labels, codes
+
+
+def _null_free(pf: pq.ParquetFile, column: str, row_groups: list[int]) -> bool:
+    """True if the parquet statistics prove the column holds no null in these row groups."""
+    for rg in row_groups:
+        meta = pf.metadata.row_group(rg)
+        position = _column_positions(pf).get(column)
+        stats = meta.column(position).statistics if position is not None else None
+        if stats is None or not stats.has_null_count or stats.null_count:
+            return False
+    return True
+
+
+def _column_positions(pf: pq.ParquetFile) -> dict[str, int]:
+    """Leaf column positions in the parquet metadata by name (cached on the ParquetFile object)."""
+    cached = getattr(pf, "_nmu_positions", None)
+    if cached is None:
+        schema = pf.metadata.schema
+        cached = {schema.column(i).path: i for i in range(len(schema))}
+        pf._nmu_positions = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _load(
+    path: Path,
+    features: list[str],
+    floats: list[str],
+    era_step: int,
+    eras: Iterable[str] | None,
+    pf: pq.ParquetFile | None = None,
+    keep_data_type: bool = True,
+) -> pd.DataFrame:
+    pf = pf or _open(path)
+    available = _file_columns(pf)
+    present = set(available)
+    missing = [c for c in ["id", "era", *features, *floats] if c not in present]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise NmuError(f"{path} has no column {shown}; check the feature set, target name and data version.")
+    if int(era_step) < 1:
+        raise NmuError(f"era_step must be a positive integer, got {era_step}.")
+    era_step = int(era_step)
+    has_data_type = keep_data_type and "data_type" in present
+
+    # pass 1: the era of every row (codes per row group), then the eras to keep
+    n_groups = pf.metadata.num_row_groups
+    group_eras: list[tuple[list[str], np.ndarray]] = []
+    for rg in range(n_groups):
+        group_eras.append(_dictionary(pf.read_row_group(rg, columns=["era"]).column(0)))
+    all_eras = sorted({e for labels, _ in group_eras for e in labels}, key=_era_sort_key)
+    wanted = _normalise_eras(eras)
+    candidates = [e for e in all_eras if wanted is None or e in wanted]
+    selected = candidates[::era_step]
+    if not selected:
+        why = f"eras {sorted(wanted)[:5]}" if wanted is not None and not candidates else f"era_step {era_step}"
+        raise NmuError(f"no eras of {path} are left after selecting {why} ({len(all_eras)} eras in the file).")
+    keep = set(selected)
+
+    masks: list[np.ndarray | None] = []
+    counts: list[int] = []
+    for labels, codes in group_eras:
+        label_keep = np.array([label in keep for label in labels], dtype=bool)
+        if label_keep.all():
+            masks.append(None)
+            counts.append(len(codes))
+        else:
+            mask = label_keep[codes] if len(labels) else np.zeros(len(codes), bool)
+            masks.append(mask)
+            counts.append(int(mask.sum()))
+    n = int(sum(counts))
+    used_groups = [rg for rg in range(n_groups) if counts[rg]]
+
+    # the dtype of each feature column: int8 unless it can hold NaN/null
+    schema = pf.schema_arrow
+    int_features, float_features, maybe_int = [], [], []
+    for name in features:
+        kind = schema.field(name).type
+        if pa.types.is_integer(kind) and _null_free(pf, name, used_groups):
+            int_features.append(name)
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+            maybe_int.append(name)  # float32 while reading; int8 afterwards if it holds no NaN
+        else:
+            raise NmuError(f"{path} column {name} has type {kind}; features must be integers 0..4 (or NaN).")
+    for name in floats:
+        kind = schema.field(name).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+            raise NmuError(f"{path} column {name} has type {kind}; expected numbers.")
+    float_features = maybe_int
+    float_columns = float_features + floats
+
+    int_block = np.empty((len(int_features), n), dtype=np.int8)
+    float_block = np.empty((len(float_columns), n), dtype=np.float32)
+    object_block = np.empty((2 if has_data_type else 1, n), dtype=object)
+    index_values = np.empty(n, dtype=object)
+    destination: dict[str, tuple[np.ndarray, int]] = {}
+    for i, name in enumerate(int_features):
+        destination[name] = (int_block, i)
+    for i, name in enumerate(float_columns):
+        destination[name] = (float_block, i)
+
+    # pass 2: fill the blocks row group by row group, a batch of columns at a time
+    era_objects: dict[str, str] = {e: e for e in all_eras}
+    offset = 0
+    for rg in used_groups:
+        mask, count = masks[rg], counts[rg]
+        rows = pf.metadata.row_group(rg).num_rows
+        labels, codes = group_eras[rg]
+        kept_codes = codes if mask is None else codes[mask]
+        era_labels = np.array([era_objects[label] for label in labels], dtype=object)
+        object_block[0, offset : offset + count] = era_labels[kept_codes] if len(labels) else []
+        heads = ["id"] + (["data_type"] if has_data_type else [])
+        head = pf.read_row_group(rg, columns=heads)
+        ids = head.column("id").to_numpy(zero_copy_only=False)
+        index_values[offset : offset + count] = ids if mask is None else ids[mask]
+        del ids
+        if has_data_type:
+            dt_labels, dt_codes = _dictionary(head.column("data_type"))
+            dt_objects = np.array(dt_labels, dtype=object)
+            object_block[1, offset : offset + count] = dt_objects[dt_codes if mask is None else dt_codes[mask]]
+        del head
+        columns = int_features + float_columns
+        batch = max(1, int(_BATCH_BYTES // max(1, rows * 4)))
+        for start in range(0, len(columns), batch):
+            names = columns[start : start + batch]
+            table = pf.read_row_group(rg, columns=names)
+            for name in names:
+                block, row = destination[name]
+                _fill(block[row, offset : offset + count], table.column(name), mask)
+            del table
+        offset += count
+
+    # float-typed feature columns without NaN become int8 (one small block each)
+    singles: dict[str, np.ndarray] = {}
+    float_keep = []
+    for i, name in enumerate(float_features):
+        values = float_block[i]
+        if not np.isnan(values).any():
+            as_int = values.astype(np.int8)
+            if np.array_equal(as_int, values):
+                singles[name] = as_int
+                continue
+        float_keep.append(i)
+    if singles:
+        rows_kept = float_keep + list(range(len(float_features), len(float_columns)))
+        float_block = float_block[rows_kept] if rows_kept != list(range(len(float_columns))) else float_block
+        float_columns = [float_columns[i] for i in rows_kept]
+
+    # assemble without copying: one block per dtype, placed at the requested column positions
+    order = ["era"] + (["data_type"] if has_data_type else []) + features + floats
+    index = pd.Index(index_values, name="id", dtype=object, copy=False)
+    return _assemble(
+        order, index,
+        [(object_block, ["era"] + (["data_type"] if has_data_type else []))]
+        + [(int_block, int_features)] + [(float_block, float_columns)]
+        + [(values[None, :], [name]) for name, values in singles.items()],
+    )
+
+
+def _fill(out: np.ndarray, column: pa.ChunkedArray, mask: np.ndarray | None) -> None:
+    """Copy one row group's column into `out` (int8 or float32 view), keeping the masked rows only."""
+    position = 0
+    written = 0
+    for chunk in column.chunks:
+        length = len(chunk)
+        if chunk.null_count:
+            if pa.types.is_floating(chunk.type):
+                values = chunk.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+            else:
+                nulls = chunk.is_null().to_numpy(zero_copy_only=False)
+                values = chunk.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float32)
+                values[nulls] = np.nan
+        else:
+            values = chunk.to_numpy(zero_copy_only=False)
+        if mask is not None:
+            values = values[mask[position : position + length]]
+        out[written : written + len(values)] = values
+        written += len(values)
+        position += length
+
+
+def _assemble(order: list[str], index: pd.Index, blocks: list[tuple[np.ndarray, list[str]]]) -> pd.DataFrame:
+    """A DataFrame whose columns (in `order`) live in the given 2-D blocks (columns x rows), not copied."""
+    blocks = [(values, names) for values, names in blocks if names]
+    position = {name: i for i, name in enumerate(order)}
+    try:
+        from pandas.core.internals import BlockManager
+        from pandas.core.internals.api import make_block
+
+        made = [
+            make_block(values, placement=np.array([position[c] for c in names], dtype=np.intp), ndim=2)
+            for values, names in blocks
+        ]
+        manager = BlockManager(made, [pd.Index(order, dtype=object), index])
+        if hasattr(pd.DataFrame, "_from_mgr"):
+            return pd.DataFrame._from_mgr(manager, axes=manager.axes)
+        return pd.DataFrame(manager)  # pragma: no cover - pandas < 2.1
+    except (ImportError, TypeError, ValueError, AssertionError):  # pragma: no cover - internals changed
+        parts = [pd.DataFrame(values.T, index=index, columns=names, copy=False) for values, names in blocks]
+        frame = pd.concat(parts, axis=1, copy=False)
+        ordered = [c for c in order if c in frame.columns]
+        return frame if list(frame.columns) == ordered else frame[ordered]
