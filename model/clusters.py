@@ -27,10 +27,9 @@ from model.eras import EraIndex
 CHUNK_ELEMENTS = 1 << 22
 # Sampled eras get at least this many rows (or all of theirs) so their mean and std are estimated well.
 MIN_ROWS_PER_ERA = 500
-# Up to this many features the PCA is an exact eigen-decomposition of the feature Gram matrix.
-GRAM_FEATURES = 512
-# Above this many sample values the PCA uses a randomized range finder instead of a full SVD.
-EXACT_SVD_ELEMENTS = 4_000_000
+# With at most this many features (or sample rows) the PCA is an exact eigen-decomposition of the smaller
+# Gram matrix; above it a randomized range finder.
+GRAM_SIZE = 512
 
 
 def _chunk_rows(n_features: int) -> int:
@@ -117,33 +116,65 @@ def _sample_rows(eras: EraIndex, sample_size: int, rng: np.random.Generator) -> 
     return chosen
 
 
+def _orthonormal(y: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (float64) of the columns of a tall matrix via its small Gram matrix, applied twice.
+
+    Used instead of LAPACK's QR, which is pathologically slow when its threads compete for the CPU; two
+    Gram passes (as in CholeskyQR2) give an orthonormal basis to machine precision.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    for _ in range(2):
+        eigval, eigvec = np.linalg.eigh(y.T @ y)
+        keep = eigval > max(float(eigval.max(initial=0.0)), 1e-300) * 1e-12
+        y = y @ (eigvec[:, keep] / np.sqrt(eigval[keep]))
+    return y
+
+
+def _top_eigen(gram: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `n_components` largest eigenvalues (clipped at 0, descending) of a symmetric matrix and their vectors."""
+    eigval, eigvec = np.linalg.eigh(gram)
+    top = np.argsort(-eigval, kind="stable")[:n_components]
+    return np.maximum(eigval[top], 0.0), eigvec[:, top]
+
+
 def _pca(z: np.ndarray, n_components: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Leading principal axes (n_components, F) and their variances of the (already centred) matrix `z`."""
+    """Leading principal axes (n_components, F) and their variances of the (already centred) matrix `z`.
+
+    Exact (eigen-decomposition of the smaller Gram matrix) when rows or features are few; otherwise a
+    randomized range finder with power iterations (Halko, Martinsson & Tropp 2011), all float32 products
+    over z and float64 algebra on the small matrices.
+    """
     n, f = z.shape
-    if f <= GRAM_FEATURES:  # exact: eigen-decomposition of the small Gram matrix zᵀz (float64)
+    if f <= GRAM_SIZE:
         zd = z.astype(np.float64)
-        eigval, eigvec = np.linalg.eigh(zd.T @ zd)
-        top = np.argsort(-eigval, kind="stable")[:n_components]
-        axes, sing = eigvec[:, top].T, np.sqrt(np.maximum(eigval[top], 0.0))
-    elif z.size <= EXACT_SVD_ELEMENTS or n_components + 10 >= min(n, f) // 2:
-        _, s, vt = np.linalg.svd(z.astype(np.float64), full_matrices=False)
-        axes, sing = vt[:n_components], s[:n_components]
-    else:  # randomized range finder with power iterations (Halko et al. 2011), then an exact small SVD
-        width = min(min(n, f), n_components + 10)
-        q = z @ rng.standard_normal((f, width)).astype(np.float32)
+        sq, axes = _top_eigen(zd.T @ zd, n_components)
+        axes = axes.T
+    elif n <= GRAM_SIZE:
+        zd = z.astype(np.float64)
+        sq, left = _top_eigen(zd @ zd.T, n_components)
+        axes = (zd.T @ left).T / np.sqrt(np.where(sq > 0, sq, 1.0))[:, None]
+    else:
+        width = min(n, f, n_components + 10)
+        q = _orthonormal(z @ rng.standard_normal((f, width)).astype(np.float32))
         for _ in range(4):
-            q, _ = np.linalg.qr(q)
-            q, _ = np.linalg.qr(z.T @ q)
-            q = z @ q
-        q, _ = np.linalg.qr(q.astype(np.float64))
-        b = (z.T @ q.astype(np.float32)).T.astype(np.float64)  # (width, F) = qᵀ z
-        _, s, vt = np.linalg.svd(b, full_matrices=False)
-        axes, sing = vt[:n_components], s[:n_components]
+            if q.shape[1] == 0:  # z is (numerically) zero
+                break
+            q = _orthonormal(z.T @ q.astype(np.float32))
+            q = _orthonormal(z @ q.astype(np.float32))
+        if q.shape[1] == 0:
+            sq, axes = np.zeros(0), np.zeros((0, f))
+        else:
+            b = (z.T @ q.astype(np.float32)).T.astype(np.float64)  # (width, F) = qᵀ z
+            sq, left = _top_eigen(b @ b.T, n_components)
+            axes = (b.T @ left).T / np.sqrt(np.where(sq > 0, sq, 1.0))[:, None]
+    if len(axes) < n_components:  # rank-deficient sample: pad with zero axes (their scores are 0)
+        sq = np.concatenate([sq, np.zeros(n_components - len(axes))])
+        axes = np.vstack([axes, np.zeros((n_components - len(axes), f))])
     # deterministic signs: the largest loading of every axis is positive
     pivot = np.abs(axes).argmax(axis=1)
     signs = np.sign(axes[np.arange(len(axes)), pivot])
     signs[signs == 0] = 1.0
-    return axes * signs[:, None], sing**2 / max(n - 1, 1)
+    return axes * signs[:, None], sq / max(n - 1, 1)
 
 
 def _sq_distances(x: np.ndarray, centroids: np.ndarray, xx: np.ndarray | None = None) -> np.ndarray:

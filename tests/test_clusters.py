@@ -135,6 +135,23 @@ def test_transform_matches_full_standardisation(world, monkeypatch: pytest.Monke
     assert np.isfinite(chunked).all()
 
 
+def test_randomized_pca_matches_exact_svd() -> None:
+    """Above GRAM_SIZE rows and features the randomized range finder finds the exact principal axes."""
+    rng = np.random.default_rng(0)
+    n, f = 1200, 600
+    latent = rng.standard_normal((n, 12)) * np.linspace(6, 2, 12)
+    z = (latent @ (rng.standard_normal((12, f)) * 8 / np.sqrt(f)) + rng.standard_normal((n, f))).astype(np.float32)
+    z -= z.mean(axis=0)
+    assert min(n, f) > clusters_module.GRAM_SIZE
+    axes, variances = clusters_module._pca(z, 10, np.random.default_rng(1))
+    zd = z.astype(np.float64)
+    eigval, eigvec = np.linalg.eigh(zd.T @ zd)  # exact reference (LAPACK's SVD is slow on a busy machine)
+    top = np.argsort(-eigval)[:10]
+    np.testing.assert_allclose(np.abs((axes * eigvec[:, top].T).sum(axis=1)), 1.0, atol=1e-4)
+    np.testing.assert_allclose(variances, eigval[top] / (n - 1), rtol=1e-4)
+    np.testing.assert_allclose(axes @ axes.T, np.eye(10), atol=1e-5)
+
+
 def test_relative_has_zero_era_cluster_means(world) -> None:
     x, _, era = world
     eras = EraIndex(era)
