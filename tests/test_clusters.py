@@ -109,6 +109,21 @@ def test_fit_samples_rows_spread_over_eras(world) -> None:
     assert len(sampled_eras) >= 5 and min(sampled_eras) == "0001" and max(sampled_eras) == "0030"
 
 
+def test_fitted_state_is_plain_numpy_and_pickles(world) -> None:
+    """The fitted state is numpy arrays and plain values only, and a pickle round trip predicts the same."""
+    import pickle
+
+    x, _, era = world
+    eras = EraIndex(era)
+    fitted = Clusters(n_clusters=5).fit(x, eras)
+    for name, value in vars(fitted).items():
+        if name.endswith("_"):
+            assert isinstance(value, (np.ndarray, int, float)), name
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict(x, eras), fitted.predict(x, eras))
+    assert len(pickle.dumps(fitted)) < 10_000
+
+
 def test_predict_multi_era_equals_era_by_era(world) -> None:
     x, _, era = world
     fitted = Clusters().fit(x, EraIndex(era))
