@@ -4,10 +4,13 @@ The talk behind DESIGN.md finds that industries learnt from the data (dimension 
 beat fixed sector labels. `Clusters` learns them with numpy only, so its fitted state is a few small arrays:
 
 * fit: a deterministic row SAMPLE spread over eras (never all rows) is standardised within each era
-  (NaN → era mean → 0, constant column → 0), reduced by PCA (numpy SVD; randomized range finder when the
-  matrix is large) and clustered by k-means (k-means++ init, `n_init` restarts, empty clusters re-seeded).
-* predict: every era is standardised with its own statistics and projected in bounded row chunks
-  (float32, at most ~`CHUNK_ELEMENTS` values at a time), then each row takes the nearest centroid.
+  (NaN → era mean → 0, constant column → 0), reduced by PCA (exact eigen-decomposition of the smaller Gram
+  matrix when rows or features are ≤ GRAM_SIZE, else a randomized range finder with power iterations; no
+  LAPACK QR/SVD on large matrices) and clustered by k-means (k-means++ init, `n_init` restarts, empty
+  clusters re-seeded). The sample is drawn from evenly spaced eras, at least MIN_ROWS_PER_ERA rows each.
+* predict / transform: every era is standardised with its own statistics (two passes over its rows) and
+  projected in bounded row chunks (float32, at most ~CHUNK_ELEMENTS values at a time, never a float64 copy
+  of the frame); predict gives each row its nearest centroid, transform the PCA scores.
 * relative / dummies: cluster-relative values (minus the era × cluster mean) and one-hot cluster
   exposures for the residualizer.
 
