@@ -155,6 +155,18 @@ def test_out_of_range_feature_value_is_named_with_id_era_and_value(row_major: bo
     assert len(exc.failures) == 1  # nothing else is blamed
 
 
+def test_row_major_block_with_features_in_any_order_and_gaps():
+    """Features asked in another order than stored, with unchecked columns between them, in one 2-D block."""
+    df, features = make_frame(features=30, row_major=True)
+    asked = [features[j] for j in (29, 28, 20, 25, 3, 4, 5, 6, 12, 0)]  # out of order, gaps, a run
+    df.iloc[17, df.columns.get_loc(features[28])] = 6
+    df.iloc[18, df.columns.get_loc(features[3])] = 8
+    df.iloc[19, df.columns.get_loc(features[1])] = 9  # not asked: not blamed
+    exc = failures_of(validate_training_frame, df, asked, "target", "train")
+    assert list(exc.failures["column"]) == [features[28], features[3]]
+    assert list(exc.failures["examples"]) == [f"{df.index[17]}@0002=6", f"{df.index[18]}@0002=8"]
+
+
 def test_float_features_may_hold_nan_but_not_values_outside_0_4():
     df, features = make_frame()
     df[features[1]] = df[features[1]].astype(np.float32)

@@ -83,7 +83,12 @@ class _Problems:
         self.names.add(name)
 
         def run(obj: Any) -> bool:
-            return bool(fn(obj))
+            try:
+                return bool(fn(obj))
+            except Exception as exc:  # noqa: BLE001 - a check that breaks on odd data is itself a finding
+                column = str(obj.name) if isinstance(obj, pd.Series) and obj.name is not None else "(frame)"
+                self.add(column, name, 1, _fmt_value(f"check raised {type(exc).__name__}: {exc}")[:EXAMPLES_WIDTH])
+                return False
 
         return pa.Check(run, name=name, error=name, ignore_na=False)
 
@@ -109,7 +114,8 @@ def _fmt_value(value: Any) -> str:
             return "NaN"
         return f"{float(value):g}"
     text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 20 else text[:19] + "…"
+    limit = EXAMPLES_WIDTH if isinstance(value, str) and value.startswith("check raised") else 20
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _examples(labels: Sequence[str], values: Optional[Sequence[Any]] = None, total: Optional[int] = None) -> str:
@@ -167,6 +173,8 @@ def _is_string_like(s: pd.Series | pd.Index) -> bool:
         return True
     if isinstance(dtype, pd.CategoricalDtype):
         return pd.api.types.infer_dtype(dtype.categories, skipna=True) in ("string", "empty")
+    if not isinstance(dtype, np.dtype):  # e.g. pyarrow-backed strings
+        return pd.api.types.is_string_dtype(dtype)
     if dtype == object:
         return pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
     return False
@@ -583,6 +591,11 @@ def _run(schema: "pa.DataFrameSchema", df: pd.DataFrame, problems: _Problems, so
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             failures = _fold(errors, problems)
+        if failures.empty:  # pandera failed in a way the table does not know: still say something
+            failures = pd.DataFrame(
+                [{"column": "(frame)", "check": "schema", "count": 1, "examples": str(errors).splitlines()[0][:EXAMPLES_WIDTH]}],
+                columns=FAILURE_COLUMNS,
+            )
         raise DataValidationError(source, failures) from None
     if problems.rows:  # a check recorded rows but pandera did not fail (should not happen); be strict
         raise DataValidationError(source, pd.DataFrame(problems.rows, columns=FAILURE_COLUMNS))
