@@ -77,29 +77,29 @@ def per_era_bmc(predictions: pd.Series, benchmark: pd.Series, targets: pd.Series
     return pd.Series(out, name="bmc", dtype=np.float64).rename_axis("era")
 
 
-def per_era_feature_exposure(predictions: pd.Series, features: pd.DataFrame, eras: pd.Series) -> pd.Series:
-    """Per era, the largest |Pearson corr| of the predictions with any feature (one matrix product per era).
+def max_abs_feature_corr(predictions: np.ndarray, features: np.ndarray) -> float:
+    """The largest |Pearson corr| of one era's predictions with any feature column (one matrix product).
 
-    A NaN feature value takes the neutral value 2; a feature constant within an era is ignored there.
+    A NaN feature value takes the neutral value 2; a feature constant within the era is ignored.
     """
+    x = np.nan_to_num(np.asarray(features, dtype=np.float64), nan=2.0)
+    x -= x.mean(axis=0)
+    p = np.asarray(predictions, dtype=np.float64)
+    p = p - p.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (x.T @ p) / (np.sqrt(np.einsum("ij,ij->j", x, x)) * np.sqrt(p @ p))
+    corr = corr[np.isfinite(corr)]
+    return float(np.abs(corr).max()) if corr.size else float("nan")
+
+
+def per_era_feature_exposure(predictions: pd.Series, features: pd.DataFrame, eras: pd.Series) -> pd.Series:
+    """Per era, the largest |Pearson corr| of the predictions with any feature; one era's block at a time, so
+    no float copy of the whole feature frame is made."""
     labels, _, groups = _era_groups(eras)
-    values = features.to_numpy(dtype=np.float32, na_value=2.0) if len(features.columns) else None
     preds = np.asarray(predictions, dtype=np.float64)
-    out = np.full(len(labels), np.nan)
-    if values is None:
-        return pd.Series(out, index=pd.Index(labels, name="era"), name="feature_exposure")
-    for i, rows in enumerate(groups):
-        x = values[rows].astype(np.float64)
-        x -= x.mean(axis=0)
-        p = preds[rows] - preds[rows].mean()
-        p_norm = np.sqrt(p @ p)
-        x_norm = np.sqrt(np.einsum("ij,ij->j", x, x))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = (x.T @ p) / (x_norm * p_norm)
-        corr = corr[np.isfinite(corr)]
-        if corr.size:
-            out[i] = np.abs(corr).max()
-    return pd.Series(out, index=pd.Index(labels, name="era"), name="feature_exposure")
+    out = [max_abs_feature_corr(preds[rows], features.iloc[rows].to_numpy(dtype=np.float32, na_value=np.nan))
+           if len(features.columns) else float("nan") for rows in groups]
+    return pd.Series(out, index=pd.Index(labels, name="era"), name="feature_exposure", dtype=np.float64)
 
 
 def max_drawdown(corr: pd.Series) -> float:
@@ -111,29 +111,37 @@ def max_drawdown(corr: pd.Series) -> float:
 
 
 def score_eras(
-    predictions: pd.Series,
+    predictions: pd.Series | np.ndarray,
     frame: pd.DataFrame,
     target: str,
     features: list[str],
     benchmark: Optional[pd.Series] = None,
 ) -> pd.DataFrame:
-    """Per-era scores of predictions on `frame` (era, target, features): columns corr, bmc, feature_exposure.
+    """Per-era scores of predictions (aligned with `frame`'s rows) on `frame` (era, target, features):
+    columns corr, bmc (NaN without a benchmark), feature_exposure; one row per era with a resolved target.
 
-    Rows are the eras with a resolved target; bmc is NaN without a benchmark.
+    Works one era at a time on row positions: no copy of the whole frame is made.
     """
-    predictions = pd.Series(np.asarray(predictions, dtype=np.float64), index=frame.index, name="prediction")
-    mask = _resolved(frame[target])
-    sub = frame.loc[mask]
-    preds = predictions[mask]
-    eras = sub["era"]
-    result = per_era_corr(preds, sub[target], eras).to_frame()
-    if benchmark is not None:
-        bench = pd.Series(np.asarray(benchmark.reindex(sub.index), dtype=np.float64), index=sub.index)
-        result["bmc"] = per_era_bmc(preds, bench, sub[target], eras)
-    else:
-        result["bmc"] = np.nan
-    result["feature_exposure"] = per_era_feature_exposure(preds, sub[features], eras)
-    return result
+    preds = np.asarray(predictions, dtype=np.float64)
+    if preds.shape != (len(frame),):
+        raise ValueError(f"{preds.shape[0]} predictions for {len(frame)} rows")
+    targets = frame[target].to_numpy(dtype=np.float64)
+    positions = np.flatnonzero(np.isfinite(targets))
+    labels, _, groups = _era_groups(frame["era"].to_numpy()[positions])
+    bench = None if benchmark is None else benchmark.reindex(frame.index).to_numpy(dtype=np.float64)
+    columns = frame.columns.get_indexer(features)
+    rows_out = []
+    for label, group in zip(labels, groups):
+        rows = positions[group]
+        corr = era_numerai_corr(preds[rows], targets[rows])
+        if math.isnan(corr):
+            continue
+        bmc = era_bmc(preds[rows], bench[rows], targets[rows]) if bench is not None else float("nan")
+        block = frame.iloc[rows, columns].to_numpy(dtype=np.float32, na_value=np.nan) if len(columns) else None
+        exposure = max_abs_feature_corr(preds[rows], block) if block is not None else float("nan")
+        rows_out.append((label, corr, bmc, exposure))
+    result = pd.DataFrame(rows_out, columns=["era", "corr", "bmc", "feature_exposure"]).set_index("era")
+    return result.astype(np.float64)
 
 
 def _clean(value: float) -> Optional[float]:
