@@ -91,92 +91,166 @@ def _rows_of(index: EraIndex, era: int) -> np.ndarray | slice:
     return rows
 
 
-def _chunk_design(parts: Sequence[np.ndarray], n_exposures: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Design [exposures, 1] of one chunk of rows: float64 matrix (permuted columns), permutation, exact-where-possible Gram."""
-    n = len(parts[0]) if parts else 0
-    exact: list[np.ndarray] = []
-    exact_idx: list[np.ndarray] = []
-    other: list[np.ndarray] = []
-    other_idx: list[np.ndarray] = []
-    offset = 0
-    for part in parts:
-        width = part.shape[1]
-        columns = np.arange(offset, offset + width)
-        offset += width
-        if part.dtype.kind == "b":
-            ok = np.ones(width, dtype=bool)
-        else:
-            if part.dtype.kind == "f" and not np.isfinite(part).all():
-                raise ValueError("exposures hold NaN or infinite values; fill them before residualizing")
-            if n == 0:
+class _Workspace:
+    """Design buffers reused by every era of one call (no fresh 10-100 MB allocation, and its page faults, per era)."""
+
+    def __init__(self, rows: int, columns: int):
+        self.rows = rows
+        self.columns = columns
+        self.f32 = np.empty(rows * columns, dtype=np.float32)
+        self.f64: np.ndarray | None = None
+
+    def x32(self, n: int, width: int) -> np.ndarray:
+        return self.f32[: n * width].reshape(n, width)
+
+    def x64(self, n: int, width: int) -> np.ndarray:
+        if self.f64 is None:  # only when some exposure columns are not small integers
+            self.f64 = np.empty(self.rows * self.columns, dtype=np.float64)
+        return self.f64[: n * width].reshape(n, width)
+
+
+def _exact_product(a32: np.ndarray, y: np.ndarray, bound: float) -> np.ndarray:
+    """a32 @ y to float64 accuracy, where a32 holds integers |a| <= bound in float32, without a float64 copy of a32.
+
+    y is split into J slices of `bits`-bit integers (scaled by powers of two per column); every float32
+    product and partial sum of a32 @ slice is then an integer below 2**24, i.e. exact, and the slices are
+    recombined in float64. Falls back to a float64 product when that would not be cheaper.
+    """
+    inner = a32.shape[1]
+    m = y.shape[1]
+    limit = _FLOAT32_EXACT / (inner * max(float(bound), 1.0))
+    bits = int(np.floor(np.log2(limit))) if limit >= 2 else 0
+    if bits < 6:
+        return a32.astype(np.float64) @ y
+    pieces = -(-52 // bits) + 1
+    if pieces * m > 48:
+        return a32.astype(np.float64) @ y
+    _, exponent = np.frexp(np.abs(y).max(axis=0))  # per column: |y| < 2**exponent
+    rest = np.ldexp(y, -exponent)
+    slices = np.empty((inner, pieces * m), dtype=np.float32)
+    for j in range(pieces):
+        rest = np.ldexp(rest, bits)
+        whole = np.rint(rest)
+        rest -= whole
+        slices[:, j * m : (j + 1) * m] = whole
+    products = a32 @ slices  # exact
+    out = np.zeros((a32.shape[0], m))
+    for j in range(pieces - 1, -1, -1):  # smallest slice first
+        out += np.ldexp(products[:, j * m : (j + 1) * m].astype(np.float64), exponent - (j + 1) * bits)
+    return out
+
+
+class _Design:
+    """One chunk of rows as [1, small-integer exposures] in float32 (exact) and the other exposures in float64."""
+
+    __slots__ = ("x32", "floats", "perm", "bound")
+
+    def __init__(self, parts: Sequence[np.ndarray], work: _Workspace):
+        n = len(parts[0])
+        exact: list[np.ndarray] = []
+        exact_idx: list[np.ndarray] = []
+        other: list[np.ndarray] = []
+        other_idx: list[np.ndarray] = []
+        bound = 1.0
+        offset = 1  # position 0 is the intercept
+        for part in parts:
+            width = part.shape[1]
+            columns = np.arange(offset, offset + width)
+            offset += width
+            if part.dtype.kind == "b":
                 ok = np.ones(width, dtype=bool)
+                high = np.ones(width)
             else:
+                if part.dtype.kind == "f" and not np.isfinite(part).all():
+                    raise ValueError("exposures hold NaN or infinite values; fill them before residualizing")
                 high = np.maximum(np.abs(part.max(axis=0).astype(np.float64)), np.abs(part.min(axis=0).astype(np.float64)))
                 ok = high * high * n <= _FLOAT32_EXACT
                 if part.dtype.kind == "f":
                     ok &= (part == np.rint(part)).all(axis=0)
-        if ok.all():
-            exact.append(part)
-            exact_idx.append(columns)
-        elif not ok.any():
-            other.append(part)
-            other_idx.append(columns)
-        else:
-            exact.append(part[:, ok])
-            exact_idx.append(columns[ok])
-            other.append(part[:, ~ok])
-            other_idx.append(columns[~ok])
+            if ok.any():
+                bound = max(bound, float(high[ok].max()))
+            if ok.all():
+                exact.append(part)
+                exact_idx.append(columns)
+            elif not ok.any():
+                other.append(part)
+                other_idx.append(columns)
+            else:
+                exact.append(part[:, ok])
+                exact_idx.append(columns[ok])
+                other.append(part[:, ~ok])
+                other_idx.append(columns[~ok])
+        a = 1 + sum(block.shape[1] for block in exact)
+        b = sum(block.shape[1] for block in other)
+        x32 = work.x32(n, a)
+        x32[:, 0] = 1.0
+        col = 1
+        for block in exact:
+            x32[:, col : col + block.shape[1]] = block
+            col += block.shape[1]
+        floats = None
+        if b:
+            floats = work.x64(n, b)
+            col = 0
+            for block in other:
+                floats[:, col : col + block.shape[1]] = block
+                col += block.shape[1]
+        perm = np.concatenate([np.zeros(1, dtype=np.int64)] + exact_idx + other_idx).astype(np.int64)
+        self.x32 = x32
+        self.floats = floats
+        self.perm = None if (b == 0 and (perm == np.arange(len(perm))).all()) else perm
+        self.bound = bound
 
-    a = 1 + sum(block.shape[1] for block in exact)  # exact exposures + the intercept
-    b = sum(block.shape[1] for block in other)
-    p = a + b
-    x32 = np.empty((n, a), dtype=np.float32)
-    col = 0
-    for block in exact:
-        x32[:, col : col + block.shape[1]] = block
-        col += block.shape[1]
-    x32[:, a - 1] = 1.0
-    x64 = np.empty((n, p), dtype=np.float64)
-    x64[:, :a] = x32
-    col = a
-    for block in other:
-        x64[:, col : col + block.shape[1]] = block
-        col += block.shape[1]
+    def gram(self) -> np.ndarray:
+        """XᵀX (float64, symmetric) in this design's column order; the small-integer block is exact."""
+        a = self.x32.shape[1]
+        p = a + (0 if self.floats is None else self.floats.shape[1])
+        exact = self.x32.T @ self.x32  # numpy runs BLAS syrk for a matrix times its own transpose: exact integers
+        if self.floats is None:
+            return exact.astype(np.float64)
+        gram = np.empty((p, p))
+        gram[:a, :a] = exact
+        gram[:a, a:] = _exact_product(self.x32.T, self.floats, self.bound)
+        gram[a:, :a] = gram[:a, a:].T
+        gram[a:, a:] = self.floats.T @ self.floats
+        return gram
 
-    gram = np.empty((p, p), dtype=np.float64)
-    if n:
-        upper = ssyrk(1.0, x32.T)  # x32.T is Fortran-ordered (a, n): no copy; upper triangle of x32ᵀx32
-        gram[:a, :a] = upper
-    else:
-        gram[:a, :a] = 0.0
-    if b:
-        floats = x64[:, a:]
-        gram[:a, a:] = x64[:, :a].T @ floats
-        gram[a:, a:] = dsyrk(1.0, floats.T) if n else 0.0
-    # symmetrise from the upper triangle
-    gram = np.triu(gram)
-    gram += np.triu(gram, 1).T
+    def t_dot(self, v: np.ndarray) -> np.ndarray:
+        """Xᵀv (p, m) in float64 accuracy."""
+        top = _exact_product(self.x32.T, v, self.bound)
+        if self.floats is None:
+            return top
+        return np.vstack([top, self.floats.T @ v])
 
-    perm = np.concatenate(exact_idx + [np.array([n_exposures])] + other_idx).astype(np.int64)
-    if b == 0 and (perm == np.arange(p)).all():
-        return x64, None, gram
-    return x64, perm, gram
+    def dot(self, beta: np.ndarray) -> np.ndarray:
+        """Xβ (n, m) in float64 accuracy, β in this design's column order."""
+        a = self.x32.shape[1]
+        out = _exact_product(self.x32, beta[:a], self.bound)
+        if self.floats is not None:
+            out += self.floats @ beta[a:]
+        return out
 
 
 class _Solver:
-    """One factorisation of an era's Gram matrix, shared by all value columns, with a ridge fallback."""
+    """One Cholesky factorisation of a symmetric Gram matrix, shared by all value columns, with a ridge fallback.
+
+    The factor is of the Jacobi-equilibrated matrix (unit diagonal), so the condition test and the ridge
+    do not depend on the exposures' units.
+    """
 
     def __init__(self, gram: np.ndarray):
         diag = np.diag(gram).copy()
-        scale = np.sqrt(np.where(diag > 0, diag, 1.0))
+        inv = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
         self.gram = gram
-        self.scale = scale
-        scaled = gram / scale[:, None] / scale[None, :]
+        self.inv = inv
+        scaled = np.outer(inv, inv)
+        scaled *= gram  # unit diagonal (a correlation matrix); a fresh array the factorisation may overwrite
+        anorm = float(np.abs(scaled).sum(axis=0).max())
         self.ridge = 0.0
         factor = None
         try:
-            factor = scipy.linalg.cho_factor(scaled, lower=False, check_finite=False)
-            anorm = float(np.abs(scaled).sum(axis=0).max())
+            # scaled.T is Fortran-ordered and (being symmetric) the same matrix: factorised in place, no copy
+            factor = scipy.linalg.cho_factor(scaled.T, lower=False, overwrite_a=True, check_finite=False)
             rcond, info = dpocon(factor[0], anorm)
             if info != 0 or not np.isfinite(rcond) or rcond < _RCOND_MIN:
                 factor = None
@@ -185,7 +259,10 @@ class _Solver:
         ridge = _RIDGE
         while factor is None:
             try:
-                factor = scipy.linalg.cho_factor(scaled + ridge * np.eye(len(scaled)), lower=False, check_finite=False)
+                ridged = np.outer(inv, inv)
+                ridged *= gram
+                ridged.flat[:: len(ridged) + 1] += ridge
+                factor = scipy.linalg.cho_factor(ridged.T, lower=False, overwrite_a=True, check_finite=False)
                 self.ridge = ridge
             except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
                 ridge *= 100.0
@@ -193,18 +270,42 @@ class _Solver:
                     raise
         self.factor = factor
 
+    def _apply(self, rhs: np.ndarray) -> np.ndarray:
+        scale = self.inv[:, None]
+        return scipy.linalg.cho_solve(self.factor, rhs * scale, check_finite=False) * scale
+
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """Least-squares coefficients for right-hand sides Xᵀv (p, m), refined on the normal equations."""
-        scale = self.scale[:, None]
-        beta = scipy.linalg.cho_solve(self.factor, rhs / scale, check_finite=False) / scale
+        beta = self._apply(rhs)
         steps = _RIDGE_REFINE_STEPS if self.ridge else _REFINE_STEPS
         for _ in range(steps):
-            residual = rhs - self.gram @ beta
-            delta = scipy.linalg.cho_solve(self.factor, residual / scale, check_finite=False) / scale
+            delta = self._apply(rhs - self.gram @ beta)
             beta += delta
             if self.ridge and np.abs(delta).max(initial=0.0) <= 1e-15 * np.abs(beta).max(initial=0.0):
                 break
         return beta
+
+
+def _solve_with_intercept(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Coefficients (intercept first) from the symmetric [1, X]ᵀ[1, X] and [1, X]ᵀv.
+
+    The intercept is eliminated exactly (Schur complement = centred Gram matrix), which removes the large
+    "mean" eigenvalue of uncentred 0..4 features; columns without variance in the era get coefficient 0.
+    """
+    count = gram[0, 0]
+    sums = gram[0, 1:]
+    raw = np.diag(gram)[1:].copy()
+    centred = gram[1:, 1:]  # a view: the caller's matrix is consumed
+    centred -= np.outer(sums, sums / count)
+    rhs_c = rhs[1:] - np.outer(sums, rhs[0] / count)
+    live = np.diag(centred) > 1e-12 * np.where(raw > 0, raw, 1.0)
+    beta_x = np.zeros_like(rhs_c)
+    if live.all():
+        beta_x = _Solver(centred).solve(rhs_c)
+    elif live.any():
+        beta_x[live] = _Solver(centred[np.ix_(live, live)]).solve(rhs_c[live])
+    beta0 = (rhs[0] - sums @ beta_x) / count
+    return np.vstack([beta0[None, :], beta_x])
 
 
 def _era_index(eras: Any, n: int) -> EraIndex:
@@ -244,9 +345,11 @@ def residualize(
     if proportion == 0.0 or out.size == 0:
         return out[:, 0] if one_dim else out
     index = _era_index(eras, len(out))
-    n_exposures = sum(block.shape[1] for block in blocks)
-    p = n_exposures + 1
+    p = 1 + sum(block.shape[1] for block in blocks)
+    if p == 1:  # no exposures: only the era mean is removed
+        blocks = [np.zeros((len(out), 0), dtype=np.int8)]
     chunk_rows = max(1, _CHUNK_ELEMENTS // p)
+    work = _Workspace(min(int(index.counts.max()), chunk_rows), p)
 
     for era in range(index.n_eras):
         rows = _rows_of(index, era)
@@ -255,36 +358,31 @@ def residualize(
         if n == 0:
             continue
         if n <= chunk_rows:
-            x64, perm, gram = _chunk_design([block[rows] for block in blocks], n_exposures)
-            rhs = x64.T @ v
-            solver = _Solver(gram)
-            beta = solver.solve(rhs)  # permuted column order, same as x64
-            out[rows] = v - proportion * (x64 @ beta)
+            design = _Design([block[rows] for block in blocks], work)
+            beta = _solve_with_intercept(design.gram(), design.t_dot(v))  # the design's column order
+            out[rows] = v - proportion * design.dot(beta)
             continue
-        # a huge era: accumulate the Gram matrix and Xᵀv over bounded chunks of rows, then fit chunk by chunk
+        # a huge era: accumulate XᵀX and Xᵀv over bounded chunks of rows, solve once, then fit chunk by chunk
         positions = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
         gram = np.zeros((p, p))
         rhs = np.zeros((p, v.shape[1]))
         for start in range(0, n, chunk_rows):
             sub = positions[start : start + chunk_rows]
-            x64, perm, g = _chunk_design([block[sub] for block in blocks], n_exposures)
-            r = x64.T @ out[sub]
-            if perm is None:
+            design = _Design([block[sub] for block in blocks], work)
+            g = design.gram()
+            r = design.t_dot(out[sub])
+            if design.perm is None:
                 gram += g
                 rhs += r
             else:
-                gram[np.ix_(perm, perm)] += g
-                rhs[perm] += r
-        beta = _Solver(gram).solve(rhs)  # original order: exposures..., intercept
+                gram[np.ix_(design.perm, design.perm)] += g
+                rhs[design.perm] += r
+        beta = _solve_with_intercept(gram, rhs)  # original order: intercept, exposures...
         for start in range(0, n, chunk_rows):
             sub = positions[start : start + chunk_rows]
-            fitted = np.full((len(sub), v.shape[1]), beta[-1])
-            col = 0
-            for block in blocks:
-                width = block.shape[1]
-                fitted += block[sub].astype(np.float64) @ beta[col : col + width]
-                col += width
-            out[sub] -= proportion * fitted
+            design = _Design([block[sub] for block in blocks], work)
+            coef = beta if design.perm is None else beta[design.perm]
+            out[sub] -= proportion * design.dot(coef)
     return out[:, 0] if one_dim else out
 
 
