@@ -96,7 +96,7 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> TrainConfi
     for key, value in data.items():
         if key in _TABLES:
             if not isinstance(value, dict):
-                raise NmuError(f"{source}: `{key}` must be a table ([{key}]), got {value!r}.")
+                raise NmuError(f"{source}: `{key}` must be a table of settings, got {value!r}.")
             for sub, sub_value in value.items():
                 if isinstance(sub_value, dict):
                     raise NmuError(f"{source}: `{key}.{sub}` must be a plain value, not a table.")
@@ -105,7 +105,7 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> TrainConfi
             _check_value(key, value, source)
             setattr(config, key, value)
         else:
-            known = ", ".join(list(_SCALARS) + [f"[{t}]" for t in _TABLES])
+            known = ", ".join(_SCALARS) + " and the tables " + " and ".join(_TABLES)
             raise NmuError(f"{source}: unknown key `{key}`; known keys are {known}.")
     return config
 

@@ -225,7 +225,7 @@ def check_model_settings(config: TrainConfig) -> dict[str, Any]:
     for key in config.components:
         if key not in known or key in ("feature_groups", "lgbm_params"):
             choices = ", ".join(sorted(k for k in known if k not in ("feature_groups", "lgbm_params")))
-            raise NmuError(f"config [components]: `{key}` is not a NumeraiModel setting; known: {choices}.")
+            raise NmuError(f"config table `components`: `{key}` is not a NumeraiModel setting; known: {choices}.")
     return known
 
 
@@ -251,7 +251,7 @@ def build_model(config: TrainConfig, groups: dict[str, list[str]]) -> Any:
     else:
         unknown = [k for k in lgbm if k not in known]
         if unknown:
-            raise NmuError(f"config [lightgbm]: `{unknown[0]}` is not a NumeraiModel parameter; known: {', '.join(sorted(known))}.")
+            raise NmuError(f"config table `lightgbm`: `{unknown[0]}` is not a NumeraiModel parameter; known: {', '.join(sorted(known))}.")
         kwargs.update(lgbm)
     return NumeraiModel(**kwargs)
 
