@@ -128,6 +128,15 @@ class LazyImportModel(StandInModel):
         return super().predict(X, benchmark)
 
 
+class UnshippableImportModel(StandInModel):
+    """Imports, at call time, a project module that does not exist (so it cannot be shipped)."""
+
+    def predict(self, X: pd.DataFrame, benchmark: Optional[pd.DataFrame] = None) -> np.ndarray:
+        from tests import no_such_module  # noqa: F401
+
+        return super().predict(X, benchmark)
+
+
 class TrainingReachingModel(StandInModel):
     """Reaches the `validation` package on the live path (which must not be pickled)."""
 
@@ -171,3 +180,22 @@ def replica_python() -> Path:
     from validation.runtime import ensure_runtime
 
     return ensure_runtime(log=lambda _msg: None)
+
+
+def fit_full(data_dir: Path, n_estimators: int = 10):
+    """The real model.NumeraiModel with every component (groups from features.json), few trees (cached)."""
+    import json
+
+    from model import NumeraiModel
+
+    key = ("full", str(data_dir), n_estimators)
+    if key not in _FITTED:
+        meta = json.loads((data_dir / "features.json").read_text())
+        features = meta["feature_sets"]["all"]
+        groups = {k: v for k, v in meta["feature_sets"].items() if k not in ("small", "medium", "all")}
+        train = pd.read_parquet(data_dir / "train.parquet", columns=["era", *features, "target"])
+        bench = pd.read_parquet(data_dir / "train_benchmark_models.parquet").reindex(train.index)
+        model = NumeraiModel(feature_groups=groups, lgbm_params={"n_estimators": n_estimators}, n_jobs=1, n_clusters=4,
+                             residualize_benchmark=True)
+        _FITTED[key] = model.fit(train[["era", *features]], train["target"], benchmark=bench)
+    return _FITTED[key]

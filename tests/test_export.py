@@ -23,7 +23,7 @@ from training.export import (
 from validation.errors import NmuError
 from validation.manifest import file_sha256
 from validation.runtime import RuntimeVersionWarning, pins_file
-from tests.stand_in import LazyImportModel, TrainingReachingModel, fit_baseline, fit_stand_in_cached, replica_python
+from tests.stand_in import LazyImportModel, TrainingReachingModel, UnshippableImportModel, fit_baseline, fit_stand_in_cached, replica_python
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +106,36 @@ def test_version_mismatch_warns_naming_the_packages(baseline, tmp_path):
     assert (tmp_path / "m.pkl").exists()  # a warning, not a refusal
 
 
-def test_call_time_project_import_warns(small_world, tmp_path):
-    fitted = fit_stand_in_cached(small_world, LazyImportModel)
-    with pytest.warns(LazyImportWarning, match="LazyImportModel.predict imports tests.stand_in"):
+def test_call_time_project_imports_are_found():
+    from training.export import lazy_project_imports
+
+    found = lazy_project_imports([LazyImportModel.predict, UnshippableImportModel.predict, fit_baseline], ["tests", "model"])
+    assert found["tests.stand_in.LazyImportModel.predict"] == ["tests.stand_in:rank_per_era"]
+    assert found["tests.stand_in.UnshippableImportModel.predict"] == ["tests:no_such_module"]
+    assert found["tests.stand_in.fit_baseline"] == ["model:NumeraiModel"]
+
+
+def test_unshippable_call_time_import_warns(small_world, tmp_path):
+    fitted = fit_stand_in_cached(small_world, UnshippableImportModel)
+    with pytest.warns(LazyImportWarning, match="UnshippableImportModel.predict import"):
         export_pickle(fitted, tmp_path / "lazy.pkl")
+
+
+@pytest.mark.network
+def test_call_time_project_import_is_shipped_and_runs_in_the_replica(small_world, tmp_path):
+    """A function importing a project module at call time works where the project is absent: export ships
+    the imported names (not the module's other state) and makes them importable on load."""
+    from validation.runtime import run_pickle
+
+    fitted = fit_stand_in_cached(small_world, LazyImportModel)
+    path = tmp_path / "lazy.pkl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LazyImportWarning)
+        export_pickle(fitted, path)
+    assert b"_FITTED" not in path.read_bytes()  # the helper module's cache of fitted models is not shipped
+    result = run_pickle(replica_python(), path, small_world / "live.parquet",
+                        small_world / "live_benchmark_models.parquet")
+    assert result["status"] == "pass", result["reason"]
 
 
 @pytest.mark.network
@@ -139,3 +165,52 @@ def test_pickle_loads_and_runs_in_the_replica_without_the_project(exported, smal
                                 pd.read_parquet(small_world / "live_benchmark_models.parquet"))
     there = pd.read_csv(tmp_path / "replica.csv", index_col="id")
     np.testing.assert_allclose(there["prediction"].to_numpy(), here["prediction"].to_numpy(), rtol=0, atol=1e-12)
+
+
+# ---- nmu predict ------------------------------------------------------------------------------------------
+
+
+def test_predict_command_writes_validated_csv(exported, small_world, tmp_path, capsys):
+    from training.predict import predict_command
+
+    path, _ = exported
+    live = pd.read_parquet(small_world / "live.parquet")
+    out = tmp_path / "preds.csv"
+    predict_command(path, small_world, out)
+    printed = capsys.readouterr().out
+    assert f"{len(live):,} rows" in printed and "min" in printed and "mean" in printed and "predict" in printed
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,prediction" and len(lines) == len(live) + 1
+    written = pd.read_csv(out, index_col="id")
+    expected = pd.read_pickle(path)(live, pd.read_parquet(small_world / "live_benchmark_models.parquet"))
+    np.testing.assert_allclose(written["prediction"].to_numpy(), expected["prediction"].to_numpy(), atol=1e-12)
+    assert set(written.index) == set(live.index)
+
+
+def test_predict_cli_defaults_beside_the_pickle(exported, small_world):
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    path, _ = exported
+    default_out = path.with_name("predictions.csv")
+    result = CliRunner().invoke(app, ["predict", str(path), "--data", str(small_world)])
+    assert result.exit_code == 0, result.output
+    assert default_out.read_text().startswith("id,prediction\n")
+
+
+def test_predict_command_rejects_bad_predictions(small_world, tmp_path):
+    from training.export import dumps_by_value
+    from training.predict import predict_command
+    from validation.errors import DataValidationError
+
+    def constant(live_features, live_benchmark_models):
+        return pd.DataFrame({"prediction": 0.5}, index=live_features.index)
+
+    path = tmp_path / "constant.pkl"
+    path.write_bytes(dumps_by_value(constant, ["tests"])[0])
+    with pytest.raises(DataValidationError):
+        predict_command(path, small_world, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+    with pytest.raises(NmuError, match="does not exist"):
+        predict_command(tmp_path / "absent.pkl", small_world, None)

@@ -17,7 +17,7 @@ from training.export import dumps_by_value, export_pickle
 from validation.errors import NmuError
 from validation.manifest import file_sha256, read_manifest
 from validation.runtime import check_command, ensure_runtime, pins_file, read_pins, run_pickle, runtime_root
-from tests.stand_in import fit_baseline, fit_stand_in_cached, replica_python
+from tests.stand_in import fit_baseline, fit_full, fit_stand_in_cached, replica_python
 
 # ---- broken predict functions (pickled by value with the tests package) -------------------------------
 
@@ -104,13 +104,13 @@ def test_changed_pins_rebuild_the_replica_atomically(tmp_path, monkeypatch):
     """A new pins file → a new venv (built in a temp dir, then renamed); a current one is reused."""
     monkeypatch.setenv("NMU_RUNTIME_DIR", str(tmp_path / "cache"))
     pins = tmp_path / "pins.txt"
-    pins.write_text("six==1.17.0\n")
+    pins.write_text("# no packages: this test is about the venv's life cycle, not its contents\n")
     messages: list[str] = []
     first = ensure_runtime(pins=pins, log=messages.append)
     assert first.exists() and any("building" in m for m in messages)
     messages.clear()
     assert ensure_runtime(pins=pins, log=messages.append) == first and messages == []
-    pins.write_text("six==1.16.0\n")
+    pins.write_text("# changed pins\n")
     second = ensure_runtime(pins=pins, log=messages.append)
     assert second == first and any("building" in m for m in messages)
     stamp = json.loads((first.parent.parent / "nmu-runtime.json").read_text())
@@ -133,6 +133,26 @@ def test_good_pickle_passes_and_is_recorded(small_world, tmp_path, capsys):
     assert 50 < check["peak_rss_mb"] < 4096
     assert check["predict_seconds"] >= 0 and check["python"].startswith(f"{sys.version_info[0]}.{sys.version_info[1]}")
     assert check["validation"]["eras"] == 20 and check["validation"]["status"] == "pass"
+
+
+@pytest.mark.network
+def test_full_model_with_every_component_runs_in_the_replica(python, small_world, tmp_path, live_files):
+    """What `nmu train` ships: all four components and the benchmark residualizer, on live and 20 eras at once."""
+    import warnings
+
+    from training.export import LazyImportWarning
+    from validation.runtime import write_validation_slice
+
+    path = tmp_path / "full.pkl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LazyImportWarning)
+        export_pickle(fit_full(small_world), path)
+    live = _run(python, path, live_files)
+    assert live["status"] == "pass", live["reason"]
+    v_live, v_bench, n_eras, rows = write_validation_slice(small_world, 20, tmp_path)
+    diagnostics = run_pickle(python, path, v_live, v_bench, all_eras_at_once=True)
+    assert diagnostics["status"] == "pass", diagnostics["reason"]
+    assert diagnostics["rows"] == rows and diagnostics["eras"] == n_eras == 20
 
 
 @pytest.mark.network

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dis
 import hashlib
+import importlib
 import io
 import pickle
 import sys
@@ -99,7 +100,7 @@ def referenced_modules(data: bytes) -> set[str]:
         def find_class(self, module: str, name: str) -> Any:
             found.add(module)
             obj = super().find_class(module, name)
-            if module.startswith("cloudpickle") and name in ("subimport", "dynamic_subimport"):
+            if module.startswith("cloudpickle") and name == "subimport":  # dynamic_subimport builds, not imports
                 return recording(obj)
             return obj
 
@@ -113,6 +114,22 @@ def forbidden_references(data: bytes, forbidden: Iterable[str] = FORBIDDEN_MODUL
     return sorted(name for name in referenced_modules(data) if name.split(".")[0] in bad)
 
 
+def _find_module_attribute(obj: Any, exclude: set[str]) -> Optional[tuple[types.ModuleType, str]]:
+    """(module, name) with module.name is obj, among imported modules outside `exclude` (public names first)."""
+    hits = []
+    for mod_name, module in list(sys.modules.items()):
+        if module is None or mod_name.split(".")[0] in exclude:
+            continue
+        for attr, value in list(getattr(module, "__dict__", {}).items()):
+            if value is obj:
+                private = sum(part.startswith("_") for part in [*mod_name.split("."), attr])
+                hits.append((private, len(mod_name), mod_name, attr))
+    if not hits:
+        return None
+    _, _, mod_name, attr = min(hits)
+    return sys.modules[mod_name], attr
+
+
 def dumps_by_value(obj: Any, modules: Iterable[str]) -> tuple[bytes, list[Any]]:
     """cloudpickle `obj` with `modules` registered by value (the registry is restored afterwards); returns the
     bytes and the functions and classes that were pickled by value."""
@@ -122,6 +139,10 @@ def dumps_by_value(obj: Any, modules: Iterable[str]) -> tuple[bytes, list[Any]]:
 
     class Recording(cloudpickle.Pickler):
         def reducer_override(self, o: Any) -> Any:
+            if type(o).__name__ == "fortran":  # scipy's f2py BLAS/LAPACK wrappers: unpicklable, so by reference
+                found = _find_module_attribute(o, tops)
+                if found is not None:
+                    return getattr, found
             if isinstance(o, (types.FunctionType, type)) and (getattr(o, "__module__", None) or "").split(".")[0] in tops:
                 by_value.append(o)
             return super().reducer_override(o)
@@ -151,25 +172,112 @@ def _nested(name: str, code: Any) -> Iterable[tuple[str, Any]]:
             yield from _nested(f"{name}.{const.co_name}", const)
 
 
-def lazy_project_imports(functions: Iterable[Any], module_names: Iterable[str]) -> list[str]:
-    """Of the given functions (those pickled by value), the ones that import a project module at call time,
-    as "module.function imports name". Such an import fails in Numerai's runtime, where the project is not
-    installed; imports belong at module level (then they pickle by value)."""
+def lazy_project_imports(functions: Iterable[Any], module_names: Iterable[str]) -> dict[str, list[str]]:
+    """Of the given functions (those pickled by value), the project modules they import at call time:
+    {"module.function": ["package.module" (all of it) or "package.module:name" (one name of it)]}. Where the project is not installed (Numerai's runtime) such
+    an import fails unless the pickle makes those modules importable (export_pickle does)."""
+    import importlib.util
+
     names = set(module_names)
-    found: set[str] = set()
+    found: dict[str, set[str]] = {}
     for func in functions:
         if not isinstance(func, types.FunctionType):
             continue
+        package = func.__globals__.get("__package__") or func.__module__.rpartition(".")[0]
         for qualname, code in _nested(func.__qualname__, func.__code__):
-            level = 0
+            consts: list[Any] = []
             for ins in dis.get_instructions(code):
-                if ins.opname == "LOAD_CONST" and isinstance(ins.argval, int):
-                    level = ins.argval
+                if ins.opname == "LOAD_CONST":
+                    consts = [*consts[-1:], ins.argval]
                 elif ins.opname == "IMPORT_NAME":
+                    level = consts[0] if len(consts) == 2 and isinstance(consts[0], int) else 0
+                    fromlist = consts[1] if len(consts) == 2 and isinstance(consts[1], tuple) else ()
                     target = str(ins.argval)
-                    if level > 0 or target.split(".")[0] in names:
-                        found.add(f"{func.__module__}.{qualname} imports {'.' * level}{target}")
-    return sorted(found)
+                    try:
+                        absolute = importlib.util.resolve_name("." * level + target, package) if level else target
+                    except (ImportError, ValueError):
+                        continue
+                    if absolute.split(".")[0] in names:
+                        if not fromlist or "*" in fromlist:
+                            targets = {absolute}
+                        else:  # `from m import a, b`: only m.a and m.b are needed (or submodule m.a)
+                            targets = {f"{absolute}.{f}" if f"{absolute}.{f}" in sys.modules else f"{absolute}:{f}"
+                                       for f in fromlist}
+                        found.setdefault(f"{func.__module__}.{qualname}", set()).update(targets)
+                    consts = []
+                else:
+                    consts = [] if ins.opname not in ("EXTENDED_ARG", "CACHE") else consts
+    return {k: sorted(v) for k, v in sorted(found.items())}
+
+
+class _InstallModules:
+    """Pickles as `model.live.install_modules(modules, obj)`: on load, makes `modules` importable, returns obj."""
+
+    def __init__(self, modules: dict[str, types.ModuleType], obj: Any):
+        self.modules, self.obj = modules, obj
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        from model.live import install_modules
+
+        return install_modules, (self.modules, self.obj)
+
+
+def _importable(target: str) -> str:
+    """Import a call-time import target of our own now so it can be shipped: "m" or "m:name" as given, "m.name"
+    when name is a submodule, or "!" + target when it cannot be imported here."""
+    module, _, attr = target.partition(":")
+    try:
+        real = importlib.import_module(module)
+    except ImportError:
+        return "!" + target
+    if attr and not hasattr(real, attr):
+        try:
+            importlib.import_module(f"{module}.{attr}")
+            return f"{module}.{attr}"
+        except ImportError:
+            return "!" + target
+    return target
+
+
+def _modules_for(targets: Iterable[str]) -> dict[str, types.ModuleType]:
+    """Modules to ship for call-time imports: for "m:name" a light module holding only the names imported from
+    m (never a module's other state, e.g. caches); for "m" the imported module itself (by value); and light
+    placeholder packages for their parents, so the import system finds them."""
+    wanted: dict[str, Optional[set[str]]] = {}
+    for target in targets:
+        if target.startswith("!"):
+            continue
+        module, _, attr = target.partition(":")
+        if attr and wanted.get(module, set()) is not None:
+            wanted.setdefault(module, set()).add(attr)
+        elif not attr:
+            wanted[module] = None
+    out: dict[str, types.ModuleType] = {}
+    for name, attrs in sorted(wanted.items()):
+        real = sys.modules.get(name)
+        if real is None:
+            continue
+        if attrs is None:
+            out[name] = real
+            continue
+        light = types.ModuleType(name, real.__doc__)
+        light.__package__ = real.__package__
+        if hasattr(real, "__path__"):
+            light.__path__ = []
+        for attr in sorted(attrs):
+            if hasattr(real, attr):
+                setattr(light, attr, getattr(real, attr))
+        out[name] = light
+    for name in list(out):
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            parent = ".".join(parts[:i])
+            if parent not in out:
+                stub = types.ModuleType(parent)
+                stub.__path__ = []  # a package, for the import system
+                stub.__package__ = parent
+                out[parent] = stub
+    return out
 
 
 def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None) -> dict[str, Any]:
@@ -183,11 +291,17 @@ def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None)
     data, by_value = dumps_by_value(predict, modules)
     lazy = lazy_project_imports(by_value, modules)
     if lazy:
-        warnings.warn(
-            f"{len(lazy)} function(s) import a project module at call time, which fails in Numerai's runtime where "
-            f"the project is not installed (move the import to module level): {'; '.join(lazy[:5])}",
-            LazyImportWarning, stacklevel=2,
-        )
+        # Functions import project modules at call time: ship those modules in the pickle (by value, the same
+        # objects as the rest of it) and make them importable when Numerai loads it.
+        targets = [_importable(t) for ts in lazy.values() for t in ts]
+        missing = sorted(t for t in targets if t.startswith("!"))
+        if missing:
+            warnings.warn(
+                f"{', '.join(lazy)} import(s) {', '.join(m[1:] for m in missing)} at call time, which is not imported here and so "
+                "cannot be shipped in the pickle: that import will fail in Numerai's runtime (import it at module "
+                "level).", LazyImportWarning, stacklevel=2,
+            )
+        data, by_value = dumps_by_value(_InstallModules(_modules_for(targets), predict), modules)
     bad = forbidden_references(data)
     bad += sorted({f"{o.__module__}.{o.__qualname__}" for o in by_value
                    if o.__module__.split(".")[0] in FORBIDDEN_MODULES})
