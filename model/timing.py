@@ -149,22 +149,51 @@ class Timing:
         tstat[~live] = 0.0
         self.state_tstats_ = tstat
         self.state_threshold_ = familywise_threshold(tstat.size, self.threshold)
-        pairs = np.argwhere(np.abs(tstat) > self.state_threshold_)
+        consistent = self._halves_agree(s, returns, tstat)
+        if self.threshold > 0:
+            pairs = np.argwhere((np.abs(tstat) > self.state_threshold_) & consistent)
+        else:  # threshold 0 switches the gates off: every state feature and conditional exposure is kept
+            pairs = np.argwhere(np.broadcast_to(live[:, None], tstat.shape))
         self.state_pairs_ = pairs.astype(np.int64).reshape(-1, 2)  # (state index, factor index)
         self.state_keep_ = np.unique(self.state_pairs_[:, 0]).astype(np.int64)
         # (b) momentum: does the lagged trailing return of factor k predict its return?
         trail = self.trailing(eras.eras)
-        mom_t = np.zeros(k)
-        for j in range(k):
-            ok = ~np.isnan(trail[:, j]) & ~np.isnan(returns[:, j])
-            if ok.sum() < 10:
-                continue
-            m = trail[ok, j] - trail[ok, j].mean()
-            mom_t[j] = newey_west_t(m * (returns[ok, j] - returns[ok, j].mean()), self.nw_lags)[0]
+        def momentum_t(part: slice) -> np.ndarray:
+            out = np.zeros(k)
+            for j in range(k):
+                m, r = trail[part, j], returns[part, j]
+                ok = ~np.isnan(m) & ~np.isnan(r)
+                if ok.sum() < 10:
+                    continue
+                out[j] = newey_west_t((m[ok] - m[ok].mean()) * (r[ok] - r[ok].mean()), self.nw_lags)[0]
+            return out
+
+        mom_t = momentum_t(slice(None))
+        half = eras.n_eras // 2
+        halves = [momentum_t(slice(0, half)), momentum_t(slice(half, None))]
+        consistent = np.logical_and.reduce([(np.sign(h) == np.sign(mom_t)) & (np.abs(h) > 1.0) for h in halves])
         self.momentum_tstats_ = mom_t
         self.momentum_threshold_ = familywise_threshold(k, self.threshold * 0.8)
-        self.momentum_keep_ = np.flatnonzero(np.abs(mom_t) > self.momentum_threshold_).astype(np.int64)
+        gate = (np.abs(mom_t) > self.momentum_threshold_) & consistent if self.threshold > 0 else np.ones(k, bool)
+        self.momentum_keep_ = np.flatnonzero(gate).astype(np.int64)
         return self
+
+    def _halves_agree(self, s: np.ndarray, returns: np.ndarray, tstat: np.ndarray) -> np.ndarray:
+        """(S, k) mask: the state-return relation has the full sample's sign with |t| > 1 in each half of training."""
+        half = len(s) // 2
+        agree = np.ones(tstat.shape, dtype=bool)
+        for part in (slice(0, half), slice(half, None)):
+            sub = np.zeros(tstat.shape)
+            for j in range(tstat.shape[1]):
+                r = returns[part, j]
+                ok = ~np.isnan(r)
+                if ok.sum() < 10:
+                    agree[:, j] = False
+                    continue
+                ss = s[part][ok]
+                sub[:, j] = newey_west_t((ss - ss.mean(axis=0)) * (r[ok] - r[ok].mean())[:, None], self.nw_lags)
+            agree &= (np.sign(sub) == np.sign(tstat)) & (np.abs(sub) > 1.0)
+        return agree
 
     @property
     def feature_names_(self) -> list[str]:

@@ -1,0 +1,127 @@
+"""Factor timing: point-in-time trailing returns (no leakage), target-free state features, planted effects found."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.eras import EraIndex
+from model.factors import Factors, factor_returns
+from model.timing import Timing, era_number, state_features, state_names
+
+
+def _world(world):
+    meta = json.loads((world / "features.json").read_text())
+    features = meta["feature_sets"]["all"]
+    groups = {k: v for k, v in meta["feature_sets"].items() if k not in ("small", "medium", "all")}
+    train = pd.read_parquet(world / "train.parquet", columns=["era", "target"] + features)
+    eras = EraIndex.from_frame(train)
+    raw = train[features].to_numpy()
+    factors = Factors(groups).fit(raw, eras, features)
+    comp_raw = factors.raw(raw, eras)
+    z = eras.standardize(comp_raw)
+    truth = json.loads((world / "synthetic_truth.json").read_text())
+    return z, comp_raw, train["target"].to_numpy(np.float64), eras, factors.names_, truth
+
+
+@pytest.fixture(scope="module")
+def planted(small_world):
+    return _world(small_world)
+
+
+def test_era_numbers():
+    assert era_number("0042") == 42.0 and era_number("X") == float("inf")
+
+
+def test_trailing_window_and_lag_by_era_number():
+    t = Timing(window=3, lag=2)
+    eras = [f"{e:04d}" for e in range(1, 11)]
+    returns = np.arange(1, 11, dtype=np.float64).reshape(-1, 1)  # return of era e is e
+    t.set_history(eras, returns)
+    trail = t.trailing(["0003", "0006", "0010", "0012", "0020", "X"])[:, 0]
+    # era 3 knows era 1 only; era 6 knows eras 2..4; eras after as_of (10) use the latest window 8..10
+    np.testing.assert_allclose(trail[:2], [1.0, 3.0])
+    np.testing.assert_allclose(trail[2:], [7.0, 9.0, 9.0, 9.0])
+    assert np.isnan(t.trailing(["0002"])[0, 0])  # nothing known yet
+    assert t.as_of_era_ == "0010"
+    t.update(["0011"], np.array([[100.0]]))
+    assert t.as_of_era_ == "0011" and t.trailing(["0013"])[0, 0] == pytest.approx((9 + 10 + 100) / 3)
+    assert t.trailing(["0012"])[0, 0] == pytest.approx(9.0)  # still point in time inside the history
+
+
+def test_changing_later_targets_leaves_timing_features_of_era_t_unchanged(planted):
+    z, comp_raw, y, eras, names, _ = planted
+    lag, t_era = 5, 40
+    timing = Timing(window=12, lag=lag)
+    timing.fit(z, comp_raw, factor_returns(z, y, eras), eras, names)
+    timing.momentum_keep_ = np.arange(len(names))  # every factor's momentum, whatever the evidence
+    numbers = np.array([era_number(e) for e in eras.eras])
+    rows = eras.codes == int(np.flatnonzero(numbers == t_era)[0])
+    before = timing.transform(z, comp_raw, eras)[rows]
+    assert before.shape[1] >= 2 * len(names)  # momentum and timed exposures of every factor
+    y2 = y.copy()
+    late = numbers[eras.codes] > t_era - lag
+    y2[late] = np.random.default_rng(0).permutation(y2[late])
+    changed = Timing(window=12, lag=lag)
+    changed.fit(z, comp_raw, factor_returns(z, y2, eras), eras, names)
+    changed.state_pairs_, changed.state_keep_ = timing.state_pairs_, timing.state_keep_  # same selection
+    changed.momentum_keep_ = timing.momentum_keep_
+    after = changed.transform(z, comp_raw, eras)[rows]
+    np.testing.assert_array_equal(before, after)
+    # ...while an era after t sees the change
+    later = eras.codes == int(np.flatnonzero(numbers == t_era + lag + 3)[0])
+    assert not np.array_equal(timing.transform(z, comp_raw, eras)[later], changed.transform(z, comp_raw, eras)[later])
+
+
+def test_state_features_do_not_depend_on_targets(planted):
+    z, comp_raw, y, eras, names, _ = planted
+    a = Timing().fit(z, comp_raw, factor_returns(z, y, eras), eras, names)
+    y2 = np.random.default_rng(1).permutation(y)
+    b = Timing().fit(z, comp_raw, factor_returns(z, y2, eras), eras, names)
+    np.testing.assert_array_equal(a.state(z, comp_raw, eras, None), b.state(z, comp_raw, eras, None))
+    # and they come from each era's own cross-section: one era alone gives the same values
+    rows = eras.codes == 3
+    sub = EraIndex(eras.eras[eras.codes[rows]])
+    np.testing.assert_allclose(state_features(z[rows], comp_raw[rows], sub)[0], state_features(z, comp_raw, eras)[3], atol=1e-12)
+
+
+def test_trailing_returns_follow_the_planted_factor_return_process(planted):
+    z, comp_raw, y, eras, names, truth = planted
+    timing = Timing(window=12, lag=5).fit(z, comp_raw, factor_returns(z, y, eras), eras, names)
+    measured = timing.trailing(eras.eras)
+    payoff = np.array([[truth["eras"][e]["payoff"][g] for g in names] for e in eras.eras])
+    known = Timing(window=12, lag=5)
+    known.set_history(eras.eras, payoff)
+    planted_trail = known.trailing(eras.eras)  # the planted process over the same point-in-time window
+    ok = ~np.isnan(measured).any(axis=1)
+    corr = np.corrcoef(measured[ok].ravel(), planted_trail[ok].ravel())[0, 1]
+    assert corr > 0.4, corr
+
+
+def test_state_features_separate_the_planted_regimes(planted):
+    z, comp_raw, _, eras, names, truth = planted
+    state = state_features(z, comp_raw, eras)
+    a, b = sorted(truth["regime_pair"], key=names.index)
+    column = state_names(names, benchmark=False).index(f"state_corr_{a}_{b}")
+    regime = np.array([truth["eras"][e]["regime"] for e in eras.eras])
+    assert 0 < regime.sum() < len(regime)
+    s0, s1 = state[regime == 0, column], state[regime == 1, column]
+    gap = abs(s1.mean() - s0.mean())
+    assert gap > 3 * np.sqrt((s0.var() + s1.var()) / 2), (s0.mean(), s1.mean())
+
+
+def test_benchmark_state_columns_exist_only_when_fitted_with_a_benchmark(planted):
+    z, comp_raw, y, eras, names, _ = planted
+    bench = np.random.default_rng(2).normal(size=len(z))
+    returns = factor_returns(z, y, eras)
+    without = Timing().fit(z, comp_raw, returns, eras, names)
+    assert not any(n.startswith("state_bench") for n in without.state_names_)
+    # a live benchmark cannot shift a model fitted without one
+    np.testing.assert_array_equal(without.state(z, comp_raw, eras, None), without.state(z, comp_raw, eras, bench))
+    with_bench = Timing().fit(z, comp_raw, returns, eras, names, benchmark=bench)
+    assert sum(n.startswith("state_bench") for n in with_bench.state_names_) == len(names)
+    missing = with_bench.state(z, comp_raw, eras, None)
+    assert np.isnan(missing[:, -len(names):]).all()
