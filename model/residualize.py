@@ -109,43 +109,69 @@ class _Workspace:
         return self.f64[: n * width].reshape(n, width)
 
 
-def _exact_product(a32: np.ndarray, y: np.ndarray, bound: float) -> np.ndarray:
-    """a32 @ y to float64 accuracy, where a32 holds integers |a| <= bound in float32, without a float64 copy of a32.
+_MAX_SLICE_COLUMNS = 48  # beyond this many float32 slice columns a plain float64 product is cheaper
 
-    y is split into J slices of `bits`-bit integers (scaled by powers of two per column); every float32
-    product and partial sum of a32 @ slice is then an integer below 2**24, i.e. exact, and the slices are
-    recombined in float64. Falls back to a float64 product when that would not be cheaper.
-    """
-    inner = a32.shape[1]
-    m = y.shape[1]
-    limit = _FLOAT32_EXACT / (inner * max(float(bound), 1.0))
+
+def _slice_plan(inner: int, bound: float, m: int) -> tuple[int, int] | None:
+    """(bits, pieces) for exact float32 products over `inner` terms of integers |a| <= bound, or None."""
+    limit = _FLOAT32_EXACT / (max(inner, 1) * max(float(bound), 1.0))
     bits = int(np.floor(np.log2(limit))) if limit >= 2 else 0
     if bits < 6:
-        return a32.astype(np.float64) @ y
+        return None
     pieces = -(-52 // bits) + 1
-    if pieces * m > 48:
-        return a32.astype(np.float64) @ y
+    if pieces * m > _MAX_SLICE_COLUMNS:
+        return None
+    return bits, pieces
+
+
+def _slices(y: np.ndarray, bits: int, pieces: int, out: np.ndarray) -> np.ndarray:
+    """Write y (K, m) float64 as `pieces` slices of `bits`-bit integers into out (K, pieces*m) float32; return exponents."""
+    m = y.shape[1]
     _, exponent = np.frexp(np.abs(y).max(axis=0))  # per column: |y| < 2**exponent
     rest = np.ldexp(y, -exponent)
-    slices = np.empty((inner, pieces * m), dtype=np.float32)
     for j in range(pieces):
         rest = np.ldexp(rest, bits)
         whole = np.rint(rest)
         rest -= whole
-        slices[:, j * m : (j + 1) * m] = whole
-    products = a32 @ slices  # exact
-    out = np.zeros((a32.shape[0], m))
+        out[:, j * m : (j + 1) * m] = whole
+    return exponent
+
+
+def _combine(products: np.ndarray, exponent: np.ndarray, bits: int, pieces: int) -> np.ndarray:
+    """Recombine exact float32 products with the slices (r, pieces*m) into float64 (r, m)."""
+    m = len(exponent)
+    out = np.zeros((products.shape[0], m))
     for j in range(pieces - 1, -1, -1):  # smallest slice first
         out += np.ldexp(products[:, j * m : (j + 1) * m].astype(np.float64), exponent - (j + 1) * bits)
     return out
 
 
+def _exact_product(a32: np.ndarray, y: np.ndarray, bound: float) -> np.ndarray:
+    """a32 @ y to float64 accuracy, where a32 holds integers |a| <= bound in float32, without a float64 copy of a32.
+
+    y is split into slices of `bits`-bit integers (scaled by powers of two per column); every float32
+    product and partial sum of a32 @ slice is then an integer below 2**24, i.e. exact, and the slices are
+    recombined in float64. Falls back to a float64 product when that would not be cheaper.
+    """
+    plan = _slice_plan(a32.shape[1], bound, y.shape[1])
+    if plan is None:
+        return a32.astype(np.float64) @ y
+    bits, pieces = plan
+    slices = np.empty((a32.shape[1], pieces * y.shape[1]), dtype=np.float32)
+    exponent = _slices(y, bits, pieces, slices)
+    return _combine(a32 @ slices, exponent, bits, pieces)
+
+
 class _Design:
-    """One chunk of rows as [1, small-integer exposures] in float32 (exact) and the other exposures in float64."""
+    """One chunk of rows as [1, small-integer exposures] in float32 (exact) and the other exposures in float64.
 
-    __slots__ = ("x32", "floats", "perm", "bound")
+    Given the values, their exact float32 slices are appended as extra columns, so that the one syrk call
+    that builds XᵀX also yields Xᵀv (exactly) at almost no extra cost.
+    """
 
-    def __init__(self, parts: Sequence[np.ndarray], work: _Workspace):
+    __slots__ = ("x32", "floats", "perm", "bound", "_full", "_values", "_plan", "_exponent")
+
+    def __init__(self, parts: Sequence[np.ndarray], work: "_Workspace", values: np.ndarray | None = None):
         n = len(parts[0])
         exact: list[np.ndarray] = []
         exact_idx: list[np.ndarray] = []
@@ -182,12 +208,15 @@ class _Design:
                 other_idx.append(columns[~ok])
         a = 1 + sum(block.shape[1] for block in exact)
         b = sum(block.shape[1] for block in other)
-        x32 = work.x32(n, a)
-        x32[:, 0] = 1.0
+        plan = None if values is None else _slice_plan(n, bound, values.shape[1])
+        extra = 0 if plan is None else plan[1] * values.shape[1]
+        full = work.x32(n, a + extra)
+        full[:, 0] = 1.0
         col = 1
         for block in exact:
-            x32[:, col : col + block.shape[1]] = block
+            full[:, col : col + block.shape[1]] = block
             col += block.shape[1]
+        self._exponent = None if plan is None else _slices(values, plan[0], plan[1], full[:, a:])
         floats = None
         if b:
             floats = work.x64(n, b)
@@ -196,31 +225,31 @@ class _Design:
                 floats[:, col : col + block.shape[1]] = block
                 col += block.shape[1]
         perm = np.concatenate([np.zeros(1, dtype=np.int64)] + exact_idx + other_idx).astype(np.int64)
-        self.x32 = x32
+        self._full = full
+        self._values = values
+        self._plan = plan
+        self.x32 = full[:, :a]  # a strided view; BLAS takes it as is
         self.floats = floats
         self.perm = None if (b == 0 and (perm == np.arange(len(perm))).all()) else perm
         self.bound = bound
 
-    def gram(self) -> np.ndarray:
-        """XᵀX (float64, symmetric) in this design's column order; the small-integer block is exact."""
+    def normal_equations(self) -> tuple[np.ndarray, np.ndarray]:
+        """XᵀX (float64, symmetric; the small-integer block exact) and Xᵀv, in this design's column order."""
         a = self.x32.shape[1]
         p = a + (0 if self.floats is None else self.floats.shape[1])
-        exact = self.x32.T @ self.x32  # numpy runs BLAS syrk for a matrix times its own transpose: exact integers
+        full = self._full.T @ self._full  # numpy runs BLAS syrk for a matrix times its own transpose
+        if self._plan is None:
+            rhs_top = _exact_product(self.x32.T, self._values, self.bound)
+        else:
+            rhs_top = _combine(full[:a, a:], self._exponent, *self._plan)
         if self.floats is None:
-            return exact.astype(np.float64)
+            return full[:a, :a].astype(np.float64), rhs_top
         gram = np.empty((p, p))
-        gram[:a, :a] = exact
+        gram[:a, :a] = full[:a, :a]
         gram[:a, a:] = _exact_product(self.x32.T, self.floats, self.bound)
         gram[a:, :a] = gram[:a, a:].T
         gram[a:, a:] = self.floats.T @ self.floats
-        return gram
-
-    def t_dot(self, v: np.ndarray) -> np.ndarray:
-        """Xᵀv (p, m) in float64 accuracy."""
-        top = _exact_product(self.x32.T, v, self.bound)
-        if self.floats is None:
-            return top
-        return np.vstack([top, self.floats.T @ v])
+        return gram, np.vstack([rhs_top, self.floats.T @ self._values])
 
     def dot(self, beta: np.ndarray) -> np.ndarray:
         """Xβ (n, m) in float64 accuracy, β in this design's column order."""
@@ -349,7 +378,7 @@ def residualize(
     if p == 1:  # no exposures: only the era mean is removed
         blocks = [np.zeros((len(out), 0), dtype=np.int8)]
     chunk_rows = max(1, _CHUNK_ELEMENTS // p)
-    work = _Workspace(min(int(index.counts.max()), chunk_rows), p)
+    work = _Workspace(min(int(index.counts.max()), chunk_rows), p + _MAX_SLICE_COLUMNS)
 
     for era in range(index.n_eras):
         rows = _rows_of(index, era)
@@ -358,8 +387,8 @@ def residualize(
         if n == 0:
             continue
         if n <= chunk_rows:
-            design = _Design([block[rows] for block in blocks], work)
-            beta = _solve_with_intercept(design.gram(), design.t_dot(v))  # the design's column order
+            design = _Design([block[rows] for block in blocks], work, v)
+            beta = _solve_with_intercept(*design.normal_equations())  # the design's column order
             out[rows] = v - proportion * design.dot(beta)
             continue
         # a huge era: accumulate XᵀX and Xᵀv over bounded chunks of rows, solve once, then fit chunk by chunk
@@ -368,9 +397,8 @@ def residualize(
         rhs = np.zeros((p, v.shape[1]))
         for start in range(0, n, chunk_rows):
             sub = positions[start : start + chunk_rows]
-            design = _Design([block[sub] for block in blocks], work)
-            g = design.gram()
-            r = design.t_dot(out[sub])
+            design = _Design([block[sub] for block in blocks], work, out[sub])
+            g, r = design.normal_equations()
             if design.perm is None:
                 gram += g
                 rhs += r
