@@ -4,24 +4,27 @@
 (least squares of the values on [exposures, 1], then subtract `proportion` x the fit) but batched:
 
 - rows are grouped by era once (`model.eras.EraIndex`); exposures are touched one era (or one bounded
-  chunk of rows of a huge era) at a time, so no float64 copy of a multi-era exposure matrix ever exists;
-- per era the Gram matrix XᵀX is built with one BLAS syrk call. Columns holding small integers (Numerai's
-  0..4 features, dummies, the intercept) go through float32, where every product and partial sum is an
-  integer below 2**24 and therefore exact; any other column is handled in float64. Xᵀv and the fitted
-  values are always float64;
-- ONE Cholesky factorisation per era (of the Jacobi-equilibrated Gram matrix) is shared by every column
-  of values, followed by iterative refinement on the normal equations (this is what brings the answer
-  to ~1e-12 of numpy's SVD least squares);
-- a singular or ill-conditioned era (a constant or duplicated exposure column, fewer rows than columns)
-  falls back to a ridge factorisation (Gs + λI) iterated to convergence ("iterated Tikhonov"), which
-  converges to lstsq's minimum-norm solution on the well-determined directions: results stay finite,
-  never NaN.
+  chunk of rows of a huge era) at a time, in reused buffers, so no float64 copy of a multi-era exposure
+  matrix ever exists;
+- per era the Gram matrix XᵀX comes from ONE BLAS syrk call in float32. Columns holding small integers
+  (Numerai's 0..4 features, dummies, the intercept) are exact there: every product and partial sum is an
+  integer below 2**24. Any other column (e.g. benchmark predictions) is handled in float64. Xᵀv is exact
+  too: the values are split into a few float32 slices of ~9-bit integers (times powers of two) appended
+  to the design, so the same syrk call yields them; Xβ is computed the same way. Nothing of the
+  exposures is ever copied to float64 when they are small integers;
+- the intercept is eliminated exactly (the Schur complement is the centred Gram matrix), columns without
+  variance in the era get coefficient 0, and ONE Cholesky factorisation of the equilibrated (unit
+  diagonal) centred Gram matrix is shared by every column of values, followed by two steps of iterative
+  refinement: answers agree with numpy's SVD least squares to ~1e-13 of the values' standard deviation;
+- a singular or ill-conditioned era (duplicated exposure columns, fewer rows than columns: LAPACK's
+  condition estimate below 1e-11) falls back to a ridge factorisation (C + 1e-10 I) iterated to
+  convergence ("iterated Tikhonov"), which tends to lstsq's minimum-norm solution on the well-determined
+  directions: results stay finite, never NaN.
 
-Return value: the RAW residual `values - proportion * fit` as float64, exactly what
-`numerai_tools.scoring.neutralize` returns (it does not rescale; 0.4.3 checked). One documented
-difference: `neutralize` turns a values column that is constant (over all rows it is given) into NaN;
-`residualize` returns its residual ((1 - proportion) x the constant), because the live path must never
-produce NaN.
+Return value: the RAW residual `values - proportion * fit` as float64, which is what
+`numerai_tools.scoring.neutralize` returns (0.4.3: it does not rescale). One difference, on purpose:
+`neutralize` turns a values column that is constant (over all rows it is given) into NaN; `residualize`
+returns its residual ((1 - proportion) x the constant), because the live path must never produce NaN.
 
 `residualize_predictions` / `Residualizer` is the postprocessor of `NumeraiModel`: per era gaussianize
 the ranked predictions, residualize, rank to (0, 1].
@@ -34,7 +37,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import scipy.linalg
-from scipy.linalg.blas import dsyrk, ssyrk
 from scipy.linalg.lapack import dpocon
 
 from model.eras import EraIndex
@@ -50,7 +52,7 @@ _CHUNK_ELEMENTS = 2**23
 # answer is not trusted and the ridge fallback is used. numpy's lstsq in `neutralize` drops singular
 # values below 1e-6 x the largest, i.e. Gram eigenvalues below ~1e-12 x the largest.
 _RCOND_MIN = 1e-11
-# ridge added to the unit-diagonal (equilibrated) Gram matrix in the fallback, and refinement steps.
+# ridge added to the unit-diagonal (equilibrated, centred) Gram matrix in the fallback, and refinement steps.
 _RIDGE = 1e-10
 _REFINE_STEPS = 2
 _RIDGE_REFINE_STEPS = 30
