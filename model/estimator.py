@@ -303,7 +303,9 @@ class NumeraiModel:
         if self.clusters_ is not None:
             labels = self.clusters_.predict(raw, eras)
             relative = self.clusters_.relative(z, labels, eras)
-            parts += [labels.astype(np.float32)[:, None], relative]
+            if self.cluster_id_used_:
+                parts.append(labels.astype(np.float32)[:, None])
+            parts.append(relative[:, self.relative_keep_])
         if self.interactions_ is not None:
             parts.append(self.interactions_.transform(z, relative))
         if self.timing_ is not None:
@@ -315,7 +317,8 @@ class NumeraiModel:
             return []
         names = [f"factor_{n}" for n in self.factors_.names_]
         if self.clusters_ is not None:
-            names += ["cluster_id"] + [f"rel_{n}" for n in self.factors_.names_]
+            names += ["cluster_id"] if self.cluster_id_used_ else []
+            names += [f"rel_{self.factors_.names_[j]}" for j in self.relative_keep_]
         if self.interactions_ is not None:
             names += list(self.interactions_.names_)
         if self.timing_ is not None:
@@ -345,7 +348,7 @@ class NumeraiModel:
         seed = int(self.random_state)
 
         self.factors_ = self.clusters_ = self.interactions_ = self.timing_ = None
-        z = comp_raw = relative = None
+        z = comp_raw = relative = labels = None
         if self._uses_factors:
             self.factors_ = Factors(self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, self.feature_names_in_)
             comp_raw = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
@@ -359,6 +362,7 @@ class NumeraiModel:
             self.clusters_ = Clusters(self.n_clusters, self.cluster_components, random_state=seed).fit(raw, eras)
             labels = self.clusters_.predict(raw, eras)
             relative = self.clusters_.relative(z, labels, eras)
+            self._gate_clusters(z, relative, labels, target, eras)
         if self.interactions:
             self.interactions_ = Interactions(self.max_interactions, self.interaction_threshold, nw_lags=max(1, self.timing_lag - 1))
             self.interactions_.fit(z, target, eras, self.factors_.names_, relative)
@@ -370,6 +374,7 @@ class NumeraiModel:
             resolved = eras.sums((~np.isnan(target)).astype(np.int64)) > 0
             self.as_of_era_ = str(eras.eras[resolved][-1]) if resolved.any() else None
         self.riskiest_ = self._riskiest(raw, target, eras) if self.residualizer else np.zeros(0, dtype=np.int64)
+        self.residualize_parts_ = self._gate_residualizer(raw, z, labels if self.clusters else None, target, eras)
         del z, comp_raw, relative
 
         engineered = np.zeros((len(raw), 0), dtype=np.float32)
@@ -398,6 +403,89 @@ class NumeraiModel:
         change = np.nan_to_num(change, nan=0.0)
         n = min(int(self.residualize_n_features), n_features)
         return np.sort(np.argsort(-change, kind="stable")[:n]).astype(np.int64)
+
+    def _gate_clusters(self, z: np.ndarray, relative: np.ndarray, labels: np.ndarray, target: np.ndarray, eras: EraIndex) -> None:
+        """Keep a cluster-relative composite only if it explains the target beyond its composite, consistently
+        across eras, and the cluster id only if some cluster's per-era mean target is consistently non-zero."""
+        from .interactions import era_coefficients, familywise_threshold, newey_west_t
+
+        lags = max(1, self.timing_lag - 1)
+        k = z.shape[1]
+        rel_t = np.array([
+            newey_west_t(era_coefficients([z[:, j], relative[:, j]], target, eras)[:, 1], lags)[0] for j in range(k)
+        ])
+        self.relative_tstats_ = rel_t
+        self.relative_keep_ = np.flatnonzero(np.abs(rel_t) > familywise_threshold(k, self.interaction_threshold)).astype(np.int64)
+        n_clusters = len(self.clusters_.centroids_)
+        valid = ~np.isnan(target)
+        yc = np.where(valid, target - eras.broadcast(eras.means(target)), 0.0)
+        cell = eras.codes.astype(np.int64) * n_clusters + labels.astype(np.int64)
+        total = np.bincount(cell, weights=yc, minlength=eras.n_eras * n_clusters).reshape(eras.n_eras, n_clusters)
+        count = np.bincount(cell, weights=valid, minlength=eras.n_eras * n_clusters).reshape(eras.n_eras, n_clusters)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(count >= 5, total / count, np.nan)
+        sd = np.sqrt(eras.means(np.where(valid, yc * yc, np.nan)))
+        cluster_t = np.array([newey_west_t(means[:, c] / sd, lags)[0] for c in range(n_clusters)])
+        self.cluster_tstats_ = cluster_t
+        self.cluster_id_used_ = bool(np.abs(cluster_t).max() > familywise_threshold(n_clusters, self.interaction_threshold))
+
+    def _requested_parts(self) -> list[str]:
+        parts = []
+        if self.residualize_features == "all" or (self.residualize_features == "riskiest" and self.residualize_n_features):
+            parts.append("features")
+        if self.residualize_clusters and self.clusters:
+            parts.append("clusters")
+        return parts
+
+    def _gate_residualizer(self, raw: np.ndarray, z: np.ndarray | None, labels: np.ndarray | None, target: np.ndarray, eras: EraIndex) -> tuple[str, ...]:
+        """Which exposure sets to residualize on: those that raise the sharpe of a linear proxy model on the
+        second half of training (fitted on the first half) by 10 % without costing more than 10 % of its mean corr."""
+        requested = self._requested_parts() if self.residualizer else []
+        if not requested or float(self.residualize_proportion) == 0.0:
+            return ()
+        half = eras.n_eras // 2
+        if half < 8:  # too few eras for evidence: do as asked
+            return tuple(requested)
+        from .residualize import residualize
+
+        first = eras.codes < half
+        second = ~first
+        basis = z
+        if basis is None:
+            basis = Factors(None, self.n_factors, random_state=int(self.random_state)).fit(raw, eras, self.feature_names_in_).transform(raw, eras)
+        basis = np.asarray(basis, dtype=np.float64)
+        valid = ~np.isnan(target)
+        ybar = eras.means(target)
+        yc = target - eras.broadcast(ybar)
+        fit_rows = first & valid
+        beta, *_ = np.linalg.lstsq(basis[fit_rows], yc[fit_rows], rcond=None)
+        sub_a = _sub_index(eras, np.flatnonzero(first))
+        sub_b = _sub_index(eras, np.flatnonzero(second))
+        proxy = basis[second] @ beta
+        y_b = target[second]
+
+        def scores(values: np.ndarray) -> tuple[float, float]:
+            c = factor_returns(sub_b.standardize(values.reshape(-1, 1), dtype=np.float64), y_b, sub_b)[:, 0]
+            c = c[~np.isnan(c)]
+            return (float(c.mean()), float(c.mean() / c.std())) if len(c) > 2 and c.std() > 0 else (0.0, 0.0)
+
+        base_mean, base_sharpe = scores(proxy)
+        kept = []
+        self.residualize_evidence_ = {"proxy": (base_mean, base_sharpe)}
+        for part in requested:
+            if part == "features":
+                if self.residualize_features == "all":
+                    exposure = _filled(raw[second], sub_b)
+                else:
+                    idx = self._riskiest(raw[first], target[first], sub_a)
+                    exposure = _filled(raw[second][:, idx], sub_b)
+            else:
+                exposure = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels[second].astype(np.int64)][:, 1:]
+            mean, sharpe = scores(residualize(proxy, exposure, sub_b, float(self.residualize_proportion)))
+            self.residualize_evidence_[part] = (mean, sharpe)
+            if sharpe > 1.1 * base_sharpe and base_sharpe > 0 and mean >= 0.9 * base_mean:
+                kept.append(part)
+        return tuple(kept)
 
     def _train(self, raw: np.ndarray, engineered: np.ndarray, target: np.ndarray, callbacks: list | None) -> lgb.Booster:
         params = _lgbm_params(self.lgbm_params)
@@ -478,11 +566,12 @@ class NumeraiModel:
         if not self.residualizer:
             return eras.rank(values)
         exposures = []
-        if self.residualize_features == "all":
+        parts = getattr(self, "residualize_parts_", ("features", "clusters"))
+        if "features" in parts and self.residualize_features == "all":
             exposures.append(_filled(raw, eras))
-        elif len(self.riskiest_):
+        elif "features" in parts and len(self.riskiest_):
             exposures.append(_filled(raw[:, self.riskiest_], eras))
-        if self.residualize_clusters and labels is not None and self.clusters_ is not None:
+        if "clusters" in parts and labels is not None and self.clusters_ is not None:
             exposures.append(self.clusters_.dummies(labels)[:, 1:])  # intercept is always included
         if self.residualize_benchmark and bench is not None:
             exposures.append(bench.reshape(-1, 1).astype(np.float32))

@@ -9,7 +9,6 @@ threshold are kept (at most `max_pairs`), so a world without interactions adds n
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -48,29 +47,34 @@ def familywise_threshold(n_tests: int, floor: float, alpha: float = 0.05) -> flo
 
 def product_coefficients(a: np.ndarray, b: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
     """Per-era coefficient of the era-centred product a·b in a regression of the centred target on [a, b, a·b]."""
+    return era_coefficients([a, b, np.asarray(a) * np.asarray(b)], target, eras)[:, 2]
+
+
+def era_coefficients(columns: Sequence[np.ndarray], target: np.ndarray, eras: EraIndex) -> np.ndarray:
+    """Per-era least-squares coefficients (n_eras, m) of the centred target on the era-centred columns, per unit
+    of the target's per-era dispersion (one batched m×m solve for all eras); NaN for eras with < 10 targets."""
     y = np.asarray(target, dtype=np.float64)
     valid = ~np.isnan(y)
     w = valid.astype(np.float64)
     count = np.maximum(eras.sums(w), 1.0)
-    a = np.where(valid, a, 0.0)
-    b = np.where(valid, b, 0.0)
     yv = np.where(valid, y, 0.0)
-    cols = [a, b, a * b]
+    cols = [np.where(valid, np.asarray(c, dtype=np.float64), 0.0) for c in columns]
+    m = len(cols)
     centred = []
     for c in cols:
         centred.append(np.where(valid, c - eras.broadcast(eras.sums(c) / count), 0.0))
     yc = np.where(valid, yv - eras.broadcast(eras.sums(yv) / count), 0.0)
-    stacked = np.stack(centred, axis=1)  # (n, 3)
-    gram_terms = eras.sums((stacked[:, :, None] * stacked[:, None, :]).reshape(len(y), 9)).reshape(-1, 3, 3)
+    stacked = np.stack(centred, axis=1)  # (n, m)
+    gram_terms = eras.sums((stacked[:, :, None] * stacked[:, None, :]).reshape(len(y), m * m)).reshape(-1, m, m)
     rhs = eras.sums(stacked * yc[:, None])
-    ridge = 1e-8 * np.trace(gram_terms, axis1=1, axis2=2)[:, None, None] * np.eye(3) + 1e-12 * np.eye(3)
+    ridge = 1e-8 * np.trace(gram_terms, axis1=1, axis2=2)[:, None, None] * np.eye(m) + 1e-12 * np.eye(m)
     try:
         beta = np.linalg.solve(gram_terms + ridge, rhs[:, :, None])[:, :, 0]
     except np.linalg.LinAlgError:
-        beta = np.full((gram_terms.shape[0], 3), np.nan)
+        beta = np.full((gram_terms.shape[0], m), np.nan)
     # scale-free: coefficient per unit target dispersion, so eras with different spreads weigh alike
     sy = np.sqrt(eras.sums(yc * yc) / count)
-    out = beta[:, 2] / np.where(sy > 0, sy, np.nan)
+    out = beta / np.where(sy > 0, sy, np.nan)[:, None]
     out[eras.sums(w) < 10] = np.nan
     return out
 
