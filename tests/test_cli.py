@@ -196,8 +196,7 @@ def load(path: Path, features: list[str], targets: tuple[str, ...]) -> pd.DataFr
 
 def test_data_synthetic_writes_every_file_and_they_pass_the_schemas(tmp_path: Path):
     out = tmp_path / "world"
-    # 30 eras as in issue 2 is refused by SyntheticConfig.check (needs > 12 validation eras); 40 is small too
-    result = invoke("data", "synthetic", "--out", str(out), "--eras", "40", "--stocks", "200", "--features", "24")
+    result = invoke("data", "synthetic", "--out", str(out), "--eras", "30", "--stocks", "200", "--features", "24")
     assert result.exit_code == 0, result.output
     for name in (
         "features.json", "train.parquet", "validation.parquet", "live.parquet", "live_benchmark_models.parquet",
@@ -211,7 +210,7 @@ def test_data_synthetic_writes_every_file_and_they_pass_the_schemas(tmp_path: Pa
     validation = load(out / "validation.parquet", features, ("target",))
     assert validate_training_frame(train, features, "target", "train.parquet") is train
     validate_training_frame(validation, features, "target", "validation.parquet", allow_unresolved=True)
-    assert train["era"].nunique() + validation["era"].nunique() == 40
+    assert train["era"].nunique() + validation["era"].nunique() == 30
     assert validation["target"].isna().any()  # the newest eras are unresolved ...
     with pytest.raises(DataValidationError):  # ... which only allow_unresolved accepts
         validate_training_frame(validation, features, "target", "validation.parquet")
