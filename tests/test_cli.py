@@ -150,7 +150,6 @@ def nan_predict(live_features: pd.DataFrame, live_benchmark_models: pd.DataFrame
 
 def test_predict_with_bad_predictions_prints_table_and_exits_2(small_world: Path, tmp_path: Path):
     """`nmu predict` validates the pickle's output: NaN and a constant are both reported, no CSV written."""
-    pytest.importorskip("training.predict")
     model_path = tmp_path / "model.pkl"
     model_path.write_bytes(pickle.dumps(nan_predict))
     out = tmp_path / "predictions.csv"
@@ -165,7 +164,6 @@ def test_predict_with_bad_predictions_prints_table_and_exits_2(small_world: Path
 
 def test_train_on_a_broken_file_prints_table_and_exits_2(small_world: Path, tmp_path: Path):
     """`nmu train` validates what it loads: a target of 0.3 in train.parquet stops it before fitting."""
-    pytest.importorskip("training.data")
     data = tmp_path / "data"
     shutil.copytree(small_world, data)
     train = pd.read_parquet(data / "train.parquet")
@@ -186,11 +184,9 @@ def test_train_on_a_broken_file_prints_table_and_exits_2(small_world: Path, tmp_
 
 
 def load(path: Path, features: list[str], targets: tuple[str, ...]) -> pd.DataFrame:
-    """training.data.load_frame when the DATA part provides it, else the same columns with pandas."""
-    try:
-        from training.data import load_frame
-    except ImportError:
-        return pd.read_parquet(path, columns=["era", *features, *targets])
+    """A data file loaded as the pipeline loads it (training.data.load_frame)."""
+    from training.data import load_frame
+
     return load_frame(path, features, targets=targets)
 
 

@@ -63,17 +63,11 @@ def row(exc: DataValidationError, column: str, check_contains: str) -> pd.Series
     return hit.iloc[0]
 
 
-def make_world_frames(data_dir: Path, parquet: str, features: list[str] | None, targets=("target",)) -> pd.DataFrame:
-    """Load a file of a synthetic world: training.data.load_frame when the DATA part has it, else pandas."""
-    try:
-        from training.data import load_frame
-    except ImportError:
-        load_frame = None
-    if load_frame is not None:
-        return load_frame(data_dir / parquet, features, targets=targets)
-    df = pd.read_parquet(data_dir / parquet, columns=["era", *features, *targets])
-    df.index.name = "id"
-    return df
+def load_world_frame(data_dir: Path, parquet: str, features: list[str], targets=("target",)) -> pd.DataFrame:
+    """A file of a synthetic world loaded as the pipeline loads it (int8 features, float32 targets)."""
+    from training.data import load_frame
+
+    return load_frame(data_dir / parquet, features, targets=targets)
 
 
 # ----------------------------------------------------------------------------------- good frames pass
@@ -107,9 +101,9 @@ def test_synthetic_world_files_pass(small_world: Path):
 
     meta = json.loads((small_world / "features.json").read_text())
     features = meta["feature_sets"]["all"]
-    train = make_world_frames(small_world, "train.parquet", features)
+    train = load_world_frame(small_world, "train.parquet", features)
     validate_training_frame(train, features, "target", "train.parquet")
-    validation = make_world_frames(small_world, "validation.parquet", features)
+    validation = load_world_frame(small_world, "validation.parquet", features)
     validate_training_frame(validation, features, "target", "validation.parquet", allow_unresolved=True)
     live = pd.read_parquet(small_world / "live.parquet")
     validate_live_frame(live, features, "live.parquet")
