@@ -158,7 +158,7 @@ def test_bad_sizes_raise_user_errors() -> None:
     with pytest.raises(NmuError, match="--features"):
         SyntheticConfig.default(features=5)
     with pytest.raises(NmuError, match="--eras"):
-        SyntheticConfig.default(eras=10)
+        SyntheticConfig.default(eras=8)
     with pytest.raises(NmuError, match="--stocks"):
         SyntheticConfig.default(stocks=10)
 

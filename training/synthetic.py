@@ -160,12 +160,12 @@ class SyntheticConfig:
             raise NmuError(f"--features {self.features} is too few: the world needs at least 8 (one per group).")
         if self.stocks < 50:
             raise NmuError(f"--stocks {self.stocks} is too few: the world needs at least 50 stocks per era.")
-        if self.eras < 20:
-            raise NmuError(f"--eras {self.eras} is too few: the world needs at least 20 eras (train and validation).")
+        if self.eras < 12:
+            raise NmuError(f"--eras {self.eras} is too few: the world needs at least 12 eras (train and validation).")
         validation = self.eras - self.train_eras
-        if validation <= max(self.unresolved_eras, self.long_horizon):
+        if validation <= self.unresolved_eras:
             raise NmuError(
-                f"--eras {self.eras} leaves {validation} validation eras; need more than {self.long_horizon}."
+                f"--eras {self.eras} leaves {validation} validation eras; need more than {self.unresolved_eras}."
             )
 
 
