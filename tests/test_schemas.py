@@ -196,6 +196,14 @@ def test_missing_era_and_missing_target_and_missing_feature_are_named():
     assert row(exc, features[5], "present")["count"] == 1
 
 
+def test_repeated_column_name_is_named():
+    df, features = make_frame()
+    df = pd.concat([df, df[[features[1]]]], axis=1)
+    exc = failures_of(validate_training_frame, df, features, "target", "train")
+    r = row(exc, features[1], "unique column names")
+    assert r["count"] == 2
+
+
 def test_index_must_be_named_id_and_hold_strings():
     df, features = make_frame()
     exc = failures_of(validate_training_frame, df.reset_index(drop=True), features, "target", "train")

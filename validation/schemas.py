@@ -553,7 +553,9 @@ def _fold(errors: "pa.errors.SchemaErrors", problems: _Problems) -> pd.DataFrame
                     rows.append({"column": str(col), "check": label, "count": 1, "examples": "column missing" if check == "column_in_dataframe" else "unexpected column"})
                 continue
             if check == "dataframe_column_labels_unique":
-                rows.append({"column": "(columns)", "check": label, "count": len(failure), "examples": _examples([str(f) for f in failure])})
+                duplicated = [str(c) for c in df.columns[df.columns.duplicated()].unique()]
+                for col in duplicated:
+                    rows.append({"column": col, "check": label, "count": int((df.columns == col).sum()), "examples": "column name repeated"})
                 continue
             if column in ("None", "nan"):
                 column = INDEX_NAME if context == "Index" else "(frame)"
