@@ -23,7 +23,7 @@ from validation.errors import NmuError
 
 DEFAULT_BENCHMARK = "v52_lgbm_ender20"
 NON_GROUP_SETS = ("small", "medium", "all")
-_BATCH_BYTES = 32 * 1024 * 1024  # arrow data read at once (one row group x a batch of columns)
+_BATCH_BYTES = 16 * 1024 * 1024  # arrow data read at once (one row group x a batch of columns)
 _GET_DATA = "get data with `nmu data synthetic --out DIR` or `nmu data download --out DIR`"
 
 

@@ -188,6 +188,7 @@ def feature_names(count: int) -> list[str]:
     return names
 
 
+_FILE_MODE = 0o644  # data files are readable like any download (mkstemp would leave them 0600)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _MASK60 = np.uint64((1 << 60) - 1)
 
@@ -226,12 +227,13 @@ def _to_target(raw: np.ndarray) -> np.ndarray:
 
 
 def _quintiles(z: np.ndarray) -> np.ndarray:
-    """Bin each row of z (features x stocks) into five equal per-era bins, int8 0..4."""
+    """Bin each row of z (features x stocks) into five equal per-era bins, int8 0..4 (rank * 5 // n)."""
     f, n = z.shape
-    order = np.argsort(z, axis=1)
-    levels = (np.arange(n) * 5 // n).astype(np.int8)
-    bins = np.empty((f, n), dtype=np.int8)
-    np.put_along_axis(bins, order, np.broadcast_to(levels, (f, n)), axis=1)
+    cuts = [-(-b * n // 5) for b in range(1, 5)]  # first rank of bins 1..4
+    edges = np.partition(z, cuts, axis=1)[:, cuts]
+    bins = np.zeros((f, n), dtype=np.int8)
+    for b in range(4):
+        bins += z >= edges[:, b : b + 1]
     return bins
 
 
@@ -444,6 +446,8 @@ class _EraWriter:
             if ok:
                 self._flush()
             self._writer.close()
+            if ok:
+                os.chmod(self._tmp, _FILE_MODE)
         finally:
             if ok:
                 self._atomic.__exit__(None, None, None)
@@ -569,6 +573,8 @@ def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = F
     metadata = {"feature_sets": _feature_sets(world), "targets": list(TARGETS)}
     atomic_write_json(out / "features.json", metadata)
     atomic_write_json(out / "synthetic_truth.json", _truth(world))
+    for name in ("features.json", "synthetic_truth.json"):
+        os.chmod(out / name, _FILE_MODE)
     return out
 
 
