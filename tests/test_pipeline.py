@@ -46,14 +46,14 @@ def trained(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     """One successful `nmu train --data <small world> --out OUT` (shared by the tests below)."""
     tmp = tmp_path_factory.mktemp("train")
     out = tmp / "artifacts"
-    result = _train("--data", str(small_world), "--out", str(out), "--config", str(_config(tmp)), "--cv", "2")
+    result = _train("--data", str(small_world), "--out", str(out), "--config", str(_config(tmp)))
     assert result.exit_code == 0, result.output
     return out, tmp, result
 
 
 def test_train_writes_every_output(trained: tuple[Path, Path, object], small_world: Path) -> None:
     out, _, result = trained
-    for name in (*OUTPUTS, "cv_scores.csv"):
+    for name in OUTPUTS:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".artifacts.staging")]
     for step in ("Loading data", "Fitting and scoring baseline", "Fitting and scoring full", "Refitting full"):
@@ -94,10 +94,7 @@ def test_train_writes_every_output(trained: tuple[Path, Path, object], small_wor
     full = per_era[per_era["variant"] == "full"]
     assert full["corr"].mean() == pytest.approx(metrics["models"]["full"]["corr_mean"])
 
-    cv = pd.read_csv(out / "cv_scores.csv", dtype=str)
-    assert len(cv) == 4 and set(cv["fold"]) == {"1", "2"}
-    assert all(int(s) - int(t) > 4 for s, t in zip(cv["scored_first"], cv["train_last"]))
-
+    assert not (out / "cv_scores.csv").exists()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and "<table" in html and 'src="http' not in html
 
@@ -180,6 +177,26 @@ def test_no_targets(small_world: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+# every component off: the cheapest fit, for the tests below that exercise the plumbing around fitting
+NO_COMPONENTS = "\n[components]\nclusters = false\ninteractions = false\ntiming = false\nresidualizer = false\n"
+
+
+def test_cv_folds_respect_the_embargo(small_world: Path, tmp_path: Path) -> None:
+    config = tmp_path / "cheap.toml"
+    config.write_text(FAST_CONFIG + NO_COMPONENTS)
+    out = tmp_path / "out"
+    result = _train("--data", str(small_world), "--out", str(out), "--config", str(config), "--cv", "2",
+                    "--no-baseline", "--no-refit")
+    assert result.exit_code == 0, result.output
+    cv = pd.read_csv(out / "cv_scores.csv", dtype=str)
+    assert list(cv["fold"]) == ["1", "2"] and set(cv["variant"]) == {"full"}
+    assert all(int(s) - int(t) > 4 for s, t in zip(cv["scored_first"], cv["train_last"]))
+    assert cv["train_last"].iloc[0] < cv["train_last"].iloc[1]  # expanding window
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["eras"]["refit"] == manifest["eras"]["train"]  # --no-refit ships the train-eras model
+    assert "Expanding-window cross-validation" in (out / "report.html").read_text()
+
+
 def test_failure_while_writing_keeps_previous_artifacts(trained, small_world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run that fails after fitting (here: the report cannot be drawn) leaves OUT exactly as it was."""
     out, tmp, _ = trained
@@ -190,7 +207,9 @@ def test_failure_while_writing_keeps_previous_artifacts(trained, small_world: Pa
         raise RuntimeError("disk full while drawing")
 
     monkeypatch.setattr(validation.report, "render_plots", broken)
-    result = _train("--data", str(small_world), "--out", str(out), "--config", str(_config(tmp)), "--no-baseline", "--no-refit")
+    config = tmp / "cheap.toml"
+    config.write_text(FAST_CONFIG + NO_COMPONENTS)
+    result = _train("--data", str(small_world), "--out", str(out), "--config", str(config), "--no-baseline", "--no-refit")
     assert result.exit_code != 0 and isinstance(result.exception, RuntimeError)
     assert _snapshot(out) == before
     assert not [p for p in out.parent.iterdir() if ".staging-" in p.name]
