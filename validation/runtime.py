@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from validation.errors import NmuError
-from validation.manifest import file_sha256, update_manifest
+from validation.manifest import file_sha256, read_manifest, update_manifest
 
 CHECKED_PACKAGES = ("numpy", "pandas", "scikit-learn", "lightgbm")
 """Packages whose objects a pickle may hold: building with other versions than the runtime's is warned."""
@@ -381,6 +381,10 @@ def check_command(model_path: str | Path, data_dir: Optional[str | Path] = None,
 
     sha = file_sha256(model_path)
     size = model_path.stat().st_size
+    built = str(read_manifest(model_path).get("python") or "")
+    if built and built.split(".")[:2] != platform.python_version().split(".")[:2]:
+        log(f"warning: the manifest says this pickle was built with Python {built}; this check (and the upload's "
+            f"runtime image) must use the same minor version, not {platform.python_version()}.")
     python = ensure_runtime(root=runtime_dir, log=log)
     log(f"runtime replica: {python} (Python {platform.python_version()}, pins {pins_file().name}); limits: 1 CPU, "
         f"{memory_limit_mb:.0f} MB, {time_limit_s:g} s")
