@@ -46,8 +46,9 @@ __all__ = ["residualize", "residualize_predictions", "Residualizer"]
 # float32 holds every integer up to 2**24 exactly: a Gram entry sum_i x_i*y_i of integers with
 # |x|,|y| <= h over r rows is exact when r*h*h <= 2**24 (all partial sums are integers below that).
 _FLOAT32_EXACT = float(2**24)
-# rows of one era processed at once: bounds the per-chunk float32 + float64 design copies to ~100 MB.
-_CHUNK_ELEMENTS = 2**23
+# elements of one chunk of rows of the design: an era (~5-7k rows) is one chunk even with all 2,748
+# features; a bigger "era" (e.g. a frame without an era column) is processed in chunks of <= 128 MB float32.
+_CHUNK_ELEMENTS = 2**25
 # below this reciprocal condition estimate (1-norm, of the equilibrated Gram matrix) the plain Cholesky
 # answer is not trusted and the ridge fallback is used. numpy's lstsq in `neutralize` drops singular
 # values below 1e-6 x the largest, i.e. Gram eigenvalues below ~1e-12 x the largest.
@@ -106,8 +107,8 @@ class _Workspace:
         return self.f32[: n * width].reshape(n, width)
 
     def x64(self, n: int, width: int) -> np.ndarray:
-        if self.f64 is None:  # only when some exposure columns are not small integers
-            self.f64 = np.empty(self.rows * self.columns, dtype=np.float64)
+        if self.f64 is None or self.f64.size < n * width:  # only for exposure columns that are not small integers
+            self.f64 = np.empty(self.rows * width, dtype=np.float64)
         return self.f64[: n * width].reshape(n, width)
 
 
