@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from training.config import DEFAULT_LIGHTGBM, TrainConfig, apply_flags, config_to_toml, load_config
+from training.config import (
+    DEFAULT_LIGHTGBM, TrainConfig, apply_flags, config_to_toml, load_config, resolve_feature_set_name,
+)
 from validation.errors import NmuError
 
 
@@ -16,6 +18,15 @@ def test_defaults() -> None:
     assert config == TrainConfig()
     assert config.target == "target" and config.era_step == 1 and config.baseline and config.refit
     assert config.resolved_embargo == 4 and config.lightgbm == DEFAULT_LIGHTGBM
+    assert config.feature_set == "auto"
+
+
+def test_auto_feature_set() -> None:
+    small = {"feature_sets": {"all": [f"f{i}" for i in range(120)], "medium": ["f1"]}}
+    big = {"feature_sets": {"all": [f"f{i}" for i in range(2748)], "medium": ["f1"]}}
+    assert resolve_feature_set_name("auto", small) == "all"
+    assert resolve_feature_set_name("auto", big) == "medium"
+    assert resolve_feature_set_name("small", big) == "small"
 
 
 def test_toml_overrides_defaults(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Example (every key optional; `nmu train --print-config` prints the resolved config in this form):
 
-    feature_set = "medium"        # a feature set or group of features.json (small, medium, all, intelligence, ...)
+    feature_set = "auto"          # a feature set or group of features.json (small, medium, all, intelligence, ...);
+                                  # auto: "all" when it has at most 300 features (the synthetic world), else "medium"
     target = "target"             # a target column of features.json
     era_step = 1                  # fit on every k-th training era (Numerai's examples use 4 on real data)
     embargo = 4                   # eras dropped after the last training era; default 4, or 13 for *_60 targets
@@ -43,6 +44,10 @@ from validation.splits import embargo_for_target
 # colsample_bytree = 0.1. scikit-learn style names (n_estimators, colsample_bytree, ...) are accepted.
 DEFAULT_LIGHTGBM: dict[str, Any] = {}
 
+AUTO_ALL_MAX_FEATURES = 300
+"""`feature_set = "auto"` takes every feature up to this many (the synthetic world), else the medium set
+(Numerai's v5.2: 780 of 2748 features, about 2 GB of int8 for the training rows)."""
+
 _SCALARS: dict[str, tuple[type, ...]] = {
     "feature_set": (str,),
     "target": (str,),
@@ -61,7 +66,7 @@ _TABLES = ("components", "lightgbm")
 class TrainConfig:
     """Everything `nmu train` needs besides paths; see the module docstring for each key's meaning."""
 
-    feature_set: str = "medium"
+    feature_set: str = "auto"
     target: str = "target"
     era_step: int = 1
     embargo: Optional[int] = None  # None: derived from the target (4, or 13 for *_60)
@@ -88,6 +93,16 @@ def _check_value(key: str, value: Any, source: str) -> None:
         raise NmuError(f"{source}: `era_step` must be 1 or more, got {value}.")
     if key in ("embargo", "cv") and value < 0:
         raise NmuError(f"{source}: `{key}` must be 0 or more, got {value}.")
+
+
+def resolve_feature_set_name(name: str, metadata: dict[str, Any]) -> str:
+    """The feature set to load: `name`, or for "auto" "all" when small enough, else "medium" (if present)."""
+    if name != "auto":
+        return name
+    sets = metadata.get("feature_sets") or {}
+    if len(sets.get("all") or []) <= AUTO_ALL_MAX_FEATURES or "medium" not in sets:
+        return "all"
+    return "medium"
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> TrainConfig:

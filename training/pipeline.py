@@ -24,7 +24,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from training.config import TrainConfig, apply_flags, config_to_toml, load_config
+from training.config import TrainConfig, apply_flags, config_to_toml, load_config, resolve_feature_set_name
 from validation.errors import NmuError
 from validation.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from validation.manifest import file_sha256, update_manifest
@@ -87,6 +87,7 @@ class Dataset:
     data_dir: Path
     source: str
     version: str
+    feature_set: str
     features: list[str]
     groups: dict[str, list[str]]
     target: str
@@ -142,7 +143,8 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
 
     with reporter.step("Loading data"):
         metadata = load_feature_metadata(data_dir)
-        features = resolve_feature_set(metadata, config.feature_set)
+        feature_set = resolve_feature_set_name(config.feature_set, metadata)
+        features = resolve_feature_set(metadata, feature_set)
         _check_target(metadata, config.target, data_dir)
         target = config.target
         for name in ("train.parquet", "validation.parquet"):
@@ -151,7 +153,7 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
         train = load_frame(data_dir / "train.parquet", features, targets=(target,), era_step=config.era_step)
         validation = load_frame(data_dir / "validation.parquet", features, targets=(target,))
         reporter.console.print(
-            f"  {len(features)} features ({config.feature_set}), target {target}; train {len(train):,} rows / "
+            f"  {len(features)} features ({feature_set}), target {target}; train {len(train):,} rows / "
             f"{train['era'].nunique()} eras (every {config.era_step}.), validation {len(validation):,} rows / "
             f"{validation['era'].nunique()} eras", highlight=False,
         )
@@ -184,7 +186,7 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
         )
 
     return Dataset(
-        data_dir=data_dir, source=source, version=_data_version(data_dir, source), features=features,
+        data_dir=data_dir, source=source, version=_data_version(data_dir, source), feature_set=feature_set, features=features,
         groups=feature_groups(metadata, features), target=target, train=train, validation=validation,
         train_benchmark=train_bench, validation_benchmark=val_bench, benchmark_column=column, split=split,
     )
@@ -283,6 +285,16 @@ def fit_model(model: Any, frame: pd.DataFrame, ds: Dataset, reporter: Reporter, 
     with reporter.boosting(title) as callback:
         model.fit(X, y, benchmark=benchmark, **_fit_kwargs(model, callback))
     return model
+
+
+def refresh_history(model: Any, frame: pd.DataFrame, ds: Dataset) -> None:
+    """Give a fitted model the resolved targets of eras after its training data (NumeraiModel's
+    `update_factor_returns`), as the weekly live model has them: its timing features stay point-in-time
+    (era t only uses targets of eras at least `timing_lag` before t), so this is no look-ahead."""
+    update = getattr(model, "update_factor_returns", None)
+    if update is None or frame.empty:
+        return
+    update(frame[["era", *ds.features]], frame[ds.target].to_numpy(dtype=np.float32))
 
 
 def score_model(model: Any, frame: pd.DataFrame, ds: Dataset, predict_benchmark: Optional[pd.DataFrame],
@@ -403,6 +415,7 @@ def train_command(
     if fit_bench is None and val_bench is not None:
         reporter.console.print("  no benchmark for the training eras: the models fit and predict without it", highlight=False)
 
+    resolved_validation = _resolved_rows(ds.validation, ds.target)  # every era, embargoed ones too
     per_era_parts = []
     models: dict[str, dict[str, Any]] = {}
     fitted: dict[str, Any] = {}
@@ -411,6 +424,7 @@ def train_command(
     for name in variant_names(config):
         with reporter.step(f"Fitting and scoring {name}"):
             model = fit_model(make_variant(base, name, config), train, ds, reporter, f"{name}: boosting rounds", fit_bench)
+            refresh_history(model, resolved_validation, ds)
             per_era = score_model(model, scored, ds, val_bench_predict, val_bench)
             models[name] = summarize(per_era)
             per_era_parts.append(per_era.reset_index().assign(variant=name))
@@ -430,7 +444,7 @@ def train_command(
     shipped = fitted["full"]
     if config.refit:
         with reporter.step("Refitting full on every era with a resolved target (train + validation)"):
-            extra = _resolved_rows(ds.validation, ds.target)
+            extra = resolved_validation
             kept = sorted(extra["era"].unique())[:: config.era_step]  # the same era downsampling as training
             everything = pd.concat([train, extra.loc[extra["era"].isin(kept).to_numpy()]])
             del extra
@@ -455,7 +469,7 @@ def train_command(
             plots = render_plots(per_era_all, models)
             for plot_name, png in plots.items():
                 atomic_write_bytes(stage / f"{plot_name}.png", png)
-            notes = {"data": ds.source if ds.version == ds.source else f"{ds.source} ({ds.version})", "feature set": config.feature_set,
+            notes = {"data": ds.source if ds.version == ds.source else f"{ds.source} ({ds.version})", "feature set": ds.feature_set,
                      "shipped model": "full, refit on train + validation eras" if config.refit else "full, fit on train eras"}
             atomic_write_text(stage / "report.html", render_html(metrics, plots, cv=cv_table, notes=notes))
             atomic_write_json(stage / "metrics.json", metrics)
@@ -470,7 +484,7 @@ def train_command(
                 "data": {"source": ds.source, "version": ds.version},
                 "features": ds.features,
                 "target": ds.target,
-                "feature_set": config.feature_set,
+                "feature_set": ds.feature_set,
                 "eras": {"train": split.train, "validation": split.validation, "embargoed": split.embargoed, "refit": refit_eras},
                 "scores": models,
                 "timings": reporter.timings,
@@ -497,11 +511,13 @@ def run_cv(config: TrainConfig, ds: Dataset, base: Any, reporter: Reporter) -> p
     for i, fold in enumerate(folds, start=1):
         fit_rows = ds.train.loc[np.isin(eras, fold.train)]
         test_rows = ds.train.loc[np.isin(eras, fold.validation)]
+        later_rows = ds.train.loc[np.isin(eras, fold.embargoed + fold.validation)]
         fit_bench = _benchmark_for(fit_rows, ds.train_benchmark)
         test_bench = _benchmark_for(test_rows, ds.train_benchmark)
         for name in names:
             with reporter.step(f"CV fold {i}/{len(folds)}: {name}"):
                 model = fit_model(make_variant(base, name, config), fit_rows, ds, reporter, f"fold {i} {name}", fit_bench)
+                refresh_history(model, later_rows, ds)
                 summary = summarize(score_model(model, test_rows, ds, test_bench, test_bench))
             rows.append({"fold": i, "variant": name, "train_first": fold.train[0], "train_last": fold.train[-1],
                          "scored_first": fold.validation[0], "scored_last": fold.validation[-1], **summary})
