@@ -154,7 +154,7 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
         validation = load_frame(data_dir / "validation.parquet", features, targets=(target,))
         reporter.console.print(
             f"  {len(features)} features ({feature_set}), target {target}; train {len(train):,} rows / "
-            f"{train['era'].nunique()} eras (every {config.era_step}.), validation {len(validation):,} rows / "
+            f"{train['era'].nunique()} eras{f' (every {config.era_step}th)' if config.era_step > 1 else ''}, validation {len(validation):,} rows / "
             f"{validation['era'].nunique()} eras", highlight=False,
         )
 
