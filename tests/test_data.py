@@ -163,7 +163,7 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pq.ParquetWriter(path, pa.schema(
         [("era", pa.string()), ("data_type", pa.string())] + [(f, pa.int8()) for f in names]
         + [("target", pa.float32()), ("id", pa.string())]
-    ), compression="none", use_dictionary=False) as writer:
+    ), compression="none") as writer:
         for start in range(0, ERAS, 5):
             n = per_era * 5
             block = rng.integers(0, 5, size=(FEATURES, n), dtype=np.int8)

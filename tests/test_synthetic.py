@@ -233,8 +233,8 @@ def _plain_lightgbm_corr(world: Path) -> tuple[pd.Series, pd.DataFrame]:
     train = pd.read_parquet(world / "train.parquet")
     validation = pd.read_parquet(world / "validation.parquet").dropna(subset=["target"])
     model = lgb.LGBMRegressor(
-        n_estimators=300, learning_rate=0.03, num_leaves=31, colsample_bytree=0.3, min_child_samples=50,
-        n_jobs=1, verbose=-1, random_state=0,
+        n_estimators=300, learning_rate=0.02, num_leaves=15, colsample_bytree=0.5, min_child_samples=200,
+        n_jobs=1, verbose=-1, random_state=0,  # one thread: LightGBM's threads spin badly on a busy machine
     )
     model.fit(train[features], train["target"])
     return _per_era_corr(model.predict(validation[features]), validation), validation

@@ -111,9 +111,9 @@ class SyntheticConfig:
     momentum: float = 0.9  # phi of the AR(1) factor returns
     regime_stay: float = 0.95
     regime_correlation: float = 0.6
-    static_strength: float = 0.032  # norm of the mean payoffs of the ordinary groups
-    regime_strength: float = 0.028  # |mean payoff| of regime_group
-    relative_strength: float = 0.02  # |mean payoff| of relative_group (on its within-industry part)
+    static_strength: float = 0.038  # norm of the mean payoffs of the ordinary groups
+    regime_strength: float = 0.03  # |mean payoff| of regime_group
+    relative_strength: float = 0.022  # |mean payoff| of relative_group (on its within-industry part)
     timing_strength: float = 0.014  # sd of a group's payoff around its mean (planted only)
     interaction_strength: float = 0.03  # c of c * s_a * s_b (planted only)
     industry_return_sd: float = 0.1  # sd of the per-era industry returns (planted only)
