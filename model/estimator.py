@@ -376,7 +376,10 @@ class NumeraiModel:
             self.interactions_.fit(z, target, eras, self.factors_.names_, relative)
         if self.timing:
             self.timing_ = Timing(self.timing_window, self.timing_lag, self.timing_threshold, nw_lags=max(1, self.timing_lag - 1))
-            self.timing_.fit(z, comp_raw, returns, eras, self.factors_.names_, bench)
+            from .interactions import era_coefficients
+
+            joint = era_coefficients([z[:, j] for j in range(z.shape[1])], target, eras)
+            self.timing_.fit(z, comp_raw, returns, eras, self.factors_.names_, bench, joint_returns=joint)
             self.as_of_era_ = self.timing_.as_of_era_
         else:
             resolved = eras.sums((~np.isnan(target)).astype(np.int64)) > 0

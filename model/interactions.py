@@ -38,11 +38,17 @@ def newey_west_t(values: np.ndarray, lags: int) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def familywise_threshold(n_tests: int, floor: float, alpha: float = 0.05) -> float:
-    """A two-sided Bonferroni critical value for `n_tests` tests at level `alpha`, never below `floor`."""
+def familywise_threshold(n_tests: int, floor: float, alpha: float = 0.05, dof: int | None = None) -> float:
+    """A two-sided Bonferroni critical value for `n_tests` tests at level `alpha` (normal, or Student t with
+    `dof` degrees of freedom for few eras), never below `floor`."""
     if n_tests <= 0:
         return floor
-    return max(floor, float(-ndtri(alpha / (2.0 * n_tests))))
+    p = alpha / (2.0 * n_tests)
+    if dof is not None and dof > 0:
+        from scipy.stats import t as student_t
+
+        return max(floor, float(student_t.isf(p, dof)))
+    return max(floor, float(-ndtri(p)))
 
 
 def product_coefficients(a: np.ndarray, b: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:

@@ -124,8 +124,13 @@ class Timing:
         eras: EraIndex,
         names: Sequence[str],
         benchmark: np.ndarray | None = None,
+        joint_returns: np.ndarray | None = None,
     ) -> "Timing":
-        """Store the factor-return history of the training eras and gate state and momentum on evidence."""
+        """Store the factor-return history of the training eras and gate state and momentum on evidence.
+
+        `returns` (per-era correlations) make the momentum history; `joint_returns` (per-era multiple-regression
+        slopes on all composites, Fama-MacBeth style; default `returns`) are what the state features must
+        explain: unlike marginal correlations they do not move mechanically with the composites' correlations."""
         k = composites.shape[1]
         self.names_ = list(names)
         self.benchmark_ = benchmark is not None
@@ -138,9 +143,10 @@ class Timing:
         self.state_std_ = np.where(std > 1e-12, std, 1.0)
         s = (state - self.state_mean_) / self.state_std_
         live = std > 1e-12
+        explained = returns if joint_returns is None else np.asarray(joint_returns, dtype=np.float64)
         tstat = np.zeros((s.shape[1], k))
         for j in range(k):
-            r = returns[:, j]
+            r = explained[:, j]
             ok = ~np.isnan(r)
             if ok.sum() < 10:
                 continue
@@ -148,8 +154,11 @@ class Timing:
             tstat[:, j] = newey_west_t(s[ok] * rc[:, None], self.nw_lags)
         tstat[~live] = 0.0
         self.state_tstats_ = tstat
-        self.state_threshold_ = familywise_threshold(tstat.size, self.threshold)
-        consistent = self._halves_agree(s, returns, tstat)
+        # state features are many (pairs of composites): a family-wise 20 % level with Student-t tails for the
+        # half the number of eras as degrees of freedom (overlapping targets), plus agreement of both training
+        # halves, keeps the control worlds clean
+        self.state_threshold_ = familywise_threshold(tstat.size, self.threshold, alpha=0.2, dof=max(1, eras.n_eras // 2 - 1))
+        consistent = self._halves_agree(s, explained, tstat)
         if self.threshold > 0:
             pairs = np.argwhere((np.abs(tstat) > self.state_threshold_) & consistent)
         else:  # threshold 0 switches the gates off: every state feature and conditional exposure is kept
