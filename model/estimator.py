@@ -69,7 +69,7 @@ _ALIASES = {
     "random_state": "seed",
     "max_bins": "max_bin",
 }
-_CHUNK_ROWS = 200_000
+_CHUNK_ELEMENTS = 40_000_000  # float32 cells per chunk of eras (~160 MB): bounded memory on Numerai's 4 GB
 _log = logging.getLogger("model.estimator")
 
 
@@ -171,6 +171,11 @@ def _era_chunks(eras: EraIndex, max_rows: int) -> Iterator[np.ndarray]:
         begin = int(eras.starts[start])
         yield eras.order[begin : begin + total]
         start = stop
+
+
+def _chunk_rows(n_columns: int) -> int:
+    """Rows per chunk of whole eras so a float32 block of `n_columns` stays around _CHUNK_ELEMENTS cells."""
+    return max(1, _CHUNK_ELEMENTS // max(1, n_columns))
 
 
 def _sub_index(eras: EraIndex, rows: np.ndarray) -> EraIndex:
@@ -360,7 +365,7 @@ class NumeraiModel:
         if self._uses_factors:
             self.factors_ = Factors(self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, self.feature_names_in_)
             comp_raw = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
-            for rows in _era_chunks(eras, _CHUNK_ROWS):
+            for rows in _era_chunks(eras, _chunk_rows(raw.shape[1] + 64)):
                 comp_raw[rows] = self.factors_.raw(raw[rows], _sub_index(eras, rows))
             z = eras.standardize(comp_raw)
         returns = factor_returns(z, target, eras) if z is not None else None
@@ -392,7 +397,7 @@ class NumeraiModel:
         if self._uses_factors:
             names = self._engineered_names()
             engineered = np.empty((len(raw), len(names)), dtype=np.float32)
-            for rows in _era_chunks(eras, _CHUNK_ROWS):
+            for rows in _era_chunks(eras, _chunk_rows(raw.shape[1] + 64)):
                 engineered[rows] = self._engineer(raw[rows], _sub_index(eras, rows), None if bench is None else bench[rows])[0]
         self.engineered_names_ = self._engineered_names()
         self.booster_ = self._train(raw, engineered, target, callbacks)
@@ -536,10 +541,9 @@ class NumeraiModel:
             if newest and (self.as_of_era_ is None or _later(newest[-1], self.as_of_era_)):
                 self.as_of_era_ = newest[-1]
             return self
-        raw = _matrix(X, self.feature_names_in_)
-        z = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
-        for rows in _era_chunks(eras, _CHUNK_ROWS):
-            z[rows] = self.factors_.transform(raw[rows], _sub_index(eras, rows))
+        z = np.empty((len(X), len(self.factors_.names_)), dtype=np.float64)
+        for rows in _era_chunks(eras, _chunk_rows(len(self.feature_names_in_) + 64)):
+            z[rows] = self.factors_.transform(_matrix(X.iloc[rows], self.feature_names_in_), _sub_index(eras, rows))
         returns = factor_returns(z, target, eras)
         self.timing_.update(eras.eras, returns)
         self.as_of_era_ = self.timing_.as_of_era_
@@ -558,7 +562,7 @@ class NumeraiModel:
         eras = EraIndex.from_frame(X)
         bench_all = _benchmark_vector(benchmark, X.index, self.benchmark_columns_)
         out = np.empty(len(X), dtype=np.float64)
-        for rows in _era_chunks(eras, _CHUNK_ROWS):
+        for rows in _era_chunks(eras, _chunk_rows(len(self.feature_names_in_) + 64)):
             sub = _sub_index(eras, rows)
             raw = _matrix(X.iloc[rows], self.feature_names_in_)
             bench = None if bench_all is None else bench_all[rows]

@@ -212,3 +212,14 @@ def test_full_is_not_worse_than_baseline_on_the_null_world(null_scores):
     # is truly as good as the baseline fails this about 1 time in 40; the control world plants nothing the
     # components can use, so "not worse beyond noise" is all that can be asked.
     assert diff.mean() > -2 * se, (full.mean(), base.mean(), se)
+
+
+def test_predict_in_bounded_chunks_of_eras_equals_one_chunk(monkeypatch):
+    import model.estimator as estimator
+
+    frame, y = _tiny(5)
+    m = NumeraiModel(feature_groups=_groups(frame), n_clusters=3, lgbm_params=TINY, n_jobs=1).fit(frame, y)
+    whole = m.predict(frame)
+    monkeypatch.setattr(estimator, "_CHUNK_ELEMENTS", 300 * 40)  # about two eras per chunk
+    assert len(list(estimator._era_chunks(EraIndex.from_frame(frame), estimator._chunk_rows(12 + 64)))) > 1
+    np.testing.assert_allclose(m.predict(frame), whole, atol=1e-12)
