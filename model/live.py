@@ -32,7 +32,8 @@ FILL_VALUE = 2
 MIN_FEATURE_FRACTION = 0.5
 """Below this share of the trained features present, predicting would be dishonest: raise instead."""
 CHUNK_CELLS = 25_000_000
-"""At most this many feature cells (rows × trained features, 4 bytes each) per chunk of whole eras."""
+"""At most this many feature cells (rows × trained features; 1 byte each as int8) per chunk of whole eras, unless
+one era alone is larger."""
 SINGLE_ERA = "9999"
 """Era label given to a frame without an `era` column (it is one era)."""
 _SHOW = 5  # how many names a message lists
@@ -93,22 +94,43 @@ def _chunks(codes: np.ndarray, n_eras: int, n_features: int) -> list[np.ndarray]
     return chunks
 
 
+def _is_small_int(values: np.ndarray) -> bool:
+    """Every value a whole number in 0..127 (so int8 holds it exactly, as in training)."""
+    if values.size == 0:
+        return True
+    if values.min() < 0 or values.max() > 127:
+        return False
+    if values.dtype.kind in "iub":
+        return True
+    return bool(np.all(np.mod(values, 1) == 0))
+
+
 def _feature_block(live: pd.DataFrame, rows: np.ndarray, present_pos: np.ndarray,
-                   present_slot: np.ndarray, n_features: int) -> tuple[np.ndarray, int]:
+                   present_slot: np.ndarray, n_features: int, int_cols: np.ndarray) -> tuple[np.ndarray, int]:
     """The chunk's trained features in trained order as one numeric block; missing/NaN → FILL_VALUE.
 
-    Int8 when every value is a whole number in 0..127 (the training dtype), else float32. Returns the block
-    and the number of NaN cells filled."""
-    block = np.full((len(rows), n_features), FILL_VALUE, dtype=np.float32)
-    if len(present_pos):
-        values = live.iloc[rows, present_pos]
-        block[:, present_slot] = values.to_numpy(dtype=np.float32, na_value=np.nan)
-    nan_mask = ~np.isfinite(block)
-    n_nan = int(nan_mask.sum())
-    if n_nan:
-        block[nan_mask] = FILL_VALUE
-    if block.size and block.min() >= 0 and block.max() <= 127 and np.array_equal(block, np.floor(block)):
-        return block.astype(np.int8), n_nan
+    Int8 when every value is a whole number in 0..127 (the training dtype), else float32. Integer columns are
+    copied as int8 directly; only float columns (those that can hold NaN) pass through float32, so a chunk
+    costs about one int8 copy of its cells. Returns the block and the number of NaN cells filled."""
+    block = np.full((len(rows), n_features), FILL_VALUE, dtype=np.int8)
+    n_nan = 0
+    ints, floats = int_cols, ~int_cols
+    if ints.any():
+        values = live.iloc[rows, present_pos[ints]].to_numpy()
+        if not _is_small_int(values):
+            block = block.astype(np.float32)
+        block[:, present_slot[ints]] = values
+        del values
+    if floats.any():
+        values = live.iloc[rows, present_pos[floats]].to_numpy(dtype=np.float32, na_value=np.nan)
+        nan_mask = ~np.isfinite(values)
+        n_nan = int(nan_mask.sum())
+        if n_nan:
+            values[nan_mask] = FILL_VALUE
+        del nan_mask
+        if block.dtype == np.int8 and not _is_small_int(values):
+            block = block.astype(np.float32)
+        block[:, present_slot[floats]] = values
     return block, n_nan
 
 
@@ -206,6 +228,8 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[
         )
     present_slot = np.flatnonzero(present_mask)
     present_pos = columns.get_indexer([features[i] for i in present_slot])
+    int_cols = np.array([pd.api.types.is_integer_dtype(live.dtypes.iloc[p]) or pd.api.types.is_bool_dtype(
+        live.dtypes.iloc[p]) for p in present_pos], dtype=bool)
 
     ids = _ids_of(live)
     codes, era_labels = _era_codes(live)
@@ -218,7 +242,7 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[
     n_nan = 0
     constant_eras: list[str] = []
     for rows in _chunks(codes, len(era_labels), len(features)):
-        block, filled = _feature_block(live, rows, present_pos, present_slot, len(features))
+        block, filled = _feature_block(live, rows, present_pos, present_slot, len(features), int_cols)
         n_nan += filled
         chunk_ids = ids[rows]
         chunk_codes = codes[rows]

@@ -63,7 +63,7 @@ def project_modules(extra: Iterable[Any] = ()) -> list[str]:
     names: set[str] = set()
     if root.name not in ("site-packages", "dist-packages"):
         for name, module in list(sys.modules.items()):
-            if "." in name or module is None:
+            if "." in name or module is None or name == "__main__":  # cloudpickle pickles __main__ by value anyway
                 continue
             file = getattr(module, "__file__", None)
             if file and root in Path(file).resolve().parents and not _is_under(Path(file).resolve(), site_dirs):
