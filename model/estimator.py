@@ -517,8 +517,13 @@ class NumeraiModel:
         rows = None if len(labelled) == len(target) else labelled
         names = list(self.feature_names_in_) + list(self.engineered_names_)
         categorical = ["cluster_id"] if "cluster_id" in self.engineered_names_ else "auto"
+        source = _Rows(raw, engineered, rows)
+        n_cells = len(source) * (raw.shape[1] + engineered.shape[1])
+        # small data: one float32 matrix (fast); large data: float32 batches through lightgbm.Sequence, so no
+        # float copy of the whole matrix ever exists (the int8 features stay int8)
+        data_in = source[0 : len(source)] if n_cells <= _CHUNK_ELEMENTS else [source]
         data = lgb.Dataset(
-            [_Rows(raw, engineered, rows)],
+            data_in,
             label=target[labelled].astype(np.float32),
             feature_name=[_safe_name(n) for n in names],
             categorical_feature=[_safe_name(c) for c in categorical] if categorical != "auto" else "auto",

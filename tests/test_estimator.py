@@ -223,3 +223,15 @@ def test_predict_in_bounded_chunks_of_eras_equals_one_chunk(monkeypatch):
     monkeypatch.setattr(estimator, "_CHUNK_ELEMENTS", 300 * 40)  # about two eras per chunk
     assert len(list(estimator._era_chunks(EraIndex.from_frame(frame), estimator._chunk_rows(12 + 64)))) > 1
     np.testing.assert_allclose(m.predict(frame), whole, atol=1e-12)
+
+
+def test_fit_through_lightgbm_sequence_for_large_data(monkeypatch):
+    import model.estimator as estimator
+
+    frame, y = _tiny(6)
+    monkeypatch.setattr(estimator, "_CHUNK_ELEMENTS", 5_000)  # forces the Sequence path (no float copy)
+    m = NumeraiModel(feature_groups=_groups(frame), n_clusters=3, lgbm_params=TINY, n_jobs=1).fit(frame, y)
+    p = m.predict(frame)
+    assert np.isfinite(p).all() and (p > 0).all() and (p <= 1).all()
+    np.testing.assert_array_equal(p, clone(m).fit(frame, y).predict(frame))
+    assert np.corrcoef(p, y)[0, 1] > 0.1  # it learned the planted signal
