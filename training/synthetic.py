@@ -45,9 +45,11 @@ With ``planted=False`` (``nmu data synthetic --no-effects``) the world is the co
 constants mu_g (no AR variation, no regime, no interaction, no within-industry factor, no industry returns),
 only static linear signal that a plain LightGBM can learn and the components cannot improve on.
 
-Effect sizes are calibrated so that a plain LightGBM reaches a mean per-era validation corr of about
-0.02-0.035 (numerai_corr) in both worlds, while timing, regime, interaction and industry-relative knowledge
-can add clearly on top of that in the planted world.
+Calibration (mean per-era validation numerai_corr, seed 0, default size): a plain LightGBM (1000 trees,
+lr 0.02, 31 leaves, colsample 0.3) on the train eras scores 0.034 (sharpe 1.3) in the planted world and 0.040
+(sharpe 1.7) in the control; a linear predictor given the truth (payoffs known H eras later, the regime, the
+interaction, industry-relative styles) scores 0.054 in the planted world and 0.042 in the control. At the
+test size (120 eras x 600 stocks x 60 features, seeds 1-6) a small plain LightGBM scores 0.015-0.037.
 """
 
 from __future__ import annotations
