@@ -273,15 +273,16 @@ def run_pickle(python: Path, pickle_path: Path, live: Path, benchmarks: Optional
             proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     preexec_fn=_one_cpu(), start_new_session=True)
             ps = psutil.Process(proc.pid)
-            rusage_peak = 0
+            execd = False  # before exec the child is a copy of this process: its memory is not the runner's
             while True:
-                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
                     proc.returncode = os.waitstatus_to_exitcode(status)
-                    rusage_peak = rusage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
                     break
                 try:
-                    peak = max(peak, _tree_memory(ps))
+                    execd = execd or ps.cmdline()[1:3] == cmd[1:3]
+                    if execd:
+                        peak = max(peak, _tree_memory(ps))
                 except psutil.Error:
                     pass
                 if peak > limit and not killed:
@@ -292,7 +293,6 @@ def run_pickle(python: Path, pickle_path: Path, live: Path, benchmarks: Optional
                     _kill_tree(proc.pid)
                 time.sleep(POLL_S)
         wall = time.perf_counter() - start
-        peak = max(peak, rusage_peak)
         try:
             result = json.loads(result_path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -304,6 +304,7 @@ def run_pickle(python: Path, pickle_path: Path, live: Path, benchmarks: Optional
     elif result.get("status") != "pass" and not result.get("reason"):
         last = log_tail[-1] if log_tail else "no output"
         result.update(status="fail", reason=f"the runner died (exit code {proc.returncode}): {last}")
+    peak = max(peak, float(result.get("peak_rss_bytes") or 0))  # the runner's own last word on its peak
     result["peak_rss_mb"] = round(peak / 2**20, 1)
     result["wall_seconds"] = round(wall, 3)
     result["log_tail"] = log_tail

@@ -27,7 +27,21 @@ def _py_version() -> str:
     return ".".join(platform.python_version().split(".")[:2])
 
 
+def _peak_rss_bytes() -> int:
+    """This process's peak resident memory since exec (VmHWM; 0 where /proc is absent). Not ru_maxrss: that
+    also counts the parent's memory that a forked child held before exec."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _write(path: str, result: dict) -> None:
+    result["peak_rss_bytes"] = _peak_rss_bytes()
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(result, fh, indent=2)
