@@ -534,9 +534,13 @@ def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = F
     total = config.eras + 1
     bar = None
     if progress:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        bar = Progress(TextColumn("synthetic world"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        bar = Progress(
+            TextColumn("synthetic world"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
         bar.start()
         task = bar.add_task("eras", total=total)
     ok = False
