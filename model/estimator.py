@@ -71,6 +71,8 @@ _ALIASES = {
 }
 _CHUNK_ELEMENTS = 40_000_000  # float32 cells per chunk of eras (~160 MB): bounded memory on Numerai's 4 GB
 _log = logging.getLogger("model.estimator")
+# the residualizer's gate: an exposure set is used only if it raises the linear proxy's second-half sharpe by this factor
+_RESIDUALIZE_SHARPE_GAIN = 1.1
 
 
 def _lgbm_params(user: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -499,7 +501,7 @@ class NumeraiModel:
                 exposure = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels[second].astype(np.int64)][:, 1:]
             mean, sharpe = scores(residualize(proxy, exposure, sub_b, float(self.residualize_proportion)))
             self.residualize_evidence_[part] = (mean, sharpe)
-            if sharpe > 1.1 * base_sharpe and base_sharpe > 0 and mean >= 0.9 * base_mean:
+            if sharpe > _RESIDUALIZE_SHARPE_GAIN * base_sharpe and base_sharpe > 0 and mean >= 0.9 * base_mean:
                 kept.append(part)
         return tuple(kept)
 
