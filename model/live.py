@@ -31,7 +31,7 @@ FILL_VALUE = 2
 """Neutral value (the middle of Numerai's 0…4 feature bins) for a missing feature or a NaN."""
 MIN_FEATURE_FRACTION = 0.5
 """Below this share of the trained features present, predicting would be dishonest: raise instead."""
-CHUNK_CELLS = 25_000_000
+CHUNK_CELLS = 10_000_000
 """At most this many feature cells (rows × trained features; 1 byte each as int8) per chunk of whole eras, unless
 one era alone is larger."""
 SINGLE_ERA = "9999"
