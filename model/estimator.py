@@ -201,6 +201,8 @@ class NumeraiModel:
       residualize_features: "riskiest" exposures = the `residualize_n_features` features whose factor return
         changed most between the halves of training; "all"; or None (no features).
       residualize_clusters, residualize_benchmark: add cluster dummies / the benchmark column as exposures.
+      factor_model: add the linear factor model's score (composites x Fama-MacBeth mean premia of training) as
+        one column, whenever the composites are added.
       lgbm_params: LightGBM parameters merged over DEFAULT_LGBM_PARAMS (sklearn-style names accepted).
       n_jobs: LightGBM threads (None: all cores); random_state: the seed of everything.
 
@@ -231,6 +233,7 @@ class NumeraiModel:
         residualize_n_features: int = 10,
         residualize_clusters: bool = True,
         residualize_benchmark: bool = False,
+        factor_model: bool = False,
         lgbm_params: Mapping[str, Any] | None = None,
         n_jobs: int | None = None,
         random_state: int = 0,
@@ -253,6 +256,7 @@ class NumeraiModel:
         self.residualize_n_features = residualize_n_features
         self.residualize_clusters = residualize_clusters
         self.residualize_benchmark = residualize_benchmark
+        self.factor_model = factor_model
         self.lgbm_params = lgbm_params
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -314,6 +318,8 @@ class NumeraiModel:
         comp_raw = self.factors_.raw(raw, eras)
         z = eras.standardize(comp_raw)
         parts = [z]
+        if self.factor_premia_ is not None:  # the linear factor model's own score: composites x mean premia
+            parts.append((z @ self.factor_premia_).astype(np.float32)[:, None])
         labels = relative = None
         if self.clusters_ is not None:
             labels = self.clusters_.predict(raw, eras)
@@ -331,6 +337,7 @@ class NumeraiModel:
         if not self._uses_factors:
             return []
         names = [f"factor_{n}" for n in self.factors_.names_]
+        names += ["factor_model"] if self.factor_premia_ is not None else []
         if self.clusters_ is not None:
             names += ["cluster_id"] if self.cluster_id_used_ else []
             names += [f"rel_{self.factors_.names_[j]}" for j in self.relative_keep_]
@@ -371,6 +378,15 @@ class NumeraiModel:
                 comp_raw[rows] = self.factors_.raw(raw[rows], _sub_index(eras, rows))
             z = eras.standardize(comp_raw)
         returns = factor_returns(z, target, eras) if z is not None else None
+        self.factor_premia_ = None
+        joint = None
+        if z is not None:
+            from .interactions import era_coefficients
+
+            # Fama-MacBeth: per-era multiple-regression slopes of the target on all composites, averaged
+            joint = era_coefficients([z[:, j] for j in range(z.shape[1])], target, eras)
+            premia = np.nanmean(joint, axis=0) if np.isfinite(joint).any() else np.zeros(z.shape[1])
+            self.factor_premia_ = np.nan_to_num(premia).astype(np.float32) if self.factor_model else None
         if self.clusters:
             from .clusters import Clusters
 
@@ -383,9 +399,6 @@ class NumeraiModel:
             self.interactions_.fit(z, target, eras, self.factors_.names_, relative)
         if self.timing:
             self.timing_ = Timing(self.timing_window, self.timing_lag, self.timing_threshold, nw_lags=max(1, self.timing_lag - 1))
-            from .interactions import era_coefficients
-
-            joint = era_coefficients([z[:, j] for j in range(z.shape[1])], target, eras)
             self.timing_.fit(z, comp_raw, returns, eras, self.factors_.names_, bench, joint_returns=joint)
             self.as_of_era_ = self.timing_.as_of_era_
         else:
