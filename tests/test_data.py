@@ -181,16 +181,33 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _peak_memory(path: Path, code: str) -> dict:
     script = textwrap.dedent(
         """
-        import json, resource, sys
+        import json, sys
         import numpy as np, pandas as pd, psutil, pyarrow
         from training.data import load_frame
+        def _status(key):
+            # a memory figure from /proc/self/status in bytes (VmHWM: peak RSS since exec or reset)
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) * 1024
+            raise KeyError(key)
+
+        def _reset_peak():
+            # reset the peak-RSS mark (clear_refs 5) where allowed; the current RSS is the baseline
+            try:
+                with open("/proc/self/clear_refs", "w") as fh:
+                    fh.write("5")
+            except OSError:
+                pass
+            return _status("VmRSS")
+
         path = sys.argv[1]
         features = [f"feature_{j:04d}" for j in range(%d)]
-        baseline = psutil.Process().memory_info().rss
+        baseline = _reset_peak()
         """ % FEATURES
     ) + textwrap.dedent(code) + textwrap.dedent(
         """
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = _status('VmHWM')
         numeric = sum(frame[c].nbytes for c in frame.columns if frame[c].dtype != object)
         objects = 8 * len(frame) * int((frame.dtypes == object).sum())
         index = frame.index.memory_usage(deep=True)

@@ -20,19 +20,36 @@ import time
 from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np, pandas as pd, psutil, pyarrow
 from training.data import load_feature_metadata, load_frame, resolve_feature_set
+
+def _status(key):
+    # a memory figure from /proc/self/status in bytes (VmHWM: peak RSS since exec or reset)
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+def _reset_peak():
+    # reset the peak-RSS mark (clear_refs 5) where allowed; the current RSS is the baseline
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+    return _status("VmRSS")
 data, how = sys.argv[1], sys.argv[2]
 features = resolve_feature_set(load_feature_metadata(data), "medium")
-baseline = psutil.Process().memory_info().rss
+baseline = _reset_peak()
 start = time.perf_counter()
 if how == "load_frame":
     frame = load_frame(f"{data}/train.parquet", features, targets=("target",))
 else:
     frame = pd.read_parquet(f"{data}/train.parquet", columns=["era", "data_type", *features, "target"])
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+peak = _status('VmHWM') - baseline
 numeric = sum(frame[c].nbytes for c in frame.columns if frame[c].dtype != object)
 objects = 8 * len(frame) * int((frame.dtypes == object).sum())  # references to shared era/data_type strings
 size = numeric + objects + frame.index.memory_usage(deep=True)
