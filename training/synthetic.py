@@ -522,6 +522,7 @@ def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = F
     world = _make_world(config)
     names = world.features
     rows_per_group = max(config.stocks, (30_000 // config.stocks) * config.stocks)
+    small_rows = max(rows_per_group, 250_000)  # narrow files: bigger row groups, still bounded buffers
 
     feature_fields = [(f, (0, "int8")) for f in names]
     target_fields = [(t, (0.5, "float32")) for t in TARGETS]
@@ -547,9 +548,9 @@ def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = F
     try:
         writers["train"] = _EraWriter(out / "train.parquet", frame_schema, rows_per_group)
         writers["validation"] = _EraWriter(out / "validation.parquet", frame_schema, rows_per_group)
-        writers["train_bench"] = _EraWriter(out / "train_benchmark_models.parquet", bench_schema, 10**6)
-        writers["validation_bench"] = _EraWriter(out / "validation_benchmark_models.parquet", bench_schema, 10**6)
-        writers["industries"] = _EraWriter(out / "synthetic_industries.parquet", industry_schema, 10**6)
+        writers["train_bench"] = _EraWriter(out / "train_benchmark_models.parquet", bench_schema, small_rows)
+        writers["validation_bench"] = _EraWriter(out / "validation_benchmark_models.parquet", bench_schema, small_rows)
+        writers["industries"] = _EraWriter(out / "synthetic_industries.parquet", industry_schema, small_rows)
         row = 0
         for t in range(total):
             data_type = "train" if t < config.train_eras else "validation" if t < config.eras else "live"
