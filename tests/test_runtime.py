@@ -60,6 +60,12 @@ def counts_cpus(live_features, live_benchmark_models):
     return pd.DataFrame({"prediction": values}, index=live_features.index)
 
 
+def single_era_only(live_features, live_benchmark_models):
+    if live_features["era"].nunique() > 1:
+        raise RuntimeError("this predict handles one era only")
+    return pd.DataFrame({"prediction": np.linspace(0.1, 0.9, len(live_features))}, index=live_features.index)
+
+
 def _write(tmp_path, func, name="model.pkl"):
     path = tmp_path / name
     path.write_bytes(dumps_by_value(func, ["tests"])[0])
@@ -161,7 +167,16 @@ def test_failing_pickle_is_recorded_as_failed(small_world, tmp_path, capsys):
     assert check_command(path, small_world, validation_eras=0) is False
     assert "FAIL" in capsys.readouterr().out
     check = read_manifest(path)["check"]
-    assert check["passed"] is False and "NaN" in check["reason"] and check["sha256"] == file_sha256(path)
+    assert check["passed"] is False and check["sha256"] == file_sha256(path)
+    assert check["reason"] == "live run: Pickle function returned at least 1 NaN prediction"
+
+
+@pytest.mark.network
+def test_diagnostics_run_failure_is_named(small_world, tmp_path):
+    path = _write(tmp_path, single_era_only)
+    assert check_command(path, small_world, validation_eras=5) is False
+    reason = read_manifest(path)["check"]["reason"]
+    assert reason.startswith("validation diagnostics run (5 eras in one call): Pickle function raised RuntimeError")
 
 
 def test_missing_pickle_or_data_is_a_clear_error(small_world, tmp_path):

@@ -391,6 +391,7 @@ def check_command(model_path: str | Path, data_dir: Optional[str | Path] = None,
         f"{memory_limit_mb:.0f} MB, {time_limit_s:g} s")
     limits = {"memory_limit_mb": memory_limit_mb, "time_limit_s": time_limit_s}
     live_result = run_pickle(python, model_path, live, live_bench, **limits)
+    live_result["run"] = "live run"
     log(_line("live", live_result))
     results = [live_result]
     validation_result: Optional[dict[str, Any]] = None
@@ -398,12 +399,13 @@ def check_command(model_path: str | Path, data_dir: Optional[str | Path] = None,
         with tempfile.TemporaryDirectory(prefix="nmu-validation-") as tmp:
             v_live, v_bench, n_eras, _ = write_validation_slice(data_dir, validation_eras, Path(tmp))
             validation_result = run_pickle(python, model_path, v_live, v_bench, all_eras_at_once=True, **limits)
+        validation_result["run"] = f"validation diagnostics run ({n_eras} eras in one call)"
         log(_line(f"validation diagnostics ({n_eras} newest eras in one call)", validation_result))
         results.append(validation_result)
 
     failed = next((r for r in results if r["status"] != "pass"), None)
     passed = failed is None
-    reason = "" if passed else str(failed.get("reason"))
+    reason = "" if passed else f"{failed['run']}: {failed.get('reason')}"
     peak = max(r["peak_rss_mb"] for r in results)
     log(f"pickle: {model_path} {size / 2**20:.2f} MB, sha256 {sha[:12]}")
     if passed:
