@@ -170,7 +170,7 @@ def test_pickle_loads_and_runs_in_the_replica_without_the_project(exported, smal
 # ---- nmu predict ------------------------------------------------------------------------------------------
 
 
-def test_predict_command_writes_validated_csv(exported, small_world, tmp_path, capsys):
+def test_predict_command_writes_validated_csv(exported, baseline, small_world, tmp_path, capsys):
     from training.predict import predict_command
 
     path, _ = exported
@@ -179,6 +179,8 @@ def test_predict_command_writes_validated_csv(exported, small_world, tmp_path, c
     predict_command(path, small_world, out)
     printed = capsys.readouterr().out
     assert f"{len(live):,} rows" in printed and "min" in printed and "mean" in printed and "predict" in printed
+    n_nan = int(live[baseline.feature_names_in_].isna().sum().sum())
+    assert f"note (live predict): filled {n_nan} NaN value(s)" in printed
     lines = out.read_text().splitlines()
     assert lines[0] == "id,prediction" and len(lines) == len(live) + 1
     written = pd.read_csv(out, index_col="id")

@@ -4,6 +4,7 @@ predictions schema and write `id,prediction` CSV (atomically)."""
 from __future__ import annotations
 
 import inspect
+import logging
 import pickle
 import time
 from pathlib import Path
@@ -13,6 +14,17 @@ import pandas as pd
 
 from validation.errors import NmuError
 from validation.files import atomic_path
+
+
+class _LiveNotes(logging.Handler):
+    """Collects the live predict's log lines (filled NaN, missing benchmark, ...) to print them as notes."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def load_pickle(model_path: Path):
@@ -41,15 +53,23 @@ def predict_command(model_path: str | Path, data_dir: str | Path, out: Optional[
         raise NmuError(f"{live_path} does not exist: download the live era with `nmu data download --out {data_dir}`.")
     live = pd.read_parquet(live_path)
     n_params = len(inspect.signature(model).parameters)
-    start = time.perf_counter()
-    if n_params == 2:
-        bench = pd.read_parquet(bench_path) if bench_path.is_file() else None
-        predictions = model(live, bench)
-    elif n_params == 1:
-        predictions = model(live)
-    else:
+    if n_params not in (1, 2):
         raise NmuError(f"{model_path} takes {n_params} parameters; Numerai calls it with 1 or 2.")
+    notes = _LiveNotes()
+    live_logger = logging.getLogger("model.live")
+    live_logger.addHandler(notes)
+    start = time.perf_counter()
+    try:
+        if n_params == 2:
+            bench = pd.read_parquet(bench_path) if bench_path.is_file() else None
+            predictions = model(live, bench)
+        else:
+            predictions = model(live)
+    finally:
+        live_logger.removeHandler(notes)
     seconds = time.perf_counter() - start
+    for note in notes.lines:
+        print(f"note (live predict): {note}")
     if type(predictions) is not pd.DataFrame:
         raise NmuError(f"{model_path} returned a {type(predictions).__name__}; Numerai needs exactly a pandas DataFrame.")
     predictions = validate_predictions(predictions, live.index, source=f"predictions of {model_path.name}")
