@@ -75,9 +75,9 @@ def _root(
 @user_errors
 def data_synthetic(
     out: Path = typer.Option(..., "--out", help="Directory to write the data into."),
-    eras: Optional[int] = typer.Option(None, "--eras", help="Number of eras in all (train, validation, live)."),
-    stocks: Optional[int] = typer.Option(None, "--stocks", help="Stocks per era."),
-    features: Optional[int] = typer.Option(None, "--features", help="Number of features."),
+    eras: Optional[int] = typer.Option(None, "--eras", help="Train + validation eras (live is one more). [default: 400]"),
+    stocks: Optional[int] = typer.Option(None, "--stocks", help="Stocks per era. [default: 2000]"),
+    features: Optional[int] = typer.Option(None, "--features", help="Number of features. [default: 120]"),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
     no_effects: bool = typer.Option(False, "--no-effects", help="A control world: no planted effects for the components."),
 ) -> None:
