@@ -232,29 +232,13 @@ def check_model_settings(config: TrainConfig) -> dict[str, Any]:
 
 
 def build_model(config: TrainConfig, groups: dict[str, list[str]]) -> Any:
-    """The `full` NumeraiModel of this config: feature groups, seed, [components] and [lightgbm] settings."""
-    known = check_model_settings(config)
+    """The base NumeraiModel of this config: feature groups, seed, the components table as parameters, and the
+    lightgbm table merged over the estimator's LightGBM defaults (scikit-learn style names accepted)."""
+    check_model_settings(config)
     from model import NumeraiModel
 
-    kwargs: dict[str, Any] = {}
-    if "feature_groups" in known:
-        kwargs["feature_groups"] = groups
-    if "random_state" in known:
-        kwargs["random_state"] = config.seed
-    kwargs.update(config.components)
-    lgbm = dict(config.lightgbm)
-    for key in ("lgbm_params", "lightgbm_params", "params"):
-        if key in known:
-            base = known[key] or {}
-            direct = {k: lgbm.pop(k) for k in list(lgbm) if k in known and k != key}
-            kwargs.update(direct)
-            kwargs[key] = {**base, **lgbm}
-            break
-    else:
-        unknown = [k for k in lgbm if k not in known]
-        if unknown:
-            raise NmuError(f"config table `lightgbm`: `{unknown[0]}` is not a NumeraiModel parameter; known: {', '.join(sorted(known))}.")
-        kwargs.update(lgbm)
+    kwargs: dict[str, Any] = {"feature_groups": groups, "random_state": config.seed, **config.components}
+    kwargs["lgbm_params"] = dict(config.lightgbm) or None
     return NumeraiModel(**kwargs)
 
 
