@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from model.eras import EraIndex
+from model.params import Params
 
 # Upper bound on the values of one float32 working block (rows × features): 2^22 values = 16 MiB.
 CHUNK_ELEMENTS = 1 << 22
@@ -236,10 +237,8 @@ def _kmeans(x: np.ndarray, k: int, max_iter: int, tol: float, rng: np.random.Gen
     return centres, inertia
 
 
-class Clusters:
+class Clusters(Params):
     """Data-driven industries: PCA of per-era standardised features + k-means, all numpy state."""
-
-    _PARAMS = ("n_clusters", "n_components", "sample_size", "n_init", "max_iter", "random_state")
 
     def __init__(
         self,
@@ -256,23 +255,6 @@ class Clusters:
         self.n_init = n_init
         self.max_iter = max_iter
         self.random_state = random_state
-
-    # --- scikit-learn conventions (no BaseEstimator inside model/) ---------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters, as stored (so sklearn.base.clone works)."""
-        return {name: getattr(self, name) for name in self._PARAMS}
-
-    def set_params(self, **params: Any) -> "Clusters":
-        """Set constructor parameters by name; unknown names raise ValueError."""
-        for name, value in params.items():
-            if name not in self._PARAMS:
-                raise ValueError(f"Clusters has no parameter {name!r}; valid: {', '.join(self._PARAMS)}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"Clusters({args})"
 
     # --- fitting --------------------------------------------------------------------------------------
     @staticmethod

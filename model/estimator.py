@@ -9,7 +9,6 @@ that plants nothing for a component costs (almost) nothing. See ../shared/DESIGN
 
 from __future__ import annotations
 
-import inspect
 import logging
 import numbers
 import os
@@ -22,6 +21,7 @@ import pandas as pd
 from .eras import ERA_COLUMN, EraIndex
 from .factors import Factors, factor_returns
 from .interactions import Interactions
+from .params import Params
 from .timing import Timing
 
 COMPONENTS = ("clusters", "interactions", "timing", "residualizer")
@@ -184,7 +184,7 @@ def _sub_index(eras: EraIndex, rows: np.ndarray) -> EraIndex:
     return EraIndex(eras.eras[eras.codes[rows]])
 
 
-class NumeraiModel:
+class NumeraiModel(Params):
     """Interaction-, timing- and cluster-aware LightGBM for Numerai with a residualization postprocessor.
 
     Parameters (stored untouched; learned state ends in `_`):
@@ -261,35 +261,7 @@ class NumeraiModel:
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    # ---- scikit-learn conventions ---------------------------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters as stored (sklearn.base.clone relies on this)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> "NumeraiModel":
-        """Set constructor parameters by name; an unknown name raises ValueError."""
-        valid = set(self._param_names())
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"NumeraiModel has no parameter {name!r}; valid: {', '.join(sorted(valid))}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        changed = []
-        defaults = inspect.signature(type(self).__init__).parameters
-        for name, value in self.get_params().items():
-            default = defaults[name].default
-            if name == "feature_groups" and value is not None:
-                changed.append(f"feature_groups=<{len(value)} groups>")
-            elif value is not default and value != default:
-                changed.append(f"{name}={value!r}")
-        return f"NumeraiModel({', '.join(changed)})"
-
+    # ---- variants ---------------------------------------------------------------------
     def variant(self, name: str) -> "NumeraiModel":
         """An unfitted copy: "baseline" (all components off), "full" (all on) or "no_<component>"."""
         params = self.get_params()

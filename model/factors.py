@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .eras import EraIndex
+from .params import Params
 
 _ROW_CHUNK = 32_768
 
@@ -58,7 +59,7 @@ def factor_returns(composites: np.ndarray, target: np.ndarray, eras: EraIndex) -
     return corr
 
 
-class Factors:
+class Factors(Params):
     """Factor composites: feature-group means (or principal components), z-scored within each era."""
 
     def __init__(

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from .eras import EraIndex
+from .params import Params
 
 
 def newey_west_t(values: np.ndarray, lags: int) -> np.ndarray:
@@ -85,7 +86,7 @@ def era_coefficients(columns: Sequence[np.ndarray], target: np.ndarray, eras: Er
     return out
 
 
-class Interactions:
+class Interactions(Params):
     """Choose and build the products of composites whose per-era coefficient is consistently non-zero."""
 
     def __init__(self, max_pairs: int = 4, threshold: float = 3.0, nw_lags: int = 4):

@@ -40,6 +40,7 @@ import scipy.linalg
 from scipy.linalg.lapack import dpocon
 
 from model.eras import EraIndex
+from model.params import Params
 
 __all__ = ["residualize", "residualize_predictions", "Residualizer"]
 
@@ -443,23 +444,11 @@ def _n_columns(exposures: Any) -> int:
     return 1 if len(shape) == 1 else int(shape[1])
 
 
-class Residualizer:
+class Residualizer(Params):
     """Postprocessor with scikit-learn-style params: `transform(predictions, exposures, eras)` -> per-era ranks in (0, 1]."""
 
     def __init__(self, proportion: float = 1.0):
         self.proportion = proportion
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters (so `sklearn.base.clone` works on an estimator holding one)."""
-        return {"proportion": self.proportion}
-
-    def set_params(self, **params: Any) -> "Residualizer":
-        """Set constructor parameters; unknown names raise ValueError."""
-        for name, value in params.items():
-            if name not in ("proportion",):
-                raise ValueError(f"Residualizer has no parameter {name!r}")
-            setattr(self, name, value)
-        return self
 
     def fit(self, *args: Any, **kwargs: Any) -> "Residualizer":
         """Nothing to learn: the exposures are supplied at transform time."""
@@ -468,6 +457,3 @@ class Residualizer:
     def transform(self, predictions: Any, exposures: Any, eras: Any) -> np.ndarray:
         """Per era gaussianize, remove `proportion` of the projection on [exposures, 1], rank to (0, 1]."""
         return residualize_predictions(predictions, exposures, eras, self.proportion)
-
-    def __repr__(self) -> str:
-        return f"Residualizer(proportion={self.proportion!r})"

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from .eras import EraIndex
+from .params import Params
 from .interactions import familywise_threshold, newey_west_t
 
 
@@ -64,7 +65,7 @@ def state_names(names: Sequence[str], benchmark: bool) -> list[str]:
     return out
 
 
-class Timing:
+class Timing(Params):
     """State features and lagged factor momentum, each kept only with evidence from the training eras."""
 
     def __init__(self, window: int = 12, lag: int = 5, threshold: float = 3.0, nw_lags: int = 4):

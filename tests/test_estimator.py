@@ -64,6 +64,29 @@ def test_params_round_trip_and_clone():
     assert not hasattr(c, "booster_")
 
 
+def test_every_component_clones_and_rejects_unknown_parameters():
+    """One mixin (model.params.Params) gives each component and the estimator sklearn's parameter protocol."""
+    from model.clusters import Clusters
+    from model.factors import Factors
+    from model.interactions import Interactions
+    from model.params import Params
+    from model.residualize import Residualizer
+    from model.timing import Timing
+
+    for cls, changed in [(Clusters, {"n_clusters": 3}), (Factors, {"n_components": 2}),
+                         (Interactions, {"max_pairs": 2}), (Timing, {"window": 6}),
+                         (Residualizer, {"proportion": 0.3}), (NumeraiModel, {"timing_lag": 7})]:
+        original = cls(**changed)
+        assert isinstance(original, Params)
+        copy = clone(original)
+        assert type(copy) is cls and copy is not original and copy.get_params() == original.get_params()
+        assert repr(original) == f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+        assert repr(cls()) == f"{cls.__name__}()"
+        with pytest.raises(ValueError, match=f"{cls.__name__} has no parameter 'bogus'"):
+            copy.set_params(bogus=1)
+    assert "feature_groups=<" in repr(NumeraiModel(feature_groups={f"g{i}": [f"feature_{i}"] for i in range(9)}))
+
+
 def test_variants():
     m = NumeraiModel(timing_window=9)
     base = m.variant("baseline")
