@@ -18,11 +18,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from .clusters import Clusters
 from .eras import ERA_COLUMN, EraIndex
 from .factors import Factors, factor_returns
-from .interactions import Interactions
+from .interactions import Interactions, era_coefficients, familywise_threshold, newey_west_t
 from .params import Params
-from .timing import Timing
+from .residualize import residualize, residualize_predictions
+from .timing import Timing, era_number
 
 COMPONENTS = ("clusters", "interactions", "timing", "residualizer")
 VARIANTS = ("baseline", "full") + tuple(f"no_{c}" for c in COMPONENTS)
@@ -353,15 +355,11 @@ class NumeraiModel(Params):
         self.factor_premia_ = None
         joint = None
         if z is not None:
-            from .interactions import era_coefficients
-
             # Fama-MacBeth: per-era multiple-regression slopes of the target on all composites, averaged
             joint = era_coefficients([z[:, j] for j in range(z.shape[1])], target, eras)
             premia = np.nanmean(joint, axis=0) if np.isfinite(joint).any() else np.zeros(z.shape[1])
             self.factor_premia_ = np.nan_to_num(premia).astype(np.float32) if self.factor_model else None
         if self.clusters:
-            from .clusters import Clusters
-
             self.clusters_ = Clusters(self.n_clusters, self.cluster_components, random_state=seed).fit(raw, eras)
             labels = self.clusters_.predict(raw, eras)
             relative = self.clusters_.relative(z, labels, eras)
@@ -410,8 +408,6 @@ class NumeraiModel(Params):
     def _gate_clusters(self, z: np.ndarray, relative: np.ndarray, labels: np.ndarray, target: np.ndarray, eras: EraIndex) -> None:
         """Keep a cluster-relative composite only if it explains the target beyond its composite, consistently
         across eras, and the cluster id only if some cluster's per-era mean target is consistently non-zero."""
-        from .interactions import era_coefficients, familywise_threshold, newey_west_t
-
         lags = max(1, self.timing_lag - 1)
         k = z.shape[1]
         rel_t = np.array([
@@ -449,8 +445,6 @@ class NumeraiModel(Params):
         half = eras.n_eras // 2
         if half < 8:  # too few eras for evidence: do as asked
             return tuple(requested)
-        from .residualize import residualize
-
         first = eras.codes < half
         second = ~first
         basis = z
@@ -584,8 +578,6 @@ class NumeraiModel(Params):
             exposures.append(bench.reshape(-1, 1).astype(np.float32))
         if not exposures:
             return eras.rank(values)
-        from .residualize import residualize_predictions
-
         return residualize_predictions(values, np.concatenate(exposures, axis=1), eras, self.residualize_proportion)
 
 
@@ -599,8 +591,6 @@ def _filled(raw: np.ndarray, eras: EraIndex) -> np.ndarray:
 
 
 def _later(a: str, b: str) -> bool:
-    from .timing import era_number
-
     return era_number(a) > era_number(b) or (era_number(a) == era_number(b) and a > b)
 
 

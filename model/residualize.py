@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import scipy.linalg
-from scipy.linalg.lapack import dpocon
+import scipy.linalg.lapack
 
 from model.eras import EraIndex
 from model.params import Params
@@ -284,7 +284,7 @@ class _Solver:
         try:
             # scaled.T is Fortran-ordered and (being symmetric) the same matrix: factorised in place, no copy
             factor = scipy.linalg.cho_factor(scaled.T, lower=False, overwrite_a=True, check_finite=False)
-            rcond, info = dpocon(factor[0], anorm)
+            rcond, info = scipy.linalg.lapack.dpocon(factor[0], anorm)  # via the module: a fortran object does not pickle
             if info != 0 or not np.isfinite(rcond) or rcond < _RCOND_MIN:
                 factor = None
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
