@@ -179,18 +179,6 @@ def _hash_ranks(ids: np.ndarray) -> np.ndarray:
     return ranks / max(1, len(ids))
 
 
-def install_modules(modules: dict, obj: Any) -> Any:
-    """Make project modules shipped in the pickle importable (for imports made at call time), return `obj`.
-
-    Runs when Numerai unpickles model.pkl (training.export pickles a call to it when the model's code imports
-    a project module inside a function); a name the process already has is left alone."""
-    import sys
-
-    for name in sorted(modules):
-        sys.modules.setdefault(name, modules[name])
-    return obj
-
-
 def make_predict(fitted: Any) -> Callable[[pd.DataFrame, Optional[pd.DataFrame]], pd.DataFrame]:
     """Return Numerai's `predict(live_features, live_benchmark_models)` for a fitted model.
 

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from training.export import (
-    LazyImportWarning,
+    call_time_imports,
+    dumps_by_value,
     export_pickle,
     forbidden_references,
     project_modules,
@@ -107,35 +108,46 @@ def test_version_mismatch_warns_naming_the_packages(baseline, tmp_path):
 
 
 def test_call_time_project_imports_are_found():
-    from training.export import lazy_project_imports
-
-    found = lazy_project_imports([LazyImportModel.predict, UnshippableImportModel.predict, fit_baseline], ["tests", "model"])
-    assert found["tests.stand_in.LazyImportModel.predict"] == ["tests.stand_in:rank_per_era"]
-    assert found["tests.stand_in.UnshippableImportModel.predict"] == ["tests:no_such_module"]
-    assert found["tests.stand_in.fit_baseline"] == ["model:NumeraiModel"]
-
-
-def test_unshippable_call_time_import_warns(small_world, tmp_path):
-    fitted = fit_stand_in_cached(small_world, UnshippableImportModel)
-    with pytest.warns(LazyImportWarning, match="UnshippableImportModel.predict import"):
-        export_pickle(fitted, tmp_path / "lazy.pkl")
+    found = call_time_imports([LazyImportModel, UnshippableImportModel.predict, fit_baseline, np.mean], ["tests", "model"])
+    assert found == {
+        "tests.stand_in.LazyImportModel.predict": ["tests.stand_in"],
+        "tests.stand_in.UnshippableImportModel.predict": ["tests"],
+        "tests.stand_in.fit_baseline": ["model"],
+    }
 
 
-@pytest.mark.network
-def test_call_time_project_import_is_shipped_and_runs_in_the_replica(small_world, tmp_path):
-    """A function importing a project module at call time works where the project is absent: export ships
-    the imported names (not the module's other state) and makes them importable on load."""
-    from validation.runtime import run_pickle
+def test_model_package_imports_nothing_of_its_own_at_call_time():
+    """Numerai's runtime has model/ only by value: every import of a model module sits at module top level."""
+    import model
 
+    classes_and_functions = [obj for name, module in sys.modules.items() if name == "model" or name.startswith("model.")
+                             for obj in vars(module).values()
+                             if getattr(obj, "__module__", None) == name and callable(obj)]
+    assert any(getattr(o, "__name__", "") == "NumeraiModel" for o in classes_and_functions)
+    assert call_time_imports(classes_and_functions, ["model"]) == {}
+    assert model.NumeraiModel  # imported for sys.modules
+
+
+def test_residualizer_code_pickles_by_value_without_special_reducers():
+    """model.residualize reaches LAPACK through scipy's module (pickled by reference), not a bound fortran object."""
+    import pickle
+
+    from model.residualize import residualize
+
+    data, by_value = dumps_by_value(residualize, ["model"])
+    assert residualize in by_value
+    rng = np.random.default_rng(0)
+    values, exposures, eras = rng.normal(size=60), rng.integers(0, 5, size=(60, 3)).astype(np.int8), np.repeat(["1", "2"], 30)
+    np.testing.assert_allclose(pickle.loads(data)(values, exposures, eras), residualize(values, exposures, eras))
+
+
+def test_export_refuses_a_call_time_project_import(small_world, tmp_path):
+    """A function that imports a project module inside its body would fail in Numerai's runtime (the project is
+    pickled by value, not installed): export names the function and the import and writes nothing."""
     fitted = fit_stand_in_cached(small_world, LazyImportModel)
-    path = tmp_path / "lazy.pkl"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", LazyImportWarning)
-        export_pickle(fitted, path)
-    assert b"_FITTED" not in path.read_bytes()  # the helper module's cache of fitted models is not shipped
-    result = run_pickle(replica_python(), path, small_world / "live.parquet",
-                        small_world / "live_benchmark_models.parquet")
-    assert result["status"] == "pass", result["reason"]
+    with pytest.raises(NmuError, match=r"tests\.stand_in\.LazyImportModel\.predict imports tests\.stand_in inside a function.*top level"):
+        export_pickle(fitted, tmp_path / "lazy.pkl")
+    assert not (tmp_path / "lazy.pkl").exists()
 
 
 @pytest.mark.network

@@ -1,19 +1,27 @@
-"""Build model.pkl: Numerai's `predict(live_features, live_benchmark_models)` closing over a fitted model,
-cloudpickled with the project's own modules pickled BY VALUE (Numerai's runtime does not have this project
-installed), written atomically, and checked to reference no module the runtime lacks."""
+"""Build model.pkl: Numerai's `predict(live_features, live_benchmark_models)` closing over a fitted model.
+
+Numerai's runtime does not have this project installed, so the project's own modules are pickled BY VALUE
+(cloudpickle's registry, restored afterwards). Two things would still break there, and export refuses both
+instead of writing a pickle that fails on Numerai's machine:
+- a function pickled by value that imports a project module at call time (`from .x import y` inside a
+  function): by value, the module it names does not exist in the runtime — import it at module level;
+- a reference to a module the runtime lacks or that has no place on the live path (FORBIDDEN_MODULES).
+The file is written atomically; numpy/pandas/lightgbm versions that differ from the runtime's pins warn.
+"""
 
 from __future__ import annotations
 
 import dis
 import hashlib
-import importlib
+import importlib.util
 import io
 import pickle
+import site
 import sys
-import warnings
-from pathlib import Path
+import sysconfig
 import types
-from typing import Any, Iterable, Optional
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional
 
 import cloudpickle
 
@@ -26,11 +34,14 @@ FORBIDDEN_MODULES = ("pandera", "numerapi", "typer", "rich", "matplotlib", "trai
                      "platformdirs", "psutil")
 """Top-level modules a live pickle must never reference (absent from Numerai's runtime, or not for live)."""
 
+
+class LazyImportWarning(UserWarning):
+    """Kept for callers that filter it; export now raises NmuError for a call-time project import instead."""
+
+
+# ---- which modules are ours -------------------------------------------------------------------------------
 def _site_dirs() -> list[Path]:
     """Directories of installed third-party packages and of the standard library (never the project)."""
-    import site
-    import sysconfig
-
     dirs = set()
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         try:
@@ -82,6 +93,87 @@ def project_modules(extra: Iterable[Any] = ()) -> list[str]:
     return sorted(n for n in names if n in sys.modules)
 
 
+# ---- pickling by value ------------------------------------------------------------------------------------
+def dumps_by_value(obj: Any, modules: Iterable[str]) -> tuple[bytes, list[Any]]:
+    """cloudpickle `obj` with `modules` registered by value (the registry is restored afterwards); returns the
+    bytes and the functions and classes that were pickled by value."""
+    modules = list(modules)
+    tops = {m.split(".")[0] for m in modules}
+    by_value: list[Any] = []
+
+    class Recording(cloudpickle.Pickler):
+        def reducer_override(self, o: Any) -> Any:
+            if isinstance(o, (types.FunctionType, type)) and (getattr(o, "__module__", None) or "").split(".")[0] in tops:
+                by_value.append(o)
+            return super().reducer_override(o)
+
+    added = []
+    try:
+        for name in modules:
+            if name not in cloudpickle.list_registry_pickle_by_value():
+                cloudpickle.register_pickle_by_value(sys.modules[name])
+                added.append(name)
+        buffer = io.BytesIO()
+        Recording(buffer, protocol=5).dump(obj)
+        return buffer.getvalue(), by_value
+    finally:
+        for name in added:
+            cloudpickle.unregister_pickle_by_value(sys.modules[name])
+
+
+def _functions_of(objects: Iterable[Any]) -> Iterator[types.FunctionType]:
+    """The functions among `objects`, and the methods defined in the classes among them."""
+    for obj in objects:
+        if isinstance(obj, types.FunctionType):
+            yield obj
+        elif isinstance(obj, type):
+            for value in vars(obj).values():
+                value = getattr(value, "__func__", value)  # staticmethod / classmethod
+                if isinstance(value, property):
+                    value = value.fget
+                if isinstance(value, types.FunctionType):
+                    yield value
+
+
+def _code_objects(name: str, code: types.CodeType) -> Iterator[tuple[str, types.CodeType]]:
+    """A function's code and the code of the functions, lambdas and comprehensions nested in it."""
+    yield name, code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(f"{name}.{const.co_name}", const)
+
+
+def call_time_imports(objects: Iterable[Any], project: Iterable[str]) -> dict[str, list[str]]:
+    """{"module.function": [project modules it imports when called]} over the functions (and the methods of
+    the classes) in `objects`; an `import` statement inside a function body compiles to IMPORT_NAME, preceded
+    by the LOAD_CONSTs of its level (dots) and its from-list."""
+    tops = set(project)
+    found: dict[str, set[str]] = {}
+    seen: set[int] = set()
+    for func in _functions_of(objects):
+        if id(func.__code__) in seen:
+            continue
+        seen.add(id(func.__code__))
+        package = func.__globals__.get("__package__") or func.__module__.rpartition(".")[0]
+        for qualname, code in _code_objects(func.__qualname__, func.__code__):
+            consts: list[Any] = []
+            for ins in dis.get_instructions(code):
+                if ins.opname == "LOAD_CONST":
+                    consts = [*consts[-1:], ins.argval]
+                    continue
+                if ins.opname == "IMPORT_NAME":
+                    level = consts[0] if len(consts) == 2 and isinstance(consts[0], int) else 0
+                    try:
+                        name = importlib.util.resolve_name("." * level + str(ins.argval), package) if level else str(ins.argval)
+                    except (ImportError, ValueError):
+                        name = "." * level + str(ins.argval)
+                    if name.split(".")[0] in tops or name.startswith("."):
+                        found.setdefault(f"{func.__module__}.{qualname}", set()).add(name)
+                consts = []
+    return {k: sorted(v) for k, v in sorted(found.items())}
+
+
+# ---- what the pickle needs when it is loaded --------------------------------------------------------------
 def referenced_modules(data: bytes) -> set[str]:
     """Dotted names of the modules a pickle imports when loaded (its globals and cloudpickle's module imports).
 
@@ -114,197 +206,25 @@ def forbidden_references(data: bytes, forbidden: Iterable[str] = FORBIDDEN_MODUL
     return sorted(name for name in referenced_modules(data) if name.split(".")[0] in bad)
 
 
-def _find_module_attribute(obj: Any, exclude: set[str]) -> Optional[tuple[types.ModuleType, str]]:
-    """(module, name) with module.name is obj, among imported modules outside `exclude` (public names first)."""
-    hits = []
-    for mod_name, module in list(sys.modules.items()):
-        if module is None or mod_name.split(".")[0] in exclude:
-            continue
-        for attr, value in list(getattr(module, "__dict__", {}).items()):
-            if value is obj:
-                private = sum(part.startswith("_") for part in [*mod_name.split("."), attr])
-                hits.append((private, len(mod_name), mod_name, attr))
-    if not hits:
-        return None
-    _, _, mod_name, attr = min(hits)
-    return sys.modules[mod_name], attr
-
-
-def dumps_by_value(obj: Any, modules: Iterable[str]) -> tuple[bytes, list[Any]]:
-    """cloudpickle `obj` with `modules` registered by value (the registry is restored afterwards); returns the
-    bytes and the functions and classes that were pickled by value."""
-    modules = list(modules)
-    tops = {m.split(".")[0] for m in modules}
-    by_value: list[Any] = []
-
-    class Recording(cloudpickle.Pickler):
-        def reducer_override(self, o: Any) -> Any:
-            if type(o).__name__ == "fortran":  # scipy's f2py BLAS/LAPACK wrappers: unpicklable, so by reference
-                found = _find_module_attribute(o, tops)
-                if found is not None:
-                    return getattr, found
-            if isinstance(o, (types.FunctionType, type)) and (getattr(o, "__module__", None) or "").split(".")[0] in tops:
-                by_value.append(o)
-            return super().reducer_override(o)
-
-    added = []
-    try:
-        for name in modules:
-            if name not in cloudpickle.list_registry_pickle_by_value():
-                cloudpickle.register_pickle_by_value(sys.modules[name])
-                added.append(name)
-        buffer = io.BytesIO()
-        Recording(buffer, protocol=5).dump(obj)
-        return buffer.getvalue(), by_value
-    finally:
-        for name in added:
-            cloudpickle.unregister_pickle_by_value(sys.modules[name])
-
-
-class LazyImportWarning(UserWarning):
-    """A by-value module imports a project module inside a function: that import fails in Numerai's runtime."""
-
-
-def _nested(name: str, code: Any) -> Iterable[tuple[str, Any]]:
-    yield name, code
-    for const in code.co_consts:
-        if hasattr(const, "co_code"):
-            yield from _nested(f"{name}.{const.co_name}", const)
-
-
-def lazy_project_imports(functions: Iterable[Any], module_names: Iterable[str]) -> dict[str, list[str]]:
-    """Of the given functions (those pickled by value), the project modules they import at call time:
-    {"module.function": ["package.module" (all of it) or "package.module:name" (one name of it)]}. Where the project is not installed (Numerai's runtime) such
-    an import fails unless the pickle makes those modules importable (export_pickle does)."""
-    import importlib.util
-
-    names = set(module_names)
-    found: dict[str, set[str]] = {}
-    for func in functions:
-        if not isinstance(func, types.FunctionType):
-            continue
-        package = func.__globals__.get("__package__") or func.__module__.rpartition(".")[0]
-        for qualname, code in _nested(func.__qualname__, func.__code__):
-            consts: list[Any] = []
-            for ins in dis.get_instructions(code):
-                if ins.opname == "LOAD_CONST":
-                    consts = [*consts[-1:], ins.argval]
-                elif ins.opname == "IMPORT_NAME":
-                    level = consts[0] if len(consts) == 2 and isinstance(consts[0], int) else 0
-                    fromlist = consts[1] if len(consts) == 2 and isinstance(consts[1], tuple) else ()
-                    target = str(ins.argval)
-                    try:
-                        absolute = importlib.util.resolve_name("." * level + target, package) if level else target
-                    except (ImportError, ValueError):
-                        continue
-                    if absolute.split(".")[0] in names:
-                        if not fromlist or "*" in fromlist:
-                            targets = {absolute}
-                        else:  # `from m import a, b`: only m.a and m.b are needed (or submodule m.a)
-                            targets = {f"{absolute}.{f}" if f"{absolute}.{f}" in sys.modules else f"{absolute}:{f}"
-                                       for f in fromlist}
-                        found.setdefault(f"{func.__module__}.{qualname}", set()).update(targets)
-                    consts = []
-                else:
-                    consts = [] if ins.opname not in ("EXTENDED_ARG", "CACHE") else consts
-    return {k: sorted(v) for k, v in sorted(found.items())}
-
-
-class _InstallModules:
-    """Pickles as `model.live.install_modules(modules, obj)`: on load, makes `modules` importable, returns obj."""
-
-    def __init__(self, modules: dict[str, types.ModuleType], obj: Any):
-        self.modules, self.obj = modules, obj
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        from model.live import install_modules
-
-        return install_modules, (self.modules, self.obj)
-
-
-def _importable(target: str) -> str:
-    """Import a call-time import target of our own now so it can be shipped: "m" or "m:name" as given, "m.name"
-    when name is a submodule, or "!" + target when it cannot be imported here."""
-    module, _, attr = target.partition(":")
-    try:
-        real = importlib.import_module(module)
-    except ImportError:
-        return "!" + target
-    if attr and not hasattr(real, attr):
-        try:
-            importlib.import_module(f"{module}.{attr}")
-            return f"{module}.{attr}"
-        except ImportError:
-            return "!" + target
-    return target
-
-
-def _modules_for(targets: Iterable[str]) -> dict[str, types.ModuleType]:
-    """Modules to ship for call-time imports: for "m:name" a light module holding only the names imported from
-    m (never a module's other state, e.g. caches); for "m" the imported module itself (by value); and light
-    placeholder packages for their parents, so the import system finds them."""
-    wanted: dict[str, Optional[set[str]]] = {}
-    for target in targets:
-        if target.startswith("!"):
-            continue
-        module, _, attr = target.partition(":")
-        if attr and wanted.get(module, set()) is not None:
-            wanted.setdefault(module, set()).add(attr)
-        elif not attr:
-            wanted[module] = None
-    out: dict[str, types.ModuleType] = {}
-    for name, attrs in sorted(wanted.items()):
-        real = sys.modules.get(name)
-        if real is None:
-            continue
-        if attrs is None:
-            out[name] = real
-            continue
-        light = types.ModuleType(name, real.__doc__)
-        light.__package__ = real.__package__
-        if hasattr(real, "__path__"):
-            light.__path__ = []
-        for attr in sorted(attrs):
-            if hasattr(real, attr):
-                setattr(light, attr, getattr(real, attr))
-        out[name] = light
-    for name in list(out):
-        parts = name.split(".")
-        for i in range(1, len(parts)):
-            parent = ".".join(parts[:i])
-            if parent not in out:
-                stub = types.ModuleType(parent)
-                stub.__path__ = []  # a package, for the import system
-                stub.__package__ = parent
-                out[parent] = stub
-    return out
-
-
+# ---- export -----------------------------------------------------------------------------------------------
 def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None) -> dict[str, Any]:
     """Write Numerai's predict function for `fitted` to `path` (by value, atomically); returns size and sha256.
 
     Warns when numpy/pandas/scikit-learn/lightgbm differ from the runtime's pins for this Python (`pins`
-    overrides the pins file), and refuses a pickle that references a module the runtime lacks."""
+    overrides the pins file); refuses (NmuError) a pickle whose code imports a project module at call time or
+    that references a module the runtime lacks."""
     warn_version_mismatch(pins)
-    predict = make_predict(fitted)
     modules = project_modules(extra=[fitted])
-    data, by_value = dumps_by_value(predict, modules)
-    lazy = lazy_project_imports(by_value, modules)
+    data, by_value = dumps_by_value(make_predict(fitted), modules)
+    lazy = call_time_imports(by_value, modules)
     if lazy:
-        # Functions import project modules at call time: ship those modules in the pickle (by value, the same
-        # objects as the rest of it) and make them importable when Numerai loads it.
-        targets = [_importable(t) for ts in lazy.values() for t in ts]
-        missing = sorted(t for t in targets if t.startswith("!"))
-        if missing:
-            warnings.warn(
-                f"{', '.join(lazy)} import(s) {', '.join(m[1:] for m in missing)} at call time, which is not imported here and so "
-                "cannot be shipped in the pickle: that import will fail in Numerai's runtime (import it at module "
-                "level).", LazyImportWarning, stacklevel=2,
-            )
-        data, by_value = dumps_by_value(_InstallModules(_modules_for(targets), predict), modules)
+        where = "; ".join(f"{func} imports {', '.join(names)}" for func, names in list(lazy.items())[:5])
+        raise NmuError(
+            f"cannot export {Path(path).name}: {where} inside a function, which fails in Numerai's runtime "
+            "(the project is pickled by value, not installed there); move the import to the module's top level."
+        )
     bad = forbidden_references(data)
-    bad += sorted({f"{o.__module__}.{o.__qualname__}" for o in by_value
-                   if o.__module__.split(".")[0] in FORBIDDEN_MODULES})
+    bad += sorted({f"{o.__module__}.{o.__qualname__}" for o in by_value if o.__module__.split(".")[0] in FORBIDDEN_MODULES})
     if bad:
         raise NmuError(
             f"the pickle for {Path(path).name} needs {', '.join(bad[:5])}, which must not run in Numerai's runtime "
