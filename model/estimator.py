@@ -73,6 +73,12 @@ _ALIASES = {
 }
 _CHUNK_ELEMENTS = 40_000_000  # float32 cells per chunk of eras (~160 MB): bounded memory on Numerai's 4 GB
 _log = logging.getLogger("model.estimator")
+_RISKIEST_CELLS = 4_000_000  # values per block of features in _riskiest (float64 temporaries ~32 MB each)
+_PREDICT_CELLS = 4_000_000  # float32 values handed to booster.predict at once (~16 MB)
+# rows LightGBM samples to find bin boundaries: its default 200,000 rows are held as float64 (1.6 MB per 1,000
+# rows x 200 columns); 100,000 is plenty for 5-level features and the 15 bins of the engineered columns, and
+# is the smallest count LightGBM accepts without warning about a small sample (it warns below 100,000 and 20 %)
+_BIN_SAMPLE_ROWS = 100_000
 # the residualizer's gate: an exposure set is used only if it raises the linear proxy's second-half sharpe by this factor
 _RESIDUALIZE_SHARPE_GAIN = 1.1
 
@@ -394,9 +400,12 @@ class NumeraiModel(Params):
             return np.zeros(0, dtype=np.int64)
         n_features = raw.shape[1]
         corr = np.empty((eras.n_eras, n_features))
-        for start in range(0, n_features, 64):
-            block = eras.standardize(raw[:, start : start + 64], dtype=np.float64)
-            corr[:, start : start + 64] = factor_returns(block, target, eras)
+        # blocks of columns with about _RISKIEST_CELLS values: the float64 temporaries of standardize and
+        # factor_returns (several copies of a block) stay bounded whatever the number of rows
+        width = max(1, min(64, _RISKIEST_CELLS // max(1, len(raw))))
+        for start in range(0, n_features, width):
+            block = eras.standardize(raw[:, start : start + width], dtype=np.float64)
+            corr[:, start : start + width] = factor_returns(block, target, eras)
         half = eras.n_eras // 2
         if half < 1:
             return np.zeros(0, dtype=np.int64)
@@ -508,7 +517,8 @@ class NumeraiModel(Params):
             label=target[labelled].astype(np.float32),
             feature_name=[_safe_name(n) for n in names],
             categorical_feature=[_safe_name(c) for c in categorical] if categorical != "auto" else "auto",
-            params={"max_bin": params.get("max_bin", 15), "verbosity": -1},
+            params={"max_bin": params.get("max_bin", 15), "verbosity": -1,
+                    "bin_construct_sample_cnt": int(params.get("bin_construct_sample_cnt", _BIN_SAMPLE_ROWS))},
             free_raw_data=True,
         )
         booster = lgb.train(params, data, num_boost_round=rounds, callbacks=callbacks)
@@ -555,9 +565,18 @@ class NumeraiModel(Params):
             if bench is not None and np.isnan(bench).any():
                 bench = np.where(np.isnan(bench), np.nanmean(bench) if (~np.isnan(bench)).any() else 0.5, bench)
             engineered, labels = self._engineer(raw, sub, bench)
-            values = self.booster_.predict(_Rows(raw, engineered, None)[0 : len(raw)], num_threads=self._predict_threads())
+            values = self._booster_predict(_Rows(raw, engineered, None))
             out[rows] = self._postprocess(values, raw, labels, bench, sub)
         return out
+
+    def _booster_predict(self, rows: _Rows) -> np.ndarray:
+        """The booster's raw predictions, fed in float32 batches of about _PREDICT_CELLS values (bounded memory)."""
+        n, width = len(rows), len(self.feature_names_in_) + len(self.engineered_names_)
+        step = max(1, _PREDICT_CELLS // max(1, width))
+        return np.concatenate([
+            self.booster_.predict(rows[start : start + step], num_threads=self._predict_threads())
+            for start in range(0, n, step)
+        ]) if n else np.zeros(0)
 
     def _predict_threads(self) -> int:
         return int(self.n_jobs) if self.n_jobs is not None else 0

@@ -72,7 +72,9 @@ def era_coefficients(columns: Sequence[np.ndarray], target: np.ndarray, eras: Er
         centred.append(np.where(valid, c - eras.broadcast(eras.sums(c) / count), 0.0))
     yc = np.where(valid, yv - eras.broadcast(eras.sums(yv) / count), 0.0)
     stacked = np.stack(centred, axis=1)  # (n, m)
-    gram_terms = eras.sums((stacked[:, :, None] * stacked[:, None, :]).reshape(len(y), m * m)).reshape(-1, m, m)
+    del cols, centred
+    # one column of the per-era Gram matrices at a time: an (n, m) temporary, never the (n, m, m) outer products
+    gram_terms = np.stack([eras.sums(stacked * stacked[:, j : j + 1]) for j in range(m)], axis=2)
     rhs = eras.sums(stacked * yc[:, None])
     ridge = 1e-8 * np.trace(gram_terms, axis1=1, axis2=2)[:, None, None] * np.eye(m) + 1e-12 * np.eye(m)
     try:

@@ -42,7 +42,9 @@ def state_features(
     k = z.shape[1]
     n = eras.counts.astype(np.float64)[:, None]
     iu, ju = np.triu_indices(k, 1)
-    corr = eras.sums(z[:, iu] * z[:, ju]) / n if len(iu) else np.zeros((eras.n_eras, 0))
+    # pairs in triu order, one composite at a time: (n, k) temporaries instead of (n, k(k-1)/2)
+    blocks = [eras.sums(z[:, i + 1 :] * z[:, i : i + 1]) / n for i in range(k - 1)]
+    corr = np.concatenate(blocks, axis=1) if len(iu) else np.zeros((eras.n_eras, 0))
     raw = np.asarray(raw_composites, dtype=np.float64)
     mean = eras.means(raw)
     dev = raw - eras.broadcast(mean)

@@ -246,6 +246,32 @@ def test_predict_in_bounded_chunks_of_eras_equals_one_chunk(monkeypatch):
     monkeypatch.setattr(estimator, "_CHUNK_ELEMENTS", 300 * 40)  # about two eras per chunk
     assert len(list(estimator._era_chunks(EraIndex.from_frame(frame), estimator._chunk_rows(12 + 64)))) > 1
     np.testing.assert_allclose(m.predict(frame), whole, atol=1e-12)
+    monkeypatch.setattr(estimator, "_PREDICT_CELLS", 1_000)  # the booster also sees small row batches
+    np.testing.assert_allclose(m.predict(frame), whole, atol=1e-12)
+
+
+def test_fit_temporaries_are_bounded_and_exact(monkeypatch):
+    """The memory-bounded pieces of fit (column blocks in _riskiest, one Gram column at a time in era_coefficients)
+    give what the one-shot formulas give."""
+    import model.estimator as estimator
+    from model.factors import factor_returns
+    from model.interactions import era_coefficients
+
+    frame, y = _tiny(7)
+    raw, eras = frame.drop(columns="era").to_numpy(), EraIndex.from_frame(frame)
+    m = NumeraiModel(residualize_n_features=4)
+    whole = m._riskiest(raw, y, eras)
+    monkeypatch.setattr(estimator, "_RISKIEST_CELLS", 3 * len(raw))  # blocks of 3 features
+    np.testing.assert_array_equal(m._riskiest(raw, y, eras), whole)
+    z = eras.standardize(raw[:, :3], dtype=np.float64)
+    corr = factor_returns(z, y, eras)
+    beta = era_coefficients([z[:, 0]], y, eras)[:, 0]  # one column: slope per unit target sd = corr x sd(z)=1
+    np.testing.assert_allclose(beta, corr[:, 0], rtol=1e-7)  # era_coefficients adds a 1e-8 ridge
+    yc = y - eras.broadcast(eras.means(y))
+    for e, rows in enumerate(r for _, r in eras.rows()):
+        zc = z[rows] - z[rows].mean(axis=0)
+        expected = np.linalg.lstsq(zc, yc[rows], rcond=None)[0] / np.sqrt((yc[rows] ** 2).mean())
+        np.testing.assert_allclose(era_coefficients([z[:, j] for j in range(3)], y, eras)[e], expected, rtol=1e-6)
 
 
 def test_fit_through_lightgbm_sequence_for_large_data(monkeypatch):
