@@ -19,7 +19,7 @@ Labels are ordered by cluster size in the fitting sample (0 = largest), so they 
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd

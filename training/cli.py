@@ -36,7 +36,8 @@ def _version() -> str:
 
 
 def _print_error(exc: NmuError) -> None:
-    console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+    console.print("[bold red]error:[/bold red] ", end="", highlight=False)
+    console.print(str(exc), highlight=False, markup=False, soft_wrap=True)
     if isinstance(exc, DataValidationError):
         console.print(exc.table(), highlight=False, markup=False, soft_wrap=True)
 

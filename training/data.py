@@ -10,7 +10,6 @@ no float64 detour, no full arrow table plus pandas copy.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Iterable, Sequence
 

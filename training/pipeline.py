@@ -338,11 +338,8 @@ def export_model(fitted: Any, path: Path) -> dict[str, Any]:
 def _move_into(staging: Path, out: Path, first: tuple[str, ...]) -> None:
     """Move every staged file into OUT (each an atomic rename), the pickle and manifest first."""
     out.mkdir(parents=True, exist_ok=True)
-    umask = os.umask(0)
-    os.umask(umask)
     names = sorted(p.name for p in staging.iterdir() if p.is_file())
     for name in [n for n in first if n in names] + [n for n in names if n not in first]:
-        os.chmod(staging / name, 0o666 & ~umask)  # temp files are private; artifacts get the usual mode
         os.replace(staging / name, out / name)
 
 

@@ -55,12 +55,10 @@ test size (120 eras x 600 stocks x 60 features, seeds 1-6) a small plain LightGB
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -190,7 +188,6 @@ def feature_names(count: int) -> list[str]:
     return names
 
 
-_FILE_MODE = 0o644  # data files are readable like any download (mkstemp would leave them 0600)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _MASK60 = np.uint64((1 << 60) - 1)
 
@@ -448,8 +445,6 @@ class _EraWriter:
             if ok:
                 self._flush()
             self._writer.close()
-            if ok:
-                os.chmod(self._tmp, _FILE_MODE)
         finally:
             if ok:
                 self._atomic.__exit__(None, None, None)
@@ -580,8 +575,6 @@ def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = F
     metadata = {"feature_sets": _feature_sets(world), "targets": list(TARGETS)}
     atomic_write_json(out / "features.json", metadata)
     atomic_write_json(out / "synthetic_truth.json", _truth(world))
-    for name in ("features.json", "synthetic_truth.json"):
-        os.chmod(out / name, _FILE_MODE)
     return out
 
 

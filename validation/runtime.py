@@ -10,7 +10,6 @@ resident memory (watched, the child killed above it) and 10 minutes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
