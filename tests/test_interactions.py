@@ -5,22 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 
 from model.eras import EraIndex
-from model.factors import Factors
 from model.interactions import Interactions, familywise_threshold, newey_west_t, product_coefficients
-
-
-def _composites(world) -> tuple[np.ndarray, np.ndarray, EraIndex, list[str]]:
-    meta = json.loads((world / "features.json").read_text())
-    features = meta["feature_sets"]["all"]
-    groups = {k: v for k, v in meta["feature_sets"].items() if k not in ("small", "medium", "all")}
-    train = pd.read_parquet(world / "train.parquet", columns=["era", "target"] + features)
-    eras = EraIndex.from_frame(train)
-    raw = train[features].to_numpy()
-    factors = Factors(groups).fit(raw, eras, features)
-    return factors.transform(raw, eras), train["target"].to_numpy(np.float64), eras, factors.names_
+from tests.worlds import train_composites
 
 
 def test_product_coefficient_recovers_a_planted_interaction():
@@ -48,7 +36,7 @@ def test_newey_west_t_and_threshold():
 
 def test_planted_pair_ranks_first_and_is_kept(small_world):
     truth = json.loads((small_world / "synthetic_truth.json").read_text())
-    z, y, eras, names = _composites(small_world)
+    z, _, y, eras, names, _ = train_composites(small_world)
     ix = Interactions(max_pairs=4, threshold=3.0).fit(z, y, eras, names)
     a, b, kind, t = ix.ranking(names)[0]
     assert {a, b} == set(truth["interaction"]) and kind == "composite"
@@ -60,7 +48,7 @@ def test_planted_pair_ranks_first_and_is_kept(small_world):
 
 
 def test_null_world_keeps_no_interaction(null_world):
-    z, y, eras, names = _composites(null_world)
+    z, _, y, eras, names, _ = train_composites(null_world)
     rng = np.random.default_rng(0)
     relative = z - rng.normal(scale=0.1, size=z.shape).astype(np.float32)
     ix = Interactions(max_pairs=4, threshold=3.0).fit(z, y, eras, names, relative)

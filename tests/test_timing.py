@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from model.eras import EraIndex
-from model.factors import Factors, factor_returns
+from model.factors import factor_returns
 from model.timing import Timing, era_number, state_features, state_names
-
-
-def _world(world):
-    meta = json.loads((world / "features.json").read_text())
-    features = meta["feature_sets"]["all"]
-    groups = {k: v for k, v in meta["feature_sets"].items() if k not in ("small", "medium", "all")}
-    train = pd.read_parquet(world / "train.parquet", columns=["era", "target"] + features)
-    eras = EraIndex.from_frame(train)
-    raw = train[features].to_numpy()
-    factors = Factors(groups).fit(raw, eras, features)
-    comp_raw = factors.raw(raw, eras)
-    z = eras.standardize(comp_raw)
-    truth = json.loads((world / "synthetic_truth.json").read_text())
-    return z, comp_raw, train["target"].to_numpy(np.float64), eras, factors.names_, truth
+from tests.worlds import train_composites
 
 
 @pytest.fixture(scope="module")
 def planted(small_world):
-    return _world(small_world)
+    return train_composites(small_world)
 
 
 def test_era_numbers():
