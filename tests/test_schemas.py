@@ -254,6 +254,19 @@ def test_nan_target_inside_a_resolved_era_names_that_era():
     assert r["examples"] == f"{bad_id}@0003"
 
 
+def test_auxiliary_target_gaps_pass_anywhere_but_values_are_still_checked():
+    df, features = make_frame(eras=6)
+    df = df.rename(columns={"target": "target_teager_60"})
+    holes = df.index[df["era"].eq("0003")][:4]
+    df.loc[holes, "target_teager_60"] = np.nan  # gaps inside resolved eras, as Numerai's auxiliary targets have
+    validate_training_frame(df, features, "target_teager_60", "train", allow_unresolved="anywhere")
+    failures_of(validate_training_frame, df, features, "target_teager_60", "train", allow_unresolved=True)
+    bad_id = df.index[df["era"].eq("0005")][0]
+    df.loc[bad_id, "target_teager_60"] = 0.3
+    exc = failures_of(validate_training_frame, df, features, "target_teager_60", "train", allow_unresolved="anywhere")
+    assert row(exc, "target_teager_60", "0.25")["examples"] == f"{bad_id}@0005=0.3"
+
+
 def test_unresolved_era_followed_by_a_resolved_era_is_an_error():
     df, features = make_frame(eras=6)
     df.loc[df["era"].eq("0004"), "target"] = np.nan  # a whole era, but resolved eras come after it

@@ -159,10 +159,12 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
         )
 
     with reporter.step("Validating data"):
+        # The main target is complete but for the newest validation eras; auxiliary targets have gaps anywhere.
+        main = target == "target"
         validate_training_frame(train, features, target, source=str(data_dir / "train.parquet"),
-                                allow_unresolved=target != "target")
+                                allow_unresolved=False if main else "anywhere")
         validate_training_frame(validation, features, target, source=str(data_dir / "validation.parquet"),
-                                allow_unresolved=True)
+                                allow_unresolved=True if main else "anywhere")
         train = _resolved_rows(train, target)
         if train.empty:
             raise NmuError(f"{data_dir / 'train.parquet'} has no resolved values of target {target!r}; pick another target.")

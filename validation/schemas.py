@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Literal, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -617,12 +617,14 @@ def _require_frame(df: Any, source: str) -> None:
 
 
 def validate_training_frame(
-    df: pd.DataFrame, features: Sequence[str], target: str, source: str, allow_unresolved: bool = False
+    df: pd.DataFrame, features: Sequence[str], target: str, source: str,
+    allow_unresolved: bool | Literal["anywhere"] = False,
 ) -> pd.DataFrame:
     """Check a train/validation frame (id index, era, features 0..4 or NaN, target in the five values).
 
     With `allow_unresolved`, NaN targets are accepted in whole eras after the last resolved era (Numerai's
-    newest validation eras); a NaN inside a resolved era is still an error naming that era.
+    newest validation eras); a NaN inside a resolved era is still an error naming that era. With "anywhere",
+    NaN is accepted in any row (Numerai's auxiliary targets have gaps; those rows are simply not used).
     """
     _require_frame(df, source)
     problems = _Problems(df)
@@ -630,8 +632,9 @@ def validate_training_frame(
     target_checks = [
         _numeric_check(problems, target),
         _isin(problems, target, TARGET_VALUES),
-        _target_nan_check(problems, df, target, allow_unresolved),
     ]
+    if allow_unresolved != "anywhere":
+        target_checks.append(_target_nan_check(problems, df, target, bool(allow_unresolved)))
     columns = {
         ERA: _era_column(problems),
         target: pa.Column(None, name=target, nullable=True, checks=target_checks),
