@@ -22,6 +22,7 @@ from training.data import (
     load_frame,
     resolve_feature_set,
 )
+from tests.peak_memory import FRAME_SIZE, PRELUDE
 from validation.errors import NmuError
 
 
@@ -179,40 +180,16 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _peak_memory(path: Path, code: str) -> dict:
-    script = textwrap.dedent(
-        """
-        import json, sys
-        import numpy as np, pandas as pd, psutil, pyarrow
-        from training.data import load_frame
-        def _status(key):
-            # a memory figure from /proc/self/status in bytes (VmHWM: peak RSS since exec or reset)
-            with open("/proc/self/status") as fh:
-                for line in fh:
-                    if line.startswith(key + ":"):
-                        return int(line.split()[1]) * 1024
-            raise KeyError(key)
-
-        def _reset_peak():
-            # reset the peak-RSS mark (clear_refs 5) where allowed; the current RSS is the baseline
-            try:
-                with open("/proc/self/clear_refs", "w") as fh:
-                    fh.write("5")
-            except OSError:
-                pass
-            return _status("VmRSS")
-
-        path = sys.argv[1]
-        features = [f"feature_{j:04d}" for j in range(%d)]
-        baseline = _reset_peak()
-        """ % FEATURES
-    ) + textwrap.dedent(code) + textwrap.dedent(
-        """
-        peak = _status('VmHWM')
-        numeric = sum(frame[c].nbytes for c in frame.columns if frame[c].dtype != object)
-        objects = 8 * len(frame) * int((frame.dtypes == object).sum())
-        index = frame.index.memory_usage(deep=True)
-        print(json.dumps({"peak": peak - baseline, "size": numeric + objects + index, "rows": len(frame)}))
-        """
+    script = (
+        PRELUDE
+        + "from training.data import load_frame\n"
+        + "path = sys.argv[1]\n"
+        + f"features = [f'feature_{{j:04d}}' for j in range({FEATURES})]\n"
+        + "baseline = _reset_peak()\n"
+        + textwrap.dedent(code)
+        + "peak = _status('VmHWM')\n"
+        + FRAME_SIZE
+        + 'print(json.dumps({"peak": peak - baseline, "size": size, "rows": len(frame)}))\n'
     )
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])

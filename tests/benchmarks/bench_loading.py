@@ -19,27 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-CHILD = r"""
-import json, sys, time
-import numpy as np, pandas as pd, psutil, pyarrow
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for tests.peak_memory
+from tests.peak_memory import FRAME_SIZE, PRELUDE  # noqa: E402
+
+CHILD = PRELUDE + r"""
 from training.data import load_feature_metadata, load_frame, resolve_feature_set
-
-def _status(key):
-    # a memory figure from /proc/self/status in bytes (VmHWM: peak RSS since exec or reset)
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-def _reset_peak():
-    # reset the peak-RSS mark (clear_refs 5) where allowed; the current RSS is the baseline
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
-    return _status("VmRSS")
 data, how = sys.argv[1], sys.argv[2]
 features = resolve_feature_set(load_feature_metadata(data), "medium")
 baseline = _reset_peak()
@@ -50,9 +34,7 @@ else:
     frame = pd.read_parquet(f"{data}/train.parquet", columns=["era", "data_type", *features, "target"])
 seconds = time.perf_counter() - start
 peak = _status('VmHWM') - baseline
-numeric = sum(frame[c].nbytes for c in frame.columns if frame[c].dtype != object)
-objects = 8 * len(frame) * int((frame.dtypes == object).sum())  # references to shared era/data_type strings
-size = numeric + objects + frame.index.memory_usage(deep=True)
+""" + FRAME_SIZE + r"""
 dtypes = {str(k): int(v) for k, v in frame.dtypes.astype(str).value_counts().items()}
 print(json.dumps({"peak": peak, "size": int(size), "rows": len(frame), "columns": frame.shape[1],
                   "seconds": seconds, "dtypes": dtypes}))
