@@ -303,18 +303,24 @@ def _cap(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------- the checks
 
 
+def _strings_check(problems: _Problems, column: str, name: str) -> "pa.Check":
+    """Values are strings (ids, eras): the offending rows are cited, or the dtype when no row stands out."""
+
+    def strings(values: pd.Series) -> bool:
+        if _is_string_like(values):
+            return True
+        mask = _not_string_mask(values)
+        if mask.any():
+            problems.add_positions(column, name, mask, np.asarray(values, dtype=object))
+        else:
+            problems.add(column, name, len(values), f"dtype {values.dtype}")
+        return False
+
+    return problems.check(strings, name)
+
+
 def _index_component(problems: _Problems) -> "pa.Index":
     """Index named `id`, unique, no missing values, strings."""
-
-    def strings(idx: pd.Series) -> bool:
-        if _is_string_like(idx):
-            return True
-        mask = _not_string_mask(idx)
-        if mask.any():
-            problems.add_positions(INDEX_NAME, "string ids", mask, np.asarray(idx, dtype=object))
-        else:
-            problems.add(INDEX_NAME, "string ids", len(idx), f"dtype {idx.dtype}")
-        return False
 
     def unique(idx: pd.Series) -> bool:
         index = problems.df.index  # its hash table is cached: is_unique is paid once
@@ -327,24 +333,14 @@ def _index_component(problems: _Problems) -> "pa.Index":
 
     return pa.Index(
         None, name=INDEX_NAME, nullable=True,
-        checks=[_not_nan_check(problems, INDEX_NAME, "no missing id"), problems.check(unique, "unique"), problems.check(strings, "string ids")],
+        checks=[_not_nan_check(problems, INDEX_NAME, "no missing id"), problems.check(unique, "unique"), _strings_check(problems, INDEX_NAME, "string ids")],
     )
 
 
 def _era_column(problems: _Problems) -> "pa.Column":
     """`era` present, no missing values, strings ("0001", ...)."""
 
-    def strings(era: pd.Series) -> bool:
-        if _is_string_like(era):
-            return True
-        mask = _not_string_mask(era)
-        if mask.any():
-            problems.add_positions(ERA, "string eras", mask, era.to_numpy(dtype=object))
-        else:
-            problems.add(ERA, "string eras", len(era), f"dtype {era.dtype}")
-        return False
-
-    return pa.Column(None, name=ERA, nullable=True, checks=[_not_nan_check(problems, ERA), problems.check(strings, "string eras")])
+    return pa.Column(None, name=ERA, nullable=True, checks=[_not_nan_check(problems, ERA), _strings_check(problems, ERA, "string eras")])
 
 
 def _numeric_check(problems: _Problems, column: str) -> "pa.Check":
