@@ -354,6 +354,14 @@ def _era_index(eras: Any, n: int) -> EraIndex:
     return index
 
 
+def _as_array(values: Any, name: str, dtype: Any = None) -> np.ndarray:
+    """`values` (array, Series or DataFrame) as an (n,) or (n, m) array; anything else is a ValueError naming it."""
+    array = np.asarray(values.to_numpy() if isinstance(values, (pd.Series, pd.DataFrame)) else values, dtype=dtype)
+    if array.ndim not in (1, 2):
+        raise ValueError(f"{name} must be (n,) or (n, m); got shape {array.shape}")
+    return array
+
+
 def residualize(
     values: np.ndarray | pd.Series | pd.DataFrame,
     exposures: np.ndarray | pd.DataFrame,
@@ -361,9 +369,7 @@ def residualize(
     proportion: float = 1.0,
 ) -> np.ndarray:
     """Per era, subtract `proportion` x the least-squares fit of values on [exposures, 1]; raw residual, float64, values' shape."""
-    v_all = np.asarray(values.to_numpy() if isinstance(values, (pd.Series, pd.DataFrame)) else values)
-    if v_all.ndim not in (1, 2):
-        raise ValueError(f"values must be (n,) or (n, m); got shape {v_all.shape}")
+    v_all = _as_array(values, "values")
     one_dim = v_all.ndim == 1
     v2 = v_all.reshape(len(v_all), -1)
     blocks, n_rows = _as_blocks(exposures)
@@ -425,9 +431,7 @@ def residualize_predictions(
     proportion: float = 1.0,
 ) -> np.ndarray:
     """The estimator's postprocessor: per era gaussianize ranked predictions, residualize on exposures, rank to (0, 1]."""
-    p_all = np.asarray(predictions.to_numpy() if isinstance(predictions, (pd.Series, pd.DataFrame)) else predictions, dtype=np.float64)
-    if p_all.ndim not in (1, 2):
-        raise ValueError(f"predictions must be (n,) or (n, m); got shape {p_all.shape}")
+    p_all = _as_array(predictions, "predictions", np.float64)
     if not np.isfinite(p_all).all():
         raise ValueError("predictions hold NaN or infinite values; the residualizer needs finite predictions")
     index = _era_index(eras, len(p_all))
