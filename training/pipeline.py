@@ -25,9 +25,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from training.config import TrainConfig, apply_flags, config_to_toml, load_config, resolve_feature_set_name
+from training.export import export_pickle
 from validation.errors import NmuError
 from validation.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from validation.manifest import file_sha256, update_manifest
+from validation.manifest import update_manifest
 from validation.splits import EraSplit, embargo_split, expanding_window_folds
 
 DEFAULT_SYNTHETIC_DIR = Path("data") / "synthetic"
@@ -312,29 +313,9 @@ def _packages() -> dict[str, str]:
 
 
 def export_model(fitted: Any, path: Path) -> dict[str, Any]:
-    """Write the pickle: training.export.export_pickle when present, else a cloudpickled live predict by value."""
-    try:
-        from training.export import export_pickle
-    except ImportError:
-        export_pickle = None
-    if export_pickle is not None:
-        info = export_pickle(fitted, path)
-        return {"size_bytes": int(info["size_bytes"]), "sha256": str(info["sha256"])}
-    import io
-
-    import cloudpickle
-
-    import model
-    from model.live import make_predict
-
-    cloudpickle.register_pickle_by_value(model)
-    try:
-        buf = io.BytesIO()
-        cloudpickle.dump(make_predict(fitted), buf)
-    finally:
-        cloudpickle.unregister_pickle_by_value(model)
-    atomic_write_bytes(path, buf.getvalue())
-    return {"size_bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    """Write the pickle with training.export.export_pickle; returns its size and sha256."""
+    info = export_pickle(fitted, path)
+    return {"size_bytes": int(info["size_bytes"]), "sha256": str(info["sha256"])}
 
 
 def _move_into(staging: Path, out: Path, first: tuple[str, ...]) -> None:
