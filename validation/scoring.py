@@ -16,12 +16,12 @@ from numerai_tools import scoring as nt
 SUMMARY_KEYS = ("corr_mean", "corr_std", "corr_sharpe", "max_drawdown", "bmc_mean", "feature_exposure_max", "n_eras")
 
 
-def _era_groups(eras: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Factorize eras once; return (sorted era labels, codes, row positions of each era)."""
+def _era_groups(eras: pd.Series | np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Factorize eras once; return (sorted era labels, row positions of each era)."""
     codes, labels = pd.factorize(np.asarray(eras), sort=True)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(labels) + 1))
-    return np.asarray(labels), codes, [order[bounds[i]:bounds[i + 1]] for i in range(len(labels))]
+    return np.asarray(labels), [order[bounds[i]:bounds[i + 1]] for i in range(len(labels))]
 
 
 def _resolved(target: pd.Series) -> np.ndarray:
@@ -55,28 +55,6 @@ def era_bmc(
     return float(nt.correlation_contribution(preds, bench, tgt).iloc[0])
 
 
-def per_era_corr(predictions: pd.Series, targets: pd.Series, eras: pd.Series) -> pd.Series:
-    """numerai_corr per era, indexed by era; eras without a resolved target are left out."""
-    labels, _, groups = _era_groups(eras)
-    out = {}
-    for label, rows in zip(labels, groups):
-        value = era_numerai_corr(predictions.iloc[rows], targets.iloc[rows])
-        if not math.isnan(value):
-            out[label] = value
-    return pd.Series(out, name="corr", dtype=np.float64).rename_axis("era")
-
-
-def per_era_bmc(predictions: pd.Series, benchmark: pd.Series, targets: pd.Series, eras: pd.Series) -> pd.Series:
-    """Benchmark-model contribution per era (numerai-tools correlation_contribution), indexed by era."""
-    labels, _, groups = _era_groups(eras)
-    out = {}
-    for label, rows in zip(labels, groups):
-        value = era_bmc(predictions.iloc[rows], benchmark.iloc[rows], targets.iloc[rows])
-        if not math.isnan(value):
-            out[label] = value
-    return pd.Series(out, name="bmc", dtype=np.float64).rename_axis("era")
-
-
 def max_abs_feature_corr(predictions: np.ndarray, features: np.ndarray) -> float:
     """The largest |Pearson corr| of one era's predictions with any feature column (one matrix product).
 
@@ -90,16 +68,6 @@ def max_abs_feature_corr(predictions: np.ndarray, features: np.ndarray) -> float
         corr = (x.T @ p) / (np.sqrt(np.einsum("ij,ij->j", x, x)) * np.sqrt(p @ p))
     corr = corr[np.isfinite(corr)]
     return float(np.abs(corr).max()) if corr.size else float("nan")
-
-
-def per_era_feature_exposure(predictions: pd.Series, features: pd.DataFrame, eras: pd.Series) -> pd.Series:
-    """Per era, the largest |Pearson corr| of the predictions with any feature; one era's block at a time, so
-    no float copy of the whole feature frame is made."""
-    labels, _, groups = _era_groups(eras)
-    preds = np.asarray(predictions, dtype=np.float64)
-    out = [max_abs_feature_corr(preds[rows], features.iloc[rows].to_numpy(dtype=np.float32, na_value=np.nan))
-           if len(features.columns) else float("nan") for rows in groups]
-    return pd.Series(out, index=pd.Index(labels, name="era"), name="feature_exposure", dtype=np.float64)
 
 
 def max_drawdown(corr: pd.Series) -> float:
@@ -127,7 +95,7 @@ def score_eras(
         raise ValueError(f"{preds.shape[0]} predictions for {len(frame)} rows")
     targets = frame[target].to_numpy(dtype=np.float64)
     positions = np.flatnonzero(np.isfinite(targets))
-    labels, _, groups = _era_groups(frame["era"].to_numpy()[positions])
+    labels, groups = _era_groups(frame["era"].to_numpy()[positions])
     bench = None if benchmark is None else benchmark.reindex(frame.index).to_numpy(dtype=np.float64)
     columns = frame.columns.get_indexer(features)
     rows_out = []
