@@ -38,13 +38,6 @@ VARIANTS = ("baseline", "full") + tuple(f"no_{c}" for c in COMPONENTS)
 # product). 10 % of the columns per tree also keeps the few engineered columns from crowding out the raw
 # features (with 50 % the continuous composites dominate the trees and overfit: measured worse on both the
 # planted and the control world). max_bin 15: raw features take 5 levels, engineered ones need only coarse bins.
-NUMERAI_LGBM_PARAMS: dict[str, Any] = {
-    "num_iterations": 2000,
-    "learning_rate": 0.01,
-    "max_depth": 5,
-    "num_leaves": 31,
-    "feature_fraction": 0.1,
-}
 DEFAULT_LGBM_PARAMS: dict[str, Any] = {
     "objective": "regression",
     "num_iterations": 1000,
@@ -132,14 +125,9 @@ def _benchmark_vector(benchmark: Any, index: pd.Index, columns: Sequence[str] | 
     else:
         values = np.asarray(benchmark, dtype=np.float64)
         return values.reshape(len(index), -1)[:, 0] if values.size else None
-    numeric = [c for c in frame.columns if c != ERA_COLUMN and pd.api.types.is_numeric_dtype(frame[c])]
-    if not numeric:
+    column = _benchmark_column(frame, columns)
+    if column is None:
         return None
-    wanted = [c for c in (columns or []) if c in numeric]
-    if not wanted:
-        preferred = [c for c in numeric if str(c).endswith("_lgbm_ender20")]
-        wanted = preferred or numeric
-    column = wanted[0]
     if frame.index.equals(index):
         values = frame[column].to_numpy(dtype=np.float64)
     else:
@@ -147,6 +135,19 @@ def _benchmark_vector(benchmark: Any, index: pd.Index, columns: Sequence[str] | 
     if np.isnan(values).all():
         return None
     return values
+
+
+def _benchmark_column(frame: pd.DataFrame, columns: Sequence[str] | None) -> Any:
+    """The benchmark column to use: the first of `columns` present and numeric, else the first numeric column
+    ending in `_lgbm_ender20`, else the first numeric column; None when there is no numeric column."""
+    numeric = [c for c in frame.columns if c != ERA_COLUMN and pd.api.types.is_numeric_dtype(frame[c])]
+    if not numeric:
+        return None
+    wanted = [c for c in (columns or []) if c in numeric]
+    if not wanted:
+        preferred = [c for c in numeric if str(c).endswith("_lgbm_ender20")]
+        wanted = preferred or numeric
+    return wanted[0]
 
 
 def _feature_columns(X: pd.DataFrame) -> list[str]:
@@ -348,9 +349,7 @@ class NumeraiModel(Params):
         bench = _benchmark_vector(benchmark, X.index, None)
         self.benchmark_columns_ = None
         if bench is not None and isinstance(benchmark, pd.DataFrame):
-            numeric = [c for c in benchmark.columns if c != ERA_COLUMN and pd.api.types.is_numeric_dtype(benchmark[c])]
-            preferred = [c for c in numeric if str(c).endswith("_lgbm_ender20")]
-            self.benchmark_columns_ = [str((preferred or numeric)[0])]
+            self.benchmark_columns_ = [str(_benchmark_column(benchmark, None))]
         seed = int(self.random_state)
 
         self.factors_ = self.clusters_ = self.interactions_ = self.timing_ = None
