@@ -14,6 +14,7 @@ import pandas as pd
 
 from validation.errors import NmuError
 from validation.files import atomic_path
+from validation.schemas import validate_predictions
 
 
 class _LiveNotes(logging.Handler):
@@ -42,8 +43,6 @@ def load_pickle(model_path: Path):
 
 def predict_command(model_path: str | Path, data_dir: str | Path, out: Optional[str | Path] = None) -> pd.DataFrame:
     """Run the pickle on DIR/live.parquet (+ live_benchmark_models.parquet), validate, write CSV, print a summary."""
-    from validation.schemas import validate_predictions
-
     model_path, data_dir = Path(model_path), Path(data_dir)
     out = Path(out) if out is not None else model_path.with_name("predictions.csv")
     model = load_pickle(model_path)
