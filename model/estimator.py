@@ -186,9 +186,10 @@ def _era_chunks(eras: EraIndex, max_rows: int) -> Iterator[np.ndarray]:
         start = stop
 
 
-def _chunk_rows(n_columns: int) -> int:
-    """Rows per chunk of whole eras so a float32 block of `n_columns` stays around _CHUNK_ELEMENTS cells."""
-    return max(1, _CHUNK_ELEMENTS // max(1, n_columns))
+def _chunk_rows(n_features: int) -> int:
+    """Rows per chunk of whole eras so a float32 block of the features plus up to 64 engineered columns stays
+    around _CHUNK_ELEMENTS cells."""
+    return max(1, _CHUNK_ELEMENTS // (n_features + 64))
 
 
 def _sub_index(eras: EraIndex, rows: np.ndarray) -> EraIndex:
@@ -357,7 +358,7 @@ class NumeraiModel(Params):
         if self._uses_factors:
             self.factors_ = Factors(self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, self.feature_names_in_)
             comp_raw = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
-            for rows in _era_chunks(eras, _chunk_rows(raw.shape[1] + 64)):
+            for rows in _era_chunks(eras, _chunk_rows(raw.shape[1])):
                 comp_raw[rows] = self.factors_.raw(raw[rows], _sub_index(eras, rows))
             z = eras.standardize(comp_raw)
         returns = factor_returns(z, target, eras) if z is not None else None
@@ -387,13 +388,12 @@ class NumeraiModel(Params):
         self.residualize_parts_ = self._gate_residualizer(raw, z, labels if self.clusters else None, target, eras)
         del z, comp_raw, relative
 
+        self.engineered_names_ = self._engineered_names()
         engineered = np.zeros((len(raw), 0), dtype=np.float32)
         if self._uses_factors:
-            names = self._engineered_names()
-            engineered = np.empty((len(raw), len(names)), dtype=np.float32)
-            for rows in _era_chunks(eras, _chunk_rows(raw.shape[1] + 64)):
+            engineered = np.empty((len(raw), len(self.engineered_names_)), dtype=np.float32)
+            for rows in _era_chunks(eras, _chunk_rows(raw.shape[1])):
                 engineered[rows] = self._engineer(raw[rows], _sub_index(eras, rows), None if bench is None else bench[rows])[0]
-        self.engineered_names_ = self._engineered_names()
         self.booster_ = self._train(raw, engineered, target, callbacks)
         return self
 
@@ -543,7 +543,7 @@ class NumeraiModel(Params):
                 self.as_of_era_ = newest[-1]
             return self
         z = np.empty((len(X), len(self.factors_.names_)), dtype=np.float64)
-        for rows in _era_chunks(eras, _chunk_rows(len(self.feature_names_in_) + 64)):
+        for rows in _era_chunks(eras, _chunk_rows(len(self.feature_names_in_))):
             z[rows] = self.factors_.transform(_matrix(X.iloc[rows], self.feature_names_in_), _sub_index(eras, rows))
         returns = factor_returns(z, target, eras)
         self.timing_.update(eras.eras, returns)
@@ -563,7 +563,7 @@ class NumeraiModel(Params):
         eras = EraIndex.from_frame(X)
         bench_all = _benchmark_vector(benchmark, X.index, self.benchmark_columns_)
         out = np.empty(len(X), dtype=np.float64)
-        for rows in _era_chunks(eras, _chunk_rows(len(self.feature_names_in_) + 64)):
+        for rows in _era_chunks(eras, _chunk_rows(len(self.feature_names_in_))):
             sub = _sub_index(eras, rows)
             raw = _matrix(X.iloc[rows], self.feature_names_in_)
             bench = None if bench_all is None else bench_all[rows]
