@@ -11,9 +11,10 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from validation.scoring import SUMMARY_KEYS
+
 PLOTS = ("cumulative_corr", "per_era_corr", "cumulative_bmc", "feature_exposure", "component_contribution")
 _COLORS = {"baseline": "#7f7f7f", "full": "#1f77b4"}
-_HEADLINE = ("corr_mean", "corr_std", "corr_sharpe", "max_drawdown", "bmc_mean", "feature_exposure_max", "n_eras")
 
 
 def _pyplot():
@@ -179,10 +180,10 @@ def render_html(
 ) -> str:
     """The report as one self-contained HTML page: headline table, data summary, embedded plots, CV table."""
     rows = "".join(
-        "<tr><th>" + html.escape(name) + "</th>" + "".join(f"<td>{_fmt(scores.get(k))}</td>" for k in _HEADLINE) + "</tr>"
+        "<tr><th>" + html.escape(name) + "</th>" + "".join(f"<td>{_fmt(scores.get(k))}</td>" for k in SUMMARY_KEYS) + "</tr>"
         for name, scores in metrics["models"].items()
     )
-    head = "".join(f"<th>{k}</th>" for k in _HEADLINE)
+    head = "".join(f"<th>{k}</th>" for k in SUMMARY_KEYS)
     data = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in metrics["data"].items())
     data += "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in (notes or {}).items())
     titles = {
