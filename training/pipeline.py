@@ -23,12 +23,16 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 from training.config import TrainConfig, apply_flags, config_to_toml, load_config, resolve_feature_set_name
+from training.data import benchmark_column, feature_groups, load_benchmark, load_feature_metadata, load_frame, resolve_feature_set
 from training.export import export_pickle
 from validation.errors import NmuError
 from validation.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from validation.manifest import update_manifest
+from validation.schemas import validate_benchmark_frame, validate_training_frame
+from validation.scoring import score_eras, summarize
 from validation.splits import EraSplit, embargo_split, expanding_window_folds
 
 DEFAULT_SYNTHETIC_DIR = Path("data") / "synthetic"
@@ -139,8 +143,6 @@ def _resolved_rows(frame: pd.DataFrame, target: str) -> pd.DataFrame:
 
 def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Reporter) -> Dataset:
     """Load only the needed columns, validate them with the schemas, and split eras with the embargo."""
-    from training.data import benchmark_column, feature_groups, load_benchmark, load_feature_metadata, load_frame, resolve_feature_set
-    from validation.schemas import validate_benchmark_frame, validate_training_frame
 
     with reporter.step("Loading data"):
         metadata = load_feature_metadata(data_dir)
@@ -288,8 +290,6 @@ def score_model(model: Any, frame: pd.DataFrame, ds: Dataset, predict_benchmark:
                 bmc_benchmark: Optional[pd.DataFrame]) -> pd.DataFrame:
     """Per-era scores of a fitted model's predictions on `frame` (eras with a resolved target): the model sees
     `predict_benchmark`; BMC is measured against `bmc_benchmark`'s benchmark column."""
-    from validation.scoring import score_eras
-
     preds = np.asarray(model.predict(frame[["era", *ds.features]], benchmark=predict_benchmark), dtype=np.float64)
     if preds.shape != (len(frame),) or not np.isfinite(preds).all():
         raise RuntimeError(f"the model returned {preds.shape} predictions (all finite: {np.isfinite(preds).all()}) for {len(frame)} rows")
@@ -383,8 +383,6 @@ def train_command(
     per_era_parts = []
     models: dict[str, dict[str, Any]] = {}
     fitted: dict[str, Any] = {}
-    from validation.scoring import summarize
-
     for name in variant_names(config):
         with reporter.step(f"Fitting and scoring {name}"):
             model = fit_model(make_variant(base, name, config), train, ds, reporter, f"{name}: boosting rounds", fit_bench)
@@ -466,8 +464,6 @@ def train_command(
 
 def run_cv(config: TrainConfig, ds: Dataset, base: Any, reporter: Reporter) -> pd.DataFrame:
     """Expanding-window CV on the training eras with the same embargo: one row per fold and variant."""
-    from validation.scoring import summarize
-
     folds = expanding_window_folds(ds.split.train, config.cv, config.resolved_embargo)
     rows = []
     names = (["baseline"] if config.baseline else []) + ["full"]
@@ -495,8 +491,6 @@ def _f(value: Optional[float]) -> str:
 
 def _summary_table(reporter: Reporter, models: dict[str, dict[str, Any]]) -> None:
     """The variants' headline scores as a rich table."""
-    from rich.table import Table
-
     table = Table(title="validation scores (after the embargo)")
     keys = ("corr_mean", "corr_sharpe", "max_drawdown", "bmc_mean", "feature_exposure_max", "n_eras")
     table.add_column("variant")
