@@ -143,7 +143,6 @@ def _resolved_rows(frame: pd.DataFrame, target: str) -> pd.DataFrame:
 
 def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Reporter) -> Dataset:
     """Load only the needed columns, validate them with the schemas, and split eras with the embargo."""
-
     with reporter.step("Loading data"):
         metadata = load_feature_metadata(data_dir)
         feature_set = resolve_feature_set_name(config.feature_set, metadata)
@@ -370,8 +369,8 @@ def train_command(
 
     split = ds.split
     train = ds.train
-    scored = _resolved_rows(ds.validation, ds.target)
-    scored = scored.loc[scored["era"].isin(split.validation).to_numpy()]
+    resolved_validation = _resolved_rows(ds.validation, ds.target)  # every era, embargoed ones too
+    scored = resolved_validation.loc[resolved_validation["era"].isin(split.validation).to_numpy()]
     fit_bench = _benchmark_for(train, ds.train_benchmark)
     val_bench = _benchmark_for(scored, ds.validation_benchmark)
     # the model sees benchmark predictions at validation only if it saw them in training (as it will live)
@@ -379,7 +378,6 @@ def train_command(
     if fit_bench is None and val_bench is not None:
         reporter.console.print("  no benchmark for the training eras: the models fit and predict without it", highlight=False)
 
-    resolved_validation = _resolved_rows(ds.validation, ds.target)  # every era, embargoed ones too
     per_era_parts = []
     models: dict[str, dict[str, Any]] = {}
     fitted: dict[str, Any] = {}
