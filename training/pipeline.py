@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from model import COMPONENTS, NumeraiModel
 from training.config import TrainConfig, apply_flags, config_to_toml, load_config, resolve_feature_set_name
 from training.data import benchmark_column, feature_groups, load_benchmark, load_feature_metadata, load_frame, resolve_feature_set
 from training.export import export_pickle
@@ -36,7 +37,6 @@ from validation.scoring import score_eras, summarize
 from validation.splits import EraSplit, embargo_split, expanding_window_folds
 
 DEFAULT_SYNTHETIC_DIR = Path("data") / "synthetic"
-COMPONENTS_FALLBACK = ("clusters", "interactions", "timing", "residualizer")
 _PACKAGES = ("numpy", "pandas", "scipy", "lightgbm", "scikit-learn", "pyarrow", "cloudpickle", "numerai-tools", "pandera")
 _SYNTHETIC_FILES = ("features.json", "train.parquet", "validation.parquet", "live.parquet",
                     "live_benchmark_models.parquet", "validation_benchmark_models.parquet")
@@ -199,12 +199,7 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
 # --------------------------------------------------------------------------------------------- models
 def components() -> tuple[str, ...]:
     """The estimator's components (model.COMPONENTS)."""
-    try:
-        from model import COMPONENTS
-
-        return tuple(COMPONENTS)
-    except ImportError:  # pragma: no cover - before the model package defines it
-        return COMPONENTS_FALLBACK
+    return tuple(COMPONENTS)
 
 
 def variant_names(config: TrainConfig) -> list[str]:
@@ -225,8 +220,6 @@ def make_variant(base: Any, name: str, config: TrainConfig) -> Any:
 
 def check_model_settings(config: TrainConfig) -> dict[str, Any]:
     """NmuError naming a [components] key that is not a NumeraiModel parameter; returns the model's defaults."""
-    from model import NumeraiModel
-
     known = NumeraiModel().get_params()
     for key in config.components:
         if key not in known or key in ("feature_groups", "lgbm_params"):
@@ -239,8 +232,6 @@ def build_model(config: TrainConfig, groups: dict[str, list[str]]) -> Any:
     """The base NumeraiModel of this config: feature groups, seed, the components table as parameters, and the
     lightgbm table merged over the estimator's LightGBM defaults (scikit-learn style names accepted)."""
     check_model_settings(config)
-    from model import NumeraiModel
-
     kwargs: dict[str, Any] = {"feature_groups": groups, "random_state": config.seed, **config.components}
     kwargs["lgbm_params"] = dict(config.lightgbm) or None
     return NumeraiModel(**kwargs)
