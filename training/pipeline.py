@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -230,8 +231,7 @@ def check_model_settings(config: TrainConfig) -> dict[str, Any]:
 
 def build_model(config: TrainConfig, groups: dict[str, list[str]]) -> Any:
     """The base NumeraiModel of this config: feature groups, seed, the components table as parameters, and the
-    lightgbm table merged over the estimator's LightGBM defaults (scikit-learn style names accepted)."""
-    check_model_settings(config)
+    lightgbm table merged over the estimator's LightGBM defaults (scikit-learn style names accepted); train_command checks the components table first."""
     kwargs: dict[str, Any] = {"feature_groups": groups, "random_state": config.seed, **config.components}
     kwargs["lgbm_params"] = dict(config.lightgbm) or None
     return NumeraiModel(**kwargs)
@@ -291,8 +291,6 @@ def score_model(model: Any, frame: pd.DataFrame, ds: Dataset, predict_benchmark:
 # --------------------------------------------------------------------------------------------- outputs
 def _packages() -> dict[str, str]:
     """Versions of the packages that built the model."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {}
     for name in _PACKAGES:
         try:
