@@ -35,10 +35,6 @@ FORBIDDEN_MODULES = ("pandera", "numerapi", "typer", "rich", "matplotlib", "trai
 """Top-level modules a live pickle must never reference (absent from Numerai's runtime, or not for live)."""
 
 
-class LazyImportWarning(UserWarning):
-    """Kept for callers that filter it; export now raises NmuError for a call-time project import instead."""
-
-
 # ---- which modules are ours -------------------------------------------------------------------------------
 def _site_dirs() -> list[Path]:
     """Directories of installed third-party packages and of the standard library (never the project)."""
