@@ -32,6 +32,8 @@ the ranked predictions, residualize, rank to (0, 1].
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
@@ -362,35 +364,26 @@ def _as_array(values: Any, name: str, dtype: Any = None) -> np.ndarray:
     return array
 
 
-def residualize(
-    values: np.ndarray | pd.Series | pd.DataFrame,
-    exposures: np.ndarray | pd.DataFrame,
-    eras: Any,
-    proportion: float = 1.0,
-) -> np.ndarray:
-    """Per era, subtract `proportion` x the least-squares fit of values on [exposures, 1]; raw residual, float64, values' shape."""
-    v_all = _as_array(values, "values")
-    one_dim = v_all.ndim == 1
-    v2 = v_all.reshape(len(v_all), -1)
-    blocks, n_rows = _as_blocks(exposures)
-    if n_rows != len(v2):
-        raise ValueError(f"exposures have {n_rows} rows but values have {len(v2)}")
-    if v2.dtype.kind not in "biuf":
-        v2 = v2.astype(np.float64)
-    if v2.dtype.kind == "f" and not np.isfinite(v2).all():
-        raise ValueError("values hold NaN or infinite values; residualize needs finite values")
-    proportion = float(proportion)
-    out = np.array(v2, dtype=np.float64, copy=True)
-    if proportion == 0.0 or out.size == 0:
-        return out[:, 0] if one_dim else out
-    index = _era_index(eras, len(out))
-    p = 1 + sum(block.shape[1] for block in blocks)
-    if p == 1:  # no exposures: only the era mean is removed
-        blocks = [np.zeros((len(out), 0), dtype=np.int8)]
-    chunk_rows = max(1, _CHUNK_ELEMENTS // p)
-    work = _Workspace(min(int(index.counts.max()), chunk_rows), p + _MAX_SLICE_COLUMNS)
+def _workers(n_jobs: int | None, n_eras: int) -> int:
+    """Worker threads for `n_jobs` (scikit-learn's convention: None or 1 = one, -1 = every available CPU)."""
+    if n_jobs is None:
+        return 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero integer or None (-1: every available CPU); got {n_jobs!r}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    wanted = int(n_jobs) if n_jobs > 0 else max(1, cpus + 1 + int(n_jobs))
+    return max(1, min(wanted, n_eras))
 
-    for era in range(index.n_eras):
+
+def _residualize_eras(
+    out: np.ndarray, blocks: list[np.ndarray], index: EraIndex, eras: Sequence[int], proportion: float
+) -> None:
+    """Residualize `out` in place on the given eras (one workspace, reused era after era)."""
+    p = 1 + sum(block.shape[1] for block in blocks)
+    chunk_rows = max(1, _CHUNK_ELEMENTS // p)
+    biggest = max((int(index.counts[era]) for era in eras), default=0)
+    work = _Workspace(min(biggest, chunk_rows), p + _MAX_SLICE_COLUMNS)
+    for era in eras:
         rows = _rows_of(index, era)
         v = out[rows]
         n = len(v)
@@ -421,6 +414,50 @@ def residualize(
             design = _Design([block[sub] for block in blocks], work)
             coef = beta if design.perm is None else beta[design.perm]
             out[sub] -= proportion * design.dot(coef)
+
+
+def residualize(
+    values: np.ndarray | pd.Series | pd.DataFrame,
+    exposures: np.ndarray | pd.DataFrame,
+    eras: Any,
+    proportion: float = 1.0,
+    n_jobs: int | None = 1,
+) -> np.ndarray:
+    """Per era, subtract `proportion` x the least-squares fit of values on [exposures, 1]; raw residual, float64, values' shape.
+
+    `n_jobs` > 1 (or -1: every available CPU) residualizes eras in that many threads, each with its own buffers;
+    give BLAS one thread per worker then (e.g. `threadpoolctl.threadpool_limits(1)`), or the workers' BLAS threads
+    fight over the cores. Inside Numerai's one-CPU runtime -1 means one worker.
+    """
+    v_all = _as_array(values, "values")
+    one_dim = v_all.ndim == 1
+    v2 = v_all.reshape(len(v_all), -1)
+    blocks, n_rows = _as_blocks(exposures)
+    if n_rows != len(v2):
+        raise ValueError(f"exposures have {n_rows} rows but values have {len(v2)}")
+    if v2.dtype.kind not in "biuf":
+        v2 = v2.astype(np.float64)
+    if v2.dtype.kind == "f" and not np.isfinite(v2).all():
+        raise ValueError("values hold NaN or infinite values; residualize needs finite values")
+    proportion = float(proportion)
+    out = np.array(v2, dtype=np.float64, copy=True)
+    index = _era_index(eras, len(out))
+    workers = _workers(n_jobs, index.n_eras)
+    if proportion == 0.0 or out.size == 0:
+        return out[:, 0] if one_dim else out
+    if len(blocks) == 0:  # no exposures: only the era mean is removed
+        blocks = [np.zeros((len(out), 0), dtype=np.int8)]
+    if workers == 1:
+        _residualize_eras(out, blocks, index, range(index.n_eras), proportion)
+    else:
+        # biggest eras first, dealt round-robin, so the workers finish together; rows of different eras are
+        # disjoint, so the workers write `out` without locks
+        by_size = np.argsort(-index.counts, kind="stable")
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            jobs = [pool.submit(_residualize_eras, out, blocks, index, by_size[w::workers].tolist(), proportion)
+                    for w in range(workers)]
+            for job in jobs:
+                job.result()
     return out[:, 0] if one_dim else out
 
 

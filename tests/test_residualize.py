@@ -189,6 +189,27 @@ def test_shuffled_rows_eraindex_and_row_chunks_give_the_same_answer(monkeypatch:
     np.testing.assert_allclose(residualize(V[perm], frame.iloc[perm], era[perm]), whole[perm], rtol=0, atol=1e-10)
 
 
+def test_worker_threads_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eras spread over threads (uneven sizes, interleaved rows, a chunked huge era) give bit-identical results."""
+    era, X, V = _world(seed=13, eras=7, rows=150, k=20)
+    era = era.copy()
+    era[:40] = "0000"  # a small era, and the others of unequal size after the shuffle below
+    perm = np.random.default_rng(13).permutation(len(V))
+    era, X, V = era[perm], X[perm], V[perm]
+    alone = residualize(V, X, era, 0.7)
+    for n_jobs in (2, 3, -1, 50):
+        np.testing.assert_array_equal(residualize(V, X, era, 0.7, n_jobs=n_jobs), alone)
+    monkeypatch.setattr(residualize_module, "_CHUNK_ELEMENTS", 21 * 37)  # eras split into 37-row chunks
+    np.testing.assert_array_equal(residualize(V, X, era, 0.7, n_jobs=2), residualize(V, X, era, 0.7))
+
+
+@pytest.mark.parametrize("n_jobs", [0, 1.5, "2", True])
+def test_bad_n_jobs_raise(n_jobs) -> None:
+    era, X, V = _world(seed=14, eras=2, rows=50, k=6)
+    with pytest.raises(ValueError, match="n_jobs"):
+        residualize(V, X, era, n_jobs=n_jobs)
+
+
 def test_bad_inputs_raise() -> None:
     era, X, V = _world(seed=12)
     with pytest.raises(ValueError, match="NaN"):
