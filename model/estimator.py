@@ -10,7 +10,6 @@ that plants nothing for a component costs (almost) nothing. See ../shared/DESIGN
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -22,6 +21,7 @@ from .clusters import Clusters
 from .eras import ERA_COLUMN, EraIndex
 from .factors import Factors, factor_returns
 from .interactions import Interactions, era_coefficients, familywise_threshold, newey_west_t
+from .lgbm_data import Rows as _Rows, training_dataset
 from .params import Params
 from .residualize import residualize, residualize_predictions
 from .timing import Timing, era_number
@@ -70,10 +70,6 @@ _CHUNK_ELEMENTS = 40_000_000  # float32 cells per chunk of eras (~160 MB): bound
 _log = logging.getLogger("model.estimator")
 _RISKIEST_CELLS = 4_000_000  # values per block of features in _riskiest (float64 temporaries ~32 MB each)
 _PREDICT_CELLS = 4_000_000  # float32 values handed to booster.predict at once (~16 MB)
-# rows LightGBM samples to find bin boundaries: its default 200,000 rows are held as float64 (1.6 MB per 1,000
-# rows x 200 columns); 100,000 is plenty for 5-level features and the 15 bins of the engineered columns, and
-# is the smallest count LightGBM accepts without warning about a small sample (it warns below 100,000 and 20 %)
-_BIN_SAMPLE_ROWS = 100_000
 # the residualizer's gate: an exposure set is used only if it raises the linear proxy's second-half sharpe by this factor
 _RESIDUALIZE_SHARPE_GAIN = 1.1
 
@@ -84,34 +80,6 @@ def _lgbm_params(user: Mapping[str, Any] | None) -> dict[str, Any]:
     for key, value in (user or {}).items():
         params[_ALIASES.get(key, key)] = value
     return params
-
-
-class _Rows(lgb.Sequence):
-    """Raw features (int8 or float) and engineered columns (float32) served to LightGBM in float32 batches."""
-
-    def __init__(self, raw: np.ndarray, engineered: np.ndarray, rows: np.ndarray | None, batch_size: int = 16_384):
-        self.raw = raw
-        self.engineered = engineered
-        self.rows = rows
-        self.batch_size = batch_size
-
-    def __len__(self) -> int:
-        return len(self.rows) if self.rows is not None else len(self.raw)
-
-    def _take(self, idx: Any) -> np.ndarray:
-        if self.rows is not None:
-            idx = self.rows[idx]
-        a = np.asarray(self.raw[idx], dtype=np.float32)
-        if self.engineered.shape[1] == 0:
-            return a
-        return np.concatenate([a, self.engineered[idx]], axis=-1)
-
-    def __getitem__(self, idx: Any) -> np.ndarray:
-        if isinstance(idx, numbers.Integral):  # LightGBM samples single rows for binning and wants float64
-            return self._take(int(idx)).astype(np.float64)
-        if isinstance(idx, slice):
-            return self._take(np.arange(*idx.indices(len(self))))
-        return self._take(np.asarray(idx))
 
 
 def _benchmark_vector(benchmark: Any, index: pd.Index, columns: Sequence[str] | None) -> np.ndarray | None:
@@ -508,23 +476,14 @@ class NumeraiModel(Params):
             num_threads=int(params.get("num_threads") or threads),
         )
         rounds = int(params.pop("num_iterations"))
-        labelled = np.flatnonzero(~np.isnan(target))
-        rows = None if len(labelled) == len(target) else labelled
         names = list(self.feature_names_in_) + list(self.engineered_names_)
         categorical = ["cluster_id"] if "cluster_id" in self.engineered_names_ else "auto"
-        source = _Rows(raw, engineered, rows)
-        n_cells = len(source) * (raw.shape[1] + engineered.shape[1])
-        # small data: one float32 matrix (fast); large data: float32 batches through lightgbm.Sequence, so no
-        # float copy of the whole matrix ever exists (the int8 features stay int8)
-        data_in = source[0 : len(source)] if n_cells <= _CHUNK_ELEMENTS else [source]
-        data = lgb.Dataset(
-            data_in,
-            label=target[labelled].astype(np.float32),
+        # a float32 copy of at most one chunk's cells; larger data goes in float32 batches (int8 stays int8)
+        data = training_dataset(
+            raw, engineered, target, params,
             feature_name=[_safe_name(n) for n in names],
             categorical_feature=[_safe_name(c) for c in categorical] if categorical != "auto" else "auto",
-            params={"max_bin": params.get("max_bin", 15), "verbosity": -1,
-                    "bin_construct_sample_cnt": int(params.get("bin_construct_sample_cnt", _BIN_SAMPLE_ROWS))},
-            free_raw_data=True,
+            dense_cells=_CHUNK_ELEMENTS,
         )
         booster = lgb.train(params, data, num_boost_round=rounds, callbacks=callbacks)
         booster.free_dataset()
