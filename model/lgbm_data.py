@@ -4,7 +4,8 @@
 the int8 (or float) raw features and the float32 engineered columns side by side, so the float copy LightGBM
 needs never exceeds one batch. LightGBM finds the bin boundaries from a sample of `bin_construct_sample_cnt`
 rows (held as float64 while it bins), then pushes the batches. The bins depend only on the sampled rows and the
-bin parameters.
+bin parameters, so the trees equal those grown from `lgb.Dataset(X.astype("float32"))` with the same parameters
+(`data_random_seed` is set explicitly: LightGBM's Sequence path ignores `seed` when it picks the sample).
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from typing import Any, Mapping
 import lightgbm as lgb
 import numpy as np
 
-# rows LightGBM samples to find bin boundaries: its default 200,000 rows are held as float64 (1.6 MB per 1,000
-# rows x 200 columns); 100,000 is plenty for 5-level features and the 15 bins of the engineered columns, and
-# is the smallest count LightGBM accepts without warning about a small sample (it warns below 100,000 and 20 %)
-BIN_SAMPLE_ROWS = 100_000
+# rows LightGBM samples to find bin boundaries (its default is 200,000). The Sequence path collects the sampled
+# rows as float64 and copies them into one array before keeping each column's non-zero values, so the sample
+# costs about 2 x 8 bytes per cell (624 MB at 50,000 rows x 780 features) and sets the peak of building the
+# Dataset: at 500k rows x 780 features 100,000 rows peak at 1.38 GB, 50,000 at 0.83 GB (bench_lgbm_dataset.py).
+# Raw features take five levels, each seen thousands of times in 50,000 rows, so their bins are those of any
+# larger sample; the engineered columns get only max_bin (15) quantile bins. LightGBM warns about a sample under
+# 100,000 rows and 20 % of the data (silent at the default verbosity -1).
+BIN_SAMPLE_ROWS = 50_000
 BATCH_ROWS = 16_384  # rows per float32 batch pushed into the Dataset (~51 MB at 780 columns)
 
 
@@ -62,9 +67,12 @@ class Rows(lgb.Sequence):
 
 def dataset_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """LightGBM parameters for building the Dataset: `params` with the bin sample size defaulted to
-    BIN_SAMPLE_ROWS."""
+    BIN_SAMPLE_ROWS and `data_random_seed` made explicit (from `seed`), so the Sequence path and a float32 matrix
+    sample the same rows and so find the same bins."""
     out = dict(params)
     out.setdefault("bin_construct_sample_cnt", BIN_SAMPLE_ROWS)
+    if "seed" in out:
+        out.setdefault("data_random_seed", out["seed"])
     return out
 
 
