@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+import warnings
+from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
 import lightgbm as lgb
@@ -164,6 +167,50 @@ def _sub_index(eras: EraIndex, rows: np.ndarray) -> EraIndex:
     return EraIndex(eras.eras[eras.codes[rows]])
 
 
+def _era_feature_corr(raw: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
+    """Per-era correlation (n_eras, F) of each feature (NaN → its era mean) with the target over the rows that have
+    one; NaN for a constant feature or an era with < 2 targets. Era by era, in blocks of about _RISKIEST_CELLS
+    values (a few float64 copies of a block), from sums: no standardised copy of the matrix."""
+    n_features = raw.shape[1]
+    out = np.full((eras.n_eras, n_features), np.nan)
+    y_all = np.asarray(target, dtype=np.float64)
+    for e, (_, rows) in enumerate(eras.rows()):
+        y = y_all[rows]
+        valid = ~np.isnan(y)
+        n = int(valid.sum())
+        if n < 2:
+            continue
+        yc = y[valid] - y[valid].mean()
+        syy = float(yc @ yc)
+        width = max(1, min(n_features, _RISKIEST_CELLS // len(rows)))
+        for start in range(0, n_features, width):
+            x = np.asarray(raw[rows, start : start + width], dtype=np.float64)
+            if raw.dtype.kind == "f":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column stays NaN
+                    x = np.where(np.isnan(x), np.nanmean(x, axis=0), x)
+            if n < len(rows):
+                x = x[valid]
+            s1 = x.sum(axis=0)
+            s2 = np.einsum("ij,ij->j", x, x)
+            sxx = s2 - s1 * s1 / n
+            with np.errstate(invalid="ignore", divide="ignore"):
+                corr = (yc @ x) / np.sqrt(np.where(sxx > 1e-12 * s2, sxx, np.nan) * syy)
+            out[e, start : start + width] = corr
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+@contextmanager
+def _stage(seconds: dict[str, float], name: str) -> Iterator[None]:
+    """Add the wall time of the block to seconds[name] (fit's per-stage timings, `fit_seconds_`)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+
+
 class NumeraiModel(Params):
     """Interaction-, timing- and cluster-aware LightGBM for Numerai with a residualization postprocessor.
 
@@ -271,13 +318,20 @@ class NumeraiModel(Params):
             return np.zeros((len(raw), 0), dtype=np.float32), None
         comp_raw = self.factors_.raw(raw, eras)
         z = eras.standardize(comp_raw)
-        parts = [z]
-        if self.factor_premia_ is not None:  # the linear factor model's own score: composites x mean premia
-            parts.append((z @ self.factor_premia_).astype(np.float32)[:, None])
         labels = relative = None
         if self.clusters_ is not None:
             labels = self.clusters_.predict(raw, eras)
             relative = self.clusters_.relative(z, labels, eras)
+        return self._assemble(comp_raw, z, labels, relative, eras, bench), labels
+
+    def _assemble(self, comp_raw: np.ndarray, z: np.ndarray, labels: np.ndarray | None, relative: np.ndarray | None,
+                  eras: EraIndex, bench: np.ndarray | None) -> np.ndarray:
+        """The engineered columns (n, m) float32 from the composites and cluster pieces of whole eras (fit passes
+        the pieces it already has; predict computes them in `_engineer`)."""
+        parts = [z]
+        if self.factor_premia_ is not None:  # the linear factor model's own score: composites x mean premia
+            parts.append((z @ self.factor_premia_).astype(np.float32)[:, None])
+        if self.clusters_ is not None:
             if self.cluster_id_used_:
                 parts.append(labels.astype(np.float32)[:, None])
             parts.append(relative[:, self.relative_keep_])
@@ -285,7 +339,7 @@ class NumeraiModel(Params):
             parts.append(self.interactions_.transform(z, relative))
         if self.timing_ is not None:
             parts.append(self.timing_.transform(z, comp_raw, eras, bench))
-        return np.concatenate(parts, axis=1).astype(np.float32, copy=False), labels
+        return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
 
     def _engineered_names(self) -> list[str]:
         if not self._uses_factors:
@@ -303,86 +357,91 @@ class NumeraiModel(Params):
 
     # ---- fit ------------------------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: Any, benchmark: pd.DataFrame | None = None, callbacks: list | None = None) -> "NumeraiModel":
-        """Fit factors, clusters, interactions and timing on the training eras, then the booster on all columns."""
+        """Fit factors, clusters, interactions and timing on the training eras, then the booster on all columns.
+        `fit_seconds_` keeps the wall time of each stage (input, factors, each component, engineered, lightgbm)."""
         if not isinstance(X, pd.DataFrame):
             raise TypeError(f"X must be a pandas DataFrame with an `era` column and features, got {type(X).__name__}")
         target = np.asarray(y, dtype=np.float64).reshape(-1)
         if len(target) != len(X):
             raise ValueError(f"y has {len(target)} values but X has {len(X)} rows")
-        self.feature_names_in_ = _feature_columns(X)
-        self.n_features_in_ = len(self.feature_names_in_)
-        if not self.feature_names_in_:
-            raise ValueError("X holds no feature columns")
-        raw = _matrix(X, self.feature_names_in_)
-        eras = EraIndex.from_frame(X)
-        bench = _benchmark_vector(benchmark, X.index, None)
-        self.benchmark_columns_ = None
-        if bench is not None and isinstance(benchmark, pd.DataFrame):
-            self.benchmark_columns_ = [str(_benchmark_column(benchmark, None))]
+        seconds: dict[str, float] = {}
+        with _stage(seconds, "input"):
+            self.feature_names_in_ = _feature_columns(X)
+            self.n_features_in_ = len(self.feature_names_in_)
+            if not self.feature_names_in_:
+                raise ValueError("X holds no feature columns")
+            raw = _matrix(X, self.feature_names_in_)
+            eras = EraIndex.from_frame(X)
+            bench = _benchmark_vector(benchmark, X.index, None)
+            self.benchmark_columns_ = None
+            if bench is not None and isinstance(benchmark, pd.DataFrame):
+                self.benchmark_columns_ = [str(_benchmark_column(benchmark, None))]
         seed = int(self.random_state)
 
         self.factors_ = self.clusters_ = self.interactions_ = self.timing_ = None
-        z = comp_raw = relative = labels = None
-        if self._uses_factors:
-            self.factors_ = Factors(self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, self.feature_names_in_)
-            comp_raw = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
-            for rows in _era_chunks(eras, _chunk_rows(raw.shape[1])):
-                comp_raw[rows] = self.factors_.raw(raw[rows], _sub_index(eras, rows))
-            z = eras.standardize(comp_raw)
-        returns = factor_returns(z, target, eras) if z is not None else None
+        z = comp_raw = relative = labels = returns = joint = None
         self.factor_premia_ = None
-        joint = None
-        if z is not None:
-            # Fama-MacBeth: per-era multiple-regression slopes of the target on all composites, averaged
-            joint = era_coefficients([z[:, j] for j in range(z.shape[1])], target, eras)
-            premia = np.nanmean(joint, axis=0) if np.isfinite(joint).any() else np.zeros(z.shape[1])
-            self.factor_premia_ = np.nan_to_num(premia).astype(np.float32) if self.factor_model else None
+        if self._uses_factors:
+            with _stage(seconds, "factors"):
+                self.factors_ = Factors(self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, self.feature_names_in_)
+                comp_raw = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
+                for rows in _era_chunks(eras, _chunk_rows(raw.shape[1])):
+                    comp_raw[rows] = self.factors_.raw(raw[rows], _sub_index(eras, rows))
+                z = eras.standardize(comp_raw)
+                returns = factor_returns(z, target, eras)
+                # Fama-MacBeth: per-era multiple-regression slopes of the target on all composites, averaged
+                joint = era_coefficients([z[:, j] for j in range(z.shape[1])], target, eras)
+                premia = np.nanmean(joint, axis=0) if np.isfinite(joint).any() else np.zeros(z.shape[1])
+                self.factor_premia_ = np.nan_to_num(premia).astype(np.float32) if self.factor_model else None
         if self.clusters:
-            self.clusters_ = Clusters(self.n_clusters, self.cluster_components, random_state=seed).fit(raw, eras)
-            labels = self.clusters_.predict(raw, eras)
-            relative = self.clusters_.relative(z, labels, eras)
-            self._gate_clusters(z, relative, labels, target, eras)
+            with _stage(seconds, "clusters"):
+                self.clusters_ = Clusters(self.n_clusters, self.cluster_components, random_state=seed).fit(raw, eras)
+                labels = self.clusters_.predict(raw, eras)
+                relative = self.clusters_.relative(z, labels, eras)
+                self._gate_clusters(z, relative, labels, target, eras)
         if self.interactions:
-            self.interactions_ = Interactions(self.max_interactions, self.interaction_threshold, nw_lags=max(1, self.timing_lag - 1))
-            self.interactions_.fit(z, target, eras, self.factors_.names_, relative)
+            with _stage(seconds, "interactions"):
+                self.interactions_ = Interactions(self.max_interactions, self.interaction_threshold, nw_lags=max(1, self.timing_lag - 1))
+                self.interactions_.fit(z, target, eras, self.factors_.names_, relative)
         if self.timing:
-            self.timing_ = Timing(self.timing_window, self.timing_lag, self.timing_threshold, nw_lags=max(1, self.timing_lag - 1))
-            self.timing_.fit(z, comp_raw, returns, eras, self.factors_.names_, bench, joint_returns=joint)
-            self.as_of_era_ = self.timing_.as_of_era_
+            with _stage(seconds, "timing"):
+                self.timing_ = Timing(self.timing_window, self.timing_lag, self.timing_threshold, nw_lags=max(1, self.timing_lag - 1))
+                self.timing_.fit(z, comp_raw, returns, eras, self.factors_.names_, bench, joint_returns=joint)
+                self.as_of_era_ = self.timing_.as_of_era_
         else:
             resolved = eras.sums((~np.isnan(target)).astype(np.int64)) > 0
             self.as_of_era_ = str(eras.eras[resolved][-1]) if resolved.any() else None
-        self.riskiest_ = self._riskiest(raw, target, eras) if self.residualizer else np.zeros(0, dtype=np.int64)
-        self.residualize_parts_ = self._gate_residualizer(raw, z, labels if self.clusters else None, target, eras)
-        del z, comp_raw, relative
+        with _stage(seconds, "residualizer"):
+            corr = _era_feature_corr(raw, target, eras) if self.residualizer and self.residualize_features == "riskiest" else None
+            self.riskiest_ = self._riskiest(corr)
+            self.residualize_parts_ = self._gate_residualizer(raw, z, labels if self.clusters else None, target, eras, corr)
 
-        self.engineered_names_ = self._engineered_names()
-        engineered = np.zeros((len(raw), 0), dtype=np.float32)
-        if self._uses_factors:
-            engineered = np.empty((len(raw), len(self.engineered_names_)), dtype=np.float32)
-            for rows in _era_chunks(eras, _chunk_rows(raw.shape[1])):
-                engineered[rows] = self._engineer(raw[rows], _sub_index(eras, rows), None if bench is None else bench[rows])[0]
-        self.booster_ = self._train(raw, engineered, target, callbacks)
+        with _stage(seconds, "engineered"):
+            self.engineered_names_ = self._engineered_names()
+            engineered = np.zeros((len(raw), 0), dtype=np.float32)
+            if self._uses_factors:
+                engineered = np.empty((len(raw), len(self.engineered_names_)), dtype=np.float32)
+                for rows in _era_chunks(eras, _chunk_rows(raw.shape[1])):  # the pieces fit already has, by chunks
+                    engineered[rows] = self._assemble(
+                        comp_raw[rows], z[rows], None if labels is None else labels[rows],
+                        None if relative is None else relative[rows], _sub_index(eras, rows), None if bench is None else bench[rows])
+            del z, comp_raw, relative
+        with _stage(seconds, "lightgbm"):
+            self.booster_ = self._train(raw, engineered, target, callbacks)
+        self.fit_seconds_ = seconds
         return self
 
-    def _riskiest(self, raw: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
-        """Indices of the features whose per-era correlation with the target moved most between training halves."""
-        if self.residualize_features != "riskiest":
+    def _riskiest(self, corr: np.ndarray | None) -> np.ndarray:
+        """Indices of the features whose per-era correlation with the target (`corr`, (eras, F) from
+        `_era_feature_corr`) moved most between the halves of those eras."""
+        if self.residualize_features != "riskiest" or corr is None or len(corr) // 2 < 1:
             return np.zeros(0, dtype=np.int64)
-        n_features = raw.shape[1]
-        corr = np.empty((eras.n_eras, n_features))
-        # blocks of columns with about _RISKIEST_CELLS values: the float64 temporaries of standardize and
-        # factor_returns (several copies of a block) stay bounded whatever the number of rows
-        width = max(1, min(64, _RISKIEST_CELLS // max(1, len(raw))))
-        for start in range(0, n_features, width):
-            block = eras.standardize(raw[:, start : start + width], dtype=np.float64)
-            corr[:, start : start + width] = factor_returns(block, target, eras)
-        half = eras.n_eras // 2
-        if half < 1:
-            return np.zeros(0, dtype=np.int64)
-        change = np.abs(np.nanmean(corr[:half], axis=0) - np.nanmean(corr[half:], axis=0))
+        half = len(corr) // 2
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN feature: no change
+            change = np.abs(np.nanmean(corr[:half], axis=0) - np.nanmean(corr[half:], axis=0))
         change = np.nan_to_num(change, nan=0.0)
-        n = min(int(self.residualize_n_features), n_features)
+        n = min(int(self.residualize_n_features), corr.shape[1])
         return np.sort(np.argsort(-change, kind="stable")[:n]).astype(np.int64)
 
     def _gate_clusters(self, z: np.ndarray, relative: np.ndarray, labels: np.ndarray, target: np.ndarray, eras: EraIndex) -> None:
@@ -418,9 +477,11 @@ class NumeraiModel(Params):
             parts.append("clusters")
         return parts
 
-    def _gate_residualizer(self, raw: np.ndarray, z: np.ndarray | None, labels: np.ndarray | None, target: np.ndarray, eras: EraIndex) -> tuple[str, ...]:
+    def _gate_residualizer(self, raw: np.ndarray, z: np.ndarray | None, labels: np.ndarray | None, target: np.ndarray,
+                           eras: EraIndex, corr: np.ndarray | None) -> tuple[str, ...]:
         """Which exposure sets to residualize on: those that raise the sharpe of a linear proxy model on the
-        second half of training (fitted on the first half) by 10 % without costing more than 10 % of its mean corr."""
+        second half of training (fitted on the first half) by 10 % without costing more than 10 % of its mean corr;
+        the riskiest features of the first half come from its rows of `corr` (per-era feature correlations)."""
         requested = self._requested_parts() if self.residualizer else []
         if not requested or float(self.residualize_proportion) == 0.0:
             return ()
@@ -438,7 +499,6 @@ class NumeraiModel(Params):
         yc = target - eras.broadcast(ybar)
         fit_rows = first & valid
         beta, *_ = np.linalg.lstsq(basis[fit_rows], yc[fit_rows], rcond=None)
-        sub_a = _sub_index(eras, np.flatnonzero(first))
         sub_b = _sub_index(eras, np.flatnonzero(second))
         proxy = basis[second] @ beta
         y_b = target[second]
@@ -456,8 +516,8 @@ class NumeraiModel(Params):
                 if self.residualize_features == "all":
                     exposure = _filled(raw[second], sub_b)
                 else:
-                    idx = self._riskiest(raw[first], target[first], sub_a)
-                    exposure = _filled(raw[second][:, idx], sub_b)
+                    idx = self._riskiest(None if corr is None else corr[:half])
+                    exposure = _filled(raw[:, idx][second], sub_b)  # the chosen columns only, then rows
             else:
                 exposure = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels[second].astype(np.int64)][:, 1:]
             mean, sharpe = scores(residualize(proxy, exposure, sub_b, float(self.residualize_proportion)))

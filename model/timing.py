@@ -236,15 +236,14 @@ class Timing(Params):
         """Kept state, conditional exposures, trailing returns and timed exposures (n, m) float32."""
         n = composites.shape[0]
         cols: list[np.ndarray] = []
-        if len(self.state_keep_):
+        if len(self.state_keep_):  # era-level values go to rows one kept column at a time, never all S of them
             s = self.state(composites, raw_composites, eras, benchmark)
-            rows = eras.broadcast(s)
-            cols += [rows[:, i] for i in self.state_keep_]
-            cols += [composites[:, j] * np.nan_to_num(rows[:, i]) for i, j in self.state_pairs_.tolist()]
+            cols += [eras.broadcast(s[:, i]) for i in self.state_keep_]
+            cols += [composites[:, j] * eras.broadcast(np.nan_to_num(s[:, i])) for i, j in self.state_pairs_.tolist()]
         if len(self.momentum_keep_):
-            trail = eras.broadcast(self.trailing(eras.eras))
-            cols += [trail[:, j] for j in self.momentum_keep_]
-            cols += [composites[:, j] * np.nan_to_num(trail[:, j]) for j in self.momentum_keep_]
+            trail = self.trailing(eras.eras)
+            cols += [eras.broadcast(trail[:, j]) for j in self.momentum_keep_]
+            cols += [composites[:, j] * eras.broadcast(np.nan_to_num(trail[:, j])) for j in self.momentum_keep_]
         if not cols:
             return np.zeros((n, 0), dtype=np.float32)
         return np.stack(cols, axis=1).astype(np.float32)

@@ -251,18 +251,28 @@ def test_predict_in_bounded_chunks_of_eras_equals_one_chunk(monkeypatch):
 
 
 def test_fit_temporaries_are_bounded_and_exact(monkeypatch):
-    """The memory-bounded pieces of fit (column blocks in _riskiest, one Gram column at a time in era_coefficients)
-    give what the one-shot formulas give."""
+    """The memory-bounded pieces of fit (per-era column blocks of the feature correlations behind the riskiest
+    features, per-era Gram matrices in era_coefficients) give what the one-shot formulas give."""
     import model.estimator as estimator
     from model.factors import factor_returns
     from model.interactions import era_coefficients
 
     frame, y = _tiny(7)
     raw, eras = frame.drop(columns="era").to_numpy(), EraIndex.from_frame(frame)
+    holes = raw.astype(np.float32)
+    holes[::17, 2] = np.nan  # a missing value takes its era mean
+    y_holes = y.astype(np.float64)
+    y_holes[::13] = np.nan  # rows without a target are left out
+    for values, target in ((raw, y), (holes, y_holes)):
+        corr = estimator._era_feature_corr(values, target, eras)
+        expected = factor_returns(eras.standardize(values, dtype=np.float64), target, eras)
+        np.testing.assert_allclose(corr, expected, rtol=1e-9, atol=1e-12)
+        monkeypatch.setattr(estimator, "_RISKIEST_CELLS", 3 * len(raw) // eras.n_eras)  # blocks of 3 features
+        np.testing.assert_allclose(estimator._era_feature_corr(values, target, eras), corr, rtol=1e-12, atol=1e-15)
+        monkeypatch.undo()
     m = NumeraiModel(residualize_n_features=4)
-    whole = m._riskiest(raw, y, eras)
-    monkeypatch.setattr(estimator, "_RISKIEST_CELLS", 3 * len(raw))  # blocks of 3 features
-    np.testing.assert_array_equal(m._riskiest(raw, y, eras), whole)
+    riskiest = m._riskiest(corr)
+    assert len(riskiest) == 4 and (np.diff(riskiest) > 0).all()
     z = eras.standardize(raw[:, :3], dtype=np.float64)
     corr = factor_returns(z, y, eras)
     beta = era_coefficients([z[:, 0]], y, eras)[:, 0]  # one column: slope per unit target sd = corr x sd(z)=1
