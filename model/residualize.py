@@ -21,6 +21,9 @@
   convergence ("iterated Tikhonov"), which tends to lstsq's minimum-norm solution on the well-determined
   directions: results stay finite, never NaN.
 
+Eras are independent: `n_jobs` spreads them over worker threads. The Gram matrix already runs at the core's
+float32 peak (~40 ms of a ~57 ms era at 6,000 x 780), so a many-era call gains speed only from more cores.
+
 Return value: the RAW residual `values - proportion * fit` as float64, which is what
 `numerai_tools.scoring.neutralize` returns (0.4.3: it does not rescale). One difference, on purpose:
 `neutralize` turns a values column that is constant (over all rows it is given) into NaN; `residualize`
