@@ -31,8 +31,11 @@ class EraIndex:
         codes, uniques = pd.factorize(values, sort=True)
         if (codes < 0).any():
             raise ValueError("the era column holds missing values")
-        self.codes: np.ndarray = codes.astype(np.int32)
-        self.eras: np.ndarray = np.asarray(uniques).astype(str)
+        self._set(codes.astype(np.int32), np.asarray(uniques).astype(str))
+
+    def _set(self, codes: np.ndarray, eras: np.ndarray) -> None:
+        self.codes: np.ndarray = codes
+        self.eras: np.ndarray = eras
         self.counts: np.ndarray = np.bincount(self.codes, minlength=len(self.eras))
         self.order: np.ndarray = np.argsort(self.codes, kind="stable")
         self.starts: np.ndarray = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
@@ -55,6 +58,30 @@ class EraIndex:
         """Yield (era, row positions) for each era, in era order."""
         for era, start, count in zip(self.eras, self.starts, self.counts):
             yield era, self.order[start : start + count]
+
+    def chunks(self, max_rows: int) -> Iterator[np.ndarray]:
+        """Row positions of consecutive groups of whole eras (in era order) with at most `max_rows` rows each, one
+        era alone when it is bigger: bounded memory for work on a multi-era frame."""
+        start = 0
+        while start < self.n_eras:
+            stop = start + 1
+            total = int(self.counts[start])
+            while stop < self.n_eras and total + int(self.counts[stop]) <= max_rows:
+                total += int(self.counts[stop])
+                stop += 1
+            begin = int(self.starts[start])
+            yield self.order[begin : begin + total]
+            start = stop
+
+    def take(self, rows: np.ndarray) -> "EraIndex":
+        """The EraIndex of the given row positions (in that order), reusing the era labels instead of regrouping."""
+        codes = self.codes[np.asarray(rows)]
+        present = np.flatnonzero(np.bincount(codes, minlength=self.n_eras))
+        remap = np.zeros(self.n_eras, dtype=np.int32)
+        remap[present] = np.arange(len(present), dtype=np.int32)
+        sub = EraIndex.__new__(EraIndex)
+        sub._set(remap[codes], self.eras[present])
+        return sub
 
     def sums(self, values: np.ndarray) -> np.ndarray:
         """Per-era sums of the columns of `values` (n,) or (n, k), NaN counted as 0; shape (n_eras[, k])."""

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import model.live as live_module
+from model.eras import EraIndex
 from model.live import FILL_VALUE, MIN_FEATURE_FRACTION, make_predict
 from tests.stand_in import ConstantModel, StandInModel, fit_baseline, fit_stand_in_cached, make_benchmark, make_frame
 
@@ -160,6 +161,23 @@ def test_multi_era_memory_is_bounded_by_the_chunk(monkeypatch):
         tracemalloc.stop()
     assert len(out) == len(frame)
     assert peak < float64_copy / 4, (peak, float64_copy)
+
+
+def test_era_chunks_are_whole_eras_and_take_regroups_like_a_fresh_index():
+    """The live path's grouping (model.eras.EraIndex): chunks of whole eras within the row bound (one era alone when
+    bigger), every row once; take() of a chunk equals an EraIndex built from that chunk's labels."""
+    rng = np.random.default_rng(0)
+    labels = rng.choice(["0003", "0001", "0002", "0005", "0004"], size=500, p=[0.1, 0.4, 0.2, 0.2, 0.1])
+    eras = EraIndex(labels)
+    chunks = list(eras.chunks(150))
+    assert np.array_equal(np.sort(np.concatenate(chunks)), np.arange(500))
+    for rows in chunks:
+        sub = eras.take(rows)
+        fresh = EraIndex(labels[rows])
+        assert len(rows) <= 150 or sub.n_eras == 1
+        for name in ("codes", "eras", "counts", "order", "starts"):
+            np.testing.assert_array_equal(getattr(sub, name), getattr(fresh, name))
+    assert [len(c) for c in eras.chunks(10**6)] == [500]
 
 
 @pytest.fixture(scope="module")
