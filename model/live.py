@@ -7,7 +7,7 @@ Rules (see ../shared/numerai-runtime/README.md for the runtime facts behind them
   (`FILL_VALUE`), reported in one log line of logger "model.live";
 - if fewer than `MIN_FEATURE_FRACTION` (half) of the trained features are present the model cannot
   predict honestly: ValueError naming how many and which are missing;
-- no `era` column → the frame is one era;
+- no `era` column → the frame is one era (model.eras.EraIndex: grouped once, the same grouping the estimator uses);
 - the benchmark frame may be None, empty, lack the expected column or some ids: those eras are predicted
   without it, with a log line;
 - multi-era input (Numerai's diagnostics over validation) is processed in bounded chunks of whole eras,
@@ -15,7 +15,7 @@ Rules (see ../shared/numerai-runtime/README.md for the runtime facts behind them
 - the result is exactly `pandas.DataFrame`, index `id`, one column `prediction`, in [0, 1], never NaN, never
   constant within an era (ties of a constant era are broken by a stable hash of the ids, logged).
 
-Imports numpy, pandas and the standard library only: this module is pickled by value into model.pkl.
+Imports numpy, pandas, the standard library and model.eras only: this module is pickled by value into model.pkl.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from .eras import ERA_COLUMN, EraIndex
+
 LOGGER_NAME = "model.live"
 FILL_VALUE = 2
 """Neutral value (the middle of Numerai's 0…4 feature bins) for a missing feature or a NaN."""
@@ -34,8 +36,6 @@ MIN_FEATURE_FRACTION = 0.5
 CHUNK_CELLS = 10_000_000
 """At most this many feature cells (rows × trained features; 1 byte each as int8) per chunk of whole eras, unless
 one era alone is larger."""
-SINGLE_ERA = "9999"
-"""Era label given to a frame without an `era` column (it is one era)."""
 _SHOW = 5  # how many names a message lists
 
 
@@ -69,29 +69,11 @@ def _ids_of(frame: pd.DataFrame) -> pd.Index:
     return pd.Index(frame.index.to_numpy(), name="id")
 
 
-def _era_codes(live: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Era code per row (0..k-1, eras in sorted order) and the era labels as strings."""
-    if "era" not in live.columns:
-        return np.zeros(len(live), dtype=np.int64), np.array([SINGLE_ERA], dtype=object)
-    eras = live["era"].astype(str).to_numpy()
-    codes, uniques = pd.factorize(eras, sort=True)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
-
-
-def _chunks(codes: np.ndarray, n_eras: int, n_features: int) -> list[np.ndarray]:
-    """Row positions grouped into chunks of whole eras, each at most CHUNK_CELLS cells (one era at least)."""
-    order = np.argsort(codes, kind="stable")
-    max_rows = max(1, CHUNK_CELLS // max(1, n_features))
-    chunks: list[np.ndarray] = []
-    start = size = 0
-    for count in np.bincount(codes, minlength=n_eras):
-        if size and size + count > max_rows:
-            chunks.append(order[start:start + size])
-            start, size = start + size, 0
-        size += int(count)
-    if size:
-        chunks.append(order[start:start + size])
-    return chunks
+def _era_index(live: pd.DataFrame) -> EraIndex:
+    """The frame's rows grouped by era once; no `era` column → one era; a missing era label is its own era."""
+    if ERA_COLUMN not in live.columns:
+        return EraIndex(None, n_rows=len(live))
+    return EraIndex(live[ERA_COLUMN].astype(str).to_numpy())
 
 
 def _is_small_int(values: np.ndarray) -> bool:
@@ -102,27 +84,48 @@ def _is_small_int(values: np.ndarray) -> bool:
         return False
     if values.dtype.kind in "iub":
         return True
-    return bool(np.all(np.mod(values, 1) == 0))
+    return bool(np.array_equal(values.astype(np.int8), values))  # in 0..127 already: the cast is exact iff whole
 
 
-def _feature_block(live: pd.DataFrame, rows: np.ndarray, present_pos: np.ndarray,
-                   present_slot: np.ndarray, n_features: int, int_cols: np.ndarray) -> tuple[np.ndarray, int]:
-    """The chunk's trained features in trained order as one numeric block; missing/NaN → FILL_VALUE.
+def _column_sources(live: pd.DataFrame, present_pos: np.ndarray) -> list[Any]:
+    """Each present trained feature column, fetched once per call: its numpy array (a view of the frame, cheap to
+    slice per chunk) when it has a plain numpy dtype, else the Series (converted per chunk through float32)."""
+    sources: list[Any] = []
+    for p in present_pos:
+        column = live.iloc[:, p]
+        plain = isinstance(column.dtype, np.dtype) and column.dtype.kind in "iubf"
+        sources.append(column.to_numpy() if plain else column)
+    return sources
 
-    Int8 when every value is a whole number in 0..127 (the training dtype), else float32. Integer columns are
-    copied as int8 directly; only float columns (those that can hold NaN) pass through float32, so a chunk
-    costs about one int8 copy of its cells. Returns the block and the number of NaN cells filled."""
-    block = np.full((len(rows), n_features), FILL_VALUE, dtype=np.int8)
+
+def _feature_block(sources: list[Any], rows: np.ndarray, present_slot: np.ndarray,
+                   n_features: int) -> tuple[np.ndarray, int]:
+    """The chunk's trained features in trained order as one (rows, features) block; missing/NaN → FILL_VALUE.
+
+    Int8 when every value is a whole number in 0..127 (the training dtype), else float32. Built column by column
+    into a feature-major array (one contiguous copy per column, a slice when the chunk's rows are consecutive, as
+    in Numerai's era-sorted files) and returned as its transpose, which pandas stores without a copy. Integer
+    columns are copied as int8; only the others pass through float32. Returns the block and the NaN cells filled."""
+    m = len(rows)
+    take: Any = slice(int(rows[0]), int(rows[-1]) + 1) if m and bool(np.all(np.diff(rows) == 1)) else rows
+    block = np.full((n_features, m), FILL_VALUE, dtype=np.int8)
+    is_int = np.array([isinstance(x, np.ndarray) and x.dtype.kind in "iub" for x in sources], dtype=bool)
+    ints, floats = np.flatnonzero(is_int), np.flatnonzero(~is_int)
     n_nan = 0
-    ints, floats = int_cols, ~int_cols
-    if ints.any():
-        values = live.iloc[rows, present_pos[ints]].to_numpy()
+    if len(ints):
+        values = np.empty((len(ints), m), dtype=np.result_type(*[sources[i].dtype for i in ints]))
+        for k, i in enumerate(ints):
+            values[k] = sources[i][take]
         if not _is_small_int(values):
             block = block.astype(np.float32)
-        block[:, present_slot[ints]] = values
+        block[present_slot[ints]] = values
         del values
-    if floats.any():
-        values = live.iloc[rows, present_pos[floats]].to_numpy(dtype=np.float32, na_value=np.nan)
+    if len(floats):
+        values = np.empty((len(floats), m), dtype=np.float32)
+        for k, i in enumerate(floats):
+            source = sources[i]
+            values[k] = source[take] if isinstance(source, np.ndarray) else source.iloc[take].to_numpy(
+                dtype=np.float32, na_value=np.nan)
         nan_mask = ~np.isfinite(values)
         n_nan = int(nan_mask.sum())
         if n_nan:
@@ -130,8 +133,8 @@ def _feature_block(live: pd.DataFrame, rows: np.ndarray, present_pos: np.ndarray
         del nan_mask
         if block.dtype == np.int8 and not _is_small_int(values):
             block = block.astype(np.float32)
-        block[:, present_slot[floats]] = values
-    return block, n_nan
+        block[present_slot[floats]] = values
+    return block.T, n_nan
 
 
 def _prepare_benchmark(bench: Any, wanted: Optional[list[str]], problems: list[str]) -> Optional[pd.DataFrame]:
@@ -216,11 +219,10 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[
         )
     present_slot = np.flatnonzero(present_mask)
     present_pos = columns.get_indexer([features[i] for i in present_slot])
-    int_cols = np.array([pd.api.types.is_integer_dtype(live.dtypes.iloc[p]) or pd.api.types.is_bool_dtype(
-        live.dtypes.iloc[p]) for p in present_pos], dtype=bool)
+    sources = _column_sources(live, present_pos)
 
     ids = _ids_of(live)
-    codes, era_labels = _era_codes(live)
+    eras = _era_index(live)
     problems: list[str] = []
     uses_bench = wanted_bench is None or len(wanted_bench) > 0
     bench_frame = _prepare_benchmark(bench, wanted_bench, problems) if uses_bench else None
@@ -229,23 +231,22 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[
     out = np.empty(len(live), dtype=np.float64)
     n_nan = 0
     constant_eras: list[str] = []
-    for rows in _chunks(codes, len(era_labels), len(features)):
-        block, filled = _feature_block(live, rows, present_pos, present_slot, len(features), int_cols)
+    for rows in eras.chunks(max(1, CHUNK_CELLS // len(features))):
+        sub = eras.take(rows)
+        block, filled = _feature_block(sources, rows, present_slot, len(features))
         n_nan += filled
         chunk_ids = ids[rows]
-        chunk_codes = codes[rows]
         X = pd.DataFrame(block, index=chunk_ids, columns=features, copy=False)
-        X.insert(0, "era", era_labels[chunk_codes])
+        X.insert(0, ERA_COLUMN, pd.Categorical.from_codes(sub.codes, sub.eras))
         del block
         # Which eras of the chunk have a complete benchmark: those get it, the others are predicted without.
         with_bench = np.zeros(len(rows), dtype=bool)
         bench_chunk = None
         if bench_frame is not None:
             bench_chunk = bench_frame.reindex(chunk_ids)
-            row_ok = bench_chunk.notna().all(axis=1).to_numpy()
-            era_ok = np.bincount(chunk_codes, weights=~row_ok, minlength=len(era_labels)) == 0
-            with_bench = era_ok[chunk_codes]
-            eras_without_bench += int(len(np.unique(chunk_codes[~with_bench])))
+            era_ok = sub.sums((~bench_chunk.notna().all(axis=1).to_numpy()).astype(np.int64)) == 0
+            with_bench = sub.broadcast(era_ok)
+            eras_without_bench += int((~era_ok).sum())
         values = np.empty(len(rows), dtype=np.float64)
         for use in (True, False):
             part = np.flatnonzero(with_bench == use)
@@ -256,15 +257,12 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[
             values[part] = _safe_values(fitted.predict(Xp, benchmark=bp), len(part))
         del X
         # Never constant within an era: break ties of a constant era by a stable hash of the ids.
-        era_min = np.full(len(era_labels), np.inf)
-        era_max = np.full(len(era_labels), -np.inf)
-        np.minimum.at(era_min, chunk_codes, values)
-        np.maximum.at(era_max, chunk_codes, values)
-        era_rows = np.bincount(chunk_codes, minlength=len(era_labels))
-        for code in np.flatnonzero((era_rows > 1) & (era_max - era_min <= 0)):
-            sel = chunk_codes == code
+        ordered = values[sub.order]
+        spread = np.maximum.reduceat(ordered, sub.starts) - np.minimum.reduceat(ordered, sub.starts)
+        for code in np.flatnonzero((sub.counts > 1) & (spread <= 0)):
+            sel = sub.codes == code
             values[sel] = _hash_ranks(chunk_ids[sel].to_numpy())
-            constant_eras.append(str(era_labels[code]))
+            constant_eras.append(str(sub.eras[code]))
         out[rows] = values
 
     if missing or n_nan:
@@ -274,8 +272,8 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[
         )
     if problems or eras_without_bench:
         reason = "; ".join(problems) if problems else "the benchmark frame lacks some ids or values"
-        n_eras = len(era_labels) if problems else eras_without_bench
-        log.warning("predicted %d of %d era(s) without benchmark models: %s", n_eras, len(era_labels), reason)
+        n_eras = eras.n_eras if problems else eras_without_bench
+        log.warning("predicted %d of %d era(s) without benchmark models: %s", n_eras, eras.n_eras, reason)
     if constant_eras:
         log.warning("the model's output was constant in %d era(s) (%s): ties broken by a stable hash of the ids",
                     len(constant_eras), _first(constant_eras))
