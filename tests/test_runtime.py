@@ -39,6 +39,12 @@ def eats_memory(live_features, live_benchmark_models):
     return pd.DataFrame({"prediction": block[0, 0, 0] / 2}, index=live_features.index)
 
 
+def holds_400_mb(live_features, live_benchmark_models):
+    block = np.ones(50 * 2**20)  # 400 MB of float64, touched, alive until the result is built
+    values = np.linspace(0.1, 0.9, len(live_features)) * block[-1]
+    return pd.DataFrame({"prediction": values}, index=live_features.index)
+
+
 def sleeps(live_features, live_benchmark_models):
     time.sleep(60)
     return pd.DataFrame({"prediction": 0.5}, index=live_features.index)
@@ -189,6 +195,38 @@ def test_missing_pickle_or_data_is_a_clear_error(small_world, tmp_path):
 def test_runs_with_one_cpu_and_thread_vars(python, tmp_path, live_files):
     result = _run(python, _write(tmp_path, counts_cpus), live_files)
     assert result["status"] == "pass", result
+
+
+def test_runner_loads_frames_as_read_parquet_does(small_world, tmp_path):
+    """The runner's lean loader (one row group at a time) gives pandas.read_parquet's frame: index, columns, dtypes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from validation.runtime_runner import _read_frame
+
+    for name in ("validation.parquet", "live.parquet", "validation_benchmark_models.parquet"):
+        path = tmp_path / name  # rewritten in row groups of 1,000 rows, so several are stitched together
+        pq.write_table(pq.read_table(small_world / name), path, row_group_size=1000)
+        pd.testing.assert_frame_equal(_read_frame(str(path)), pd.read_parquet(small_world / name))
+    # no stored index; an int8 column with a null only in its second row group (float64 in the whole); a nullable
+    # pandas dtype
+    table = pa.table({"era": ["0001"] * 4, "feature_a": pa.array([1, 2, 3, None], pa.int8())})
+    for name, data in (("plain", table), ("nullable", pa.Table.from_pandas(table.to_pandas(types_mapper=pd.ArrowDtype)))):
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(data, path, row_group_size=2)
+        pd.testing.assert_frame_equal(_read_frame(str(path)), pd.read_parquet(path))
+
+
+@pytest.mark.network
+def test_memory_report_tells_the_frames_from_the_predict(python, tmp_path, live_files):
+    """The runner reports the frames' own size and the predict's peak apart: a predict holding 400 MB adds ~400 MB."""
+    result = _run(python, _write(tmp_path, holds_400_mb), live_files)
+    assert result["status"] == "pass", result
+    frames = sum(int(pd.read_parquet(p).memory_usage(deep=True, index=True).sum()) for p in live_files)
+    assert result["frame_bytes"] == frames
+    added = result["predict_peak_bytes"] - result["rss_before_predict_bytes"]
+    assert 390 * 2**20 < added < 520 * 2**20, added
+    assert result["peak_rss_mb"] * 2**20 >= result["predict_peak_bytes"]
 
 
 @pytest.mark.network

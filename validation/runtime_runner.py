@@ -6,7 +6,9 @@ runtime's pinned packages. It loads the pickle with `pandas.read_pickle`, counts
 loaded (1 → model(live), 2 → model(live, benchmarks), else fail), runs it era by era as the runner does,
 checks each result by the runner's rules (not None, exactly `pandas.DataFrame`, one row per input row, no
 NaN, first column in [0, 1]) and the whole by Numerai's submission rules (every live id exactly once,
-non-zero standard deviation), and writes a JSON result: status, reason, load and predict seconds.
+non-zero standard deviation), and writes a JSON result: status, reason, load and predict seconds, and memory:
+the frames' own size (loaded lean, as a careful loader would), the resident size before predict and the peak
+during predict, so what the pickle adds is told apart from the frame Numerai hands it.
 
 Usage: python -I runtime_runner.py --pickle P --live L [--benchmarks B] --result R [--predictions CSV]
        [--all-eras-at-once]
@@ -27,17 +29,84 @@ def _py_version() -> str:
     return ".".join(platform.python_version().split(".")[:2])
 
 
-def _peak_rss_bytes() -> int:
-    """This process's peak resident memory since exec (VmHWM; 0 where /proc is absent). Not ru_maxrss: that
-    also counts the parent's memory that a forked child held before exec."""
+_PEAK_BEFORE_RESET = [0]  # the high-water mark before the last _reset_peak (VmHWM restarts there)
+
+
+def _status_bytes(key: str) -> int:
+    """A memory line of /proc/self/status ("VmHWM", "VmRSS") in bytes; 0 where /proc is absent."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak resident memory since exec (VmHWM, across resets). Not ru_maxrss: that also counts
+    the parent's memory that a forked child held before exec."""
+    return max(_PEAK_BEFORE_RESET[0], _status_bytes("VmHWM"))
+
+
+def _reset_peak() -> bool:
+    """Restart VmHWM at the current resident size (Linux clear_refs 5), so the next peak is the predict's own."""
+    _PEAK_BEFORE_RESET[0] = _peak_rss_bytes()
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _read_frame(path: str):
+    """Load a parquet file as a lean loader does: one row group at a time into preallocated column arrays, then
+    one frame over those arrays without a copy, so the peak is about the frame itself. (`pandas.read_parquet`,
+    and even arrow's `to_pandas(self_destruct=True)`, hold the arrow table and the frame at once: over 3x the
+    frame for Numerai's validation files.) Same frame as `pandas.read_parquet`: index, columns, dtypes."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    n = pf.metadata.num_rows
+    if pf.num_row_groups < 2:
+        return pf.read().to_pandas(split_blocks=True, self_destruct=True)
+    columns: dict = {}  # name -> preallocated numpy array, or the pieces of an extension array (concatenated once)
+    index: list = []
+    start = 0
+    for group in range(pf.num_row_groups):
+        part = pf.read_row_group(group).to_pandas(split_blocks=True, self_destruct=True)
+        stop = start + len(part)
+        if not columns:
+            columns = {c: np.empty(n, dtype=part[c].dtype) if isinstance(part[c].dtype, np.dtype) else []
+                       for c in part.columns}
+        index.append(part.index)
+        for c in part.columns:
+            target = columns[c]
+            if isinstance(target, list):
+                target.append(part[c].array)
+                continue
+            values = part[c].to_numpy()
+            if not np.can_cast(values.dtype, target.dtype, casting="safe"):  # e.g. ints here, NaN there
+                target = columns[c] = target.astype(np.result_type(values.dtype, target.dtype))
+            target[start:stop] = values
+            del values  # a column view keeps its row group's arrow buffers alive
+        start = stop
+        del part
+    for c, target in columns.items():
+        if isinstance(target, list):
+            columns[c] = type(target[0])._concat_same_type(target)
+    stored = not all(isinstance(i, pd.RangeIndex) for i in index)  # a file without an index: 0..n-1, as pandas
+    frame_index = index[0].append(index[1:]) if stored else pd.RangeIndex(n)
+    return pd.DataFrame(columns, index=frame_index, copy=False)
+
+
+def _frame_bytes(frame) -> int:
+    """In-memory size of a frame, strings included."""
+    return int(frame.memory_usage(deep=True, index=True).sum())
 
 
 def _write(path: str, result: dict) -> None:
@@ -90,6 +159,7 @@ def main(argv=None) -> int:
     except Exception as exc:  # the real runner dies with a traceback here
         return _fail(result, f"Error reading pickle - {_one_line(exc)}", args.result)
     result["load_seconds"] = round(time.perf_counter() - start, 3)
+    result["rss_after_pickle_bytes"] = _status_bytes("VmRSS")
     _write(args.result, result)
 
     try:
@@ -101,14 +171,19 @@ def main(argv=None) -> int:
         return _fail(result, f"Invalid pickle function - it must have 1 or 2 arguments, it has {n_params}",
                      args.result)
 
-    live = pd.read_parquet(args.live)
+    live = _read_frame(args.live)
     benchmarks = None
     if n_params == 2:
         if not args.benchmarks:
             return _fail(result, "the pickle takes benchmark models but none were given", args.result)
-        benchmarks = pd.read_parquet(args.benchmarks)
+        benchmarks = _read_frame(args.benchmarks)
     result["rows"] = int(len(live))
     result["eras"] = int(live["era"].nunique())
+    # Memory of the frames Numerai hands over (not ours) apart from what our predict adds on top of them.
+    result["frame_bytes"] = _frame_bytes(live) + (0 if benchmarks is None else _frame_bytes(benchmarks))
+    result["load_peak_bytes"] = _peak_rss_bytes()
+    result["rss_before_predict_bytes"] = _status_bytes("VmRSS")
+    peak_reset = _reset_peak()
 
     start = time.perf_counter()
     parts = []
@@ -141,6 +216,8 @@ def main(argv=None) -> int:
         traceback.print_exc()
         return _fail(result, f"Pickle function raised {_one_line(exc)}", args.result)
     result["predict_seconds"] = round(time.perf_counter() - start, 3)
+    if peak_reset:
+        result["predict_peak_bytes"] = _status_bytes("VmHWM")
 
     # Numerai's submission rules (numerai-tools validate_submission_numerai): every live id exactly once,
     # values in [0, 1], not constant; the CSV is `id,prediction`.
