@@ -356,6 +356,9 @@ def _line(name: str, r: dict[str, Any]) -> str:
     if r.get("predict_seconds") is not None:
         parts.append(f"predict {r['predict_seconds']:.2f} s")
     parts.append(f"peak memory {r['peak_rss_mb']:.0f} MB")
+    if r.get("frame_bytes") is not None and r.get("predict_peak_bytes") is not None:
+        added = max(0, r["predict_peak_bytes"] - r["rss_before_predict_bytes"])
+        parts.append(f"of which the frames {r['frame_bytes'] / 2**20:.0f} MB, the predict's own {added / 2**20:.0f} MB")
     text = " | ".join(parts)
     if status == "FAIL":
         text += f"\n  reason: {r.get('reason')}"
