@@ -179,7 +179,8 @@ def main() -> int:
     parser.add_argument("--stocks", type=int, default=6700)
     parser.add_argument("--features", type=int, default=2748)
     parser.add_argument("--trees", type=int, default=2000)
-    parser.add_argument("--fit-per-era", type=int, default=400, help="Train rows per era for the 2,000-tree fit.")
+    parser.add_argument("--fit-per-era", type=int, default=1500,
+                        help="Train rows per era for the 2,000-tree fit (at 400 the interaction and timing gates stay shut).")
     parser.add_argument("--deep-trees", type=int, default=30_000)
     parser.add_argument("--deep-per-era", type=int, default=27, help="Train rows per era for the deep fit.")
     parser.add_argument("--deep-min-leaf", type=int, default=16)
