@@ -143,28 +143,10 @@ def _matrix(X: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return block.to_numpy(dtype=np.float32, na_value=np.nan)
 
 
-def _era_chunks(eras: EraIndex, max_rows: int) -> Iterator[np.ndarray]:
-    """Row positions of consecutive groups of whole eras with at most `max_rows` rows (one era if bigger)."""
-    start = 0
-    while start < eras.n_eras:
-        stop = start + 1
-        total = int(eras.counts[start])
-        while stop < eras.n_eras and total + int(eras.counts[stop]) <= max_rows:
-            total += int(eras.counts[stop])
-            stop += 1
-        begin = int(eras.starts[start])
-        yield eras.order[begin : begin + total]
-        start = stop
-
-
 def _chunk_rows(n_features: int) -> int:
     """Rows per chunk of whole eras so a float32 block of the features plus up to 64 engineered columns stays
     around _CHUNK_ELEMENTS cells."""
     return max(1, _CHUNK_ELEMENTS // (n_features + 64))
-
-
-def _sub_index(eras: EraIndex, rows: np.ndarray) -> EraIndex:
-    return EraIndex(eras.eras[eras.codes[rows]])
 
 
 def _era_feature_corr(raw: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
@@ -385,8 +367,8 @@ class NumeraiModel(Params):
             with _stage(seconds, "factors"):
                 self.factors_ = Factors(self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, self.feature_names_in_)
                 comp_raw = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
-                for rows in _era_chunks(eras, _chunk_rows(raw.shape[1])):
-                    comp_raw[rows] = self.factors_.raw(raw[rows], _sub_index(eras, rows))
+                for rows in eras.chunks(_chunk_rows(raw.shape[1])):
+                    comp_raw[rows] = self.factors_.raw(raw[rows], eras.take(rows))
                 z = eras.standardize(comp_raw)
                 returns = factor_returns(z, target, eras)
                 # Fama-MacBeth: per-era multiple-regression slopes of the target on all composites, averaged
@@ -421,10 +403,10 @@ class NumeraiModel(Params):
             engineered = np.zeros((len(raw), 0), dtype=np.float32)
             if self._uses_factors:
                 engineered = np.empty((len(raw), len(self.engineered_names_)), dtype=np.float32)
-                for rows in _era_chunks(eras, _chunk_rows(raw.shape[1])):  # the pieces fit already has, by chunks
+                for rows in eras.chunks(_chunk_rows(raw.shape[1])):  # the pieces fit already has, by chunks
                     engineered[rows] = self._assemble(
                         comp_raw[rows], z[rows], None if labels is None else labels[rows],
-                        None if relative is None else relative[rows], _sub_index(eras, rows), None if bench is None else bench[rows])
+                        None if relative is None else relative[rows], eras.take(rows), None if bench is None else bench[rows])
             del z, comp_raw, relative
         with _stage(seconds, "lightgbm"):
             self.booster_ = self._train(raw, engineered, target, callbacks)
@@ -499,7 +481,7 @@ class NumeraiModel(Params):
         yc = target - eras.broadcast(ybar)
         fit_rows = first & valid
         beta, *_ = np.linalg.lstsq(basis[fit_rows], yc[fit_rows], rcond=None)
-        sub_b = _sub_index(eras, np.flatnonzero(second))
+        sub_b = eras.take(np.flatnonzero(second))
         proxy = basis[second] @ beta
         y_b = target[second]
 
@@ -562,8 +544,8 @@ class NumeraiModel(Params):
                 self.as_of_era_ = newest[-1]
             return self
         z = np.empty((len(X), len(self.factors_.names_)), dtype=np.float64)
-        for rows in _era_chunks(eras, _chunk_rows(len(self.feature_names_in_))):
-            z[rows] = self.factors_.transform(_matrix(X.iloc[rows], self.feature_names_in_), _sub_index(eras, rows))
+        for rows in eras.chunks(_chunk_rows(len(self.feature_names_in_))):
+            z[rows] = self.factors_.transform(_matrix(X.iloc[rows], self.feature_names_in_), eras.take(rows))
         returns = factor_returns(z, target, eras)
         self.timing_.update(eras.eras, returns)
         self.as_of_era_ = self.timing_.as_of_era_
@@ -582,8 +564,8 @@ class NumeraiModel(Params):
         eras = EraIndex.from_frame(X)
         bench_all = _benchmark_vector(benchmark, X.index, self.benchmark_columns_)
         out = np.empty(len(X), dtype=np.float64)
-        for rows in _era_chunks(eras, _chunk_rows(len(self.feature_names_in_))):
-            sub = _sub_index(eras, rows)
+        for rows in eras.chunks(_chunk_rows(len(self.feature_names_in_))):
+            sub = eras.take(rows)
             raw = _matrix(X.iloc[rows], self.feature_names_in_)
             bench = None if bench_all is None else bench_all[rows]
             if bench is not None and np.isnan(bench).any():

@@ -244,7 +244,7 @@ def test_predict_in_bounded_chunks_of_eras_equals_one_chunk(monkeypatch):
     m = NumeraiModel(feature_groups=_groups(frame), n_clusters=3, lgbm_params=TINY, n_jobs=1).fit(frame, y)
     whole = m.predict(frame)
     monkeypatch.setattr(estimator, "_CHUNK_ELEMENTS", 300 * 40)  # about two eras per chunk
-    assert len(list(estimator._era_chunks(EraIndex.from_frame(frame), estimator._chunk_rows(12)))) > 1
+    assert len(list(EraIndex.from_frame(frame).chunks(estimator._chunk_rows(12)))) > 1
     np.testing.assert_allclose(m.predict(frame), whole, atol=1e-12)
     monkeypatch.setattr(estimator, "_PREDICT_CELLS", 1_000)  # the booster also sees small row batches
     np.testing.assert_allclose(m.predict(frame), whole, atol=1e-12)
