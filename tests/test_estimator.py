@@ -250,6 +250,23 @@ def test_predict_in_bounded_chunks_of_eras_equals_one_chunk(monkeypatch):
     np.testing.assert_allclose(m.predict(frame), whole, atol=1e-12)
 
 
+def test_booster_scores_summed_over_blocks_of_trees_equal_one_call(monkeypatch):
+    """Predicting in blocks of trees (fast for deep forests) gives the booster's own scores, with or without early stopping."""
+    import model.estimator as estimator
+
+    frame, y = _tiny(6)
+    m = NumeraiModel(clusters=False, interactions=False, timing=False, residualizer=False,
+                     lgbm_params={**TINY, "n_estimators": 23}, n_jobs=1).fit(frame, y)
+    x = frame.drop(columns="era").to_numpy()
+    rows = estimator._Rows(x, np.zeros((len(x), 0), dtype=np.float32), None)
+    expected = m.booster_.predict(x.astype(np.float32))
+    monkeypatch.setattr(estimator, "_PREDICT_TREES", 5)  # 23 trees: blocks of 5, 5, 5, 5 and 3
+    np.testing.assert_allclose(m._booster_predict(rows), expected, rtol=0, atol=1e-12)
+    m.booster_.best_iteration = 11  # as after early stopping: predict uses the first 11 trees only
+    np.testing.assert_allclose(m._booster_predict(rows), m.booster_.predict(x.astype(np.float32), num_iteration=11),
+                               rtol=0, atol=1e-12)
+
+
 def test_fit_temporaries_are_bounded_and_exact(monkeypatch):
     """The memory-bounded pieces of fit (per-era column blocks of the feature correlations behind the riskiest
     features, per-era Gram matrices in era_coefficients) give what the one-shot formulas give."""
