@@ -1,26 +1,16 @@
 """Source snippets for measuring a load's peak memory in a fresh child process (shared by the loading test and
-benchmark 1). Peak RSS comes from VmHWM after a reset, not ru_maxrss, which also counts pages a forked child
-held of its parent before exec."""
+the benchmarks; the /proc helpers are the runtime runner's). Peak RSS comes from VmHWM after a reset, not
+ru_maxrss, which also counts pages a forked child held of its parent before exec."""
 
 PRELUDE = '''
 import json, sys, time
 import numpy as np, pandas as pd, psutil, pyarrow
 
-def _status(key):
-    # a memory figure from /proc/self/status in bytes (VmHWM: peak RSS since exec or reset)
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
+from validation.runtime_runner import reset_peak as _clear_peak, status_bytes as _status
 
 def _reset_peak():
-    # reset the peak-RSS mark (clear_refs 5) where allowed; the current RSS is the baseline
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
+    # restart the peak-RSS mark (the runtime runner's own helper); the current RSS is the baseline
+    _clear_peak()
     return _status("VmRSS")
 '''
 

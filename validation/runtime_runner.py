@@ -29,10 +29,10 @@ def _py_version() -> str:
     return ".".join(platform.python_version().split(".")[:2])
 
 
-_PEAK_BEFORE_RESET = [0]  # the high-water mark before the last _reset_peak (VmHWM restarts there)
+_PEAK_BEFORE_RESET = [0]  # the high-water mark before the last reset_peak (VmHWM restarts there)
 
 
-def _status_bytes(key: str) -> int:
+def status_bytes(key: str) -> int:
     """A memory line of /proc/self/status ("VmHWM", "VmRSS") in bytes; 0 where /proc is absent."""
     try:
         with open("/proc/self/status") as fh:
@@ -47,10 +47,10 @@ def _status_bytes(key: str) -> int:
 def _peak_rss_bytes() -> int:
     """This process's peak resident memory since exec (VmHWM, across resets). Not ru_maxrss: that also counts
     the parent's memory that a forked child held before exec."""
-    return max(_PEAK_BEFORE_RESET[0], _status_bytes("VmHWM"))
+    return max(_PEAK_BEFORE_RESET[0], status_bytes("VmHWM"))
 
 
-def _reset_peak() -> bool:
+def reset_peak() -> bool:
     """Restart VmHWM at the current resident size (Linux clear_refs 5), so the next peak is the predict's own."""
     _PEAK_BEFORE_RESET[0] = _peak_rss_bytes()
     try:
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     except Exception as exc:  # the real runner dies with a traceback here
         return _fail(result, f"Error reading pickle - {_one_line(exc)}", args.result)
     result["load_seconds"] = round(time.perf_counter() - start, 3)
-    result["rss_after_pickle_bytes"] = _status_bytes("VmRSS")
+    result["rss_after_pickle_bytes"] = status_bytes("VmRSS")
     _write(args.result, result)
 
     try:
@@ -182,8 +182,8 @@ def main(argv=None) -> int:
     # Memory of the frames Numerai hands over (not ours) apart from what our predict adds on top of them.
     result["frame_bytes"] = _frame_bytes(live) + (0 if benchmarks is None else _frame_bytes(benchmarks))
     result["load_peak_bytes"] = _peak_rss_bytes()
-    result["rss_before_predict_bytes"] = _status_bytes("VmRSS")
-    peak_reset = _reset_peak()
+    result["rss_before_predict_bytes"] = status_bytes("VmRSS")
+    peak_reset = reset_peak()
 
     start = time.perf_counter()
     parts = []
@@ -217,7 +217,7 @@ def main(argv=None) -> int:
         return _fail(result, f"Pickle function raised {_one_line(exc)}", args.result)
     result["predict_seconds"] = round(time.perf_counter() - start, 3)
     if peak_reset:
-        result["predict_peak_bytes"] = _status_bytes("VmHWM")
+        result["predict_peak_bytes"] = status_bytes("VmHWM")
 
     # Numerai's submission rules (numerai-tools validate_submission_numerai): every live id exactly once,
     # values in [0, 1], not constant; the CSV is `id,prediction`.
