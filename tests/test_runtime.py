@@ -226,7 +226,7 @@ def test_memory_report_tells_the_frames_from_the_predict(python, tmp_path, live_
     assert result["frame_bytes"] == frames
     added = result["predict_peak_bytes"] - result["rss_before_predict_bytes"]
     assert 390 * 2**20 < added < 520 * 2**20, added
-    assert result["peak_rss_mb"] * 2**20 >= result["predict_peak_bytes"]
+    assert result["peak_rss_mb"] >= round(result["predict_peak_bytes"] / 2**20, 1)  # peak_rss_mb is rounded to 0.1 MB
 
 
 @pytest.mark.network
