@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tomllib
+from training.config import tomllib  # guarded: Python 3.10 has only tomli
 from pathlib import Path
 
 import pytest

@@ -113,7 +113,7 @@ def test_print_config(tmp_path: Path) -> None:
     config = _config(tmp_path, 'target = "target_x_60"')
     result = CliRunner().invoke(app, ["train", "--config", str(config), "--ablation", "--no-refit", "--print-config"])
     assert result.exit_code == 0, result.output
-    import tomllib
+    from training.config import tomllib
 
     printed = tomllib.loads(result.stdout)
     assert printed["target"] == "target_x_60" and printed["embargo"] == 13

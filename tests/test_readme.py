@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
+from training.config import tomllib  # guarded: Python 3.10 has only tomli
 from pathlib import Path
 
 import pytest

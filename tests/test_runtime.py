@@ -4,6 +4,7 @@ runner would, under the 1 CPU / memory / time limits."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 
@@ -222,7 +223,11 @@ def test_memory_report_tells_the_frames_from_the_predict(python, tmp_path, live_
     """The runner reports the frames' own size and the predict's peak apart: a predict holding 400 MB adds ~400 MB."""
     result = _run(python, _write(tmp_path, holds_400_mb), live_files)
     assert result["status"] == "pass", result
-    frames = sum(int(pd.read_parquet(p).memory_usage(deep=True, index=True).sum()) for p in live_files)
+    # the frames' size as the replica's own pandas holds them (pandas 3 here stores strings differently)
+    measure = ("import sys, pandas as pd; print(sum(int(pd.read_parquet(p).memory_usage(deep=True, index=True).sum())"
+               " for p in sys.argv[1:]))")
+    frames = int(subprocess.run([str(python), "-I", "-c", measure, *map(str, live_files)], capture_output=True,
+                                text=True, check=True).stdout)
     assert result["frame_bytes"] == frames
     added = result["predict_peak_bytes"] - result["rss_before_predict_bytes"]
     assert 390 * 2**20 < added < 520 * 2**20, added

@@ -326,20 +326,23 @@ def _assemble(order: list[str], index: pd.Index, blocks: list[tuple[np.ndarray, 
     """A DataFrame whose columns (in `order`) live in the given 2-D blocks (columns x rows), not copied."""
     blocks = [(values, names) for values, names in blocks if names]
     position = {name: i for i, name in enumerate(order)}
+    placements = [np.array([position[c] for c in names], dtype=np.intp) for _, names in blocks]
     try:
+        try:  # pandas >= 3: the public constructor (make_block is deprecated there)
+            from pandas.api.internals import create_dataframe_from_blocks
+        except ImportError:  # pandas 2.x
+            create_dataframe_from_blocks = None
+        if create_dataframe_from_blocks is not None:
+            return create_dataframe_from_blocks(
+                [(values, placement) for (values, _), placement in zip(blocks, placements)], index, pd.Index(order))
         from pandas.core.internals import BlockManager
         from pandas.core.internals.api import make_block
 
-        made = [
-            make_block(values, placement=np.array([position[c] for c in names], dtype=np.intp), ndim=2)
-            for values, names in blocks
-        ]
-        manager = BlockManager(made, [pd.Index(order, dtype=object), index])
-        if hasattr(pd.DataFrame, "_from_mgr"):
-            return pd.DataFrame._from_mgr(manager, axes=manager.axes)
-        return pd.DataFrame(manager)  # pragma: no cover - pandas < 2.1
+        made = [make_block(values, placement=placement, ndim=2) for (values, _), placement in zip(blocks, placements)]
+        manager = BlockManager(made, [pd.Index(order), index])
+        return pd.DataFrame._from_mgr(manager, axes=manager.axes)
     except (ImportError, TypeError, ValueError, AssertionError):  # pragma: no cover - internals changed
         parts = [pd.DataFrame(values.T, index=index, columns=names, copy=False) for values, names in blocks]
-        frame = pd.concat(parts, axis=1, copy=False)
+        frame = pd.concat(parts, axis=1)
         ordered = [c for c in order if c in frame.columns]
         return frame if list(frame.columns) == ordered else frame[ordered]

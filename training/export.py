@@ -6,7 +6,8 @@ instead of writing a pickle that fails on Numerai's machine:
 - a function pickled by value that imports a project module at call time (`from .x import y` inside a
   function): by value, the module it names does not exist in the runtime — import it at module level;
 - a reference to a module the runtime lacks or that has no place on the live path (FORBIDDEN_MODULES).
-The file is written atomically; numpy/pandas/lightgbm versions that differ from the runtime's pins warn.
+The file is written atomically; numpy/pandas/scikit-learn/lightgbm versions that differ from the runtime's pins
+are named in one warning line.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import cloudpickle
 from model.live import make_predict
 from validation.errors import NmuError
 from validation.files import atomic_write_bytes
-from validation.runtime import warn_version_mismatch
+from validation.runtime import note_version_mismatch
 
 FORBIDDEN_MODULES = ("pandera", "numerapi", "typer", "rich", "matplotlib", "training", "validation", "pytest",
                      "platformdirs", "psutil")
@@ -206,10 +207,10 @@ def forbidden_references(data: bytes, forbidden: Iterable[str] = FORBIDDEN_MODUL
 def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None) -> dict[str, Any]:
     """Write Numerai's predict function for `fitted` to `path` (by value, atomically); returns size and sha256.
 
-    Warns when numpy/pandas/scikit-learn/lightgbm differ from the runtime's pins for this Python (`pins`
-    overrides the pins file); refuses (NmuError) a pickle whose code imports a project module at call time or
+    Prints one warning line (once per process) when numpy/pandas/scikit-learn/lightgbm differ from the runtime's
+    pins for this Python (`pins` overrides the pins file); refuses (NmuError) a pickle whose code imports a project module at call time or
     that references a module the runtime lacks."""
-    warn_version_mismatch(pins)
+    note_version_mismatch(pins)
     modules = project_modules(extra=[fitted])
     data, by_value = dumps_by_value(make_predict(fitted), modules)
     lazy = call_time_imports(by_value, modules)

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from datetime import datetime, timezone
 from importlib import metadata, resources
 from pathlib import Path
@@ -37,10 +36,6 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
                "VECLIB_MAXIMUM_THREADS", "LIGHTGBM_NUM_THREADS")
 STAMP = "nmu-runtime.json"
 DEFAULT_DATA_DIR = Path("data/synthetic")
-
-
-class RuntimeVersionWarning(UserWarning):
-    """The build uses other versions of a pickled library than Numerai's runtime image."""
 
 
 # ----------------------------------------------------------------------------------------------- the pins
@@ -93,22 +88,32 @@ def version_mismatches(pins: Optional[Path] = None, packages: tuple[str, ...] = 
     return out
 
 
-def warn_version_mismatch(pins: Optional[Path] = None) -> dict[str, tuple[str, str]]:
-    """Warn (RuntimeVersionWarning) naming each pickled library whose version differs from the runtime's pin."""
+_NOTED: set[str] = set()  # version notes already printed by this process
+
+
+def version_mismatch_note(pins: Optional[Path] = None) -> Optional[str]:
+    """One readable line naming each pickled library whose version differs from Numerai's runtime for this Python,
+    and the command that builds with the runtime's versions; None when they match."""
     try:
         path = pins or pins_file()
     except NmuError as exc:
-        warnings.warn(str(exc), RuntimeVersionWarning, stacklevel=2)
-        return {}
+        return str(exc)
     diff = version_mismatches(path)
-    if diff:
-        names = ", ".join(f"{n} {have} (runtime has {want})" for n, (have, want) in diff.items())
-        warnings.warn(
-            f"building with other versions than Numerai's runtime for Python {python_tag()[2:]}: {names}; the "
-            f"pickle may not load there. Build with `pip install -e . -c {_display(path)}`.",
-            RuntimeVersionWarning, stacklevel=2,
-        )
-    return diff
+    if not diff:
+        return None
+    names = ", ".join(f"{n} {have} (runtime: {want})" for n, (have, want) in diff.items())
+    return (f"built with other versions than Numerai's Python {python_tag()[2:]} runtime: {names}. The runtime check "
+            f"(`nmu check`) shows whether the pickle still loads there; to build with the runtime's own versions: "
+            f"pip install -e . -c {_display(path)}")
+
+
+def note_version_mismatch(pins: Optional[Path] = None) -> Optional[str]:
+    """Print `version_mismatch_note` as one `warning:` line on stderr, once per process; returns the note."""
+    note = version_mismatch_note(pins)
+    if note and note not in _NOTED:
+        _NOTED.add(note)
+        print(f"warning: {note}", file=sys.stderr, flush=True)
+    return note
 
 
 def _display(path: Path) -> str:

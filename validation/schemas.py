@@ -581,10 +581,14 @@ def _fold(errors: "pa.errors.SchemaErrors", problems: _Problems) -> pd.DataFrame
 
 def _run(schema: "pa.DataFrameSchema", df: pd.DataFrame, problems: _Problems, source: str) -> pd.DataFrame:
     """Validate lazily without copying the frame; raise DataValidationError with the folded table."""
+    # pandera (0.35) registers the schema on the frame it validates in a weakref registry whose callback fails
+    # at interpreter exit ("Exception ignored in ... cleanup"): it validates a shallow copy (same data, no copy
+    # of it) that dies here, while the interpreter is whole
+    shallow = df.copy(deep=False)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pandera's own FutureWarnings while concatenating failure cases
-            schema.validate(df, lazy=True, inplace=True)
+            schema.validate(shallow, lazy=True, inplace=True)
     except pa.errors.SchemaErrors as errors:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -595,6 +599,8 @@ def _run(schema: "pa.DataFrameSchema", df: pd.DataFrame, problems: _Problems, so
                 columns=FAILURE_COLUMNS,
             )
         raise DataValidationError(source, failures) from None
+    finally:
+        del shallow
     if problems.rows:  # a check recorded rows but pandera did not fail (should not happen); be strict
         raise DataValidationError(source, pd.DataFrame(problems.rows, columns=FAILURE_COLUMNS))
     return df
