@@ -20,6 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from .benchmarks import choose_benchmark_column
 from .clusters import Clusters
 from .eras import ERA_COLUMN, EraIndex
 from .factors import Factors, factor_returns
@@ -100,7 +101,7 @@ def _benchmark_vector(benchmark: Any, index: pd.Index, columns: Sequence[str] | 
     else:
         values = np.asarray(benchmark, dtype=np.float64)
         return values.reshape(len(index), -1)[:, 0] if values.size else None
-    column = _benchmark_column(frame, columns)
+    column = choose_benchmark_column(frame, columns)
     if column is None:
         return None
     if frame.index.equals(index):
@@ -110,19 +111,6 @@ def _benchmark_vector(benchmark: Any, index: pd.Index, columns: Sequence[str] | 
     if np.isnan(values).all():
         return None
     return values
-
-
-def _benchmark_column(frame: pd.DataFrame, columns: Sequence[str] | None) -> Any:
-    """The benchmark column to use: the first of `columns` present and numeric, else the first numeric column
-    ending in `_lgbm_ender20`, else the first numeric column; None when there is no numeric column."""
-    numeric = [c for c in frame.columns if c != ERA_COLUMN and pd.api.types.is_numeric_dtype(frame[c])]
-    if not numeric:
-        return None
-    wanted = [c for c in (columns or []) if c in numeric]
-    if not wanted:
-        preferred = [c for c in numeric if str(c).endswith("_lgbm_ender20")]
-        wanted = preferred or numeric
-    return wanted[0]
 
 
 def _feature_columns(X: pd.DataFrame) -> list[str]:
@@ -361,7 +349,7 @@ class NumeraiModel(Params):
             bench = _benchmark_vector(benchmark, X.index, None)
             self.benchmark_columns_ = None
             if bench is not None and isinstance(benchmark, pd.DataFrame):
-                self.benchmark_columns_ = [str(_benchmark_column(benchmark, None))]
+                self.benchmark_columns_ = [str(choose_benchmark_column(benchmark))]
         seed = int(self.random_state)
 
         self.factors_ = self.clusters_ = self.interactions_ = self.timing_ = None

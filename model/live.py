@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from .benchmarks import benchmark_columns, match_benchmark_column
 from .eras import ERA_COLUMN, EraIndex
 
 LOGGER_NAME = "model.live"
@@ -147,16 +148,20 @@ def _prepare_benchmark(bench: Any, wanted: Optional[list[str]], problems: list[s
                         else f"the benchmark argument is a {type(bench).__name__}, not a DataFrame")
         return None
     if wanted is None:
-        cols = [c for c in bench.columns if c not in ("era", "id", "data_type")
-                and pd.api.types.is_numeric_dtype(bench[c])]
+        cols = benchmark_columns(bench)
     else:
-        cols = [c for c in wanted if c in bench.columns]
-        if len(cols) < len(wanted):
-            problems.append(f"the benchmark frame lacks column(s) {_first([c for c in wanted if c not in bench.columns])}")
+        # a column of the trained data version that is gone is read from the same model of the newer version
+        found = {name: match_benchmark_column(bench, name) for name in wanted}
+        lacking = [name for name, column in found.items() if column is None]
+        if lacking:
+            problems.append(f"the benchmark frame lacks column(s) {_first(lacking)}")
             return None
-    if not cols:
-        problems.append("the benchmark frame has no numeric column")
-        return None
+        renamed = {column: name for name, column in found.items() if column != name}
+        if renamed:
+            _logger().info("benchmark column(s) %s stand in for the trained %s",
+                           _first(list(renamed)), _first(list(renamed.values())))
+        bench = bench[list(found.values())].rename(columns=renamed)
+        cols = list(wanted)
     out = bench[cols].astype(np.float32)
     out.index = _ids_of(bench)
     if not out.index.is_unique:

@@ -49,7 +49,7 @@ def default_docker_images() -> dict[str, str]:
 
 def default_data_versions() -> dict[str, str]:
     """Names and ids of the data versions a pickle can declare."""
-    return {name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"data-{name}")) for name in ("v4.3", "v5.0", "v5.1", "v5.2")}
+    return {name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"data-{name}")) for name in ("v4.3", "v5.0", "v5.1", "v5.2", "v5.3")}
 
 
 @dataclass
@@ -270,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, b"" if status == 200 else b"<Error>InternalError</Error>", "application/xml")
 
 
-def dataset_files(version: str = "v5.2", *, train_benchmark: bool = True, extra_version: str | None = "v5.1") -> dict[str, bytes]:
+def dataset_files(version: str = "v5.3", *, train_benchmark: bool = True, extra_version: str | None = "v5.2") -> dict[str, bytes]:
     """Small distinct byte payloads under Numerai's file names for `version` (and a second version)."""
     names = ["features.json", "train.parquet", "validation.parquet", "live.parquet",
              "live_benchmark_models.parquet", "validation_benchmark_models.parquet",

@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model.benchmarks import choose_benchmark_column, match_benchmark_column
+
 from training.data import (
     benchmark_column,
     feature_groups,
@@ -139,13 +141,26 @@ def test_no_eras_left(small_world: Path, metadata: dict) -> None:
 def test_load_benchmark(small_world: Path) -> None:
     bench = load_benchmark(small_world / "validation_benchmark_models.parquet", eras=["0080", "0081"])
     assert bench.index.name == "id" and sorted(bench.era.unique()) == ["0080", "0081"]
-    assert list(bench.columns) == ["era", "v52_lgbm_ender20", "v52_lgbm_ender60", "v52_lgbm_teager2b20"]
+    assert list(bench.columns) == ["era", "v53_lgbm_ender20", "v53_lgbm_ender60", "v53_lgbm_teager2b20"]
     assert (bench.drop(columns="era").dtypes == np.float32).all()
-    assert benchmark_column(bench) == "v52_lgbm_ender20"
-    assert benchmark_column(bench.rename(columns={"v52_lgbm_ender20": "v9_lgbm_ender20"})) == "v9_lgbm_ender20"
-    assert benchmark_column(bench[["era", "v52_lgbm_teager2b20"]]) == "v52_lgbm_teager2b20"
-    with pytest.raises(NmuError, match="no float column"):
+    assert benchmark_column(bench) == "v53_lgbm_ender20"
+    assert benchmark_column(bench[["era", "v53_lgbm_teager2b20"]]) == "v53_lgbm_teager2b20"
+    with pytest.raises(NmuError, match="no numeric column"):
         benchmark_column(bench[["era"]])
+
+
+def test_benchmark_column_of_any_data_version(small_world: Path) -> None:
+    """v5.2 and v5.3 names are handled alike: the newest ender20 is compared against, and a model's trained column
+    that a newer data version renamed is found as the same model there."""
+    bench = load_benchmark(small_world / "validation_benchmark_models.parquet", eras=["0080"])
+    v52 = bench.rename(columns=lambda c: c.replace("v53_", "v52_"))
+    assert benchmark_column(v52) == "v52_lgbm_ender20"
+    both = pd.concat([v52.drop(columns="era"), bench], axis=1)
+    assert benchmark_column(both) == "v53_lgbm_ender20"
+    assert choose_benchmark_column(bench, ["v52_lgbm_ender60"]) == "v53_lgbm_ender60"
+    assert choose_benchmark_column(both, ["v52_lgbm_ender60"]) == "v52_lgbm_ender60"
+    assert match_benchmark_column(bench, "v52_lgbm_teager2b20") == "v53_lgbm_teager2b20"
+    assert match_benchmark_column(bench, "v52_something_else") is None
 
 
 # ------------------------------------------------------------------------------------------- peak memory
@@ -204,4 +219,6 @@ def test_peak_memory_near_result_size(big_file: Path) -> None:
     assert lean["peak"] <= 1.5 * lean["size"], lean
     stepped = _peak_memory(big_file, "frame = load_frame(path, features, era_step=4)\n")
     assert stepped["rows"] == ROWS // 4
-    assert stepped["peak"] <= 1.5 * stepped["size"] + 40e6, stepped  # + one row-group batch
+    # + one row-group batch: 40 MB with pyarrow 21 (Python 3.11's runtime), 47 MB with pyarrow 14 (3.10's: a 136.5 MB
+    # peak for a 59.3 MB frame)
+    assert stepped["peak"] <= 1.5 * stepped["size"] + 64e6, stepped

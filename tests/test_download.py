@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from tests.fake_numerai import FakeNumerai, dataset_files, fake_numerai  # noqa: F401  (fixture)
 from training.cli import app
-from training.download import REQUIRED_FILES, download_data
+from training.data import read_data_info
+from training.download import REQUIRED_FILES, available_versions, download_data
 from training.numerai_api import apply_api_url, make_client
 from validation.errors import NmuError
 
@@ -45,7 +46,9 @@ def test_download_writes_the_served_bytes(fake_numerai: FakeNumerai, tmp_path: P
     assert names == [*REQUIRED_FILES, "train_benchmark_models.parquet"]
     for path in written:
         assert path.read_bytes() == fake_numerai.files[f"v5.2/{path.name}"]
-    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no temp files, no other version's files
+    # no temp files, no other version's files; the version is recorded for `nmu train` and `nmu upload`
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "nmu-data.json"])
+    assert read_data_info(out) == {"version": "v5.2", "source": "numerai"}
     assert fake_numerai.gets == [f"v5.2/{n}" for n in names]
 
 
@@ -57,13 +60,29 @@ def test_optional_train_benchmark_is_skipped_when_not_listed(fake_numerai: FakeN
 
 
 def test_other_version(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
-    written = download_data(tmp_path, version="v5.1")
-    assert (tmp_path / "live.parquet").read_bytes() == fake_numerai.files["v5.1/live.parquet"]
+    written = download_data(tmp_path, version="v5.3")
+    assert (tmp_path / "live.parquet").read_bytes() == fake_numerai.files["v5.3/live.parquet"]
     assert len(written) == 7
+    assert read_data_info(tmp_path) == {"version": "v5.3", "source": "numerai"}
+
+
+def test_newest_version_is_the_default_and_said(fake_numerai: FakeNumerai, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --version the newest complete version is taken (v5.10 after v5.9), and the run says which."""
+    fake_numerai.files = {**dataset_files("v5.9", extra_version=None), **dataset_files("v5.10", extra_version=None)}
+    fake_numerai.files.pop("v5.10/live.parquet")  # incomplete: not a data directory
+    download_data(tmp_path)
+    assert (tmp_path / "live.parquet").read_bytes() == fake_numerai.files["v5.9/live.parquet"]
+    assert "Data version v5.9: the newest" in capsys.readouterr().out
+    assert read_data_info(tmp_path)["version"] == "v5.9"
+    fake_numerai.files = dataset_files()  # v5.3 and v5.2, both complete
+    download_data(tmp_path / "b")
+    assert (tmp_path / "b" / "train.parquet").read_bytes() == fake_numerai.files["v5.3/train.parquet"]
+    assert available_versions(["v5.10/a", "v5.9/a", "v4.3/a"]) == ["v4.3", "v5.9", "v5.10"]
 
 
 def test_unknown_version_lists_the_available_ones(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
-    with pytest.raises(NmuError, match=r"'v9\.9' is not offered.*v5\.1, v5\.2"):
+    with pytest.raises(NmuError, match=r"'v9\.9' is not offered.*v5\.2, v5\.3"):
         download_data(tmp_path / "data", version="v9.9")
     assert fake_numerai.gets == []
     assert not (tmp_path / "data").exists()
@@ -106,12 +125,12 @@ def test_connection_refused_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_cli_download_in_process(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["data", "download", "--out", str(tmp_path / "d"), "--version", "v5.1"])
+    result = CliRunner().invoke(app, ["data", "download", "--out", str(tmp_path / "d"), "--version", "v5.2"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "d" / "features.json").read_bytes() == fake_numerai.files["v5.1/features.json"]
+    assert (tmp_path / "d" / "features.json").read_bytes() == fake_numerai.files["v5.2/features.json"]
     bad = CliRunner().invoke(app, ["data", "download", "--out", str(tmp_path / "e"), "--version", "v0"])
     assert bad.exit_code == 2
-    assert "available versions: v5.1, v5.2" in bad.output
+    assert "available versions: v5.2, v5.3" in bad.output
     assert "Traceback" not in bad.output
 
 
@@ -122,8 +141,9 @@ def test_cli_download_subprocess_with_env_url(fake_numerai: FakeNumerai, tmp_pat
                           env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     for name in REQUIRED_FILES:
-        assert (tmp_path / name).read_bytes() == fake_numerai.files[f"v5.2/{name}"]
-    assert "v5.2/train.parquet" in proc.stdout + proc.stderr  # the progress bar's label
+        assert (tmp_path / name).read_bytes() == fake_numerai.files[f"v5.3/{name}"]  # the newest by default
+    assert "v5.3/train.parquet" in proc.stdout + proc.stderr  # the progress bar's label
+    assert "Data version v5.3: the newest Numerai offers" in proc.stdout
 
 
 def test_make_client_without_override_uses_numerais_host(monkeypatch: pytest.MonkeyPatch) -> None:

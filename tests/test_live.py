@@ -182,7 +182,8 @@ def test_era_chunks_are_whole_eras_and_take_regroups_like_a_fresh_index():
 
 @pytest.fixture(scope="module")
 def bench_user(small_world):
-    """A stand-in that adds the v52_lgbm_ender20 benchmark to its score (so its use is visible)."""
+    """A stand-in that adds the v52_lgbm_ender20 benchmark to its score (so its use is visible). It was 'trained' on
+    data v5.2 names while the world's frames carry v5.3 names (v53_lgbm_ender20), as after a data release."""
     return fit_stand_in_cached(small_world, StandInModel, benchmark_weight=1.0)
 
 
@@ -195,15 +196,26 @@ def test_broken_benchmark_frames_predict_without_it(bench_user, live, live_bench
     broken = {
         "none": None,
         "empty": live_bench.iloc[0:0],
-        "no_column": live_bench.drop(columns=["v52_lgbm_ender20"]),
+        "no_column": live_bench.drop(columns=[c for c in live_bench.columns if c.endswith("_lgbm_ender20")]),
         "missing_ids": live_bench.iloc[10:],
-        "not_a_frame": live_bench["v52_lgbm_ender20"].to_numpy(),
+        "not_a_frame": live_bench["v53_lgbm_ender20"].to_numpy(),
     }[case]
     with caplog.at_level(logging.WARNING, logger="model.live"):
         out = predict(live, broken)
     np.testing.assert_allclose(out["prediction"].to_numpy(), without)
     lines = [r.getMessage() for r in _records(caplog) if "without benchmark" in r.getMessage()]
     assert len(lines) == 1, lines
+
+
+def test_a_newer_data_versions_benchmark_stands_in_for_the_trained_one(bench_user, live, live_bench, caplog):
+    """A model trained on v5.2's v52_lgbm_ender20 gets v5.3's v53_lgbm_ender20 live: the same model's column is used."""
+    predict = make_predict(bench_user)
+    as_v52 = live_bench.rename(columns=lambda c: c.replace("v53_", "v52_"))
+    with caplog.at_level(logging.INFO, logger="model.live"):
+        newer = predict(live, live_bench)
+    pd.testing.assert_frame_equal(newer, predict(live, as_v52))
+    assert any("v53_lgbm_ender20 stand in for the trained v52_lgbm_ender20" in r.getMessage() for r in _records(caplog))
+    assert not any("without benchmark" in r.getMessage() for r in _records(caplog))
 
 
 def test_benchmark_given_in_another_order_is_aligned_by_id(bench_user, live, live_bench):

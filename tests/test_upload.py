@@ -29,7 +29,8 @@ def pkl(tmp_path: Path) -> Path:
     path = tmp_path / "artifacts" / "model.pkl"
     path.parent.mkdir()
     path.write_bytes(bytes(range(256)) * 300 + b"end")
-    update_manifest(path, python=platform.python_version(), check={"passed": True, "sha256": file_sha256(path)})
+    update_manifest(path, python=platform.python_version(), data={"source": "synthetic", "version": "v5.3"},
+                    check={"passed": True, "sha256": file_sha256(path)})
     return path
 
 
@@ -52,7 +53,7 @@ def test_upload_success(server: FakeNumerai, pkl: Path, capsys: pytest.CaptureFi
     assert created["id"] == upload_id
     assert created["modelId"] == server.models["my_model"]
     assert created["dockerImageId"] == server.docker_images[BUILD_IMAGE]
-    assert created["dataVersionId"] == server.data_versions["v5.2"]
+    assert created["dataVersionId"] == server.data_versions["v5.3"]  # the version the manifest records
     assert created["tournament"] == 8 and created["stored"]
     assert created["filename"].endswith("/model.pkl")
     assert upload_id in capsys.readouterr().out
@@ -190,17 +191,33 @@ def test_docker_image_never_defaults(server: FakeNumerai, pkl: Path) -> None:
     assert server.graphql == []
 
 
-def test_explicit_docker_image_overrides(server: FakeNumerai, pkl: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_another_image_than_the_building_python_is_refused(server: FakeNumerai, pkl: Path) -> None:
+    """Code pickled by value loads only in the Python minor version that built it: no other image is accepted."""
     other = "Python 3.12" if BUILD_IMAGE != "Python 3.12" else "Python 3.13"
-    upload_command(pkl, "my_model", docker_image=other)
-    assert server.uploads[0]["dockerImageId"] == server.docker_images[other]
-    assert "warning" in capsys.readouterr().out
-    with pytest.raises(NmuError, match=r"no model-upload docker image 'Python 2\.7'; available: Python 3\.10"):
-        upload_command(pkl, "my_model", docker_image="Python 2.7")
+    with pytest.raises(NmuError, match=rf"can run only in the image '{BUILD_IMAGE}', not '{other}'"):
+        upload_command(pkl, "my_model", docker_image=other)
+    upload_command(pkl, "my_model", docker_image=BUILD_IMAGE)
+    assert server.uploads[0]["dockerImageId"] == server.docker_images[BUILD_IMAGE]
+
+
+def test_a_python_without_a_runtime_image_is_never_uploaded(server: FakeNumerai, pkl: Path) -> None:
+    update_manifest(pkl, python="3.14.0")
+    with pytest.raises(NmuError, match=r"built with Python 3\.14\.0, which no Numerai model-upload image runs.*3\.10, 3\.11"):
+        upload_command(pkl, "my_model")
+    assert server.graphql == [] and server.put_attempts == 0
+
+
+def test_data_version_defaults_to_the_manifest_and_can_be_pinned(server: FakeNumerai, pkl: Path) -> None:
+    upload_command(pkl, "my_model", data_version="v5.2")
+    assert server.uploads[-1]["dataVersionId"] == server.data_versions["v5.2"]
+    update_manifest(pkl, data={"source": "somewhere", "version": "unknown"})
+    with pytest.raises(NmuError, match=r"does not record the data version.*--data-version"):
+        upload_command(pkl, "my_model")
+    assert len(server.uploads) == 1
 
 
 def test_unknown_data_version(server: FakeNumerai, pkl: Path) -> None:
-    with pytest.raises(NmuError, match=r"no model-upload data version 'v9'; available: v4\.3, v5\.0, v5\.1, v5\.2"):
+    with pytest.raises(NmuError, match=r"no model-upload data version 'v9'; available: v4\.3, v5\.0, v5\.1, v5\.2, v5\.3"):
         upload_command(pkl, "my_model", data_version="v9")
 
 

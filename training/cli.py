@@ -93,7 +93,7 @@ def data_synthetic(
 @user_errors
 def data_download(
     out: Path = typer.Option(..., "--out", help="Directory to write the data into."),
-    version: str = typer.Option("v5.2", "--version", help="Numerai data version."),
+    version: Optional[str] = typer.Option(None, "--version", help="Numerai data version, e.g. v5.3. [default: the newest]"),
 ) -> None:
     """Download a data version's files from Numerai with numerapi."""
     from training.download import download_data
@@ -154,8 +154,8 @@ def check(
 def upload(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to upload."),
     model: str = typer.Option(..., "--model", help="Name of your Numerai model."),
-    data_version: str = typer.Option("v5.2", "--data-version", help="Data version the pickle expects."),
-    docker_image: str = typer.Option("auto", "--docker-image", help="Runtime image; auto: the Python that built the pickle."),
+    data_version: Optional[str] = typer.Option(None, "--data-version", help="Data version the pickle expects. [default: the one it was trained on, from its manifest]"),
+    docker_image: str = typer.Option("auto", "--docker-image", help="Runtime image; auto: the image of the Python that built the pickle (no other can load it)."),
     skip_check: bool = typer.Option(False, "--skip-check", help="Upload even if this pickle has not passed `nmu check`."),
 ) -> None:
     """Upload a checked pickle to Numerai for daily auto-submission."""

@@ -10,6 +10,7 @@ no float64 detour, no full arrow table plus pandas copy.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -18,12 +19,54 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.benchmarks import choose_benchmark_column
 from validation.errors import NmuError
+from validation.files import atomic_write_json
 
-DEFAULT_BENCHMARK = "v52_lgbm_ender20"
 NON_GROUP_SETS = ("small", "medium", "all")
 _BATCH_BYTES = 16 * 1024 * 1024  # arrow data read at once (one row group x a batch of columns)
 _GET_DATA = "get data with `nmu data synthetic --out DIR` or `nmu data download --out DIR`"
+
+
+REQUIRED_FILES = (
+    "features.json",
+    "train.parquet",
+    "validation.parquet",
+    "live.parquet",
+    "live_benchmark_models.parquet",
+    "validation_benchmark_models.parquet",
+)
+"""The files of a data directory in Numerai's layout that `nmu train`, `check` and `predict` need."""
+OPTIONAL_FILES = ("train_benchmark_models.parquet",)
+DATA_INFO = "nmu-data.json"
+"""Written beside the data files by `nmu data download` and `nmu data synthetic`: the data version and the source."""
+_VERSION = re.compile(r"v\d+(\.\d+)*")
+
+
+def write_data_info(data_dir: str | Path, version: str, source: str) -> None:
+    """Record a data directory's Numerai data version (e.g. "v5.3") and source ("numerai" or "synthetic")."""
+    atomic_write_json(Path(data_dir) / DATA_INFO, {"version": version, "source": source})
+
+
+def read_data_info(data_dir: str | Path) -> dict[str, str]:
+    """A data directory's version and source: from nmu-data.json, else a `vX.Y` part of its path (source
+    "numerai"), else version "unknown"."""
+    path = Path(data_dir) / DATA_INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(info, dict) and isinstance(info.get("version"), str):
+            return {"version": info["version"], "source": str(info.get("source") or "numerai")}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    for part in reversed(Path(data_dir).resolve().parts):
+        if _VERSION.fullmatch(part):
+            return {"version": part, "source": "numerai"}
+    return {"version": "unknown", "source": "unknown"}
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """A data version as numbers for ordering ("v5.10" after "v5.9"); non-numeric parts order first."""
+    return tuple(int(p) if p.isdigit() else -1 for p in version.lstrip("v").split("."))
 
 
 def load_feature_metadata(data_dir: str | Path) -> dict:
@@ -65,16 +108,12 @@ def feature_groups(metadata: dict, features: Sequence[str]) -> dict[str, list[st
 
 
 def benchmark_column(frame: pd.DataFrame) -> str:
-    """The benchmark column to compare against: `*_lgbm_ender20` (v52 first), else the first float column."""
-    if DEFAULT_BENCHMARK in frame.columns:
-        return DEFAULT_BENCHMARK
-    for column in frame.columns:
-        if str(column).endswith("_lgbm_ender20"):
-            return str(column)
-    for column in frame.columns:
-        if pd.api.types.is_float_dtype(frame[column].dtype):
-            return str(column)
-    raise NmuError(f"the benchmark frame has no float column (columns: {', '.join(map(str, frame.columns))}).")
+    """The benchmark column to compare against (model.benchmarks' rule: the newest `*_lgbm_ender20`, else the first
+    numeric column); NmuError when the frame has none."""
+    column = choose_benchmark_column(frame)
+    if column is None:
+        raise NmuError(f"the benchmark frame has no numeric column (columns: {', '.join(map(str, frame.columns))}).")
+    return column
 
 
 def load_frame(

@@ -17,18 +17,9 @@ from typing import Callable
 import requests
 
 from training.numerai_api import call, host_of, make_client, raw, scrub
+from training.data import OPTIONAL_FILES, REQUIRED_FILES, version_key, write_data_info
 from validation.errors import NmuError
 from validation.files import atomic_path
-
-REQUIRED_FILES = (
-    "features.json",
-    "train.parquet",
-    "validation.parquet",
-    "live.parquet",
-    "live_benchmark_models.parquet",
-    "validation_benchmark_models.parquet",
-)
-OPTIONAL_FILES = ("train_benchmark_models.parquet",)
 
 # The query numerapi 2.20.8's `download_dataset` sends to learn a file's (pre-signed) URL.
 DATASET_QUERY = """
@@ -46,8 +37,15 @@ TIMEOUT = (10, 300)  # connect, read (seconds)
 
 
 def available_versions(names: list[str]) -> list[str]:
-    """Data versions present in a `list_datasets` answer ("v5.2/train.parquet" → "v5.2"), sorted."""
-    return sorted({name.split("/", 1)[0] for name in names if "/" in name})
+    """Data versions present in a `list_datasets` answer ("v5.2/train.parquet" → "v5.2"), oldest first."""
+    return sorted({name.split("/", 1)[0] for name in names if "/" in name}, key=version_key)
+
+
+def newest_complete_version(names: list[str]) -> str | None:
+    """The newest data version in a `list_datasets` answer that has every file a data directory needs."""
+    listed = set(names)
+    complete = [v for v in available_versions(names) if all(f"{v}/{f}" in listed for f in REQUIRED_FILES)]
+    return complete[-1] if complete else None
 
 
 def _stream_to(url: str, target: Path, name: str, advance: Callable[[int, int | None], None]) -> int:
@@ -74,17 +72,25 @@ def _stream_to(url: str, target: Path, name: str, advance: Callable[[int, int | 
     return written
 
 
-def download_data(out: str | Path, version: str = "v5.2", progress: bool = False) -> list[Path]:
-    """Download `version`'s files (features.json, train/validation/live and benchmark parquet files) into `out`.
+def download_data(out: str | Path, version: str | None = None, progress: bool = False) -> list[Path]:
+    """Download a data version's files (features.json, train/validation/live and benchmark parquet files) into
+    `out`: `version`, or (None) the newest version Numerai offers complete, saying which it took.
 
-    Checks the version exists (NmuError listing the available ones), writes each file atomically, and on
-    any failure leaves the files already in `out` as they were and raises NmuError naming file and cause.
+    Checks the version exists (NmuError listing the available ones), writes each file atomically, records the
+    version in `out`/nmu-data.json, and on any failure leaves the files already in `out` as they were and raises
+    NmuError naming file and cause.
     """
     started = time.perf_counter()
     out = Path(out)
     api = make_client()
     listed: list[str] = call("Listing Numerai's data sets (list_datasets)", api.list_datasets)
     versions = available_versions(listed)
+    if version is None:
+        version = newest_complete_version(listed)
+        if version is None:
+            raise NmuError(f"Numerai offers no complete data version (needs {', '.join(REQUIRED_FILES)}); "
+                           f"listed versions: {', '.join(versions) or 'none'}.")
+        print(f"Data version {version}: the newest Numerai offers (of {', '.join(versions)}); pin one with --version.")
     if version not in versions:
         raise NmuError(
             f"Data version {version!r} is not offered by Numerai; available versions: {', '.join(versions) or 'none'}."
@@ -129,6 +135,7 @@ def download_data(out: str | Path, version: str = "v5.2", progress: bool = False
                 cause = scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))
                 raise NmuError(f"Downloading {dataset} to {target} failed ({cause}); {target} was left as it was.") from None
             written.append(target)
+        write_data_info(out, version, source="numerai")
     finally:
         if progress_bar is not None:
             progress_bar.stop()

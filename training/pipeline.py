@@ -11,7 +11,6 @@ import contextlib
 import inspect
 import os
 import platform
-import re
 import shutil
 import tempfile
 import time
@@ -28,7 +27,7 @@ from rich.table import Table
 
 from model import COMPONENTS, NumeraiModel
 from training.config import TrainConfig, apply_flags, config_to_toml, load_config, resolve_feature_set_name
-from training.data import benchmark_column, feature_groups, load_benchmark, load_feature_metadata, load_frame, resolve_feature_set
+from training.data import REQUIRED_FILES, read_data_info, benchmark_column, feature_groups, load_benchmark, load_feature_metadata, load_frame, resolve_feature_set
 from training.export import export_pickle
 from validation.errors import NmuError
 from validation.files import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -39,8 +38,6 @@ from validation.splits import EraSplit, embargo_split, expanding_window_folds
 
 DEFAULT_SYNTHETIC_DIR = Path("data") / "synthetic"
 _PACKAGES = ("numpy", "pandas", "scipy", "lightgbm", "scikit-learn", "pyarrow", "cloudpickle", "numerai-tools", "pandera")
-_SYNTHETIC_FILES = ("features.json", "train.parquet", "validation.parquet", "live.parquet",
-                    "live_benchmark_models.parquet", "validation_benchmark_models.parquet")
 _OPTIONAL_OUTPUTS = ("cv_scores.csv",)
 
 
@@ -107,7 +104,7 @@ class Dataset:
 
 def ensure_synthetic_world(path: Path, reporter: Reporter) -> Path:
     """The built-in synthetic world in `path`, made once (default size) and reused when complete."""
-    if all((path / name).is_file() for name in _SYNTHETIC_FILES):
+    if all((path / name).is_file() for name in REQUIRED_FILES):
         reporter.console.print(f"  using the synthetic world in {path}", highlight=False)
         return path
     from training.synthetic import SyntheticConfig, write_synthetic_world
@@ -115,16 +112,6 @@ def ensure_synthetic_world(path: Path, reporter: Reporter) -> Path:
     with reporter.step(f"Making the synthetic world in {path}"):
         write_synthetic_world(path, SyntheticConfig.default(), progress=True)
     return path
-
-
-def _data_version(data_dir: Path, source: str) -> str:
-    """The data version: "synthetic", else a `vX.Y` found in the directory's path, else "unknown"."""
-    if source == "synthetic":
-        return "synthetic"
-    for part in reversed(data_dir.resolve().parts):
-        if re.fullmatch(r"v\d+(\.\d+)*", part):
-            return part
-    return "unknown"
 
 
 def _check_target(metadata: dict[str, Any], target: str, data_dir: Path) -> None:
@@ -191,7 +178,7 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
         )
 
     return Dataset(
-        data_dir=data_dir, source=source, version=_data_version(data_dir, source), feature_set=feature_set, features=features,
+        data_dir=data_dir, source=source, version=read_data_info(data_dir)["version"], feature_set=feature_set, features=features,
         groups=feature_groups(metadata, features), target=target, train=train, validation=validation,
         train_benchmark=train_bench, validation_benchmark=val_bench, benchmark_column=column, split=split,
     )
@@ -352,7 +339,7 @@ def train_command(
         data_dir = Path(data)
         if not data_dir.is_dir():
             raise NmuError(f"data directory {data_dir} does not exist; make one with `nmu data synthetic` or `nmu data download`.")
-        source = "synthetic" if (data_dir / "synthetic_truth.json").is_file() else str(data_dir)
+        source = "synthetic" if read_data_info(data_dir)["source"] == "synthetic" else str(data_dir)
     ds = load_dataset(data_dir, source, config, reporter)
     base = build_model(config, ds.groups)
 
@@ -418,7 +405,7 @@ def train_command(
             plots = render_plots(per_era_all, models)
             for plot_name, png in plots.items():
                 atomic_write_bytes(stage / f"{plot_name}.png", png)
-            notes = {"data": ds.source if ds.version == ds.source else f"{ds.source} ({ds.version})", "feature set": ds.feature_set,
+            notes = {"data": f"{ds.source} (data {ds.version})", "feature set": ds.feature_set,
                      "shipped model": "full, refit on train + validation eras" if config.refit else "full, fit on train eras"}
             atomic_write_text(stage / "report.html", render_html(metrics, plots, cv=cv_table, notes=notes))
             atomic_write_json(stage / "metrics.json", metrics)

@@ -37,8 +37,8 @@ Generative model (era t; stocks are fresh every era; i = stock, g = feature grou
   ``target`` and ``target_ender_20`` are equal (as in v5.2), ``target_jasper_20`` shares the factors with
   independent noise, ``target_teager_60`` uses a horizon of 12 eras. The newest 4 validation eras have no
   targets (NaN); ``target_teager_60`` is NaN for the newest 12. Live targets are NaN.
-* Benchmarks (``*_benchmark_models.parquet``): ``v52_lgbm_ender20``, ``v52_lgbm_ender60``,
-  ``v52_lgbm_teager2b20``, noisy static-factor predictions (what a plain model knows: the mean payoffs, with
+* Benchmarks (``*_benchmark_models.parquet``), named as in data v5.3: ``v53_lgbm_ender20``, ``v53_lgbm_ender60``,
+  ``v53_lgbm_teager2b20``, noisy static-factor predictions (what a plain model knows: the mean payoffs, with
   the regime group weighted by its average sign over the train eras), ranked per era into (0, 1].
 
 With ``planted=False`` (``nmu data synthetic --no-effects``) the world is the control: factor returns are the
@@ -66,6 +66,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from validation.errors import NmuError
+from training.data import write_data_info
 from validation.files import atomic_path, atomic_write_json
 
 GROUP_NAMES = (
@@ -73,7 +74,9 @@ GROUP_NAMES = (
     "sunshine", "rain", "midnight",
 )
 TARGETS = ("target", "target_ender_20", "target_jasper_20", "target_teager_60")
-BENCHMARKS = ("v52_lgbm_ender20", "v52_lgbm_ender60", "v52_lgbm_teager2b20")
+DATA_VERSION = "v5.3"
+"""The Numerai data version whose layout and names the world follows (benchmark columns `v53_*`)."""
+BENCHMARKS = ("v53_lgbm_ender20", "v53_lgbm_ender60", "v53_lgbm_teager2b20")
 TARGET_VALUES = np.array([0.0, 0.25, 0.5, 0.75, 1.0], dtype=np.float32)
 TARGET_CUMULATIVE = np.array([0.05, 0.25, 0.75, 0.95])  # 5/20/50/20/5 %
 
@@ -396,9 +399,9 @@ def _make_era(world: _World, t: int, n: int, row_start: int, data_type: str) -> 
     static = styles @ world.benchmark_weights
     static = static / (np.std(static) + 1e-12)
     benchmarks = {
-        "v52_lgbm_ender20": _rank01(static + config.benchmark_noise * rng.standard_normal(n)),
-        "v52_lgbm_ender60": _rank01(static + config.benchmark_noise * rng.standard_normal(n)),
-        "v52_lgbm_teager2b20": _rank01(static + 1.3 * config.benchmark_noise * rng.standard_normal(n)),
+        BENCHMARKS[0]: _rank01(static + config.benchmark_noise * rng.standard_normal(n)),
+        BENCHMARKS[1]: _rank01(static + config.benchmark_noise * rng.standard_normal(n)),
+        BENCHMARKS[2]: _rank01(static + 1.3 * config.benchmark_noise * rng.standard_normal(n)),
     }
     return _Era(
         ids=_ids(row_start, n, world.id_key), features=features, targets=targets, benchmarks=benchmarks,
@@ -575,6 +578,7 @@ def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = F
     metadata = {"feature_sets": _feature_sets(world), "targets": list(TARGETS)}
     atomic_write_json(out / "features.json", metadata)
     atomic_write_json(out / "synthetic_truth.json", _truth(world))
+    write_data_info(out, DATA_VERSION, source="synthetic")
     return out
 
 

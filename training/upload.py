@@ -21,6 +21,7 @@ import requests
 from training.numerai_api import call, host_of, make_client, raw, scrub
 from validation.errors import NmuError
 from validation.manifest import file_sha256, manifest_path, read_manifest, update_manifest
+from validation.runtime import RUNTIME_PYTHONS
 
 PUBLIC_ENV = "NUMERAI_PUBLIC_ID"
 SECRET_ENV = "NUMERAI_SECRET_KEY"
@@ -170,22 +171,51 @@ def put_pickle(url: str, data: bytes) -> int:
     )
 
 
-def upload_command(model_path: str | Path, model_name: str, data_version: str = "v5.2",
+def runtime_image_for(python: str) -> str:
+    """The model-upload image that can run a pickle built with `python` ("3.11.7" → "Python 3.11"); NmuError when
+    no image serves that Python (code pickled by value runs only on the Python minor version that built it)."""
+    image = docker_image_name(python)
+    if image.split()[-1] not in RUNTIME_PYTHONS:
+        raise NmuError(
+            f"this pickle was built with Python {python}, which no Numerai model-upload image runs (they serve "
+            f"Python {', '.join(RUNTIME_PYTHONS)}): rebuild it with one of those."
+        )
+    return image
+
+
+def manifest_data_version(model_path: Path, manifest: dict) -> str:
+    """The Numerai data version the pickle was trained on, as `nmu train` recorded it in the manifest."""
+    version = str((manifest.get("data") or {}).get("version") or "")
+    if not version or version == "unknown":
+        raise NmuError(
+            f"{manifest_path(model_path)} does not record the data version {model_path.name} was trained on: pass "
+            "--data-version (e.g. v5.3)."
+        )
+    return version
+
+
+def upload_command(model_path: str | Path, model_name: str, data_version: str | None = None,
                    docker_image: str = "auto", skip_check: bool = False) -> str:
-    """Upload a checked pickle to the user's Numerai model with the docker image of its Python; returns the upload id."""
+    """Upload a checked pickle to the user's Numerai model with the docker image of its Python and the data
+    version it was trained on (both from its manifest unless given); returns the upload id."""
     model_path = Path(model_path)
     manifest = read_manifest(model_path) if model_path.is_file() else {}
     sha = check_pickle(model_path, manifest, skip_check)
-    if docker_image == "auto":
-        python = manifest.get("python")
-        if not python:
-            raise NmuError(
-                f"{manifest_path(model_path)} does not say which Python built {model_path.name} (field 'python'), "
-                "so the runtime image cannot be chosen: rebuild with `nmu train` or pass --docker-image \"Python 3.X\"."
-            )
-        wanted_image = docker_image_name(python)
-    else:
-        wanted_image = docker_image
+    python = manifest.get("python")
+    if not python:
+        raise NmuError(
+            f"{manifest_path(model_path)} does not say which Python built {model_path.name} (field 'python'), "
+            "so the runtime image cannot be chosen: rebuild it with `nmu train`."
+        )
+    built_image = runtime_image_for(python)
+    wanted_image = built_image if docker_image == "auto" else docker_image
+    if wanted_image != built_image:
+        raise NmuError(
+            f"{model_path.name} was built with Python {python} and can run only in the image {built_image!r}, "
+            f"not {wanted_image!r}: code pickled by value loads only in the Python minor version that built it."
+        )
+    if data_version is None:
+        data_version = manifest_data_version(model_path, manifest)
     public_id, secret_key = load_keys()
 
     api = make_client(public_id, secret_key)
@@ -202,12 +232,6 @@ def upload_command(model_path: str | Path, model_name: str, data_version: str = 
     else:
         versions = call("Listing data versions (model_upload_data_versions)", api.model_upload_data_versions, auth=True)
         version_name, version_id = _pick("model-upload data version", data_version, versions)
-    if docker_image != "auto" and manifest.get("python"):
-        built = docker_image_name(manifest["python"])
-        if built != image_name:
-            print(f"warning: {model_path.name} was built with {built} but will run in {image_name}; "
-                  "code pickled by value may not load in another Python minor version.")
-
     auth = raw(api, "Upload step 1/3 (computePickleUploadAuth)", UPLOAD_AUTH_QUERY,
                {"filename": model_path.name, "modelId": model_id}, auth=True, field="computePickleUploadAuth")
     if not isinstance(auth, dict) or not auth.get("url") or not auth.get("filename"):

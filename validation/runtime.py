@@ -40,6 +40,10 @@ DEFAULT_DATA_DIR = Path("data/synthetic")
 
 # ----------------------------------------------------------------------------------------------- the pins
 
+RUNTIME_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+"""The Python versions of Numerai's model-upload images (one pins file each in validation/runtimes)."""
+
+
 def python_tag(version: Optional[tuple[int, int]] = None) -> str:
     """"py3.11" for the running Python (or `version`)."""
     major, minor = version or sys.version_info[:2]
@@ -52,7 +56,7 @@ def pins_file(version: Optional[tuple[int, int]] = None) -> Path:
     path = Path(str(resources.files("validation.runtimes") / f"{tag}.txt"))
     if not path.is_file():
         raise NmuError(
-            f"Numerai has no model-upload runtime for Python {tag[2:]} (images exist for 3.10 to 3.13); "
+            f"Numerai has no model-upload runtime for Python {tag[2:]} (images exist for {', '.join(RUNTIME_PYTHONS)}); "
             "build the pickle with one of those."
         )
     return path
