@@ -1,8 +1,10 @@
 """What runs inside Numerai: the estimator, its components and the live predict function.
 
-Imports numpy, pandas, scipy and lightgbm only; the whole package is pickled by value into model.pkl.
+Imports numpy, pandas, scipy, lightgbm and scikit-learn's base classes only (every runtime image has scikit-learn
+1.6.1); the whole package is pickled by value into model.pkl.
 """
 
 from .estimator import COMPONENTS, VARIANTS, NumeraiModel
+from .residualize import ResidualizedRegressor, Residualizer
 
-__all__ = ["COMPONENTS", "VARIANTS", "NumeraiModel"]
+__all__ = ["COMPONENTS", "VARIANTS", "NumeraiModel", "ResidualizedRegressor", "Residualizer"]

@@ -1,6 +1,6 @@
 """Data-driven industries: PCA of per-era standardised features, then k-means on the PCA scores.
 
-The talk behind DESIGN.md finds that industries learnt from the data (dimension reduction + a classifier)
+The talk behind the design (docs/design.md) finds that industries learnt from the data (dimension reduction + a classifier)
 beat fixed sector labels. `Clusters` learns them with numpy only, so its fitted state is a few small arrays:
 
 * fit: a deterministic row SAMPLE spread over eras (never all rows) is standardised within each era
@@ -24,8 +24,11 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from model.eras import EraIndex
-from model.params import Params
+from sklearn.base import BaseEstimator
+
+from .eras import EraIndex
+from .params import check_params
+from .stats import era_coefficients, familywise_threshold, newey_west_t, series_halves_agree
 
 # Upper bound on the values of one float32 working block (rows × features): 2^22 values = 16 MiB.
 CHUNK_ELEMENTS = 1 << 22
@@ -237,8 +240,49 @@ def _kmeans(x: np.ndarray, k: int, max_iter: int, tol: float, rng: np.random.Gen
     return centres, inertia
 
 
-class Clusters(Params):
-    """Data-driven industries: PCA of per-era standardised features + k-means, all numpy state."""
+def cluster_dummies(labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """One-hot cluster exposures (n, n_clusters) float32 of labels in 0..n_clusters-1."""
+    lab = np.asarray(labels).astype(np.int64)
+    if len(lab) and (lab.min() < 0 or lab.max() >= n_clusters):
+        raise ValueError(f"cluster labels must lie in 0..{n_clusters - 1}, got {lab.min()}..{lab.max()}")
+    out = np.zeros((len(lab), n_clusters), dtype=np.float32)
+    out[np.arange(len(lab)), lab] = 1.0
+    return out
+
+
+class Clusters(BaseEstimator):
+    """Data-driven industries: PCA of per-era standardised features + k-means, all numpy state; and the evidence
+    gate that decides which of its columns the model gets.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        k of k-means.
+    n_components : int, default=10
+        Principal components the rows are clustered in.
+    sample_size : int, default=50_000
+        Rows sampled (spread over eras) to fit the PCA and k-means.
+    n_init, max_iter : int
+        k-means restarts and iterations.
+    random_state : int, default=0
+        Seed of the sample, the PCA's range finder and k-means.
+    threshold : float, default=3.0
+        Least |Newey-West t| of a gated column (raised to the family-wise critical value for the number of tests).
+    nw_lags : int, default=4
+        Newey-West lags (neighbouring eras' targets overlap).
+
+    Attributes
+    ----------
+    components_, centroids_ : ndarray
+        PCA axes (n_components, F) and k-means centroids, clusters ordered by size (0 = largest).
+    relative_keep_ : ndarray of int
+        The cluster-relative composites kept: those that explain the target beyond their composite, with the sign
+        and |t| > 1 in both halves of the training eras (set by `gate`).
+    cluster_id_used_ : bool
+        Whether the cluster id is a column: some cluster's per-era mean target is consistently non-zero.
+    relative_tstats_, cluster_tstats_ : ndarray
+        The gates' t-statistics.
+    """
 
     def __init__(
         self,
@@ -248,6 +292,8 @@ class Clusters(Params):
         n_init: int = 4,
         max_iter: int = 100,
         random_state: int = 0,
+        threshold: float = 3.0,
+        nw_lags: int = 4,
     ):
         self.n_clusters = n_clusters
         self.n_components = n_components
@@ -255,6 +301,8 @@ class Clusters(Params):
         self.n_init = n_init
         self.max_iter = max_iter
         self.random_state = random_state
+        self.threshold = threshold
+        self.nw_lags = nw_lags
 
     # --- fitting --------------------------------------------------------------------------------------
     @staticmethod
@@ -270,13 +318,14 @@ class Clusters(Params):
 
     def fit(self, features: np.ndarray, eras: EraIndex) -> "Clusters":
         """Learn PCA axes and k-means centroids from a per-era standardised row sample of `features`."""
+        check_params(self, n_clusters=("int", 1, None), n_components=("int", 1, None), sample_size=("int", 1, None),
+                     n_init=("int", 1, None), max_iter=("int", 1, None), random_state=("int", 0, None),
+                     threshold=("real", 0, None), nw_lags=("int", 0, None))
         x = self._check(features, eras)
         n, f = x.shape
         if n == 0 or f == 0:
             raise ValueError(f"Clusters.fit needs at least one row and one feature, got shape {x.shape}")
         k = int(self.n_clusters)
-        if k < 1:
-            raise ValueError(f"n_clusters must be at least 1, got {self.n_clusters}")
         rng = np.random.default_rng(self.random_state)
 
         groups = _sample_rows(eras, int(self.sample_size), rng)
@@ -365,10 +414,52 @@ class Clusters(Params):
 
     def dummies(self, labels: np.ndarray) -> np.ndarray:
         """One-hot cluster exposures (n, n_clusters) float32, e.g. for the residualizer."""
-        lab = np.asarray(labels).astype(np.int64)
         k = len(self.centroids_) if hasattr(self, "centroids_") else int(self.n_clusters)
-        if len(lab) and (lab.min() < 0 or lab.max() >= k):
-            raise ValueError(f"cluster labels must lie in 0..{k - 1}, got {lab.min()}..{lab.max()}")
-        out = np.zeros((len(lab), k), dtype=np.float32)
-        out[np.arange(len(lab)), lab] = 1.0
-        return out
+        return cluster_dummies(labels, k)
+
+    # --- the evidence gate and the model's columns ---------------------------------------------------------
+    def pieces(self, features: np.ndarray, eras: EraIndex, composites: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the other components build on: each row's cluster label and its cluster-relative composites."""
+        labels = self.predict(features, eras)
+        return labels, self.relative(composites, labels, eras)
+
+    def gate(self, composites: np.ndarray, relative: np.ndarray, labels: np.ndarray, target: np.ndarray,
+             eras: EraIndex) -> "Clusters":
+        """Keep a cluster-relative composite only if it explains the target beyond its composite, consistently
+        across eras, and the cluster id only if some cluster's per-era mean target is consistently non-zero."""
+        lags = self.nw_lags
+        k = composites.shape[1]
+        series = np.column_stack([era_coefficients([composites[:, j], relative[:, j]], target, eras)[:, 1]
+                                  for j in range(k)])
+        rel_t = np.array([newey_west_t(series[:, j], lags)[0] for j in range(k)])
+        self.relative_tstats_ = rel_t
+        passed = (np.abs(rel_t) > familywise_threshold(k, self.threshold)) & series_halves_agree(series, rel_t, lags)
+        self.relative_keep_ = np.flatnonzero(passed).astype(np.int64)
+        n_clusters = len(self.centroids_)
+        valid = ~np.isnan(target)
+        yc = np.where(valid, target - eras.broadcast(eras.means(target)), 0.0)
+        cell = eras.codes.astype(np.int64) * n_clusters + labels.astype(np.int64)
+        total = np.bincount(cell, weights=yc, minlength=eras.n_eras * n_clusters).reshape(eras.n_eras, n_clusters)
+        count = np.bincount(cell, weights=valid, minlength=eras.n_eras * n_clusters).reshape(eras.n_eras, n_clusters)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(count >= 5, total / count, np.nan)
+        sd = np.sqrt(eras.means(np.where(valid, yc * yc, np.nan)))
+        scaled = means / sd[:, None]
+        cluster_t = np.array([newey_west_t(scaled[:, c], lags)[0] for c in range(n_clusters)])
+        self.cluster_tstats_ = cluster_t
+        passed = (np.abs(cluster_t) > familywise_threshold(n_clusters, self.threshold)) & series_halves_agree(
+            scaled, cluster_t, lags)
+        self.cluster_id_used_ = bool(passed.any())
+        return self
+
+    def transform_columns(self, labels: np.ndarray, relative: np.ndarray) -> list[np.ndarray]:
+        """The model's cluster columns: the id (if used) and the kept cluster-relative composites."""
+        parts = []
+        if self.cluster_id_used_:
+            parts.append(labels.astype(np.float32)[:, None])
+        parts.append(relative[:, self.relative_keep_])
+        return parts
+
+    def feature_names(self, factor_names: list[str]) -> list[str]:
+        """Names of `transform_columns`' columns."""
+        return (["cluster_id"] if self.cluster_id_used_ else []) + [f"rel_{factor_names[j]}" for j in self.relative_keep_]

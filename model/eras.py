@@ -1,11 +1,16 @@
-"""Per-era helpers shared by every component: group rows by era once, then vectorised per-era statistics.
+"""Eras: their order and the rows of each, the one home for both.
 
 Eras come from the `era` column of X (never from metadata routing); a frame without `era` is one era.
+
+Era labels order as eras, not as text: zero-padded strings ("0002"), integers (2) and unpadded strings ("2") all
+order by their number, so "10" comes after "9". A label without a number (a live era "X") comes after every
+numbered one. Two labels of the same number written differently ("0002" and "2") are one era written two ways:
+`check_era_labels` rejects such a frame, naming them.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,8 +20,62 @@ ERA_COLUMN = "era"
 SINGLE_ERA = "live"
 
 
+def era_number(era: Any) -> float:
+    """The number of an era label ("0042", "42" and 42 are 42.0); a label without one (a live "X") is +inf."""
+    if isinstance(era, (int, np.integer)) and not isinstance(era, bool):
+        return float(era)
+    if isinstance(era, (float, np.floating)) and float(era).is_integer():
+        return float(era)
+    text = str(era).strip()
+    return float(int(text)) if text.isdigit() else float("inf")
+
+
+def era_key(era: Any) -> tuple[float, str]:
+    """Sort key of an era label: by number, then by text (labels without a number last, in text order)."""
+    return era_number(era), str(era)
+
+
+def sort_eras(eras: Iterable[Any]) -> list[str]:
+    """The distinct era labels of `eras` as strings, in era order."""
+    return sorted({str(e) for e in eras}, key=era_key)
+
+
+def check_era_labels(eras: Iterable[Any]) -> None:
+    """ValueError when two labels name the same era number in different writing ("0002" and "2")."""
+    seen: dict[float, str] = {}
+    clashes: list[str] = []
+    for label in sorted({str(e) for e in eras}, key=era_key):
+        number = era_number(label)
+        if np.isfinite(number) and number in seen and seen[number] != label:
+            clashes.append(f"{seen[number]!r} and {label!r}")
+        seen.setdefault(number, label)
+    if clashes:
+        shown = "; ".join(clashes[:3]) + (f"; and {len(clashes) - 3} more" if len(clashes) > 3 else "")
+        raise ValueError(f"the era column writes the same era in two ways ({shown}): use one label style for every era")
+
+
 class EraIndex:
-    """Rows grouped by era once (codes, sorted order, boundaries), reused by every per-era operation."""
+    """Rows grouped by era once (codes in era order, the rows sorted by era, boundaries), reused by every per-era
+    operation.
+
+    Parameters
+    ----------
+    eras : array-like of era labels, or None
+        One label per row; None means one era of `n_rows` rows, labelled "live".
+    n_rows : int, optional
+        The number of rows when `eras` is None.
+
+    Attributes
+    ----------
+    codes : ndarray of int32, (n,)
+        Each row's era as a position in `eras`.
+    eras : ndarray of str, (n_eras,)
+        The distinct era labels in era order (`era_key`).
+    order : ndarray, (n,)
+        Row positions sorted by era (stable).
+    starts, counts : ndarray, (n_eras,)
+        Where each era's rows begin in `order`, and how many there are.
+    """
 
     __slots__ = ("codes", "eras", "order", "starts", "counts")
 
@@ -28,10 +87,14 @@ class EraIndex:
         values = np.asarray(eras)
         if values.dtype.kind not in "OUS":
             values = values.astype(str)
-        codes, uniques = pd.factorize(values, sort=True)
+        codes, uniques = pd.factorize(values)
         if (codes < 0).any():
             raise ValueError("the era column holds missing values")
-        self._set(codes.astype(np.int32), np.asarray(uniques).astype(str))
+        labels = np.asarray(uniques).astype(str)
+        order = np.array(sorted(range(len(labels)), key=lambda i: era_key(labels[i])), dtype=np.int64)
+        rank = np.empty(len(order), dtype=np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)
+        self._set(rank[codes], labels[order])
 
     def _set(self, codes: np.ndarray, eras: np.ndarray) -> None:
         self.codes: np.ndarray = codes

@@ -1,16 +1,16 @@
 """`NumeraiModel`: LightGBM on the raw features plus factor composites, gated interactions, point-in-time factor
-timing and data-driven clusters, with a per-era residualization postprocessor.
+timing and data-driven clusters, with a per-era residualization postprocessor; a scikit-learn regressor.
 
-The four components (`clusters`, `interactions`, `timing`, `residualizer`) are switches of one class, so the
-baseline (all off: plain LightGBM on the raw features, predictions ranked per era) and every ablation share the
-code path and the tree budget. Every component gates itself on evidence from the training eras, so a world
-that plants nothing for a component costs (almost) nothing. See ../shared/DESIGN.md for the idea.
+The estimator assembles the parts; each component owns its fit, its evidence gate, its transform and its column
+names (`Clusters`, `Interactions`, `Timing`, `Residualizer`), the statistics the gates share live in
+`model.stats`, and the booster in `model.booster`. The four components are switches of one class, so the baseline
+(all off: plain LightGBM on the raw features, predictions ranked per era) and every ablation share the code path
+and the tree budget. Every component gates itself on evidence from the training eras, so a world that plants
+nothing for a component costs (almost) nothing. docs/design.md tells the idea behind each component.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 import warnings
 from contextlib import contextmanager
@@ -19,75 +19,26 @@ from typing import Any, Iterator, Mapping, Sequence
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.sparse import isspmatrix
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import DataConversionWarning, NotFittedError
 
 from .benchmarks import choose_benchmark_column
+from .booster import Rows, predict_raw, train_booster
 from .clusters import Clusters
-from .eras import ERA_COLUMN, EraIndex
+from .eras import EraIndex, check_era_labels, era_key
 from .factors import Factors, factor_returns
-from .interactions import Interactions, era_coefficients, familywise_threshold, newey_west_t
-from .lgbm_data import Rows as _Rows, training_dataset
-from .params import Params
-from .residualize import residualize, residualize_predictions
-from .timing import Timing, era_number
+from .features import CHUNK_CELLS, chunk_rows, feature_columns, feature_matrix
+from .interactions import Interactions
+from .params import check_params, resolve_n_jobs
+from .residualize import RESIDUALIZE_FEATURES, Residualizer
+from .stats import era_coefficients
+from .timing import Timing
 
 COMPONENTS = ("clusters", "interactions", "timing", "residualizer")
-_HALF_T = 1.0  # |t| each training half must pass, with the full sample's sign, for a cluster gate
-_CLUSTER_T = 3.0  # least |t| of a cluster gate (raised to the family-wise critical value for the number of tests)
 VARIANTS = ("baseline", "full") + tuple(f"no_{c}" for c in COMPONENTS)
-
-# Numerai's standard LightGBM recipe for its real data (the example models): 2,000 trees, learning rate 0.01,
-# max_depth 5, num_leaves 31 (2**5 - 1), colsample_bytree 0.1. Our default keeps that tree shape and column
-# sampling but uses a smaller budget fit for the synthetic world (thousands of stocks per era, ~100 features) so
-# a fit takes about a minute on 2 cores: 1,000 trees at learning rate 0.02 (the same learning-rate x trees
-# product). 10 % of the columns per tree also keeps the few engineered columns from crowding out the raw
-# features (with 50 % the continuous composites dominate the trees and overfit: measured worse on both the
-# planted and the control world). max_bin 15: raw features take 5 levels, engineered ones need only coarse bins.
-DEFAULT_LGBM_PARAMS: dict[str, Any] = {
-    "objective": "regression",
-    "num_iterations": 1000,
-    "learning_rate": 0.02,
-    "max_depth": 5,
-    "num_leaves": 31,
-    "feature_fraction": 0.1,
-    "min_data_in_leaf": 20,
-    "max_bin": 15,  # features take 5 levels; engineered columns need only coarse bins
-    "verbosity": -1,
-}
-# scikit-learn style names (as in a config's [lightgbm] table) → LightGBM's own names
-_ALIASES = {
-    "n_estimators": "num_iterations",
-    "num_boost_round": "num_iterations",
-    "num_trees": "num_iterations",
-    "num_rounds": "num_iterations",
-    "colsample_bytree": "feature_fraction",
-    "subsample": "bagging_fraction",
-    "subsample_freq": "bagging_freq",
-    "min_child_samples": "min_data_in_leaf",
-    "reg_lambda": "lambda_l2",
-    "reg_alpha": "lambda_l1",
-    "min_split_gain": "min_gain_to_split",
-    "n_jobs": "num_threads",
-    "random_state": "seed",
-    "max_bins": "max_bin",
-}
-_CHUNK_ELEMENTS = 40_000_000  # float32 cells per chunk of eras (~160 MB): bounded memory on Numerai's 4 GB
-_log = logging.getLogger("model.estimator")
-_RISKIEST_CELLS = 4_000_000  # values per block of features in _riskiest (float64 temporaries ~32 MB each)
-_PREDICT_CELLS = 4_000_000  # float32 values handed to booster.predict at once (~16 MB)
-# trees per booster.predict call. Deep forests gain from blocks (a block's nodes stay in cache across a batch of
-# rows): 6,000 depth-10 trees on 6,700 rows took 29.4 s in one call, 7.1 s in blocks of 2,000, 6.7 s in blocks of
-# 500. A shallow 2,000-tree model loses 15 % in blocks of 500, so 2,000: Numerai's standard model is one call.
-_PREDICT_TREES = 2000
-# the residualizer's gate: an exposure set is used only if it raises the linear proxy's second-half sharpe by this factor
-_RESIDUALIZE_SHARPE_GAIN = 1.1
-
-
-def _lgbm_params(user: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Defaults with the user's parameters merged over them, all under LightGBM's own names."""
-    params = dict(DEFAULT_LGBM_PARAMS)
-    for key, value in (user or {}).items():
-        params[_ALIASES.get(key, key)] = value
-    return params
+CLUSTER_T = 3.0
+"""Least |t| of a cluster gate (raised to the family-wise critical value for the number of tests)."""
 
 
 def _benchmark_vector(benchmark: Any, index: pd.Index, columns: Sequence[str] | None) -> np.ndarray | None:
@@ -113,66 +64,55 @@ def _benchmark_vector(benchmark: Any, index: pd.Index, columns: Sequence[str] | 
     return values
 
 
-def _feature_columns(X: pd.DataFrame) -> list[str]:
-    """The feature columns of X: every `feature_*` column, else every numeric column but `era`."""
-    names = [str(c) for c in X.columns if str(c).startswith("feature")]
-    if names:
-        return names
-    return [str(c) for c in X.columns if c != ERA_COLUMN and pd.api.types.is_numeric_dtype(X[c])]
+def _as_frame(X: Any, n_features: int | None = None) -> pd.DataFrame:
+    """X as a DataFrame, with scikit-learn's input errors: a 2-D array gets columns feature_0, feature_1, ... (and
+    must have `n_features` columns when given); sparse, complex, 1-D or empty input is refused."""
+    if isspmatrix(X) or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError("NumeraiModel does not accept sparse input: give a dense DataFrame of `era` and the features")
+    if isinstance(X, pd.DataFrame):
+        frame = X
+        if not all(isinstance(c, str) for c in frame.columns):  # e.g. 0, 1, 2: features are named by text
+            frame = X.copy(deep=False)
+            frame.columns = [str(c) for c in X.columns]
+    else:
+        array = np.asarray(X)
+        if array.ndim != 2:
+            raise ValueError(f"Expected a 2D frame or array (rows x features), got {array.ndim}D input of shape "
+                             f"{array.shape}: Reshape your data, e.g. with array.reshape(1, -1) for one row")
+        if array.dtype.kind == "c":
+            raise ValueError("Complex data not supported")
+        if n_features is not None and array.shape[1] != n_features:
+            raise ValueError(f"X has {array.shape[1]} features, but NumeraiModel is expecting {n_features} features "
+                             "as input")
+        frame = pd.DataFrame(array, columns=[f"feature_{i}" for i in range(array.shape[1])])
+    if len(frame) == 0:
+        raise ValueError("Found array with 0 sample(s) (shape=(0, ...)) while a minimum of 1 is required")
+    return frame
 
 
-def _matrix(X: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """The feature block as int8 when every column is int8 (no copy up-cast), else float32; missing columns NaN."""
-    present = [c for c in columns if c in X.columns]
-    if len(present) < len(columns):
-        missing = [c for c in columns if c not in X.columns]
-        _log.warning("%d trained features missing from X (taken as NaN): %s", len(missing), ", ".join(missing[:5]))
-        X = X.reindex(columns=list(columns))
-    block = X[list(columns)]
-    dtypes = set(block.dtypes)
-    if len(dtypes) == 1 and next(iter(dtypes)) == np.int8:
-        return block.to_numpy()
-    return block.to_numpy(dtype=np.float32, na_value=np.nan)
+def _as_target(y: Any, n_rows: int) -> np.ndarray:
+    """y as a float64 vector of n_rows values, with scikit-learn's input errors; NaN marks a row without a target
+    (left out of the fit), so only an all-NaN or infinite y is refused."""
+    if y is None:
+        raise ValueError("NumeraiModel requires y to be passed, but the target y is None")
+    target = np.asarray(y, dtype=np.float64)
+    if target.ndim == 2 and target.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected: it is raveled",
+                      DataConversionWarning, stacklevel=3)
+    target = target.reshape(-1)
+    if len(target) != n_rows:
+        raise ValueError(f"y has {len(target)} values but X has {n_rows} rows")
+    if np.isinf(target).any():
+        raise ValueError("Input y contains infinity: every target must be finite or NaN (no target)")
+    if np.isnan(target).all():
+        raise ValueError("Input y contains NaN in every row: no row has a target to fit on")
+    return target
 
 
-def _chunk_rows(n_features: int) -> int:
-    """Rows per chunk of whole eras so a float32 block of the features plus up to 64 engineered columns stays
-    around _CHUNK_ELEMENTS cells."""
-    return max(1, _CHUNK_ELEMENTS // (n_features + 64))
-
-
-def _era_feature_corr(raw: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
-    """Per-era correlation (n_eras, F) of each feature (NaN → its era mean) with the target over the rows that have
-    one; NaN for a constant feature or an era with < 2 targets. Era by era, in blocks of about _RISKIEST_CELLS
-    values (a few float64 copies of a block), from sums: no standardised copy of the matrix."""
-    n_features = raw.shape[1]
-    out = np.full((eras.n_eras, n_features), np.nan)
-    y_all = np.asarray(target, dtype=np.float64)
-    for e, (_, rows) in enumerate(eras.rows()):
-        y = y_all[rows]
-        valid = ~np.isnan(y)
-        n = int(valid.sum())
-        if n < 2:
-            continue
-        yc = y[valid] - y[valid].mean()
-        syy = float(yc @ yc)
-        width = max(1, min(n_features, _RISKIEST_CELLS // len(rows)))
-        for start in range(0, n_features, width):
-            x = np.asarray(raw[rows, start : start + width], dtype=np.float64)
-            if raw.dtype.kind == "f":
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column stays NaN
-                    x = np.where(np.isnan(x), np.nanmean(x, axis=0), x)
-            if n < len(rows):
-                x = x[valid]
-            s1 = x.sum(axis=0)
-            s2 = np.einsum("ij,ij->j", x, x)
-            sxx = s2 - s1 * s1 / n
-            with np.errstate(invalid="ignore", divide="ignore"):
-                corr = (yc @ x) / np.sqrt(np.where(sxx > 1e-12 * s2, sxx, np.nan) * syy)
-            out[e, start : start + width] = corr
-    out[~np.isfinite(out)] = np.nan
-    return out
+def lgbm_threads(n_jobs: Any) -> int:
+    """LightGBM's num_threads for `n_jobs`: -1 is 0 (OpenMP's own count of the CPUs it may use, which honours
+    OMP_NUM_THREADS as Numerai's one-CPU runtime sets it), anything else `resolve_n_jobs`."""
+    return 0 if n_jobs == -1 else resolve_n_jobs(n_jobs)
 
 
 @contextmanager
@@ -185,36 +125,72 @@ def _stage(seconds: dict[str, float], name: str) -> Iterator[None]:
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-class NumeraiModel(Params):
+class NumeraiModel(RegressorMixin, BaseEstimator):
     """Interaction-, timing- and cluster-aware LightGBM for Numerai with a residualization postprocessor.
 
-    Parameters (stored untouched; learned state ends in `_`):
-      feature_groups: mapping group → feature names (features.json groups); None → principal-component factors.
-      clusters, interactions, timing, residualizer: the four component switches; all False = the baseline.
-      n_factors: principal-component factors when there are no groups.
-      n_clusters, cluster_components: k-means clusters on a PCA of per-era standardised features.
-      max_interactions, interaction_threshold: at most K products, each with |Newey-West t| above the larger of
-        the threshold (default 4.5: on the control world a product at t 3.8 passed the family-wise 3.61 and cost
-        0.001 corr against plain LightGBM; planted products are far stronger) and the family-wise (Bonferroni 5 %) critical value for the number of candidates.
-      timing_window, timing_lag, timing_threshold: trailing mean of factor returns over `window` eras, lagged by
-        `lag` eras (> the target horizon: a 20-day target resolves about 4 eras later); evidence threshold
-        (family-wise and both training halves must agree; 0 switches the timing gates off).
-      residualize_proportion: share of the prediction's per-era projection on the exposures that is removed.
-      residualize_features: "riskiest" exposures = the `residualize_n_features` features whose factor return
-        changed most between the halves of training; "all"; or None (no features).
-      residualize_clusters, residualize_benchmark: add cluster dummies / the benchmark column as exposures.
-      factor_model: add the linear factor model's score (composites x Fama-MacBeth mean premia of training) as
-        one column, whenever the composites are added.
-      lgbm_params: LightGBM parameters merged over DEFAULT_LGBM_PARAMS (sklearn-style names accepted).
-      n_jobs: LightGBM threads (None: all cores); random_state: the seed of everything.
+    X is a DataFrame of the `era` column and the features (int8 0..4, NaN allowed); a frame without `era` is one
+    era. Predictions are per-era ranks in (0, 1]. It works in Pipeline, cross_validate and GridSearchCV with an era
+    splitter (validation.splits.EraSplit) and era scorers (validation.scoring).
 
-    Evidence gates (all on training eras only; the learned choices end in `_`): interactions_.pairs_,
-    relative_keep_ (cluster-relative composites that add to their composite, with the sign and |t| > 1 in both
-    training halves), cluster_id_used_ (likewise), timing_'s
-    state_pairs_ / momentum_keep_, residualize_parts_ (exposure sets that improve a linear proxy's sharpe on the
-    second training half). The factor composites themselves are added whenever clusters, interactions or
-    timing is on: they are the basis every component builds on.
+    Parameters
+    ----------
+    feature_groups : mapping of group → feature names, or None
+        features.json's groups, whose per-stock means are the factor composites; None: principal components.
+    clusters, interactions, timing, residualizer : bool, default=True
+        The four component switches; all False is the baseline (plain LightGBM, ranked per era).
+    n_factors : int, default=8
+        Principal-component factors when there are no groups.
+    n_clusters, cluster_components : int, default=8, 10
+        k-means clusters on a PCA of per-era standardised features.
+    max_interactions, interaction_threshold : int, float, default=4, 4.5
+        At most K products, each with |Newey-West t| above the larger of the threshold and the family-wise
+        (Bonferroni 5 %) critical value for the number of candidates. 4.5: on the control world a product at t 3.8
+        passed the family-wise 3.61 and cost 0.001 corr against plain LightGBM; planted products are far stronger.
+    timing_window, timing_lag, timing_threshold : int, int, float, default=12, 5, 3.0
+        Trailing mean of factor returns over `window` eras, lagged by `lag` eras (more than the target's horizon: a
+        20-day target resolves about 4 eras later); evidence threshold of the timing gates (0 switches them off).
+    residualize_proportion : float in [0, 1], default=0.5
+        Share of the prediction's per-era projection on the exposures that is removed.
+    residualize_features : {"riskiest", "all", None}, default="riskiest"
+        "riskiest": the `residualize_n_features` features whose correlation with the target changed most between
+        the halves of training; "all"; None: no features.
+    residualize_n_features : int, default=10
+    residualize_clusters, residualize_benchmark : bool, default=True, False
+        Add the cluster dummies / the benchmark column as exposures.
+    factor_model : bool, default=False
+        Add the linear factor model's score (composites x Fama-MacBeth mean premia of training) as a column.
+    lgbm_params : mapping or None
+        LightGBM parameters merged over model.booster.DEFAULT_LGBM_PARAMS (scikit-learn style names accepted).
+    n_jobs : int or None, default=-1
+        Threads of LightGBM, scikit-learn's convention: None is 1, -1 every CPU this process may use, -2 all but
+        one. (A `num_threads`/`n_jobs` entry of lgbm_params wins for the fit.)
+    random_state : int, default=0
+        The seed of everything.
+
+    Attributes
+    ----------
+    feature_names_in_ : list of str
+        The trained feature columns, in order.
+    n_features_in_ : int
+    benchmark_columns_ : list of str or None
+        The benchmark column the model was fitted with (None: fitted without benchmark predictions).
+    factors_ : Factors or None
+        The composites (None for the baseline).
+    clusters_, interactions_, timing_, residualizer_ : component or None
+        The fitted components, each with its gate's choices (None when switched off).
+    factor_premia_ : ndarray or None
+        Mean per-era premia of the composites (only with factor_model).
+    engineered_names_ : list of str
+        The columns the components add to the booster's input.
+    as_of_era_ : str or None
+        The newest era whose target the model has seen (the timing history's).
+    booster_ : lightgbm.Booster
+    fit_seconds_ : dict of str to float
+        Wall time of each stage of fit.
     """
+
+    reads_eras = True
+    """Meta-estimators (ResidualizedRegressor) pass this model the `era` column."""
 
     def __init__(
         self,
@@ -238,7 +214,7 @@ class NumeraiModel(Params):
         residualize_benchmark: bool = False,
         factor_model: bool = False,
         lgbm_params: Mapping[str, Any] | None = None,
-        n_jobs: int | None = None,
+        n_jobs: int | None = -1,
         random_state: int = 0,
     ):
         self.feature_groups = feature_groups
@@ -264,10 +240,16 @@ class NumeraiModel(Params):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    # ---- variants ---------------------------------------------------------------------
+    def __sklearn_tags__(self):  # noqa: D105 - scikit-learn's tags
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # Numerai's features have NaN
+        tags.regressor_tags.poor_score = True  # predictions are per-era ranks in (0, 1], not on the target's scale
+        return tags
+
+    # ---- variants -------------------------------------------------------------------------------------
     def variant(self, name: str) -> "NumeraiModel":
         """An unfitted copy: "baseline" (all components off), "full" (all on) or "no_<component>"."""
-        params = self.get_params()
+        params = self.get_params(deep=False)
         if name == "baseline":
             switches = {c: False for c in COMPONENTS}
         elif name == "full":
@@ -279,14 +261,34 @@ class NumeraiModel(Params):
         params.update(switches)
         return type(self)(**params)
 
-    # ---- engineered features ------------------------------------------------------------------------
+    # ---- parameters -----------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        """ValueError naming any parameter whose value is not allowed (scikit-learn checks at fit, not __init__)."""
+        check_params(
+            self, clusters=("bool",), interactions=("bool",), timing=("bool",), residualizer=("bool",),
+            n_factors=("int", 1, None), n_clusters=("int", 1, None), cluster_components=("int", 1, None),
+            max_interactions=("int", 0, None), interaction_threshold=("real", 0, None),
+            timing_window=("int", 1, None), timing_lag=("int", 0, None), timing_threshold=("real", 0, None),
+            residualize_proportion=("real", 0.0, 1.0), residualize_features=("choice", *RESIDUALIZE_FEATURES),
+            residualize_n_features=("int", 0, None), residualize_clusters=("bool",), residualize_benchmark=("bool",),
+            factor_model=("bool",), random_state=("int", 0, None),
+        )
+        for name in ("feature_groups", "lgbm_params"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Mapping):
+                raise ValueError(f"NumeraiModel: parameter `{name}` is {value!r}; it must be a mapping or None.")
+        resolve_n_jobs(self.n_jobs)
+
     @property
     def _uses_factors(self) -> bool:
         return bool(self.clusters or self.interactions or self.timing)
 
-    def _engineer(
-        self, raw: np.ndarray, eras: EraIndex, bench: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    @property
+    def _nw_lags(self) -> int:
+        return max(1, self.timing_lag - 1)
+
+    # ---- engineered features ------------------------------------------------------------------------
+    def _engineer(self, raw: np.ndarray, eras: EraIndex, bench: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Engineered columns (n, m) float32 for whole eras, and the cluster labels (or None)."""
         if not self._uses_factors:
             return np.zeros((len(raw), 0), dtype=np.float32), None
@@ -294,8 +296,7 @@ class NumeraiModel(Params):
         z = eras.standardize(comp_raw)
         labels = relative = None
         if self.clusters_ is not None:
-            labels = self.clusters_.predict(raw, eras)
-            relative = self.clusters_.relative(z, labels, eras)
+            labels, relative = self.clusters_.pieces(raw, eras, z)
         return self._assemble(comp_raw, z, labels, relative, eras, bench), labels
 
     def _assemble(self, comp_raw: np.ndarray, z: np.ndarray, labels: np.ndarray | None, relative: np.ndarray | None,
@@ -306,9 +307,7 @@ class NumeraiModel(Params):
         if self.factor_premia_ is not None:  # the linear factor model's own score: composites x mean premia
             parts.append((z @ self.factor_premia_).astype(np.float32)[:, None])
         if self.clusters_ is not None:
-            if self.cluster_id_used_:
-                parts.append(labels.astype(np.float32)[:, None])
-            parts.append(relative[:, self.relative_keep_])
+            parts += self.clusters_.transform_columns(labels, relative)
         if self.interactions_ is not None:
             parts.append(self.interactions_.transform(z, relative))
         if self.timing_ is not None:
@@ -318,11 +317,11 @@ class NumeraiModel(Params):
     def _engineered_names(self) -> list[str]:
         if not self._uses_factors:
             return []
-        names = [f"factor_{n}" for n in self.factors_.names_]
+        factor_names = self.factors_.names_
+        names = [f"factor_{n}" for n in factor_names]
         names += ["factor_model"] if self.factor_premia_ is not None else []
         if self.clusters_ is not None:
-            names += ["cluster_id"] if self.cluster_id_used_ else []
-            names += [f"rel_{self.factors_.names_[j]}" for j in self.relative_keep_]
+            names += self.clusters_.feature_names(factor_names)
         if self.interactions_ is not None:
             names += list(self.interactions_.names_)
         if self.timing_ is not None:
@@ -330,21 +329,39 @@ class NumeraiModel(Params):
         return names
 
     # ---- fit ------------------------------------------------------------------------------------------
-    def fit(self, X: pd.DataFrame, y: Any, benchmark: pd.DataFrame | None = None, callbacks: list | None = None) -> "NumeraiModel":
-        """Fit factors, clusters, interactions and timing on the training eras, then the booster on all columns.
-        `fit_seconds_` keeps the wall time of each stage (input, factors, each component, engineered, lightgbm)."""
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError(f"X must be a pandas DataFrame with an `era` column and features, got {type(X).__name__}")
-        target = np.asarray(y, dtype=np.float64).reshape(-1)
-        if len(target) != len(X):
-            raise ValueError(f"y has {len(target)} values but X has {len(X)} rows")
+    def fit(self, X: pd.DataFrame, y: Any, benchmark: pd.DataFrame | None = None,
+            callbacks: list | None = None) -> "NumeraiModel":
+        """Fit the factors and the components on the training eras, then the booster on all columns.
+
+        Parameters
+        ----------
+        X : DataFrame
+            The `era` column and the features.
+        y : array-like (n,)
+            The target; NaN rows are left out.
+        benchmark : DataFrame, optional
+            Benchmark models' predictions indexed like X (timing's benchmark state, residualizer's exposure).
+        callbacks : list, optional
+            LightGBM callbacks (e.g. a progress bar).
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X = _as_frame(X)
+        target = _as_target(y, len(X))
         seconds: dict[str, float] = {}
         with _stage(seconds, "input"):
-            self.feature_names_in_ = _feature_columns(X)
-            self.n_features_in_ = len(self.feature_names_in_)
-            if not self.feature_names_in_:
-                raise ValueError("X holds no feature columns")
-            raw = _matrix(X, self.feature_names_in_)
+            features = feature_columns(X)
+            if not features:
+                raise ValueError(f"Found array with 0 feature(s) (shape=({len(X)}, 0)) while a minimum of 1 is required: "
+                                 "X holds no feature columns")
+            self.feature_names_in_ = np.asarray(features, dtype=object)
+            self.n_features_in_ = len(features)
+            raw = feature_matrix(X, features)
+            if "era" in X.columns:
+                check_era_labels(X["era"].unique())
             eras = EraIndex.from_frame(X)
             bench = _benchmark_vector(benchmark, X.index, None)
             self.benchmark_columns_ = None
@@ -352,14 +369,14 @@ class NumeraiModel(Params):
                 self.benchmark_columns_ = [str(choose_benchmark_column(benchmark))]
         seed = int(self.random_state)
 
-        self.factors_ = self.clusters_ = self.interactions_ = self.timing_ = None
+        self.factors_ = self.clusters_ = self.interactions_ = self.timing_ = self.residualizer_ = None
         z = comp_raw = relative = labels = returns = joint = None
         self.factor_premia_ = None
         if self._uses_factors:
             with _stage(seconds, "factors"):
-                self.factors_ = Factors(self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, self.feature_names_in_)
+                self.factors_ = Factors(self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, features)
                 comp_raw = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
-                for rows in eras.chunks(_chunk_rows(raw.shape[1])):
+                for rows in eras.chunks(chunk_rows(raw.shape[1])):
                     comp_raw[rows] = self.factors_.raw(raw[rows], eras.take(rows))
                 z = eras.standardize(comp_raw)
                 returns = factor_returns(z, target, eras)
@@ -369,271 +386,135 @@ class NumeraiModel(Params):
                 self.factor_premia_ = np.nan_to_num(premia).astype(np.float32) if self.factor_model else None
         if self.clusters:
             with _stage(seconds, "clusters"):
-                self.clusters_ = Clusters(self.n_clusters, self.cluster_components, random_state=seed).fit(raw, eras)
-                labels = self.clusters_.predict(raw, eras)
-                relative = self.clusters_.relative(z, labels, eras)
-                self._gate_clusters(z, relative, labels, target, eras)
+                self.clusters_ = Clusters(self.n_clusters, self.cluster_components, random_state=seed,
+                                          threshold=CLUSTER_T, nw_lags=self._nw_lags).fit(raw, eras)
+                labels, relative = self.clusters_.pieces(raw, eras, z)
+                self.clusters_.gate(z, relative, labels, target, eras)
         if self.interactions:
             with _stage(seconds, "interactions"):
-                self.interactions_ = Interactions(self.max_interactions, self.interaction_threshold, nw_lags=max(1, self.timing_lag - 1))
+                self.interactions_ = Interactions(self.max_interactions, self.interaction_threshold, nw_lags=self._nw_lags)
                 self.interactions_.fit(z, target, eras, self.factors_.names_, relative)
         if self.timing:
             with _stage(seconds, "timing"):
-                self.timing_ = Timing(self.timing_window, self.timing_lag, self.timing_threshold, nw_lags=max(1, self.timing_lag - 1))
+                self.timing_ = Timing(self.timing_window, self.timing_lag, self.timing_threshold, nw_lags=self._nw_lags)
                 self.timing_.fit(z, comp_raw, returns, eras, self.factors_.names_, bench, joint_returns=joint)
                 self.as_of_era_ = self.timing_.as_of_era_
         else:
             resolved = eras.sums((~np.isnan(target)).astype(np.int64)) > 0
             self.as_of_era_ = str(eras.eras[resolved][-1]) if resolved.any() else None
-        with _stage(seconds, "residualizer"):
-            corr = _era_feature_corr(raw, target, eras) if self.residualizer and self.residualize_features == "riskiest" else None
-            self.riskiest_ = self._riskiest(corr)
-            self.residualize_parts_ = self._gate_residualizer(raw, z, labels if self.clusters else None, target, eras, corr)
+        if self.residualizer:
+            with _stage(seconds, "residualizer"):
+                def basis() -> np.ndarray:  # the composites, or principal components when no factor is fitted
+                    if z is not None:
+                        return z
+                    factors = Factors(None, self.n_factors, random_state=seed).fit(raw, eras, features)
+                    return factors.transform(raw, eras)
+
+                self.residualizer_ = Residualizer(
+                    self.residualize_proportion, self.residualize_features, self.residualize_n_features,
+                    clusters=self.residualize_clusters, benchmark=self.residualize_benchmark,
+                ).fit(raw, target, eras, basis=basis, labels=labels if self.clusters else None,
+                      n_clusters=len(self.clusters_.centroids_) if self.clusters_ is not None else None)
 
         with _stage(seconds, "engineered"):
             self.engineered_names_ = self._engineered_names()
             engineered = np.zeros((len(raw), 0), dtype=np.float32)
             if self._uses_factors:
                 engineered = np.empty((len(raw), len(self.engineered_names_)), dtype=np.float32)
-                for rows in eras.chunks(_chunk_rows(raw.shape[1])):  # the pieces fit already has, by chunks
+                for rows in eras.chunks(chunk_rows(raw.shape[1])):  # the pieces fit already has, by chunks
                     engineered[rows] = self._assemble(
                         comp_raw[rows], z[rows], None if labels is None else labels[rows],
                         None if relative is None else relative[rows], eras.take(rows), None if bench is None else bench[rows])
             del z, comp_raw, relative
         with _stage(seconds, "lightgbm"):
-            self.booster_ = self._train(raw, engineered, target, callbacks)
+            names = list(features) + list(self.engineered_names_)
+            categorical = ["cluster_id"] if "cluster_id" in self.engineered_names_ else []
+            self.booster_ = train_booster(raw, engineered, target, self.lgbm_params, names, categorical, seed,
+                                          lgbm_threads(self.n_jobs), CHUNK_CELLS, callbacks)
         self.fit_seconds_ = seconds
         return self
 
-    def _riskiest(self, corr: np.ndarray | None) -> np.ndarray:
-        """Indices of the features whose per-era correlation with the target (`corr`, (eras, F) from
-        `_era_feature_corr`) moved most between the halves of those eras."""
-        if self.residualize_features != "riskiest" or corr is None or len(corr) // 2 < 1:
-            return np.zeros(0, dtype=np.int64)
-        half = len(corr) // 2
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN feature: no change
-            change = np.abs(np.nanmean(corr[:half], axis=0) - np.nanmean(corr[half:], axis=0))
-        change = np.nan_to_num(change, nan=0.0)
-        n = min(int(self.residualize_n_features), corr.shape[1])
-        return np.sort(np.argsort(-change, kind="stable")[:n]).astype(np.int64)
-
-    def _gate_clusters(self, z: np.ndarray, relative: np.ndarray, labels: np.ndarray, target: np.ndarray, eras: EraIndex) -> None:
-        """Keep a cluster-relative composite only if it explains the target beyond its composite, consistently
-        across eras, and the cluster id only if some cluster's per-era mean target is consistently non-zero."""
-        lags = max(1, self.timing_lag - 1)
-        k = z.shape[1]
-        series = np.column_stack([era_coefficients([z[:, j], relative[:, j]], target, eras)[:, 1] for j in range(k)])
-        rel_t = np.array([newey_west_t(series[:, j], lags)[0] for j in range(k)])
-        self.relative_tstats_ = rel_t
-        passed = (np.abs(rel_t) > familywise_threshold(k, _CLUSTER_T)) & _halves_agree(series, rel_t, lags)
-        self.relative_keep_ = np.flatnonzero(passed).astype(np.int64)
-        n_clusters = len(self.clusters_.centroids_)
-        valid = ~np.isnan(target)
-        yc = np.where(valid, target - eras.broadcast(eras.means(target)), 0.0)
-        cell = eras.codes.astype(np.int64) * n_clusters + labels.astype(np.int64)
-        total = np.bincount(cell, weights=yc, minlength=eras.n_eras * n_clusters).reshape(eras.n_eras, n_clusters)
-        count = np.bincount(cell, weights=valid, minlength=eras.n_eras * n_clusters).reshape(eras.n_eras, n_clusters)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(count >= 5, total / count, np.nan)
-        sd = np.sqrt(eras.means(np.where(valid, yc * yc, np.nan)))
-        scaled = means / sd[:, None]
-        cluster_t = np.array([newey_west_t(scaled[:, c], lags)[0] for c in range(n_clusters)])
-        self.cluster_tstats_ = cluster_t
-        passed = (np.abs(cluster_t) > familywise_threshold(n_clusters, _CLUSTER_T)) & _halves_agree(scaled, cluster_t, lags)
-        self.cluster_id_used_ = bool(passed.any())
-
-    def _requested_parts(self) -> list[str]:
-        parts = []
-        if self.residualize_features == "all" or (self.residualize_features == "riskiest" and self.residualize_n_features):
-            parts.append("features")
-        if self.residualize_clusters and self.clusters:
-            parts.append("clusters")
-        return parts
-
-    def _gate_residualizer(self, raw: np.ndarray, z: np.ndarray | None, labels: np.ndarray | None, target: np.ndarray,
-                           eras: EraIndex, corr: np.ndarray | None) -> tuple[str, ...]:
-        """Which exposure sets to residualize on: those that raise the sharpe of a linear proxy model on the
-        second half of training (fitted on the first half) by 10 % without costing more than 10 % of its mean corr;
-        the riskiest features of the first half come from its rows of `corr` (per-era feature correlations)."""
-        requested = self._requested_parts() if self.residualizer else []
-        if not requested or float(self.residualize_proportion) == 0.0:
-            return ()
-        half = eras.n_eras // 2
-        if half < 8:  # too few eras for evidence: do as asked
-            return tuple(requested)
-        first = eras.codes < half
-        second = ~first
-        basis = z
-        if basis is None:
-            basis = Factors(None, self.n_factors, random_state=int(self.random_state)).fit(raw, eras, self.feature_names_in_).transform(raw, eras)
-        basis = np.asarray(basis, dtype=np.float64)
-        valid = ~np.isnan(target)
-        ybar = eras.means(target)
-        yc = target - eras.broadcast(ybar)
-        fit_rows = first & valid
-        beta, *_ = np.linalg.lstsq(basis[fit_rows], yc[fit_rows], rcond=None)
-        sub_b = eras.take(np.flatnonzero(second))
-        proxy = basis[second] @ beta
-        y_b = target[second]
-
-        def scores(values: np.ndarray) -> tuple[float, float]:
-            c = factor_returns(sub_b.standardize(values.reshape(-1, 1), dtype=np.float64), y_b, sub_b)[:, 0]
-            c = c[~np.isnan(c)]
-            return (float(c.mean()), float(c.mean() / c.std())) if len(c) > 2 and c.std() > 0 else (0.0, 0.0)
-
-        base_mean, base_sharpe = scores(proxy)
-        kept = []
-        self.residualize_evidence_ = {"proxy": (base_mean, base_sharpe)}
-        for part in requested:
-            if part == "features":
-                if self.residualize_features == "all":
-                    exposure = _filled(raw[second], sub_b)
-                else:
-                    idx = self._riskiest(None if corr is None else corr[:half])
-                    exposure = _filled(raw[:, idx][second], sub_b)  # the chosen columns only, then rows
-            else:
-                exposure = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels[second].astype(np.int64)][:, 1:]
-            mean, sharpe = scores(residualize(proxy, exposure, sub_b, float(self.residualize_proportion)))
-            self.residualize_evidence_[part] = (mean, sharpe)
-            if sharpe > _RESIDUALIZE_SHARPE_GAIN * base_sharpe and base_sharpe > 0 and mean >= 0.9 * base_mean:
-                kept.append(part)
-        return tuple(kept)
-
-    def _train(self, raw: np.ndarray, engineered: np.ndarray, target: np.ndarray, callbacks: list | None) -> lgb.Booster:
-        params = _lgbm_params(self.lgbm_params)
-        threads = self.n_jobs if self.n_jobs is not None else (os.cpu_count() or 1)
-        params.update(
-            seed=int(self.random_state),
-            deterministic=True,
-            force_col_wise=True,
-            num_threads=int(params.get("num_threads") or threads),
-        )
-        rounds = int(params.pop("num_iterations"))
-        names = list(self.feature_names_in_) + list(self.engineered_names_)
-        categorical = ["cluster_id"] if "cluster_id" in self.engineered_names_ else "auto"
-        # a float32 copy of at most one chunk's cells; larger data goes in float32 batches (int8 stays int8)
-        data = training_dataset(
-            raw, engineered, target, params,
-            feature_name=[_safe_name(n) for n in names],
-            categorical_feature=[_safe_name(c) for c in categorical] if categorical != "auto" else "auto",
-            dense_cells=_CHUNK_ELEMENTS,
-        )
-        booster = lgb.train(params, data, num_boost_round=rounds, callbacks=callbacks)
-        booster.free_dataset()
-        return booster
-
     # ---- factor-return history ----------------------------------------------------------------------
     def update_factor_returns(self, X: pd.DataFrame, y: Any) -> "NumeraiModel":
-        """Extend the timing history with newly resolved eras of X (without refitting anything else)."""
+        """Extend the timing history with newly resolved eras of X (nothing else is refitted: same trees)."""
         self._check_fitted()
         target = np.asarray(y, dtype=np.float64).reshape(-1)
         eras = EraIndex.from_frame(X)
         if self.timing_ is None:
             resolved = eras.sums((~np.isnan(target)).astype(np.int64)) > 0
             newest = [str(e) for e in eras.eras[resolved]]
-            if newest and (self.as_of_era_ is None or _later(newest[-1], self.as_of_era_)):
+            if newest and (self.as_of_era_ is None or era_key(newest[-1]) > era_key(self.as_of_era_)):
                 self.as_of_era_ = newest[-1]
             return self
+        features = list(self.feature_names_in_)
         z = np.empty((len(X), len(self.factors_.names_)), dtype=np.float64)
-        for rows in eras.chunks(_chunk_rows(len(self.feature_names_in_))):
-            z[rows] = self.factors_.transform(_matrix(X.iloc[rows], self.feature_names_in_), eras.take(rows))
-        returns = factor_returns(z, target, eras)
-        self.timing_.update(eras.eras, returns)
+        for rows in eras.chunks(chunk_rows(len(features))):
+            z[rows] = self.factors_.transform(feature_matrix(X.iloc[rows], features), eras.take(rows))
+        self.timing_.update(eras.eras, factor_returns(z, target, eras))
         self.as_of_era_ = self.timing_.as_of_era_
         return self
 
     # ---- predict --------------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "booster_"):
-            raise ValueError("this NumeraiModel is not fitted yet: call fit(X, y) first")
+            raise NotFittedError("this NumeraiModel is not fitted yet: call fit(X, y) first")
 
     def predict(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> np.ndarray:
-        """Predictions in (0, 1], ranked within each era (residualized first when the residualizer is on)."""
+        """Predictions in (0, 1], ranked within each era (residualized first when the residualizer is on).
+
+        Parameters
+        ----------
+        X : DataFrame
+            The `era` column and (at least) the trained features; a missing feature is NaN (logged).
+        benchmark : DataFrame, optional
+            Benchmark models' predictions indexed like X; a missing value takes the chunk's mean.
+
+        Returns
+        -------
+        ndarray (n,) float64
+        """
         self._check_fitted()
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError(f"X must be a pandas DataFrame, got {type(X).__name__}")
+        X = _as_frame(X, n_features=self.n_features_in_)
+        features = list(self.feature_names_in_)
         eras = EraIndex.from_frame(X)
         bench_all = _benchmark_vector(benchmark, X.index, self.benchmark_columns_)
         out = np.empty(len(X), dtype=np.float64)
-        for rows in eras.chunks(_chunk_rows(len(self.feature_names_in_))):
-            sub = eras.take(rows)
-            raw = _matrix(X.iloc[rows], self.feature_names_in_)
+        for rows in eras.chunks(chunk_rows(len(features))):
             bench = None if bench_all is None else bench_all[rows]
             if bench is not None and np.isnan(bench).any():
                 bench = np.where(np.isnan(bench), np.nanmean(bench) if (~np.isnan(bench)).any() else 0.5, bench)
-            engineered, labels = self._engineer(raw, sub, bench)
-            values = self._booster_predict(_Rows(raw, engineered, None))
-            out[rows] = self._postprocess(values, raw, labels, bench, sub)
+            out[rows] = self.predict_eras(feature_matrix(X.iloc[rows], features), eras.take(rows), bench)
         return out
 
-    def _booster_predict(self, rows: _Rows) -> np.ndarray:
-        """The booster's raw scores, fed in float32 batches of about _PREDICT_CELLS values (bounded memory).
+    def predict_eras(self, raw: np.ndarray, eras: EraIndex, benchmark: np.ndarray | None = None) -> np.ndarray:
+        """The array-level predict of whole eras, which `predict` and Numerai's live function both call.
 
-        A model with more than _PREDICT_TREES trees is summed over blocks of that many trees: LightGBM walks every
-        tree for one row before the next row, so 30,000 deep trees miss the cache on every row, while a block's
-        nodes stay in cache across the batch (measured 4x faster on deep forests). Raw scores, not
-        the objective's link: only the per-era ranks of these values are used.
+        Parameters
+        ----------
+        raw : ndarray (n, n_features_in_)
+            The trained features in trained order (int8, or float32 with NaN).
+        eras : EraIndex
+            The rows' eras.
+        benchmark : ndarray (n,), optional
+            The benchmark column, without NaN.
+
+        Returns
+        -------
+        ndarray (n,) float64: per-era ranks in (0, 1].
         """
-        n, width = len(rows), len(self.feature_names_in_) + len(self.engineered_names_)
-        step = max(1, _PREDICT_CELLS // max(1, width))
-        trees = int(self.booster_.best_iteration or self.booster_.current_iteration())
-        out = np.zeros(n)
-        for start in range(0, n, step):
-            batch = rows[start : start + step]
-            for first in range(0, trees, _PREDICT_TREES):
-                out[start : start + len(batch)] += self.booster_.predict(
-                    batch, start_iteration=first, num_iteration=min(_PREDICT_TREES, trees - first),
-                    raw_score=True, num_threads=self._predict_threads(),
-                )
+        self._check_fitted()
+        out = np.empty(len(raw), dtype=np.float64)
+        threads = lgbm_threads(self.n_jobs)
+        for rows in eras.chunks(chunk_rows(raw.shape[1])):
+            whole = len(rows) == len(raw) and bool(np.all(rows == np.arange(len(raw))))  # no copy of a sorted chunk
+            sub = eras if whole else eras.take(rows)
+            chunk = raw if whole else raw[rows]
+            bench = None if benchmark is None or whole else benchmark[rows]
+            bench = benchmark if whole else bench
+            engineered, labels = self._engineer(chunk, sub, bench)
+            values = predict_raw(self.booster_, Rows(chunk, engineered, None), threads)
+            if self.residualizer_ is None:
+                out[rows] = sub.rank(values)
+            else:
+                out[rows] = self.residualizer_.transform(values, chunk, sub, labels, bench)
         return out
-
-    def _predict_threads(self) -> int:
-        return int(self.n_jobs) if self.n_jobs is not None else 0
-
-    def _postprocess(self, values: np.ndarray, raw: np.ndarray, labels: np.ndarray | None, bench: np.ndarray | None, eras: EraIndex) -> np.ndarray:
-        """Per era: rank, or gaussianize + residualize on the chosen exposures + rank."""
-        if not self.residualizer:
-            return eras.rank(values)
-        exposures = []
-        parts = getattr(self, "residualize_parts_", ("features", "clusters"))
-        if "features" in parts and self.residualize_features == "all":
-            exposures.append(_filled(raw, eras))
-        elif "features" in parts and len(self.riskiest_):
-            exposures.append(_filled(raw[:, self.riskiest_], eras))
-        if "clusters" in parts and labels is not None and self.clusters_ is not None:
-            exposures.append(self.clusters_.dummies(labels)[:, 1:])  # intercept is always included
-        if self.residualize_benchmark and bench is not None:
-            exposures.append(bench.reshape(-1, 1).astype(np.float32))
-        if not exposures:
-            return eras.rank(values)
-        return residualize_predictions(values, np.concatenate(exposures, axis=1), eras, self.residualize_proportion)
-
-
-def _halves_agree(series: np.ndarray, full_t: np.ndarray, lags: int, floor: float = _HALF_T) -> np.ndarray:
-    """(m,) mask: each column of the per-era `series` (T, m) has the full sample's sign with |t| > `floor` in
-    both halves of the training eras (the timing gates' consistency test)."""
-    half = len(series) // 2
-    ok = np.ones(series.shape[1], dtype=bool)
-    for part in (slice(0, half), slice(half, None)):
-        t = np.array([newey_west_t(series[part, j], lags)[0] for j in range(series.shape[1])])
-        ok &= (np.sign(t) == np.sign(full_t)) & (np.abs(t) > floor)
-    return ok
-
-
-def _filled(raw: np.ndarray, eras: EraIndex) -> np.ndarray:
-    """Features as float32 with NaN replaced by the era mean (the neutral exposure)."""
-    x = np.asarray(raw, dtype=np.float32)
-    if x.dtype.kind == "f" and np.isnan(x).any():
-        means = eras.broadcast(np.nan_to_num(eras.means(x), nan=2.0)).astype(np.float32)
-        x = np.where(np.isnan(x), means, x)
-    return x
-
-
-def _later(a: str, b: str) -> bool:
-    return era_number(a) > era_number(b) or (era_number(a) == era_number(b) and a > b)
-
-
-def _safe_name(name: str) -> str:
-    """LightGBM rejects some characters in feature names; replace them."""
-    return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in str(name))

@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from .eras import EraIndex
-from .params import Params
+from .features import FILL_VALUE
+from .stats import era_correlations
 
 _ROW_CHUNK = 32_768
 
@@ -40,27 +42,34 @@ def _chunked_matmul(features: np.ndarray, weights: np.ndarray, centre: np.ndarra
 
 
 def factor_returns(composites: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
-    """Per-era correlation of the target with each (per-era standardised) composite: (n_eras, k), NaN if unknown."""
-    z = np.asarray(composites, dtype=np.float64)
-    y = np.asarray(target, dtype=np.float64)
-    valid = ~np.isnan(y)
-    count = eras.sums(valid.astype(np.float64))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ybar = eras.sums(np.where(valid, y, 0.0)) / count
-        yc = np.where(valid, y - eras.broadcast(ybar), 0.0)
-        zv = np.where(valid[:, None], z, 0.0)
-        zbar = eras.sums(zv) / count[:, None]
-        zc = np.where(valid[:, None], z - eras.broadcast(zbar), 0.0)
-        cov = eras.sums(zc * yc[:, None])
-        sz = np.sqrt(eras.sums(zc * zc))
-        sy = np.sqrt(eras.sums(yc * yc))
-        corr = cov / (sz * sy[:, None])
-    corr[~np.isfinite(corr)] = np.nan
-    return corr
+    """Factor returns: the per-era correlation (n_eras, k) of the target with each composite, NaN where unknown
+    (`model.stats.era_correlations`)."""
+    return era_correlations(composites, target, eras)
 
 
-class Factors(Params):
-    """Factor composites: feature-group means (or principal components), z-scored within each era."""
+class Factors(BaseEstimator):
+    """Factor composites: feature-group means (or principal components), z-scored within each era.
+
+    Parameters
+    ----------
+    groups : mapping of group name to feature names, or None
+        features.json's groups; None (or no group with a trained feature) uses principal components instead.
+    n_components : int, default=8
+        Principal components when there are no groups.
+    sample_size : int, default=50_000
+        Rows sampled to find the principal axes.
+    random_state : int, default=0
+        Seed of the row sample.
+
+    Attributes
+    ----------
+    kind_ : {"groups", "pca"}
+        Which composites were built.
+    weights_ : ndarray (F, k) float32
+        Each composite's weights over the features.
+    names_ : list of str
+        The composites' names (group names, or pc1, pc2, ...).
+    """
 
     def __init__(
         self,
@@ -119,7 +128,7 @@ class Factors(Params):
             with np.errstate(invalid="ignore", divide="ignore"):
                 return sums / np.where(counts > 0, counts, np.nan)
         centre = eras.broadcast(eras.means(features)).astype(np.float32)
-        centre = np.nan_to_num(centre, nan=2.0)
+        centre = np.nan_to_num(centre, nan=FILL_VALUE)
         sums, _ = _chunked_matmul(features, self.weights_, centre=centre)
         return sums
 

@@ -1,7 +1,7 @@
 """The function Numerai runs every day: `predict(live_features, live_benchmark_models)` closing over a fitted
 model. Robust rather than brittle, because a crash is a missed submission.
 
-Rules (see ../shared/numerai-runtime/README.md for the runtime facts behind them):
+Rules (docs/design.md lists the runtime facts behind them):
 - exactly two parameters (Numerai's runner counts them: 2 → it passes the benchmark frame);
 - unknown extra columns are ignored; a missing trained feature or a NaN takes the neutral value 2
   (`FILL_VALUE`), reported in one log line of logger "model.live";
@@ -15,11 +15,12 @@ Rules (see ../shared/numerai-runtime/README.md for the runtime facts behind them
 - the result is exactly `pandas.DataFrame`, index `id`, one column `prediction`, in [0, 1], never NaN, never
   constant within an era (ties of a constant era are broken by a stable hash of the ids, logged).
 
-Imports numpy, pandas, the standard library and model.eras only: this module is pickled by value into model.pkl.
+Imports numpy, pandas, the standard library and the model package only: it is pickled by value into model.pkl.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any, Callable, Optional, Sequence
 
@@ -28,10 +29,9 @@ import pandas as pd
 
 from .benchmarks import benchmark_columns, match_benchmark_column
 from .eras import ERA_COLUMN, EraIndex
+from .features import FILL_VALUE
 
 LOGGER_NAME = "model.live"
-FILL_VALUE = 2
-"""Neutral value (the middle of Numerai's 0…4 feature bins) for a missing feature or a NaN."""
 MIN_FEATURE_FRACTION = 0.5
 """Below this share of the trained features present, predicting would be dishonest: raise instead."""
 CHUNK_CELLS = 10_000_000
@@ -187,26 +187,67 @@ def _hash_ranks(ids: np.ndarray) -> np.ndarray:
     return ranks / max(1, len(ids))
 
 
+def _reads_eras(fitted: Any) -> bool:
+    """Whether the estimator, or one nested in it (a Pipeline's step), reads the `era` column itself."""
+    if getattr(fitted, "reads_eras", False):
+        return True
+    try:
+        nested = fitted.get_params(deep=True).values() if hasattr(fitted, "get_params") else ()
+    except Exception:  # noqa: BLE001 - an odd get_params: take the estimator as it is
+        return False
+    return any(getattr(v, "reads_eras", False) for v in nested if not isinstance(v, type))
+
+
+def _live_features(fitted: Any) -> tuple[list[str], bool]:
+    """The trained feature columns of a fitted model (without `era`), and whether it gets the `era` column (it was
+    fitted with one, or it reads eras itself)."""
+    names = [str(f) for f in getattr(fitted, "feature_names_in_", [])]
+    return [f for f in names if f != ERA_COLUMN], ERA_COLUMN in names or _reads_eras(fitted)
+
+
 def make_predict(fitted: Any) -> Callable[[pd.DataFrame, Optional[pd.DataFrame]], pd.DataFrame]:
     """Return Numerai's `predict(live_features, live_benchmark_models)` for a fitted model.
 
-    `fitted` needs only `predict(X, benchmark=None) -> array` (X: `era` + trained features, index ids) and
-    `feature_names_in_`."""
-    features = [str(f) for f in fitted.feature_names_in_]
+    A NumeraiModel is called through its array-level `predict_eras` (this function has already normalised ids,
+    eras, features and the benchmark). Any other fitted scikit-learn estimator needs `predict(X)` and
+    `feature_names_in_` (fit it on a DataFrame); it gets X with exactly the columns it was fitted on (`era` too if
+    it was), and `benchmark=` when its predict takes that argument; its output is ranked per era."""
+    features, with_era = _live_features(fitted)
     if not features:
-        raise ValueError("the fitted model has no feature_names_in_; fit it before making the live predict")
+        raise ValueError("the fitted model has no feature_names_in_: fit it on a DataFrame before making the live predict")
     wanted_bench = _benchmark_columns(fitted)
 
     def predict(live_features: pd.DataFrame, live_benchmark_models: Optional[pd.DataFrame] = None) -> pd.DataFrame:
         """Numerai's entry point: predictions in [0, 1] for every id of `live_features`, index `id`."""
-        return predict_frame(fitted, features, wanted_bench, live_features, live_benchmark_models)
+        return predict_frame(fitted, features, wanted_bench, live_features, live_benchmark_models, with_era)
 
     predict.__qualname__ = "predict"
     return predict
 
 
+def _takes_benchmark(fitted: Any) -> bool:
+    try:
+        return "benchmark" in inspect.signature(fitted.predict).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _predict_part(fitted: Any, block: np.ndarray, eras: EraIndex, ids: pd.Index, features: list[str],
+                  bench: Optional[pd.DataFrame], with_era: bool) -> np.ndarray:
+    """The model's values for some whole eras of a chunk: the array-level predict of a NumeraiModel, else the
+    estimator's predict(X) on a frame of the columns it was fitted on, ranked per era."""
+    if hasattr(fitted, "predict_eras"):
+        vector = None if bench is None else bench[bench.columns[0]].to_numpy(dtype=np.float64)
+        return fitted.predict_eras(block, eras, vector)
+    X = pd.DataFrame(block, index=ids, columns=features, copy=False)
+    if with_era:
+        X.insert(0, ERA_COLUMN, eras.eras[eras.codes])
+    values = fitted.predict(X, benchmark=bench) if _takes_benchmark(fitted) else fitted.predict(X)
+    return eras.rank(np.asarray(values, dtype=np.float64).reshape(len(block), -1)[:, 0])
+
+
 def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[str]],
-                  live: pd.DataFrame, bench: Any) -> pd.DataFrame:
+                  live: pd.DataFrame, bench: Any, with_era: bool = False) -> pd.DataFrame:
     """The body of the live predict (see the module docstring for the rules it follows)."""
     log = _logger()
     if not isinstance(live, pd.DataFrame):
@@ -241,9 +282,6 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[
         block, filled = _feature_block(sources, rows, present_slot, len(features))
         n_nan += filled
         chunk_ids = ids[rows]
-        X = pd.DataFrame(block, index=chunk_ids, columns=features, copy=False)
-        X.insert(0, ERA_COLUMN, pd.Categorical.from_codes(sub.codes, sub.eras))
-        del block
         # Which eras of the chunk have a complete benchmark: those get it, the others are predicted without.
         with_bench = np.zeros(len(rows), dtype=bool)
         bench_chunk = None
@@ -257,10 +295,12 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[
             part = np.flatnonzero(with_bench == use)
             if not len(part):
                 continue
-            Xp = X if len(part) == len(rows) else X.iloc[part]
-            bp = bench_chunk.iloc[part] if use else None
-            values[part] = _safe_values(fitted.predict(Xp, benchmark=bp), len(part))
-        del X
+            whole = len(part) == len(rows)
+            raw = _predict_part(fitted, block if whole else block[part], sub if whole else sub.take(part),
+                                chunk_ids if whole else chunk_ids[part], features,
+                                (bench_chunk if whole else bench_chunk.iloc[part]) if use else None, with_era)
+            values[part] = _safe_values(raw, len(part))
+        del block
         # Never constant within an era: break ties of a constant era by a stable hash of the ids.
         ordered = values[sub.order]
         spread = np.maximum.reduceat(ordered, sub.starts) - np.minimum.reduceat(ordered, sub.starts)

@@ -1,75 +1,87 @@
-"""scikit-learn's parameter conventions without scikit-learn: `get_params`, `set_params` and a short `__repr__`.
+"""Parameter checks at `fit` (scikit-learn's rule: `__init__` stores, `fit` checks) and the meaning of `n_jobs`.
 
-Every class of model/ that takes constructor parameters mixes in `Params`, so `sklearn.base.clone` works on it
-(model/ may not subclass sklearn.base.BaseEstimator: the pickle must not need scikit-learn). The parameter
-names are those of the class's `__init__` signature, which stores each one unchanged under its own name.
+`check_params(estimator, name=rule, ...)` raises a ValueError that names the class, the parameter, the value and
+what is allowed. A rule is a tuple:
+
+- ("int", low, high) / ("real", low, high): a number within [low, high] (None: unbounded); bools are refused;
+- ("bool",): True or False;
+- ("choice", a, b, ...): one of the listed values;
+- ("int", ...) or ("real", ...) with "none" appended, e.g. ("int", 1, None, "none"): also None.
+
+`n_jobs` follows scikit-learn: None means 1, a positive number that many, -1 every CPU this process may use, -2
+all but one, and so on; 0 is refused. Inside Numerai's one-CPU runtime -1 means 1.
 """
 
 from __future__ import annotations
 
-import inspect
+import numbers
+import os
 from typing import Any
 
-__all__ = ["Params"]
+__all__ = ["available_cpus", "check_params", "resolve_n_jobs"]
 
 
-class Params:
-    """Mixin: parameters are the `__init__` arguments, stored as attributes of the same name."""
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        """The constructor's parameter names, in signature order (no *args/**kwargs)."""
-        return [
-            name
-            for name, p in inspect.signature(cls.__init__).parameters.items()
-            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters as stored (nested estimators included when `deep`, as sklearn does)."""
-        params = {name: getattr(self, name) for name in self._param_names()}
-        if deep:
-            for name, value in list(params.items()):
-                if hasattr(value, "get_params") and not isinstance(value, type):
-                    params.update({f"{name}__{k}": v for k, v in value.get_params(deep=True).items()})
-        return params
-
-    def set_params(self, **params: Any) -> Any:
-        """Set constructor parameters by name (`a__b` sets b of the nested parameter a); unknown names raise ValueError."""
-        valid = self._param_names()
-        nested: dict[str, dict[str, Any]] = {}
-        for name, value in params.items():
-            head, sep, rest = name.partition("__")
-            if head not in valid:
-                raise ValueError(
-                    f"{type(self).__name__} has no parameter {head!r}; valid parameters: {', '.join(valid)}"
-                )
-            if sep:
-                nested.setdefault(head, {})[rest] = value
-            else:
-                setattr(self, name, value)
-        for head, sub in nested.items():
-            getattr(self, head).set_params(**sub)
-        return self
-
-    def __repr__(self) -> str:
-        """`Class(name=value, ...)` listing only the parameters that differ from their defaults."""
-        signature = inspect.signature(type(self).__init__).parameters
-        changed = []
-        for name in self._param_names():
-            value, default = getattr(self, name), signature[name].default
-            if value is default or _equal(value, default):
-                continue
-            if isinstance(value, dict) and len(repr(value)) > 60:
-                changed.append(f"{name}=<{len(value)} entries>")
-            else:
-                changed.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(changed)})"
+def _describe(rule: tuple) -> str:
+    kind, *rest = rule
+    nullable = bool(rest) and rest[-1] == "none"
+    if nullable:
+        rest = rest[:-1]
+    if kind in ("int", "real"):
+        low, high = (list(rest) + [None, None])[:2]
+        noun = "an integer" if kind == "int" else "a number"
+        bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
+        text = " ".join([noun, " and ".join(b for b in bounds if b)]).strip()
+    elif kind == "bool":
+        text = "True or False"
+    else:
+        text = "one of " + ", ".join(repr(v) for v in rest)
+    return text + (" or None" if nullable else "")
 
 
-def _equal(a: Any, b: Any) -> bool:
-    """a == b as a plain bool (False when the comparison is not a bool, e.g. numpy arrays)."""
-    try:
-        return bool(a == b) if type(a) is type(b) else False
-    except (TypeError, ValueError):
+def _ok(value: Any, rule: tuple) -> bool:
+    kind, *rest = rule
+    if rest and rest[-1] == "none":
+        if value is None:
+            return True
+        rest = rest[:-1]
+    if kind == "bool":
+        return isinstance(value, (bool,)) or type(value).__name__ == "bool_"
+    if kind == "choice":
+        return any(value is option or (type(value) is type(option) and value == option) for option in rest)
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
         return False
+    if kind == "int" and not isinstance(value, numbers.Integral):
+        return False
+    if kind == "real" and not isinstance(value, numbers.Real):
+        return False
+    low, high = (list(rest) + [None, None])[:2]
+    return (low is None or value >= low) and (high is None or value <= high) and value == value  # NaN fails
+
+
+def check_params(estimator: Any, **rules: tuple) -> None:
+    """ValueError naming the first parameter of `estimator` whose value breaks its rule (see the module docstring)."""
+    for name, rule in rules.items():
+        value = getattr(estimator, name)
+        if not _ok(value, rule):
+            raise ValueError(
+                f"{type(estimator).__name__}: parameter `{name}` is {value!r}; it must be {_describe(rule)}."
+            )
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def resolve_n_jobs(n_jobs: Any, name: str = "n_jobs") -> int:
+    """The number of workers `n_jobs` means (scikit-learn's convention, see the module docstring)."""
+    if n_jobs is None:
+        return 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
+        raise ValueError(f"parameter `{name}` is {n_jobs!r}; it must be a non-zero integer or None "
+                         "(None: 1, -1: every CPU, -2: all but one)")
+    if n_jobs > 0:
+        return int(n_jobs)
+    return max(1, available_cpus() + 1 + int(n_jobs))

@@ -20,15 +20,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .eras import EraIndex
-from .params import Params
-from .interactions import familywise_threshold, newey_west_t
+from sklearn.base import BaseEstimator
 
-
-def era_number(era: str) -> float:
-    """Numeric value of a zero-padded era; a non-numeric era (a live "X") counts as after everything."""
-    text = str(era).strip()
-    return float(int(text)) if text.isdigit() else float("inf")
+from .eras import EraIndex, era_key, era_number
+from .params import check_params
+from .stats import familywise_threshold, halves_agree, newey_west_t
 
 
 def state_features(
@@ -67,8 +63,31 @@ def state_names(names: Sequence[str], benchmark: bool) -> list[str]:
     return out
 
 
-class Timing(Params):
-    """State features and lagged factor momentum, each kept only with evidence from the training eras."""
+class Timing(BaseEstimator):
+    """State features and lagged factor momentum, each kept only with evidence from the training eras.
+
+    Parameters
+    ----------
+    window : int, default=12
+        Eras in the trailing mean of factor returns.
+    lag : int, default=5
+        Eras between an era and the newest factor return its momentum may use (more than the target's horizon).
+    threshold : float, default=3.0
+        Evidence threshold of the gates; 0 switches them off (every state and momentum feature is kept).
+    nw_lags : int, default=4
+        Newey-West lags.
+
+    Attributes
+    ----------
+    history_eras_, history_returns_ : ndarray
+        The factor-return history (eras in era order; NaN rows: unresolved), extended by `update`.
+    as_of_era_ : str or None
+        The newest era with a resolved target in the history.
+    state_pairs_, state_keep_, momentum_keep_ : ndarray of int
+        The kept (state, factor) conditional exposures, state features and factors with momentum.
+    feature_names_ : list of str
+        Names of `transform`'s columns.
+    """
 
     def __init__(self, window: int = 12, lag: int = 5, threshold: float = 3.0, nw_lags: int = 4):
         self.window = window
@@ -82,8 +101,10 @@ class Timing(Params):
         names = np.asarray([str(e) for e in era_names])
         numbers = np.array([era_number(e) for e in names])
         self.numeric_history_ = bool(np.isfinite(numbers).all())
-        if not self.numeric_history_:  # non-numeric eras: sorted order stands in for time
-            numbers = np.argsort(np.argsort(names, kind="stable"), kind="stable").astype(np.float64)
+        if not self.numeric_history_:  # eras without numbers: their era order stands in for time
+            ranked = sorted(range(len(names)), key=lambda i: era_key(names[i]))
+            numbers = np.empty(len(names))
+            numbers[ranked] = np.arange(len(names), dtype=np.float64)
         order = np.argsort(numbers, kind="stable")
         self.history_eras_ = names[order]
         self.history_numbers_ = numbers[order]
@@ -134,6 +155,8 @@ class Timing(Params):
         `returns` (per-era correlations) make the momentum history; `joint_returns` (per-era multiple-regression
         slopes on all composites, Fama-MacBeth style; default `returns`) are what the state features must
         explain: unlike marginal correlations they do not move mechanically with the composites' correlations."""
+        check_params(self, window=("int", 1, None), lag=("int", 0, None), threshold=("real", 0, None),
+                     nw_lags=("int", 0, None))
         k = composites.shape[1]
         self.names_ = list(names)
         self.benchmark_ = benchmark is not None
@@ -161,7 +184,7 @@ class Timing(Params):
         # half the number of eras as degrees of freedom (overlapping targets), plus agreement of both training
         # halves, keeps the control worlds clean
         self.state_threshold_ = familywise_threshold(tstat.size, self.threshold, alpha=0.2, dof=max(1, eras.n_eras // 2 - 1))
-        consistent = self._halves_agree(s, explained, tstat)
+        consistent = halves_agree(lambda part: self._state_t(s[part], explained[part], tstat.shape), tstat, eras.n_eras)
         if self.threshold > 0:
             pairs = np.argwhere((np.abs(tstat) > self.state_threshold_) & consistent)
         else:  # threshold 0 switches the gates off: every state feature and conditional exposure is kept
@@ -181,31 +204,26 @@ class Timing(Params):
             return out
 
         mom_t = momentum_t(slice(None))
-        half = eras.n_eras // 2
-        halves = [momentum_t(slice(0, half)), momentum_t(slice(half, None))]
-        consistent = np.logical_and.reduce([(np.sign(h) == np.sign(mom_t)) & (np.abs(h) > 1.0) for h in halves])
+        consistent = halves_agree(momentum_t, mom_t, eras.n_eras)
         self.momentum_tstats_ = mom_t
         self.momentum_threshold_ = familywise_threshold(k, self.threshold * 0.8)
         gate = (np.abs(mom_t) > self.momentum_threshold_) & consistent if self.threshold > 0 else np.ones(k, bool)
         self.momentum_keep_ = np.flatnonzero(gate).astype(np.int64)
         return self
 
-    def _halves_agree(self, s: np.ndarray, returns: np.ndarray, tstat: np.ndarray) -> np.ndarray:
-        """(S, k) mask: the state-return relation has the full sample's sign with |t| > 1 in each half of training."""
-        half = len(s) // 2
-        agree = np.ones(tstat.shape, dtype=bool)
-        for part in (slice(0, half), slice(half, None)):
-            sub = np.zeros(tstat.shape)
-            for j in range(tstat.shape[1]):
-                r = returns[part, j]
-                ok = ~np.isnan(r)
-                if ok.sum() < 10:
-                    agree[:, j] = False
-                    continue
-                ss = s[part][ok]
-                sub[:, j] = newey_west_t((ss - ss.mean(axis=0)) * (r[ok] - r[ok].mean())[:, None], self.nw_lags)
-            agree &= (np.sign(sub) == np.sign(tstat)) & (np.abs(sub) > 1.0)
-        return agree
+    def _state_t(self, s: np.ndarray, returns: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """(S, k) t-statistics of the state-return relation on some eras (each part demeaned on its own); a factor
+        with fewer than 10 resolved eras there gets NaN, which no gate passes."""
+        out = np.zeros(shape)
+        for j in range(shape[1]):
+            r = returns[:, j]
+            ok = ~np.isnan(r)
+            if ok.sum() < 10:
+                out[:, j] = np.nan
+                continue
+            ss = s[ok]
+            out[:, j] = newey_west_t((ss - ss.mean(axis=0)) * (r[ok] - r[ok].mean())[:, None], self.nw_lags)
+        return out
 
     @property
     def feature_names_(self) -> list[str]:

@@ -64,27 +64,28 @@ def test_params_round_trip_and_clone():
     assert not hasattr(c, "booster_")
 
 
-def test_every_component_clones_and_rejects_unknown_parameters():
-    """One mixin (model.params.Params) gives each component and the estimator sklearn's parameter protocol."""
+def test_every_component_is_a_scikit_learn_estimator():
+    """Each component and the estimator get scikit-learn's parameter protocol from BaseEstimator."""
+    from sklearn.base import BaseEstimator
+
     from model.clusters import Clusters
     from model.factors import Factors
     from model.interactions import Interactions
-    from model.params import Params
-    from model.residualize import Residualizer
+    from model.residualize import ResidualizedRegressor, Residualizer
     from model.timing import Timing
 
     for cls, changed in [(Clusters, {"n_clusters": 3}), (Factors, {"n_components": 2}),
                          (Interactions, {"max_pairs": 2}), (Timing, {"window": 6}),
-                         (Residualizer, {"proportion": 0.3}), (NumeraiModel, {"timing_lag": 7})]:
+                         (Residualizer, {"proportion": 0.3}), (ResidualizedRegressor, {"n_features": 3}),
+                         (NumeraiModel, {"timing_lag": 7})]:
         original = cls(**changed)
-        assert isinstance(original, Params)
+        assert isinstance(original, BaseEstimator)
         copy = clone(original)
         assert type(copy) is cls and copy is not original and copy.get_params() == original.get_params()
         assert repr(original) == f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
         assert repr(cls()) == f"{cls.__name__}()"
-        with pytest.raises(ValueError, match=f"{cls.__name__} has no parameter 'bogus'"):
+        with pytest.raises(ValueError, match="Invalid parameter 'bogus'"):
             copy.set_params(bogus=1)
-    assert "feature_groups=<" in repr(NumeraiModel(feature_groups={f"g{i}": [f"feature_{i}"] for i in range(9)}))
 
 
 def test_variants():
@@ -108,7 +109,7 @@ def test_refit_is_deterministic_and_state_is_plain(variant, threads):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, m.fit(frame, y).predict(frame))
     assert (a > 0).all() and (a <= 1).all()
-    assert m.feature_names_in_ == [c for c in frame.columns if c.startswith("feature")]
+    assert list(m.feature_names_in_) == [c for c in frame.columns if c.startswith("feature")]
     assert m.as_of_era_ == "0012"
     # no training frame and no foreign objects in the fitted state
     for name, value in vars(m).items():
@@ -238,41 +239,43 @@ def test_full_is_not_worse_than_baseline_on_the_null_world(null_scores):
 
 
 def test_predict_in_bounded_chunks_of_eras_equals_one_chunk(monkeypatch):
-    import model.estimator as estimator
+    import model.booster as booster
+    import model.features as features
 
     frame, y = _tiny(5)
     m = NumeraiModel(feature_groups=_groups(frame), n_clusters=3, lgbm_params=TINY, n_jobs=1).fit(frame, y)
     whole = m.predict(frame)
-    monkeypatch.setattr(estimator, "_CHUNK_ELEMENTS", 300 * 40)  # about two eras per chunk
-    assert len(list(EraIndex.from_frame(frame).chunks(estimator._chunk_rows(12)))) > 1
+    monkeypatch.setattr(features, "CHUNK_CELLS", 300 * 40)  # about two eras per chunk
+    assert len(list(EraIndex.from_frame(frame).chunks(features.chunk_rows(12)))) > 1
     np.testing.assert_allclose(m.predict(frame), whole, atol=1e-12)
-    monkeypatch.setattr(estimator, "_PREDICT_CELLS", 1_000)  # the booster also sees small row batches
+    monkeypatch.setattr(booster, "PREDICT_CELLS", 1_000)  # the booster also sees small row batches
     np.testing.assert_allclose(m.predict(frame), whole, atol=1e-12)
 
 
 def test_booster_scores_summed_over_blocks_of_trees_equal_one_call(monkeypatch):
     """Predicting in blocks of trees (fast for deep forests) gives the booster's own scores, with or without early stopping."""
-    import model.estimator as estimator
+    import model.booster as booster
 
     frame, y = _tiny(6)
     m = NumeraiModel(clusters=False, interactions=False, timing=False, residualizer=False,
                      lgbm_params={**TINY, "n_estimators": 23}, n_jobs=1).fit(frame, y)
     x = frame.drop(columns="era").to_numpy()
-    rows = estimator._Rows(x, np.zeros((len(x), 0), dtype=np.float32), None)
+    rows = booster.Rows(x, np.zeros((len(x), 0), dtype=np.float32), None)
     expected = m.booster_.predict(x.astype(np.float32))
-    monkeypatch.setattr(estimator, "_PREDICT_TREES", 5)  # 23 trees: blocks of 5, 5, 5, 5 and 3
-    np.testing.assert_allclose(m._booster_predict(rows), expected, rtol=0, atol=1e-12)
+    monkeypatch.setattr(booster, "PREDICT_TREES", 5)  # 23 trees: blocks of 5, 5, 5, 5 and 3
+    np.testing.assert_allclose(booster.predict_raw(m.booster_, rows, 1), expected, rtol=0, atol=1e-12)
     m.booster_.best_iteration = 11  # as after early stopping: predict uses the first 11 trees only
-    np.testing.assert_allclose(m._booster_predict(rows), m.booster_.predict(x.astype(np.float32), num_iteration=11),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(booster.predict_raw(m.booster_, rows, 1),
+                               m.booster_.predict(x.astype(np.float32), num_iteration=11), rtol=0, atol=1e-12)
 
 
 def test_fit_temporaries_are_bounded_and_exact(monkeypatch):
-    """The memory-bounded pieces of fit (per-era column blocks of the feature correlations behind the riskiest
+    """The memory-bounded pieces of fit (column blocks of the per-era feature correlations behind the riskiest
     features, per-era Gram matrices in era_coefficients) give what the one-shot formulas give."""
-    import model.estimator as estimator
+    import model.stats as stats
     from model.factors import factor_returns
-    from model.interactions import era_coefficients
+    from model.residualize import _riskiest
+    from model.stats import era_coefficients, era_correlations
 
     frame, y = _tiny(7)
     raw, eras = frame.drop(columns="era").to_numpy(), EraIndex.from_frame(frame)
@@ -281,14 +284,13 @@ def test_fit_temporaries_are_bounded_and_exact(monkeypatch):
     y_holes = y.astype(np.float64)
     y_holes[::13] = np.nan  # rows without a target are left out
     for values, target in ((raw, y), (holes, y_holes)):
-        corr = estimator._era_feature_corr(values, target, eras)
+        corr = era_correlations(values, target, eras)
         expected = factor_returns(eras.standardize(values, dtype=np.float64), target, eras)
         np.testing.assert_allclose(corr, expected, rtol=1e-9, atol=1e-12)
-        monkeypatch.setattr(estimator, "_RISKIEST_CELLS", 3 * len(raw) // eras.n_eras)  # blocks of 3 features
-        np.testing.assert_allclose(estimator._era_feature_corr(values, target, eras), corr, rtol=1e-12, atol=1e-15)
+        monkeypatch.setattr(stats, "_CORRELATION_CELLS", 3 * len(raw))  # blocks of 3 features
+        np.testing.assert_allclose(era_correlations(values, target, eras), corr, rtol=1e-12, atol=1e-15)
         monkeypatch.undo()
-    m = NumeraiModel(residualize_n_features=4)
-    riskiest = m._riskiest(corr)
+    riskiest = _riskiest(corr, 4)
     assert len(riskiest) == 4 and (np.diff(riskiest) > 0).all()
     z = eras.standardize(raw[:, :3], dtype=np.float64)
     corr = factor_returns(z, y, eras)
@@ -305,7 +307,7 @@ def test_fit_through_lightgbm_sequence_for_large_data(monkeypatch):
     import model.estimator as estimator
 
     frame, y = _tiny(6)
-    monkeypatch.setattr(estimator, "_CHUNK_ELEMENTS", 5_000)  # forces the Sequence path (no float copy)
+    monkeypatch.setattr(estimator, "CHUNK_CELLS", 5_000)  # forces the Sequence path (no float copy)
     m = NumeraiModel(feature_groups=_groups(frame), n_clusters=3, lgbm_params=TINY, n_jobs=1).fit(frame, y)
     p = m.predict(frame)
     assert np.isfinite(p).all() and (p > 0).all() and (p <= 1).all()

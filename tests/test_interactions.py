@@ -7,7 +7,8 @@ import json
 import numpy as np
 
 from model.eras import EraIndex
-from model.interactions import Interactions, familywise_threshold, newey_west_t, product_coefficients
+from model.interactions import Interactions
+from model.stats import familywise_threshold, newey_west_t, product_coefficients
 from tests.worlds import train_composites
 
 

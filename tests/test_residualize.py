@@ -245,12 +245,15 @@ def test_residualizer_params_and_clone() -> None:
 
     era, X, V = _world(seed=14)
     r = Residualizer(proportion=0.6)
-    assert r.get_params() == {"proportion": 0.6}
-    assert clone(r).get_params() == {"proportion": 0.6}
+    assert r.get_params()["proportion"] == 0.6
+    assert clone(r).get_params() == r.get_params()
     assert r.set_params(proportion=0.3).proportion == 0.3
     with pytest.raises(ValueError):
         r.set_params(bogus=1)
-    np.testing.assert_allclose(r.fit().transform(V[:, 0], X, era), residualize_predictions(V[:, 0], X, era, 0.3))
+    index = EraIndex(era)
+    fitted = Residualizer(proportion=0.3, features="all", gate=False).fit(X, V[:, 0], index)
+    assert fitted.parts_ == ("features",)
+    np.testing.assert_allclose(fitted.transform(V[:, 0], X, index), residualize_predictions(V[:, 0], X, era, 0.3))
 
 
 def test_speed_sanity_one_era() -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from model.eras import EraIndex
 from model.factors import factor_returns
-from model.timing import Timing, era_number, state_features, state_names
+from model.eras import era_number
+from model.timing import Timing, state_features, state_names
 from tests.worlds import train_composites
 
 

@@ -189,7 +189,7 @@ def _model_defaults(table: str) -> str:
     """A one-line summary of the estimator's defaults for a config table (empty when the model is absent)."""
     try:
         from model import NumeraiModel
-        from model.estimator import DEFAULT_LGBM_PARAMS
+        from model.booster import DEFAULT_LGBM_PARAMS
     except ImportError:
         return ""
     if table == "lightgbm":

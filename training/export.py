@@ -29,7 +29,7 @@ import cloudpickle
 from model.live import make_predict
 from validation.errors import NmuError
 from validation.files import atomic_write_bytes
-from validation.runtime import note_version_mismatch
+from validation.runtime import note_version_mismatch, pins_file, python_tag, read_pins
 
 FORBIDDEN_MODULES = ("pandera", "numerapi", "typer", "rich", "matplotlib", "training", "validation", "pytest",
                      "platformdirs", "psutil")
@@ -203,16 +203,57 @@ def forbidden_references(data: bytes, forbidden: Iterable[str] = FORBIDDEN_MODUL
     return sorted(name for name in referenced_modules(data) if name.split(".")[0] in bad)
 
 
+IMAGE_EXTRAS = ("torch", "xgboost", "catboost", "polars", "numerblox")
+"""Packages Numerai's images hold beyond the pins this project ships (numerai-predict's poetry.lock); their
+versions are not pinned here, so a pickle that needs them is allowed but not version-checked."""
+_IMPORT_NAMES = {"scikit-learn": "sklearn", "python-dateutil": "dateutil"}
+
+
+def runtime_modules(pins: Optional[Path] = None) -> set[str]:
+    """Top-level modules a pickle may import in Numerai's runtime: the standard library, the pinned packages of
+    this Python's image (by import name) and the image's known extras."""
+    path = pins or pins_file()
+    names = {_IMPORT_NAMES.get(n, n.replace("-", "_")) for n in read_pins(path)}
+    return set(sys.stdlib_module_names) | names | set(IMAGE_EXTRAS)
+
+
+def missing_in_runtime(data: bytes, pins: Optional[Path] = None, by_value: Iterable[str] = ()) -> list[str]:
+    """The top-level modules the pickle imports that Numerai's runtime image does not have."""
+    have = runtime_modules(pins) | set(by_value)
+    return sorted({name.split(".")[0] for name in referenced_modules(data)} - have)
+
+
+def _estimators_in(fitted: Any) -> list[Any]:
+    """The fitted object and every estimator nested in its parameters (a Pipeline's steps, a meta-estimator's
+    inner model), whose modules may need pickling by value."""
+    found = [fitted]
+    if hasattr(fitted, "get_params"):
+        try:
+            found += [v for v in fitted.get_params(deep=True).values() if hasattr(v, "fit") and not isinstance(v, type)]
+        except Exception:  # noqa: BLE001 - get_params of an odd object: the object itself is enough
+            pass
+    return found
+
+
 # ---- export -----------------------------------------------------------------------------------------------
 def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None) -> dict[str, Any]:
-    """Write Numerai's predict function for `fitted` to `path` (by value, atomically); returns size and sha256.
+    """Write Numerai's predict function for a fitted estimator to `path` (by value, atomically); returns its size
+    and sha256.
 
-    Prints one warning line (once per process) when numpy/pandas/scikit-learn/lightgbm differ from the runtime's
-    pins for this Python (`pins` overrides the pins file); refuses (NmuError) a pickle whose code imports a project module at call time or
-    that references a module the runtime lacks."""
+    `fitted` is a NumeraiModel or any fitted scikit-learn estimator (fitted on a DataFrame, so it has
+    `feature_names_in_`) that takes a frame of its training columns. The live function around it normalises
+    Numerai's frames, fills gaps and ranks the output per era (model.live). This project's code, and the module of
+    any estimator that is not installed, are pickled by value. Prints one warning line (once per process) when
+    numpy/pandas/scikit-learn/lightgbm differ from the runtime's pins for this Python (`pins` overrides the pins
+    file). Refuses (NmuError, naming the module) a pickle that imports a project module at call time, references a
+    module that must not run live, or needs a module Numerai's runtime image lacks."""
     note_version_mismatch(pins)
-    modules = project_modules(extra=[fitted])
-    data, by_value = dumps_by_value(make_predict(fitted), modules)
+    try:
+        predict = make_predict(fitted)
+    except ValueError as exc:
+        raise NmuError(f"cannot export {Path(path).name}: {exc}.") from None
+    modules = project_modules(extra=_estimators_in(fitted))
+    data, by_value = dumps_by_value(predict, modules)
     lazy = call_time_imports(by_value, modules)
     if lazy:
         where = "; ".join(f"{func} imports {', '.join(names)}" for func, names in list(lazy.items())[:5])
@@ -225,8 +266,15 @@ def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None)
     if bad:
         raise NmuError(
             f"the pickle for {Path(path).name} needs {', '.join(bad[:5])}, which must not run in Numerai's runtime "
-            "(absent there, or not part of the live path): the fitted model must hold only numpy/pandas/lightgbm "
-            "objects and classes of the model package."
+            "(absent there, or not part of the live path): the fitted model must hold only numpy/pandas/lightgbm/"
+            "scikit-learn objects and classes of the model package."
+        )
+    absent = missing_in_runtime(data, by_value=modules)
+    if absent:
+        raise NmuError(
+            f"the pickle for {Path(path).name} needs {', '.join(absent[:5])}, which Numerai's Python "
+            f"{python_tag()[2:]} runtime image does not have (it has the standard library, "
+            f"{', '.join(sorted(read_pins(pins_file()))[:6])}, ... and {', '.join(IMAGE_EXTRAS)})."
         )
     atomic_write_bytes(path, data)
     return {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

@@ -7,21 +7,16 @@ no resolved target is skipped, never scored as zero.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 from numerai_tools import scoring as nt
 
+from model.eras import EraIndex
+from model.features import FILL_VALUE
+
 SUMMARY_KEYS = ("corr_mean", "corr_std", "corr_sharpe", "max_drawdown", "bmc_mean", "feature_exposure_max", "n_eras")
-
-
-def _era_groups(eras: pd.Series | np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Factorize eras once; return (sorted era labels, row positions of each era)."""
-    codes, labels = pd.factorize(np.asarray(eras), sort=True)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(labels) + 1))
-    return np.asarray(labels), [order[bounds[i]:bounds[i + 1]] for i in range(len(labels))]
 
 
 def _resolved(target: pd.Series) -> np.ndarray:
@@ -58,9 +53,9 @@ def era_bmc(
 def max_abs_feature_corr(predictions: np.ndarray, features: np.ndarray) -> float:
     """The largest |Pearson corr| of one era's predictions with any feature column (one matrix product).
 
-    A NaN feature value takes the neutral value 2; a feature constant within the era is ignored.
+    A NaN feature value takes the neutral value (FILL_VALUE); a feature constant within the era is ignored.
     """
-    x = np.nan_to_num(np.asarray(features, dtype=np.float64), nan=2.0)
+    x = np.nan_to_num(np.asarray(features, dtype=np.float64), nan=FILL_VALUE)
     x -= x.mean(axis=0)
     p = np.asarray(predictions, dtype=np.float64)
     p = p - p.mean()
@@ -95,11 +90,11 @@ def score_eras(
         raise ValueError(f"{preds.shape[0]} predictions for {len(frame)} rows")
     targets = frame[target].to_numpy(dtype=np.float64)
     positions = np.flatnonzero(np.isfinite(targets))
-    labels, groups = _era_groups(frame["era"].to_numpy()[positions])
+    index = EraIndex(frame["era"].to_numpy()[positions])
     bench = None if benchmark is None else benchmark.reindex(frame.index).to_numpy(dtype=np.float64)
     columns = frame.columns.get_indexer(features)
     rows_out = []
-    for label, group in zip(labels, groups):
+    for label, group in index.rows():
         rows = positions[group]
         corr = era_numerai_corr(preds[rows], targets[rows])
         if math.isnan(corr):
@@ -110,6 +105,50 @@ def score_eras(
         rows_out.append((label, corr, bmc, exposure))
     result = pd.DataFrame(rows_out, columns=["era", "corr", "bmc", "feature_exposure"]).set_index("era")
     return result.astype(np.float64)
+
+
+def era_corrs(predictions: np.ndarray | pd.Series, targets: np.ndarray | pd.Series, eras: np.ndarray | pd.Series) -> pd.Series:
+    """numerai_corr per era (index: era labels in era order) of predictions with targets, all aligned by position;
+    eras without two resolved targets are left out."""
+    preds = np.asarray(predictions, dtype=np.float64)
+    tgt = np.asarray(targets, dtype=np.float64)
+    scores = {era: era_numerai_corr(preds[rows], tgt[rows]) for era, rows in EraIndex(np.asarray(eras)).rows()}
+    return pd.Series(list(scores.values()), index=pd.Index(list(scores), name="era"), dtype=np.float64).dropna()
+
+
+class EraScorer:
+    """A scikit-learn scorer (`scoring=`) of per-era numerai_corr: their mean, or their sharpe (mean / std).
+
+    Called as scorer(estimator, X, y): predicts X and scores each era of X's `era` column (no column: one era).
+
+    Parameters
+    ----------
+    statistic : {"mean", "sharpe"}
+    """
+
+    def __init__(self, statistic: str = "mean"):
+        if statistic not in ("mean", "sharpe"):
+            raise ValueError(f"EraScorer: statistic is {statistic!r}; it must be 'mean' or 'sharpe'")
+        self.statistic = statistic
+
+    def __repr__(self) -> str:
+        return f"EraScorer({self.statistic!r})"
+
+    def __call__(self, estimator: Any, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> float:
+        eras = X["era"].to_numpy() if isinstance(X, pd.DataFrame) and "era" in X.columns else np.zeros(len(X))
+        corr = era_corrs(estimator.predict(X), y, eras)
+        if len(corr) == 0:
+            return float("nan")
+        if self.statistic == "mean":
+            return float(corr.mean())
+        std = float(np.std(corr))
+        return float(corr.mean() / std) if std > 0 else float("nan")
+
+
+era_corr_scorer = EraScorer("mean")
+"""Mean per-era numerai_corr, as `scoring=` in cross_validate or GridSearchCV."""
+era_sharpe_scorer = EraScorer("sharpe")
+"""Sharpe of the per-era numerai_corr (mean / std), as `scoring=`."""
 
 
 def _clean(value: float) -> Optional[float]:

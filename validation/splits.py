@@ -1,11 +1,21 @@
 """Era-wise splits with an embargo: Numerai targets look 20 or 60 days ahead while eras are a week apart, so
-eras right after the last training era share outcomes with it and must not be scored."""
+eras right after the last training era share outcomes with it and must not be scored.
+
+Eras are ordered as eras (model.eras.era_key): "0002", 2 and "2" are the same position, "10" comes after "9".
+`EraTimeSeriesSplit` is the scikit-learn splitter (usable as `cv=` anywhere); `nmu train --cv` uses the same
+`expanding_window_folds`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import BaseCrossValidator
+
+from model.eras import ERA_COLUMN, era_number, sort_eras
 from validation.errors import NmuError
 
 EMBARGO_20 = 4
@@ -26,25 +36,27 @@ class EraSplit:
     embargoed: list[str]
 
 
-def _distance_fn(eras: Sequence[str]) -> Callable[[str], int]:
-    """A function giving an era's position, numeric when every era is a number, else by sorted order."""
-    numeric = all(str(e).isdigit() for e in eras)
-    order = {e: i for i, e in enumerate(sorted(eras))}
-    return (lambda e: int(e)) if numeric else (lambda e: order[e])
+def _position_fn(eras: Sequence[str]) -> Callable[[str], float]:
+    """An era's position in time: its number when every era has one (so era downsampling keeps the real gap), else
+    its place in era order."""
+    if all(np.isfinite(era_number(e)) for e in eras):
+        return era_number
+    order = {e: float(i) for i, e in enumerate(sort_eras(eras))}
+    return order.__getitem__
 
 
-def embargo_split(train_eras: Sequence[str], validation_eras: Sequence[str], embargo: int) -> EraSplit:
+def embargo_split(train_eras: Sequence[Any], validation_eras: Sequence[Any], embargo: int) -> EraSplit:
     """Keep only validation eras more than `embargo` eras after the last training era (by era number, so era
     downsampling does not shrink the gap); NmuError when none is left."""
     if embargo < 0:
         raise NmuError(f"embargo must be 0 or more eras, got {embargo}.")
-    train = sorted(set(map(str, train_eras)))
-    validation = sorted(set(map(str, validation_eras)))
+    train = sort_eras(train_eras)
+    validation = sort_eras(validation_eras)
     if not train:
         raise NmuError("there are no training eras to fit on.")
     if not validation:
         raise NmuError("there are no validation eras with a resolved target to score.")
-    pos = _distance_fn(train + validation)
+    pos = _position_fn(train + validation)
     last = pos(train[-1])
     kept = [e for e in validation if pos(e) - last > embargo]
     dropped = [e for e in validation if pos(e) - last <= embargo]
@@ -56,12 +68,12 @@ def embargo_split(train_eras: Sequence[str], validation_eras: Sequence[str], emb
     return EraSplit(train=train, validation=kept, embargoed=dropped)
 
 
-def expanding_window_folds(eras: Sequence[str], k: int, embargo: int) -> list[EraSplit]:
-    """K expanding-window folds over sorted eras: cut them into K+1 blocks in time; fold i fits on blocks
+def expanding_window_folds(eras: Sequence[Any], k: int, embargo: int) -> list[EraSplit]:
+    """K expanding-window folds over the eras in era order: cut them into K+1 blocks in time; fold i fits on blocks
     0..i and scores block i+1 minus the `embargo` eras after its training data. NmuError when a fold is empty."""
     if k < 1:
         raise NmuError(f"--cv needs at least 1 fold, got {k}.")
-    ordered = sorted(set(map(str, eras)))
+    ordered = sort_eras(eras)
     if len(ordered) < k + 1:
         raise NmuError(f"--cv {k} needs at least {k + 1} training eras, found {len(ordered)}.")
     n = len(ordered)
@@ -78,3 +90,52 @@ def expanding_window_folds(eras: Sequence[str], k: int, embargo: int) -> list[Er
                 f"and an embargo of {embargo} eras leaves none of them; use fewer folds or a smaller embargo."
             ) from None
     return folds
+
+
+class EraTimeSeriesSplit(BaseCrossValidator):
+    """Expanding-window cross-validation over eras with an embargo, as a scikit-learn splitter (`cv=`).
+
+    The eras are cut into `n_splits` + 1 blocks in era order; split i fits on blocks 0..i and tests on block i+1
+    without its first `embargo` eras (their targets overlap the training eras'). Eras come from `groups` when given,
+    else from the `era` column of X.
+
+    Parameters
+    ----------
+    n_splits : int, default=3
+        Number of folds.
+    embargo : int, default=4
+        Eras left out between the training and the test eras (4 for 20-day targets, 13 for 60-day ones).
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import cross_validate
+    >>> cross_validate(NumeraiModel(), X, y, cv=EraTimeSeriesSplit(3, embargo=4), scoring=era_corr_scorer)
+    """
+
+    def __init__(self, n_splits: int = 3, embargo: int = EMBARGO_20):
+        self.n_splits = n_splits
+        self.embargo = embargo
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        """The number of folds."""
+        return int(self.n_splits)
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (train row positions, test row positions) per fold."""
+        if groups is not None:
+            eras = np.asarray(groups)
+        elif isinstance(X, pd.DataFrame) and ERA_COLUMN in X.columns:
+            eras = X[ERA_COLUMN].to_numpy()
+        else:
+            raise ValueError("EraTimeSeriesSplit needs the eras: an `era` column in X, or groups=eras")
+        labels = np.asarray([str(e) for e in eras], dtype=object)
+        try:
+            folds = expanding_window_folds(labels, int(self.n_splits), int(self.embargo))
+        except NmuError as exc:
+            raise ValueError(str(exc)) from None
+        for fold in folds:
+            yield (np.flatnonzero(np.isin(labels, fold.train)), np.flatnonzero(np.isin(labels, fold.validation)))
+
+    def _iter_test_indices(self, X: Any = None, y: Any = None, groups: Any = None) -> Iterator[np.ndarray]:
+        for _, test in self.split(X, y, groups):
+            yield test

@@ -6,10 +6,10 @@ Run it by hand (pytest does not collect tests/benchmarks/):
 
 Each side runs in its own fresh process on the same matrix: `--rows` x `--features` int8 features in 0..4
 (plus `--engineered` float32 columns, default none) and a target in {0, .25, .5, .75, 1}, both made before the
-baseline. Ours is `model.lgbm_data.training_dataset`, the function `NumeraiModel.fit` builds its Dataset with
+baseline. Ours is `model.booster.training_dataset`, the function `NumeraiModel.fit` builds its Dataset with
 (at this size it takes the float32-batch `lightgbm.Sequence` path; the estimator builds one float32 matrix only
 below 40M cells); the reference is `lgb.Dataset(X.astype("float32"))`. Both get the same parameters
-(`model.lgbm_data.dataset_params` of the estimator's LightGBM defaults: max_bin 15, the project's bin sample
+(`model.booster.dataset_params` of the estimator's LightGBM defaults: max_bin 15, the project's bin sample
 rows, data_random_seed), so they find the same bins.
 
 Counted: peak RSS (VmHWM, reset through /proc/self/clear_refs) above the process's RSS once the int8 matrix and
@@ -39,8 +39,8 @@ from tests.peak_memory import PRELUDE  # noqa: E402
 CHILD = PRELUDE + r"""
 import ctypes, hashlib
 import lightgbm as lgb
-from model.estimator import DEFAULT_LGBM_PARAMS
-from model.lgbm_data import dataset_params, training_dataset
+from model.booster import DEFAULT_LGBM_PARAMS
+from model.booster import dataset_params, training_dataset
 
 args = json.loads(sys.argv[1])
 rows, features, engineered_cols = args["rows"], args["features"], args["engineered"]
@@ -134,7 +134,7 @@ def main() -> int:
     print(f"max_bin {ours['max_bin']}, bin_construct_sample_cnt {ours['sample_rows']:,} (both sides); peak RSS above "
           "the baseline (once the int8 matrix exists) while building the Dataset:")
     print(f"  reference  lgb.Dataset(X.astype('float32'))             {_gb(ref['peak'])}  {ref['seconds']:6.1f} s")
-    print(f"  ours       model.lgbm_data.training_dataset (Sequence)   {_gb(ours['peak'])}  {ours['seconds']:6.1f} s")
+    print(f"  ours       model.booster.training_dataset (Sequence)   {_gb(ours['peak'])}  {ours['seconds']:6.1f} s")
     ratio = ours["peak"] / ref["peak"]
     print(f"  ratio ours / reference: {ratio:.2f} (bound {args.bound})")
     print(f"LightGBM binary cache: save_binary {size / 1e6:.0f} MB in {ours['save_seconds']:.1f} s; reload in a fresh "

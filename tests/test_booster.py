@@ -1,10 +1,10 @@
-"""model.lgbm_data: the float32 batches of int8 features, and the same trees as from a float32 matrix."""
+"""model.booster: the float32 batches of int8 features, and the same trees as from a float32 matrix."""
 
 import lightgbm as lgb
 import numpy as np
 import pytest
 
-from model.lgbm_data import Rows, dataset_params, training_dataset
+from model.booster import Rows, dataset_params, training_dataset
 
 
 @pytest.mark.parametrize("engineered_cols", [0, 3])

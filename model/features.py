@@ -1,0 +1,62 @@
+"""Features as the model sees them: which columns they are, the matrix it reads, the neutral value of a gap.
+
+Numerai's features are integers 0..4 (int8), some NaN. A missing value takes the neutral value 2, the middle of
+the bins, wherever the project needs one value (the live path, a PCA centre, feature exposure); per era, the
+neutral exposure of a NaN is that era's mean.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .eras import ERA_COLUMN, EraIndex
+
+FILL_VALUE = 2
+"""Neutral value (the middle of Numerai's 0..4 feature bins) for a missing feature or a NaN."""
+CHUNK_CELLS = 40_000_000
+"""float32 cells per chunk of whole eras (~160 MB) in fit and predict: bounded memory inside Numerai's 4 GB."""
+ENGINEERED_HEADROOM = 64
+"""Columns a chunk leaves room for beside the features (the engineered columns)."""
+_log = logging.getLogger("model.features")
+
+
+def feature_columns(X: pd.DataFrame) -> list[str]:
+    """The feature columns of X: every `feature_*` column, else every numeric column but `era`."""
+    names = [str(c) for c in X.columns if str(c).startswith("feature")]
+    if names:
+        return names
+    return [str(c) for c in X.columns if c != ERA_COLUMN and pd.api.types.is_numeric_dtype(X[c])]
+
+
+def feature_matrix(X: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """The feature block as int8 when every column is int8 (no up-cast copy), else float32; missing columns NaN."""
+    present = [c for c in columns if c in X.columns]
+    if len(present) < len(columns):
+        missing = [c for c in columns if c not in X.columns]
+        _log.warning("%d trained features missing from X (taken as NaN): %s", len(missing), ", ".join(missing[:5]))
+        X = X.reindex(columns=list(columns))
+    block = X[list(columns)]
+    dtypes = set(block.dtypes)
+    if len(dtypes) == 1 and next(iter(dtypes)) == np.int8:
+        return block.to_numpy()
+    return block.to_numpy(dtype=np.float32, na_value=np.nan)
+
+
+def era_filled(raw: np.ndarray, eras: EraIndex) -> np.ndarray:
+    """Features as float32 with NaN replaced by the era's mean (the neutral exposure; FILL_VALUE for an all-NaN
+    column)."""
+    x = np.asarray(raw, dtype=np.float32)
+    if x.dtype.kind == "f" and np.isnan(x).any():
+        means = eras.broadcast(np.nan_to_num(eras.means(x), nan=FILL_VALUE)).astype(np.float32)
+        x = np.where(np.isnan(x), means, x)
+    return x
+
+
+def chunk_rows(n_features: int) -> int:
+    """Rows per chunk of whole eras so a float32 block of the features plus the engineered columns stays around
+    CHUNK_CELLS cells."""
+    return max(1, CHUNK_CELLS // (n_features + ENGINEERED_HEADROOM))

@@ -1,0 +1,209 @@
+"""The statistics the components' evidence gates share: per-era correlations and regression coefficients, the
+Newey-West t of a per-era series, family-wise thresholds, and the test that both halves of the training eras agree.
+
+Every function is pure (numpy in, numpy out) and works era by era from an `EraIndex`, vectorised over eras.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy.special import ndtri
+from scipy.stats import t as student_t
+
+from .eras import EraIndex
+
+HALF_T = 1.0
+"""Least |t| each half of the training eras must show, with the full sample's sign, for a gate to pass."""
+_CORRELATION_CELLS = 4_000_000  # values per block of columns in era_correlations (float64 temporaries ~32 MB each)
+
+
+def era_correlations(columns: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
+    """Per-era Pearson correlation (n_eras, k) of each column with the target over the rows that have a target.
+
+    A NaN value takes its era's mean (the neutral value); an era with fewer than two targets or a column constant
+    in an era gives NaN. Columns go in blocks of about 4M values, so int8 features of many rows need no float64
+    copy of the whole matrix. A factor's return (its per-era correlation with the target) is this function of the
+    composites.
+    """
+    x_all = np.asarray(columns)
+    if x_all.ndim == 1:
+        x_all = x_all[:, None]
+    out = np.empty((eras.n_eras, x_all.shape[1]))
+    width = max(1, _CORRELATION_CELLS // max(1, len(x_all)))
+    for start in range(0, x_all.shape[1], width):
+        block = np.asarray(x_all[:, start : start + width], dtype=np.float64)
+        if np.isnan(block).any():
+            block = np.where(np.isnan(block), eras.broadcast(eras.means(block)), block)
+        out[:, start : start + width] = _era_correlations(block, target, eras)
+    return out
+
+
+def _era_correlations(columns: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
+    """`era_correlations` of one block of NaN-free float64 columns (n, k)."""
+    z = columns
+    y = np.asarray(target, dtype=np.float64)
+    valid = ~np.isnan(y)
+    count = eras.sums(valid.astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ybar = eras.sums(np.where(valid, y, 0.0)) / count
+        yc = np.where(valid, y - eras.broadcast(ybar), 0.0)
+        zv = np.where(valid[:, None], z, 0.0)
+        zbar = eras.sums(zv) / count[:, None]
+        zc = np.where(valid[:, None], z - eras.broadcast(zbar), 0.0)
+        cov = eras.sums(zc * yc[:, None])
+        sz = np.sqrt(eras.sums(zc * zc))
+        sy = np.sqrt(eras.sums(yc * yc))
+        corr = cov / (sz * sy[:, None])
+    corr[~np.isfinite(corr)] = np.nan
+    return corr
+
+
+
+def newey_west_t(values: np.ndarray, lags: int) -> np.ndarray:
+    """t-statistic of the mean of each column of `values` (T, m) with Bartlett-weighted autocovariances; NaN rows skipped."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    x = x[~np.isnan(x).any(axis=1)]
+    t = x.shape[0]
+    if t < 3:
+        return np.zeros(x.shape[1])
+    mean = x.mean(axis=0)
+    d = x - mean
+    var = (d * d).sum(axis=0) / t
+    for lag in range(1, min(lags, t - 1) + 1):
+        weight = 1.0 - lag / (lags + 1.0)
+        var = var + 2.0 * weight * (d[lag:] * d[:-lag]).sum(axis=0) / t
+    var = np.maximum(var, (d * d).sum(axis=0) / t * 1e-3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = mean / np.sqrt(var / t)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def familywise_threshold(n_tests: int, floor: float, alpha: float = 0.05, dof: int | None = None) -> float:
+    """A two-sided Bonferroni critical value for `n_tests` tests at level `alpha` (normal, or Student t with
+    `dof` degrees of freedom for few eras), never below `floor`."""
+    if n_tests <= 0:
+        return floor
+    p = alpha / (2.0 * n_tests)
+    if dof is not None and dof > 0:
+        return max(floor, float(student_t.isf(p, dof)))
+    return max(floor, float(-ndtri(p)))
+
+
+def product_coefficients(a: np.ndarray, b: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
+    """Per-era coefficient of the era-centred product a·b in a regression of the centred target on [a, b, a·b]."""
+    a2, b2 = (np.asarray(v, dtype=np.float64).reshape(-1, 1) for v in (a, b))
+    return pair_coefficients(a2, b2, np.zeros((1, 2), dtype=np.int64), target, eras)[:, 0]
+
+
+def _era_centred(columns: np.ndarray, target: np.ndarray, eras: EraIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Columns (n, m) and target in era order, each centred within its era over the rows with a target (other rows
+    0, NaN values 0), and the per-era count of those rows."""
+    y = np.asarray(target, dtype=np.float64)[eras.order]
+    valid = ~np.isnan(y)
+    count = np.add.reduceat(valid.astype(np.float64), eras.starts)
+    safe = np.maximum(count, 1.0)
+    c = np.nan_to_num(np.asarray(columns, dtype=np.float64)[eras.order], nan=0.0)
+    c[~valid] = 0.0
+    c -= np.repeat(np.add.reduceat(c, eras.starts, axis=0) / safe[:, None], eras.counts, axis=0)
+    c[~valid] = 0.0
+    yv = np.where(valid, y, 0.0)
+    yc = np.where(valid, yv - np.repeat(np.add.reduceat(yv, eras.starts) / safe, eras.counts), 0.0)
+    return c, yc, count
+
+
+def _era_slices(eras: EraIndex) -> list[slice]:
+    """Each era's rows in era order (as `_era_centred` returns them)."""
+    return [slice(int(s), int(s + n)) for s, n in zip(eras.starts, eras.counts)]
+
+
+def _solve_scaled(gram: np.ndarray, rhs: np.ndarray, yc: np.ndarray, count: np.ndarray, eras: EraIndex) -> np.ndarray:
+    """Batched solves of per-era normal equations gram (T, ..., m, m) · beta = rhs (T, ..., m) with a tiny ridge,
+    per unit of the target's per-era dispersion; NaN for eras with < 10 targets."""
+    m = gram.shape[-1]
+    eye = np.eye(m)
+    ridge = 1e-8 * np.trace(gram, axis1=-2, axis2=-1)[..., None, None] * eye + 1e-12 * eye
+    try:
+        beta = np.linalg.solve(gram + ridge, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        beta = np.full(rhs.shape, np.nan)
+    # scale-free: coefficient per unit target dispersion, so eras with different spreads weigh alike
+    sy = np.sqrt(np.add.reduceat(yc * yc, eras.starts) / np.maximum(count, 1.0))
+    out = beta / np.where(sy > 0, sy, np.nan).reshape((-1,) + (1,) * (beta.ndim - 1))
+    out[count < 10] = np.nan
+    return out
+
+
+def era_coefficients(columns: Sequence[np.ndarray], target: np.ndarray, eras: EraIndex) -> np.ndarray:
+    """Per-era least-squares coefficients (n_eras, m) of the centred target on the era-centred columns, per unit
+    of the target's per-era dispersion (one batched m×m solve for all eras); NaN for eras with < 10 targets."""
+    c, yc, count = _era_centred(np.column_stack([np.asarray(v, dtype=np.float64) for v in columns]), target, eras)
+    m = c.shape[1]
+    gram = np.empty((eras.n_eras, m, m))
+    rhs = np.empty((eras.n_eras, m))
+    for e, rows in enumerate(_era_slices(eras)):  # one small BLAS product per era, no (n, m, m) temporaries
+        gram[e] = c[rows].T @ c[rows]
+        rhs[e] = c[rows].T @ yc[rows]
+    return _solve_scaled(gram, rhs, yc, count, eras)
+
+
+def pair_coefficients(
+    left: np.ndarray, right: np.ndarray, pairs: np.ndarray, target: np.ndarray, eras: EraIndex
+) -> np.ndarray:
+    """Per-era product coefficients (n_eras, P) of the pairs (column i of `left`, column j of `right`) = rows of
+    `pairs`: as `product_coefficients` for each pair, from per-era moment matrices shared by all pairs (five small
+    products per era) instead of one pass over the rows per pair. The product of the era-centred columns spans
+    the same space with a and b as the raw product, so its coefficient is the same."""
+    k = left.shape[1]
+    c, yc, count = _era_centred(np.concatenate([left, right], axis=1), target, eras)
+    a, b = c[:, :k], c[:, k:]
+    n_eras = eras.n_eras
+    s_ab, s_aab, s_abb, s_aabb, s_aby = (np.empty((n_eras, k, b.shape[1])) for _ in range(5))
+    s_aa, s_ay = np.empty((n_eras, k)), np.empty((n_eras, k))
+    s_bb, s_by = np.empty((n_eras, b.shape[1])), np.empty((n_eras, b.shape[1]))
+    for e, rows in enumerate(_era_slices(eras)):
+        ae, be, ye = a[rows], b[rows], yc[rows]
+        aa, bb = ae * ae, be * be
+        s_ab[e], s_aab[e], s_abb[e], s_aabb[e] = ae.T @ be, aa.T @ be, ae.T @ bb, aa.T @ bb
+        s_aby[e] = (ae * ye[:, None]).T @ be
+        s_aa[e], s_bb[e] = aa.sum(axis=0), bb.sum(axis=0)
+        s_ay[e], s_by[e] = ye @ ae, ye @ be
+    i, j = pairs[:, 0], pairs[:, 1]
+    n = np.maximum(count, 1.0)[:, None]
+    ab = s_ab[:, i, j]
+    # Gram of [a, b, p - mean p] per era and pair (a, b centred: sum a = sum b = 0)
+    gram = np.empty((n_eras, len(pairs), 3, 3))
+    gram[..., 0, 0] = s_aa[:, i]
+    gram[..., 1, 1] = s_bb[:, j]
+    gram[..., 2, 2] = s_aabb[:, i, j] - ab * ab / n
+    gram[..., 0, 1] = gram[..., 1, 0] = ab
+    gram[..., 0, 2] = gram[..., 2, 0] = s_aab[:, i, j]
+    gram[..., 1, 2] = gram[..., 2, 1] = s_abb[:, i, j]
+    rhs = np.stack([s_ay[:, i], s_by[:, j], s_aby[:, i, j]], axis=-1)
+    return _solve_scaled(gram, rhs, yc, count, eras)[..., 2]
+
+
+
+
+def halves_agree(t_of_part: Callable[[slice], np.ndarray], full_t: np.ndarray, n_eras: int,
+                 floor: float = HALF_T) -> np.ndarray:
+    """Mask (full_t's shape): the statistic has the full sample's sign with |t| > `floor` in each half of the
+    training eras. `t_of_part(part)` gives the t-statistics computed on the eras `part` (a slice of era positions)."""
+    half = n_eras // 2
+    agree = np.ones(np.shape(full_t), dtype=bool)
+    for part in (slice(0, half), slice(half, None)):
+        t = np.asarray(t_of_part(part))
+        agree &= (np.sign(t) == np.sign(full_t)) & (np.abs(t) > floor)
+    return agree
+
+
+def series_halves_agree(series: np.ndarray, full_t: np.ndarray, lags: int, floor: float = HALF_T) -> np.ndarray:
+    """(m,) mask: each column of the per-era `series` (T, m) has the full sample's sign with |t| > `floor` in both
+    halves of the eras."""
+    def t_of_part(part: slice) -> np.ndarray:
+        return np.array([newey_west_t(series[part, j], lags)[0] for j in range(series.shape[1])])
+
+    return halves_agree(t_of_part, full_t, len(series), floor)
