@@ -130,7 +130,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
 
     X is a DataFrame of the `era` column and the features (int8 0..4, NaN allowed); a frame without `era` is one
     era. Predictions are per-era ranks in (0, 1]. It works in Pipeline, cross_validate and GridSearchCV with an era
-    splitter (validation.splits.EraSplit) and era scorers (validation.scoring).
+    splitter (validation.evaluation.splits.EraTimeSeriesSplit) and era scorers (validation.evaluation.scoring).
 
     Parameters
     ----------

@@ -6,7 +6,7 @@ PRELUDE = '''
 import json, sys, time
 import numpy as np, pandas as pd, psutil, pyarrow
 
-from validation.runtime_runner import reset_peak as _clear_peak, status_bytes as _status
+from validation.runtime.runner import reset_peak as _clear_peak, status_bytes as _status
 
 def _reset_peak():
     # restart the peak-RSS mark (the runtime runner's own helper); the current RSS is the baseline

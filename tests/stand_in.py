@@ -141,9 +141,9 @@ class TrainingReachingModel(StandInModel):
     """Reaches the `validation` package on the live path (which must not be pickled)."""
 
     def predict(self, X: pd.DataFrame, benchmark: Optional[pd.DataFrame] = None) -> np.ndarray:
-        from validation import files
+        from validation import artifacts
 
-        self.writer = files.atomic_write_text
+        self.writer = artifacts.atomic_write_text
         return super().predict(X, benchmark)
 
 
@@ -177,7 +177,7 @@ def fit_stand_in_cached(data_dir: Path, cls: type = StandInModel, **kwargs):
 
 def replica_python() -> Path:
     """The runtime replica's Python (built once into the user cache dir, or $NMU_RUNTIME_DIR)."""
-    from validation.runtime import ensure_runtime
+    from validation.runtime.replica import ensure_runtime
 
     return ensure_runtime(log=lambda _msg: None)
 

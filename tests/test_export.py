@@ -21,7 +21,7 @@ from training.export import (
     referenced_modules,
 )
 from validation.errors import NmuError
-from validation.manifest import file_sha256
+from validation.artifacts import file_sha256
 from tests.stand_in import LazyImportModel, TrainingReachingModel, UnshippableImportModel, fit_baseline, fit_stand_in_cached, replica_python
 
 
@@ -76,7 +76,7 @@ def test_registry_is_restored_after_export(baseline, tmp_path):
 
 def _training_reaching(baseline):
     """A fitted stand-in whose state holds a function of the `validation` package."""
-    from validation.files import atomic_write_text
+    from validation.artifacts import atomic_write_text
 
     model = TrainingReachingModel()
     model.feature_names_in_ = baseline.feature_names_in_

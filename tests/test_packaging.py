@@ -9,7 +9,7 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
-PINS = sorted((ROOT / "validation" / "runtimes").glob("py3.*.txt"))
+PINS = sorted((ROOT / "validation" / "runtime" / "pins").glob("py3.*.txt"))
 
 
 def _pins(path: Path) -> dict[str, str]:

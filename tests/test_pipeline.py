@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from training.cli import app
-from validation.scoring import SUMMARY_KEYS
+from validation.evaluation.scoring import SUMMARY_KEYS
 
 # few trees: the test checks the plumbing, not the model's quality (the model's own tests do that)
 FAST_CONFIG = """
@@ -72,7 +72,7 @@ def test_train_writes_every_output(trained: tuple[Path, Path, object], small_wor
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["pickle"]["size_bytes"] == (out / "model.pkl").stat().st_size
-    from validation.manifest import file_sha256
+    from validation.artifacts import file_sha256
 
     assert manifest["pickle"]["sha256"] == file_sha256(out / "model.pkl")
     assert manifest["target"] == "target" and manifest["data"]["source"] == "synthetic"
@@ -201,12 +201,12 @@ def test_failure_while_writing_keeps_previous_artifacts(trained, small_world: Pa
     """A run that fails after fitting (here: the report cannot be drawn) leaves OUT exactly as it was."""
     out, tmp, _ = trained
     before = _snapshot(out)
-    import validation.report
+    import validation.evaluation.report
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full while drawing")
 
-    monkeypatch.setattr(validation.report, "render_plots", broken)
+    monkeypatch.setattr(validation.evaluation.report, "render_plots", broken)
     config = tmp / "cheap.toml"
     config.write_text(FAST_CONFIG + NO_COMPONENTS)
     result = _train("--data", str(small_world), "--out", str(out), "--config", str(config), "--no-baseline", "--no-refit")

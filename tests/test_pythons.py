@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from validation.runtime import RUNTIME_PYTHONS
+from validation.runtime.replica import RUNTIME_PYTHONS
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.pythons, pytest.mark.network, pytest.mark.slow]
@@ -58,7 +58,7 @@ def test_pickle_round_trip_on_every_runtime_python(minor: str, build: str, tmp_p
     _run([python, "-m", "venv", str(venv)], tmp_path, env, 300)
     bin_dir = venv / "bin"
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    pins = REPO / "validation" / "runtimes" / f"py{minor}.txt"
+    pins = REPO / "validation" / "runtime" / "pins" / f"py{minor}.txt"
     constraints = ["-c", str(pins)] if build == "pins" else []
     _run([str(bin_dir / "pip"), "install", "-q", *constraints, "-e", str(REPO)], tmp_path, env, 1200)
 

@@ -1,4 +1,4 @@
-"""validation.runtime: the replica of Numerai's runtime passes a good pickle and names each failure as Numerai's
+"""validation.runtime.replica: the replica of Numerai's runtime passes a good pickle and names each failure as Numerai's
 runner would, under the 1 CPU / memory / time limits."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import pytest
 from model.live import make_predict
 from training.export import dumps_by_value, export_pickle
 from validation.errors import NmuError
-from validation.manifest import file_sha256, read_manifest
-from validation.runtime import check_command, ensure_runtime, pins_file, read_pins, run_pickle, runtime_root
+from validation.artifacts import file_sha256, read_manifest
+from training.check import check_command
+from validation.runtime.replica import ensure_runtime, pins_file, read_pins, run_pickle, runtime_root
 from tests.stand_in import fit_baseline, fit_full, fit_stand_in_cached, replica_python
 
 # ---- broken predict functions (pickled by value with the tests package) -------------------------------
@@ -151,7 +152,7 @@ def test_good_pickle_passes_and_is_recorded(small_world, tmp_path, capsys):
 @pytest.mark.network
 def test_full_model_with_every_component_runs_in_the_replica(python, small_world, tmp_path, live_files):
     """What `nmu train` ships: all four components and the benchmark residualizer, on live and 20 eras at once."""
-    from validation.runtime import write_validation_slice
+    from validation.runtime.replica import write_validation_slice
 
     path = tmp_path / "full.pkl"
     export_pickle(fit_full(small_world), path)
@@ -203,7 +204,7 @@ def test_runner_loads_frames_as_read_parquet_does(small_world, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from validation.runtime_runner import _read_frame
+    from validation.runtime.runner import _read_frame
 
     for name in ("validation.parquet", "live.parquet", "validation_benchmark_models.parquet"):
         path = tmp_path / name  # rewritten in row groups of 1,000 rows, so several are stitched together

@@ -1,4 +1,4 @@
-"""validation.scoring equals numerai-tools on a toy frame, skips unresolved eras, and summarises correctly."""
+"""validation.evaluation.scoring equals numerai-tools on a toy frame, skips unresolved eras, and summarises correctly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from numerai_tools import scoring as nt
 
-from validation import scoring
+from validation.evaluation import scoring
 
 
 @pytest.fixture(scope="module")

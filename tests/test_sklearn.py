@@ -23,9 +23,9 @@ from model.eras import EraIndex
 from model.residualize import residualize_predictions
 from training.export import export_pickle
 from validation.errors import NmuError
-from validation.runtime import run_pickle
-from validation.scoring import era_corr_scorer, era_corrs, era_sharpe_scorer
-from validation.splits import EraTimeSeriesSplit, expanding_window_folds
+from validation.runtime.replica import run_pickle
+from validation.evaluation.scoring import era_corr_scorer, era_corrs, era_sharpe_scorer
+from validation.evaluation.splits import EraTimeSeriesSplit, expanding_window_folds
 from tests.stand_in import replica_python
 
 TINY = {"n_estimators": 30, "learning_rate": 0.1}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from validation.errors import NmuError
-from validation.splits import embargo_for_target, embargo_split, expanding_window_folds
+from validation.evaluation.splits import embargo_for_target, embargo_split, expanding_window_folds
 
 
 def eras(a: int, b: int, step: int = 1) -> list[str]:

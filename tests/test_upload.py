@@ -18,7 +18,7 @@ from training.cli import app
 from training.numerai_api import KeysRejected, apply_api_url
 from training.upload import docker_image_name, read_dotenv, upload_command
 from validation.errors import NmuError
-from validation.manifest import file_sha256, read_manifest, update_manifest
+from validation.artifacts import file_sha256, read_manifest, update_manifest
 
 BUILD_IMAGE = f"Python {sys.version_info.major}.{sys.version_info.minor}"
 

@@ -143,7 +143,7 @@ def check(
     validation_eras: int = typer.Option(50, "--validation-eras", help="Eras of validation to run as a diagnostics run."),
 ) -> None:
     """Run a pickle in a replica of Numerai's runtime (1 CPU, 4 GB, 10 minutes, pinned packages)."""
-    from validation.runtime import check_command
+    from training.check import check_command
 
     ok = check_command(model_path, data, validation_eras=validation_eras)
     raise typer.Exit(0 if ok else 1)

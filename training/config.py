@@ -36,7 +36,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from validation.errors import NmuError
-from validation.splits import embargo_for_target
+from validation.evaluation.splits import embargo_for_target
 
 # LightGBM parameters given here are merged over the estimator's own defaults
 # (model.estimator.DEFAULT_LGBM_PARAMS: 1000 trees at learning rate 0.02, depth 5, 31 leaves, sized for the

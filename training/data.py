@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from model.benchmarks import choose_benchmark_column
 from validation.errors import NmuError
-from validation.files import atomic_write_json
+from validation.artifacts import atomic_write_json
 
 NON_GROUP_SETS = ("small", "medium", "all")
 _BATCH_BYTES = 16 * 1024 * 1024  # arrow data read at once (one row group x a batch of columns)

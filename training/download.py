@@ -19,7 +19,7 @@ import requests
 from training.numerai_api import call, host_of, make_client, raw, scrub
 from training.data import OPTIONAL_FILES, REQUIRED_FILES, version_key, write_data_info
 from validation.errors import NmuError
-from validation.files import atomic_path
+from validation.artifacts import atomic_path
 
 # The query numerapi 2.20.8's `download_dataset` sends to learn a file's (pre-signed) URL.
 DATASET_QUERY = """

@@ -28,8 +28,8 @@ import cloudpickle
 
 from model.live import make_predict
 from validation.errors import NmuError
-from validation.files import atomic_write_bytes
-from validation.runtime import note_version_mismatch, pins_file, python_tag, read_pins
+from validation.artifacts import atomic_write_bytes
+from validation.runtime.replica import note_version_mismatch, pins_file, python_tag, read_pins
 
 FORBIDDEN_MODULES = ("pandera", "numerapi", "typer", "rich", "matplotlib", "training", "validation", "pytest",
                      "platformdirs", "psutil")

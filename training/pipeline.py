@@ -30,11 +30,11 @@ from training.config import TrainConfig, apply_flags, config_to_toml, load_confi
 from training.data import REQUIRED_FILES, read_data_info, benchmark_column, feature_groups, load_benchmark, load_feature_metadata, load_frame, resolve_feature_set
 from training.export import export_pickle
 from validation.errors import NmuError
-from validation.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from validation.manifest import update_manifest
+from validation.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
+from validation.artifacts import update_manifest
 from validation.schemas import validate_benchmark_frame, validate_training_frame
-from validation.scoring import score_eras, summarize
-from validation.splits import EraSplit, embargo_split, expanding_window_folds
+from validation.evaluation.scoring import score_eras, summarize
+from validation.evaluation.splits import EraSplit, embargo_split, expanding_window_folds
 
 DEFAULT_SYNTHETIC_DIR = Path("data") / "synthetic"
 _PACKAGES = ("numpy", "pandas", "scipy", "lightgbm", "scikit-learn", "pyarrow", "cloudpickle", "numerai-tools", "pandera")
@@ -400,7 +400,7 @@ def train_command(
         with staging_dir(out) as stage:
             pkl = stage / "model.pkl"
             info = export_model(shipped, pkl)
-            from validation.report import render_html, render_plots
+            from validation.evaluation.report import render_html, render_plots
 
             plots = render_plots(per_era_all, models)
             for plot_name, png in plots.items():

@@ -13,7 +13,7 @@ from typing import Optional
 import pandas as pd
 
 from validation.errors import NmuError
-from validation.files import atomic_path
+from validation.artifacts import atomic_path
 from validation.schemas import validate_predictions
 
 

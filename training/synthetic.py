@@ -67,7 +67,7 @@ import pyarrow.parquet as pq
 
 from validation.errors import NmuError
 from training.data import write_data_info
-from validation.files import atomic_path, atomic_write_json
+from validation.artifacts import atomic_path, atomic_write_json
 
 GROUP_NAMES = (
     "intelligence", "charisma", "strength", "dexterity", "constitution", "wisdom", "agility", "serenity",

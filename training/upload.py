@@ -20,8 +20,8 @@ import requests
 
 from training.numerai_api import call, host_of, make_client, raw, scrub
 from validation.errors import NmuError
-from validation.manifest import file_sha256, manifest_path, read_manifest, update_manifest
-from validation.runtime import RUNTIME_PYTHONS
+from validation.artifacts import file_sha256, manifest_path, read_manifest, update_manifest
+from validation.runtime.replica import RUNTIME_PYTHONS
 
 PUBLIC_ENV = "NUMERAI_PUBLIC_ID"
 SECRET_ENV = "NUMERAI_SECRET_KEY"

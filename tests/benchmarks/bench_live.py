@@ -42,8 +42,8 @@ from model import NumeraiModel  # noqa: E402
 from training.data import feature_groups, load_benchmark, load_feature_metadata, resolve_feature_set  # noqa: E402
 from training.export import export_pickle  # noqa: E402
 from training.synthetic import SyntheticConfig, write_synthetic_world  # noqa: E402
-from validation.files import atomic_write_bytes  # noqa: E402
-from validation.runtime import ensure_runtime, run_pickle  # noqa: E402
+from validation.artifacts import atomic_write_bytes  # noqa: E402
+from validation.runtime.replica import ensure_runtime, run_pickle  # noqa: E402
 
 MB = 2**20
 SCENARIOS = ("live", "deep", "diagnostics")

@@ -123,7 +123,7 @@ def report(results: dict[str, dict]) -> float:
 
 def bench_scoring(eras: int = 200, stocks: int = 5000, features: int = 100, seed: int = 0) -> dict[str, float]:
     """Seconds to score one variant's validation predictions (corr, BMC, feature exposure) per era."""
-    from validation.scoring import score_eras, summarize
+    from validation.evaluation.scoring import score_eras, summarize
 
     rng = np.random.default_rng(seed)
     n = eras * stocks

@@ -1,10 +1,10 @@
 """The replica of Numerai's model-upload runtime (`nmu check`), and the check that a build uses its versions.
 
 The replica is a virtual environment of the running Python's minor version holding exactly the runtime's
-pinned packages (validation/runtimes/py3.X.txt) and NOT this project. It is built once into the user cache
+pinned packages (validation/runtime/pins/py3.X.txt) and NOT this project. It is built once into the user cache
 directory (or $NMU_RUNTIME_DIR) and rebuilt when the pins change. The pickle runs there in a subprocess that
 cannot import this project (`python -I`, a temporary working directory, a clean environment), driven by the
-standalone `runtime_runner.py` (what Numerai's numerai-predict runner does), limited to one CPU, 4 GB of
+standalone `runner.py` (what Numerai's numerai-predict runner does), limited to one CPU, 4 GB of
 resident memory (watched, the child killed above it) and 10 minutes.
 """
 
@@ -19,13 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from model.eras import sort_eras
+from validation.artifacts import file_sha256
 from validation.errors import NmuError
-from validation.manifest import file_sha256, read_manifest, update_manifest
+from validation.runtime.runner import status_bytes
 
 CHECKED_PACKAGES = ("numpy", "pandas", "scikit-learn", "lightgbm")
 """Packages whose objects a pickle may hold: building with other versions than the runtime's is warned."""
@@ -35,13 +36,12 @@ POLL_S = 0.05
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "LIGHTGBM_NUM_THREADS")
 STAMP = "nmu-runtime.json"
-DEFAULT_DATA_DIR = Path("data/synthetic")
 
 
 # ----------------------------------------------------------------------------------------------- the pins
 
 RUNTIME_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
-"""The Python versions of Numerai's model-upload images (one pins file each in validation/runtimes)."""
+"""The Python versions of Numerai's model-upload images (one pins file each in validation/runtime/pins)."""
 
 
 def python_tag(version: Optional[tuple[int, int]] = None) -> str:
@@ -51,9 +51,9 @@ def python_tag(version: Optional[tuple[int, int]] = None) -> str:
 
 
 def pins_file(version: Optional[tuple[int, int]] = None) -> Path:
-    """The runtime's pip constraints file for this Python's minor version (package data of validation.runtimes)."""
+    """The runtime's pip constraints file for this Python's minor version (validation/runtime/pins/py3.X.txt)."""
     tag = python_tag(version)
-    path = Path(str(resources.files("validation.runtimes") / f"{tag}.txt"))
+    path = Path(str(resources.files("validation.runtime") / "pins" / f"{tag}.txt"))
     if not path.is_file():
         raise NmuError(
             f"Numerai has no model-upload runtime for Python {tag[2:]} (images exist for {', '.join(RUNTIME_PYTHONS)}); "
@@ -209,12 +209,12 @@ def _run_build(cmd: list[str], home: Path, what: str) -> None:
 # ------------------------------------------------------------------------------------ running the pickle
 
 def _runner_source() -> Path:
-    return Path(__file__).with_name("runtime_runner.py")
+    return Path(__file__).with_name("runner.py")
 
 
 def _tree_memory(proc: Any) -> float:
-    """Resident bytes of a psutil process and its children: the larger of the current total and the
-    sum of the high-water marks (VmHWM, Linux) so a spike between two polls is not missed."""
+    """Resident bytes of a psutil process and its children: the larger of the current total and the sum of the
+    high-water marks (VmHWM, read by the runner's own `status_bytes`) so a spike between two polls is not missed."""
     import psutil
 
     procs = [proc]
@@ -226,21 +226,10 @@ def _tree_memory(proc: Any) -> float:
     for p in procs:
         try:
             rss += p.memory_info().rss
-            hwm += _vm_hwm(p.pid)
+            hwm += status_bytes("VmHWM", p.pid)
         except psutil.Error:
             continue
     return max(rss, hwm)
-
-
-def _vm_hwm(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
 
 
 def _one_cpu() -> Optional[Callable[[], None]]:
@@ -339,100 +328,10 @@ def write_validation_slice(data_dir: Path, eras: int, out_dir: Path) -> tuple[Pa
     features_path = data_dir / "validation.parquet"
     bench_path = data_dir / "validation_benchmark_models.parquet"
     all_eras = pd.read_parquet(features_path, columns=["era"])["era"].astype(str)
-    chosen = sorted(all_eras.unique())[-eras:]
+    chosen = sort_eras(all_eras.unique())[-eras:]
     frame = pd.read_parquet(features_path, filters=[("era", "in", chosen)])
     bench = pd.read_parquet(bench_path, filters=[("era", "in", chosen)])
     live_out, bench_out = out_dir / "validation_slice.parquet", out_dir / "validation_slice_benchmarks.parquet"
     frame.to_parquet(live_out)
     bench.to_parquet(bench_out)
     return live_out, bench_out, len(chosen), len(frame)
-
-
-# --------------------------------------------------------------------------------------- nmu check
-
-def _require(path: Path, what: str) -> None:
-    if not path.is_file():
-        raise NmuError(f"{path} does not exist: {what}")
-
-
-def _line(name: str, r: dict[str, Any]) -> str:
-    status = "PASS" if r.get("status") == "pass" else "FAIL"
-    parts = [f"{name}: {status}"]
-    if r.get("rows") is not None:
-        parts.append(f"{r['rows']:,} rows, {r.get('eras')} era(s)")
-    if r.get("load_seconds") is not None:
-        parts.append(f"load {r['load_seconds']:.2f} s")
-    if r.get("predict_seconds") is not None:
-        parts.append(f"predict {r['predict_seconds']:.2f} s")
-    parts.append(f"peak memory {r['peak_rss_mb']:.0f} MB")
-    if r.get("frame_bytes") is not None and r.get("predict_peak_bytes") is not None:
-        added = max(0, r["predict_peak_bytes"] - r["rss_before_predict_bytes"])
-        parts.append(f"of which the frames {r['frame_bytes'] / 2**20:.0f} MB, the predict's own {added / 2**20:.0f} MB")
-    text = " | ".join(parts)
-    if status == "FAIL":
-        text += f"\n  reason: {r.get('reason')}"
-    return text
-
-
-def check_command(model_path: str | Path, data_dir: Optional[str | Path] = None, validation_eras: int = 50, *,
-                  memory_limit_mb: float = MEMORY_LIMIT_MB, time_limit_s: float = TIME_LIMIT_S,
-                  runtime_dir: Optional[Path] = None, log: Callable[[str], None] = print) -> bool:
-    """Run a pickle in the replica of Numerai's runtime on the live era and on a multi-era validation slice;
-    print and record (manifest `check`) the result; True only when both pass."""
-    model_path = Path(model_path)
-    data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
-    _require(model_path, "build a pickle with `nmu train` (or pass its path).")
-    hint = f"make the data with `nmu data synthetic --out {data_dir}` or `nmu data download --out {data_dir}`."
-    live = data_dir / "live.parquet"
-    live_bench = data_dir / "live_benchmark_models.parquet"
-    _require(live, hint)
-    _require(live_bench, hint)
-    if validation_eras > 0:
-        for name in ("validation.parquet", "validation_benchmark_models.parquet"):
-            _require(data_dir / name, hint + " Or skip the diagnostics run with --validation-eras 0.")
-
-    sha = file_sha256(model_path)
-    size = model_path.stat().st_size
-    built = str(read_manifest(model_path).get("python") or "")
-    if built and built.split(".")[:2] != platform.python_version().split(".")[:2]:
-        log(f"warning: the manifest says this pickle was built with Python {built}; this check (and the upload's "
-            f"runtime image) must use the same minor version, not {platform.python_version()}.")
-    python = ensure_runtime(root=runtime_dir, log=log)
-    log(f"runtime replica: {python} (Python {platform.python_version()}, pins {pins_file().name}); limits: 1 CPU, "
-        f"{memory_limit_mb:.0f} MB, {time_limit_s:g} s")
-    limits = {"memory_limit_mb": memory_limit_mb, "time_limit_s": time_limit_s}
-    live_result = run_pickle(python, model_path, live, live_bench, **limits)
-    live_result["run"] = "live run"
-    log(_line("live", live_result))
-    results = [live_result]
-    validation_result: Optional[dict[str, Any]] = None
-    if live_result["status"] == "pass" and validation_eras > 0:
-        with tempfile.TemporaryDirectory(prefix="nmu-validation-") as tmp:
-            v_live, v_bench, n_eras, _ = write_validation_slice(data_dir, validation_eras, Path(tmp))
-            validation_result = run_pickle(python, model_path, v_live, v_bench, all_eras_at_once=True, **limits)
-        validation_result["run"] = f"validation diagnostics run ({n_eras} eras in one call)"
-        log(_line(f"validation diagnostics ({n_eras} newest eras in one call)", validation_result))
-        results.append(validation_result)
-
-    failed = next((r for r in results if r["status"] != "pass"), None)
-    passed = failed is None
-    reason = "" if passed else f"{failed['run']}: {failed.get('reason')}"
-    peak = max(r["peak_rss_mb"] for r in results)
-    log(f"pickle: {model_path} {size / 2**20:.2f} MB, sha256 {sha[:12]}")
-    if passed:
-        log(f"PASS: the pickle runs in the replica of Numerai's runtime (peak memory {peak:.0f} MB, "
-            f"live predict {live_result['predict_seconds']:.2f} s).")
-    else:
-        log(f"FAIL: {reason}")
-    check = {
-        "passed": passed, "sha256": sha, "python": live_result.get("python") or platform.python_version(),
-        "peak_rss_mb": peak, "predict_seconds": live_result.get("predict_seconds"),
-        "load_seconds": live_result.get("load_seconds"), "reason": reason, "pickle_bytes": size,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "limits": {"cpus": 1, "memory_mb": memory_limit_mb, "seconds": time_limit_s},
-    }
-    if validation_result is not None:
-        check["validation"] = {k: validation_result.get(k) for k in
-                               ("status", "reason", "rows", "eras", "predict_seconds", "peak_rss_mb")}
-    update_manifest(model_path, check=check)
-    return passed

@@ -1,6 +1,6 @@
 """Standalone runner of the runtime replica: does what Numerai's numerai-predict runner does with a pickle.
 
-Run by `validation.runtime` with the replica venv's Python in isolated mode (`python -I`), from a temporary
+Run by `validation.runtime.replica` with the replica venv's Python in isolated mode (`python -I`), from a temporary
 directory, so nothing of this project can be imported: it imports only the standard library and the
 runtime's pinned packages. It loads the pickle with `pandas.read_pickle`, counts the parameters of what it
 loaded (1 → model(live), 2 → model(live, benchmarks), else fail), runs it era by era as the runner does,
@@ -10,7 +10,7 @@ non-zero standard deviation), and writes a JSON result: status, reason, load and
 the frames' own size (loaded lean, as a careful loader would), the resident size before predict and the peak
 during predict, so what the pickle adds is told apart from the frame Numerai hands it.
 
-Usage: python -I runtime_runner.py --pickle P --live L [--benchmarks B] --result R [--predictions CSV]
+Usage: python -I runner.py --pickle P --live L [--benchmarks B] --result R [--predictions CSV]
        [--all-eras-at-once]
 """
 
@@ -32,10 +32,11 @@ def _py_version() -> str:
 _PEAK_BEFORE_RESET = [0]  # the high-water mark before the last reset_peak (VmHWM restarts there)
 
 
-def status_bytes(key: str) -> int:
-    """A memory line of /proc/self/status ("VmHWM", "VmRSS") in bytes; 0 where /proc is absent."""
+def status_bytes(key: str, pid: "int | str" = "self") -> int:
+    """A memory line of /proc/<pid>/status ("VmHWM", "VmRSS") in bytes, of this process by default; 0 where /proc is
+    absent. The one reader of these lines: the replica's watch reads its child's through it too."""
     try:
-        with open("/proc/self/status") as fh:
+        with open(f"/proc/{pid}/status") as fh:
             for line in fh:
                 if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from validation.scoring import SUMMARY_KEYS
+from validation.evaluation.scoring import SUMMARY_KEYS
 
 PLOTS = ("cumulative_corr", "per_era_corr", "cumulative_bmc", "feature_exposure", "component_contribution")
 _COLORS = {"baseline": "#7f7f7f", "full": "#1f77b4"}

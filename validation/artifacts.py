@@ -1,0 +1,97 @@
+"""The artifacts a run leaves and their record: atomic file writes (a failed step leaves the previous file intact)
+and the manifest beside a model.pkl (what the pickle is, what built it, what it saw, whether it passed the runtime
+check).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from validation.errors import NmuError
+
+
+# ---- atomic writes: a temporary file beside the target, then one rename ------------------------------------
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path in the target's directory; on success rename it over `path`, else delete it."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the result gets an ordinary file's mode
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write `obj` as indented JSON to `path` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+# ---- the manifest ---------------------------------------------------------------------------------------------
+MANIFEST_NAME = "manifest.json"
+
+
+def manifest_path(pickle_path: str | Path) -> Path:
+    """The manifest that belongs to a pickle: `manifest.json` in the pickle's directory."""
+    return Path(pickle_path).with_name(MANIFEST_NAME)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(pickle_path: str | Path) -> dict[str, Any]:
+    """The manifest of a pickle, or {} when there is none."""
+    path = manifest_path(pickle_path)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise NmuError(f"{path} is not valid JSON ({exc}); rebuild it with `nmu train`.") from exc
+
+
+def update_manifest(pickle_path: str | Path, **fields: Any) -> dict[str, Any]:
+    """Merge top-level `fields` into the pickle's manifest and write it atomically; returns the result."""
+    manifest = read_manifest(pickle_path)
+    manifest.update(fields)
+    atomic_write_json(manifest_path(pickle_path), manifest)
+    return manifest
