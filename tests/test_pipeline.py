@@ -201,12 +201,12 @@ def test_failure_while_writing_keeps_previous_artifacts(trained, small_world: Pa
     """A run that fails after fitting (here: the report cannot be drawn) leaves OUT exactly as it was."""
     out, tmp, _ = trained
     before = _snapshot(out)
-    import validation.evaluation.report
+    import training.pipeline
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full while drawing")
 
-    monkeypatch.setattr(validation.evaluation.report, "render_plots", broken)
+    monkeypatch.setattr(training.pipeline, "render_plots", broken)
     config = tmp / "cheap.toml"
     config.write_text(FAST_CONFIG + NO_COMPONENTS)
     result = _train("--data", str(small_world), "--out", str(out), "--config", str(config), "--no-baseline", "--no-refit")

@@ -18,7 +18,7 @@ from training.export import dumps_by_value, export_pickle
 from validation.errors import NmuError
 from validation.artifacts import file_sha256, read_manifest
 from training.check import check_command
-from validation.runtime.replica import ensure_runtime, pins_file, read_pins, run_pickle, runtime_root
+from validation.runtime.replica import THREAD_VARS, ensure_runtime, pins_file, read_pins, run_pickle, runtime_root
 from tests.stand_in import fit_baseline, fit_full, fit_stand_in_cached, replica_python
 
 # ---- broken predict functions (pickled by value with the tests package) -------------------------------
@@ -227,8 +227,9 @@ def test_memory_report_tells_the_frames_from_the_predict(python, tmp_path, live_
     # the frames' size as the replica's own pandas holds them (pandas 3 here stores strings differently)
     measure = ("import sys, pandas as pd; print(sum(int(pd.read_parquet(p).memory_usage(deep=True, index=True).sum())"
                " for p in sys.argv[1:]))")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8", **{v: "1" for v in THREAD_VARS}}
     frames = int(subprocess.run([str(python), "-I", "-c", measure, *map(str, live_files)], capture_output=True,
-                                text=True, check=True).stdout)
+                                text=True, check=True, env=env, cwd=tmp_path).stdout)
     assert result["frame_bytes"] == frames
     added = result["predict_peak_bytes"] - result["rss_before_predict_bytes"]
     assert 390 * 2**20 < added < 520 * 2**20, added

@@ -24,17 +24,22 @@ Example (every key optional; `nmu train --print-config` prints the resolved conf
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import lightgbm.basic as lgb_basic
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from model import NumeraiModel
+from model.booster import ALIASES, DEFAULT_LGBM_PARAMS
 from validation.errors import NmuError
 from validation.evaluation.splits import embargo_for_target
 
@@ -60,6 +65,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "seed": (int,),
 }
 _TABLES = ("components", "lightgbm")
+_MODEL_TABLES = ("feature_groups", "lgbm_params")  # NumeraiModel parameters that the config sets otherwise
 
 
 @dataclass
@@ -186,16 +192,11 @@ def _toml_key(key: str) -> str:
 
 
 def _model_defaults(table: str) -> str:
-    """A one-line summary of the estimator's defaults for a config table (empty when the model is absent)."""
-    try:
-        from model import NumeraiModel
-        from model.booster import DEFAULT_LGBM_PARAMS
-    except ImportError:
-        return ""
+    """A one-line summary of the estimator's defaults for a config table."""
     if table == "lightgbm":
         values = DEFAULT_LGBM_PARAMS
     else:
-        values = {k: v for k, v in NumeraiModel().get_params().items() if k not in ("feature_groups", "lgbm_params")}
+        values = {k: v for k, v in NumeraiModel().get_params(deep=False).items() if k not in _MODEL_TABLES}
     return ", ".join(f"{k} = {_toml_value(v) if v is not None else 'none'}" for k, v in values.items())
 
 
@@ -214,3 +215,76 @@ def config_to_toml(config: TrainConfig) -> str:
         for sub, value in getattr(config, table).items():
             lines.append(f"{_toml_key(sub)} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
+
+
+# ---- checks of the whole config, before any data is read -----------------------------------------------------
+# LightGBM parameters whose type and range are checked (by LightGBM's own name); others need only be a TOML scalar
+_LGBM_RULES: dict[str, tuple] = {
+    "num_iterations": ("int", 1, None), "learning_rate": ("real", 1e-12, None), "num_leaves": ("int", 2, 131072),
+    "max_depth": ("int", None, None), "feature_fraction": ("real", 1e-12, 1.0), "bagging_fraction": ("real", 1e-12, 1.0),
+    "bagging_freq": ("int", 0, None), "min_data_in_leaf": ("int", 0, None), "lambda_l1": ("real", 0, None),
+    "lambda_l2": ("real", 0, None), "min_gain_to_split": ("real", 0, None), "max_bin": ("int", 2, None),
+    "num_threads": ("int", None, None), "seed": ("int", None, None), "verbosity": ("int", None, None),
+    "objective": ("str",), "boosting": ("str",),
+}
+
+
+def _nearest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def lightgbm_names() -> dict[str, str]:
+    """Every name the [lightgbm] table accepts → LightGBM's canonical name: LightGBM's parameters and their aliases
+    (as the installed LightGBM reports them) and the scikit-learn style names."""
+    names = {**{k: k for k in DEFAULT_LGBM_PARAMS}, **dict(ALIASES)}
+    try:
+        aliases = lgb_basic._ConfigAliases._get_all_param_aliases()  # LightGBM's own table (4.0 .. 4.7)
+    except Exception:  # noqa: BLE001 - an older or newer LightGBM: fall back to the names above
+        return names
+    for canonical, others in aliases.items():
+        for alias in [canonical, *others]:
+            names.setdefault(alias, canonical)
+    return names
+
+
+def _check_lightgbm_value(key: str, canonical: str, value: Any, source: str) -> None:
+    rule = _LGBM_RULES.get(canonical)
+    if isinstance(value, (list, dict)) or rule is None:
+        if isinstance(value, (list, dict)):
+            raise NmuError(f"{source}: `lightgbm.{key}` must be a single value, got {value!r}.")
+        return
+    kind, *bounds = rule
+    if kind == "str":
+        if not isinstance(value, str):
+            raise NmuError(f"{source}: `lightgbm.{key}` must be a string, got {value!r}.")
+        return
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not is_number or (kind == "int" and not isinstance(value, int)) or (isinstance(value, float) and math.isnan(value)):
+        noun = "an integer" if kind == "int" else "a number"
+        raise NmuError(f"{source}: `lightgbm.{key}` must be {noun}, got {value!r}.")
+    low, high = (bounds + [None, None])[:2]
+    if (low is not None and value < low) or (high is not None and value > high):
+        allowed = " and ".join(x for x in (f">= {low}" if low not in (None, 1e-12) else ("> 0" if low == 1e-12 else ""),
+                                            f"<= {high}" if high is not None else "") if x)
+        raise NmuError(f"{source}: `lightgbm.{key}` must be {allowed}, got {value!r}.")
+
+
+def check_config(config: TrainConfig, source: str = "config") -> None:
+    """NmuError naming the first setting that cannot work, before any data is read: a [components] key that is not
+    a NumeraiModel parameter or a value it refuses; a [lightgbm] key LightGBM does not know (with the nearest valid
+    name) or a value of the wrong type or range."""
+    known = [k for k in NumeraiModel().get_params(deep=False) if k not in _MODEL_TABLES]
+    for key in config.components:
+        if key not in known:
+            raise NmuError(f"{source}: `components.{key}` is not a NumeraiModel setting{_nearest(key, known)}; "
+                           f"known: {', '.join(sorted(known))}.")
+    try:
+        NumeraiModel(**config.components)._check_params()
+    except ValueError as exc:
+        raise NmuError(f"{source}: [components] {str(exc).removeprefix('NumeraiModel: ')}") from None
+    names = lightgbm_names()
+    for key, value in config.lightgbm.items():
+        if key not in names:
+            raise NmuError(f"{source}: `lightgbm.{key}` is not a LightGBM parameter{_nearest(key, list(names))}.")
+        _check_lightgbm_value(key, names[key], value, source)

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import dis
 import hashlib
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
 import importlib.util
 import io
 import pickle
@@ -28,7 +31,7 @@ import cloudpickle
 
 from model.live import make_predict
 from validation.errors import NmuError
-from validation.artifacts import atomic_write_bytes
+from validation.artifacts import atomic_write_bytes, atomic_write_json, manifest_path
 from validation.runtime.replica import note_version_mismatch, pins_file, python_tag, read_pins
 
 FORBIDDEN_MODULES = ("pandera", "numerapi", "typer", "rich", "matplotlib", "training", "validation", "pytest",
@@ -77,9 +80,7 @@ def project_modules(extra: Iterable[Any] = ()) -> list[str]:
             if file and root in Path(file).resolve().parents and not _is_under(Path(file).resolve(), site_dirs):
                 names.add(name)
     else:
-        from importlib.metadata import packages_distributions
-
-        names.update(top for top, dists in packages_distributions().items() if "numerai-uploads" in dists)
+        names.update(top for top, dists in metadata.packages_distributions().items() if "numerai-uploads" in dists)
     for obj in extra:
         top = (getattr(type(obj), "__module__", None) or "").split(".")[0]
         module = sys.modules.get(top)
@@ -236,9 +237,25 @@ def _estimators_in(fitted: Any) -> list[Any]:
 
 
 # ---- export -----------------------------------------------------------------------------------------------
+BUILD_PACKAGES = ("numpy", "pandas", "scipy", "lightgbm", "scikit-learn", "pyarrow", "cloudpickle", "numerai-tools",
+                  "pandera")
+"""The packages whose versions the manifest records."""
+
+
+def build_packages() -> dict[str, str]:
+    """Versions of the packages that built the pickle."""
+    out = {}
+    for name in BUILD_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
 def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None) -> dict[str, Any]:
     """Write Numerai's predict function for a fitted estimator to `path` (by value, atomically); returns its size
-    and sha256.
+    and sha256, and records them with the building Python and package versions in its manifest.
 
     `fitted` is a NumeraiModel or any fitted scikit-learn estimator (fitted on a DataFrame, so it has
     `feature_names_in_`) that takes a frame of its training columns. The live function around it normalises
@@ -277,4 +294,11 @@ def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None)
             f"{', '.join(sorted(read_pins(pins_file()))[:6])}, ... and {', '.join(IMAGE_EXTRAS)})."
         )
     atomic_write_bytes(path, data)
-    return {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    info = {"file": Path(path).name, "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    # a new pickle gets a new record (the previous pickle's check and upload no longer describe it)
+    atomic_write_json(manifest_path(path), {
+        "pickle": info, "python": platform.python_version(), "packages": build_packages(),
+        "model": f"{type(fitted).__module__}.{type(fitted).__qualname__}", "written_by": "export_pickle",
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    return info

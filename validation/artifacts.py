@@ -65,8 +65,10 @@ MANIFEST_NAME = "manifest.json"
 
 
 def manifest_path(pickle_path: str | Path) -> Path:
-    """The manifest that belongs to a pickle: `manifest.json` in the pickle's directory."""
-    return Path(pickle_path).with_name(MANIFEST_NAME)
+    """The manifest that belongs to a pickle: `manifest.json` beside `model.pkl` (what `nmu train` writes), else
+    `<name>.manifest.json` beside `<name>.pkl`, so that two pickles in one directory keep their own records."""
+    path = Path(pickle_path)
+    return path.with_name(MANIFEST_NAME) if path.name == "model.pkl" else path.with_name(f"{path.stem}.{MANIFEST_NAME}")
 
 
 def file_sha256(path: str | Path) -> str:

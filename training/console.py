@@ -1,0 +1,114 @@
+"""What `nmu train` (and its kin) print while they work, kept apart from the work itself.
+
+`Reporter` prints a line per stage with its time and follows LightGBM's boosting rounds: a progress bar on a
+terminal; in a log (output that is not a terminal, e.g. CI or cron) a plain line at least every
+PROGRESS_SECONDS, so a log shows where the time goes. `Silent` is the same interface printing nothing (the
+Python API, the tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable, Iterator, Optional
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+PROGRESS_SECONDS = 20.0
+"""In a log, a boosting progress line at least this often (the issue asks for one at least every 30 s)."""
+
+
+def fmt_score(value: Optional[float]) -> str:
+    """A score for the screen: signed, four decimals, a dash when missing."""
+    return "–" if value is None else f"{value:+.4f}"
+
+
+class Reporter:
+    """Stages on screen with their time, and a LightGBM callback that follows the boosting rounds.
+
+    Parameters
+    ----------
+    console : rich Console, optional
+        Where to print (stderr by default).
+
+    Attributes
+    ----------
+    timings : dict of str to float
+        Seconds per finished stage, by title.
+    """
+
+    def __init__(self, console: Optional[Console] = None):
+        self.console = console or Console(stderr=True)
+        self.timings: dict[str, float] = {}
+
+    def say(self, text: str) -> None:
+        """One plain line (no markup)."""
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        """Print a stage, run it, print its time (or that it failed)."""
+        self.console.print(f"[bold cyan]→[/bold cyan] {title} …", highlight=False)
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.console.print(f"[bold red]✗[/bold red] {title} failed after {time.perf_counter() - start:.1f} s",
+                               highlight=False)
+            raise
+        elapsed = time.perf_counter() - start
+        self.timings[title] = round(elapsed, 2)
+        self.console.print(f"[bold green]✓[/bold green] {title} [dim]({elapsed:.1f} s)[/dim]", highlight=False)
+
+    @contextlib.contextmanager
+    def boosting(self, title: str) -> Iterator[Callable[[Any], None]]:
+        """A LightGBM callback that follows the rounds: a bar on a terminal, else a line every PROGRESS_SECONDS."""
+        if not self.console.is_terminal:
+            yield _LogProgress(self, title)
+            return
+        progress = Progress(
+            TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=self.console, transient=True,
+        )
+        task = progress.add_task(title, total=None)
+
+        def callback(env: Any) -> None:
+            total = env.end_iteration - env.begin_iteration
+            done = env.iteration - env.begin_iteration + 1
+            progress.update(task, total=total, completed=done)
+
+        callback.order = 100  # type: ignore[attr-defined]  # after LightGBM's own callbacks
+        with progress:
+            yield callback
+
+
+class _LogProgress:
+    """LightGBM callback printing `title: round k/n (p %, s elapsed)` at most every PROGRESS_SECONDS."""
+
+    order = 100  # after LightGBM's own callbacks
+
+    def __init__(self, reporter: Reporter, title: str):
+        self.reporter = reporter
+        self.title = title
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, env: Any) -> None:
+        now = time.perf_counter()
+        total = env.end_iteration - env.begin_iteration
+        done = env.iteration - env.begin_iteration + 1
+        if now - self.last >= PROGRESS_SECONDS or done == total:
+            self.last = now
+            self.reporter.say(f"  {self.title}: round {done}/{total} ({100 * done / max(total, 1):.0f} %, "
+                              f"{now - self.start:.0f} s)")
+
+
+class Silent(Reporter):
+    """A Reporter that prints nothing (still records the timings)."""
+
+    def __init__(self) -> None:
+        super().__init__(Console(quiet=True))
+
+    @contextlib.contextmanager
+    def boosting(self, title: str) -> Iterator[Optional[Callable[[Any], None]]]:
+        yield None

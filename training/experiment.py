@@ -1,0 +1,290 @@
+"""The experiment behind `nmu train`, as plain steps without console or files: load and validate the data
+(`load_dataset`), fit the variants and score them on the embargoed validation eras, cross-validate, refit the shipped
+model (`run_experiment`). `training.pipeline` puts them together with the console and the artifacts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from model import COMPONENTS, NumeraiModel
+from model.eras import check_era_labels, sort_eras
+from training.config import TrainConfig, resolve_feature_set_name
+from training.console import Reporter, Silent, fmt_score
+from training.data import (benchmark_column, feature_groups, load_benchmark, load_feature_metadata, load_frame,
+                           read_data_info, resolve_feature_set)
+from validation.errors import NmuError
+from validation.evaluation.scoring import score_eras, summarize
+from validation.evaluation.splits import EraSplit, embargo_split, expanding_window_folds
+from validation.schemas import validate_benchmark_frame, validate_training_frame
+
+
+@dataclass
+class Dataset:
+    """What the fits need: frames, the feature list and groups, the target, benchmarks, and where it came from."""
+
+    data_dir: Path
+    source: str
+    version: str
+    feature_set: str
+    features: list[str]
+    groups: dict[str, list[str]]
+    target: str
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    train_benchmark: Optional[pd.DataFrame]
+    validation_benchmark: Optional[pd.DataFrame]
+    benchmark_column: Optional[str]
+    split: EraSplit = field(default=None)  # type: ignore[assignment]
+
+    def X(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's input of some rows: `era` and the features."""
+        return frame[["era", *self.features]]
+
+    def y(self, frame: pd.DataFrame) -> np.ndarray:
+        """The target of some rows."""
+        return frame[self.target].to_numpy(dtype=np.float32)
+
+
+@dataclass
+class ExperimentResult:
+    """What `run_experiment` learnt: the scores (metrics.json's content), per-era scores, the CV table and the
+    shipped model with the eras it was fitted on."""
+
+    metrics: dict[str, Any]
+    per_era: pd.DataFrame
+    cv: Optional[pd.DataFrame]
+    shipped: NumeraiModel
+    shipped_variant: str
+    refit_eras: list[str]
+
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        return self.metrics["models"]
+
+
+# ---- data ------------------------------------------------------------------------------------------------------
+def _check_target(metadata: dict[str, Any], target: str, data_dir: Path) -> None:
+    """NmuError when features.json lists no targets or not this one."""
+    targets = [str(t) for t in metadata.get("targets") or []]
+    if not targets:
+        raise NmuError(f"{data_dir / 'features.json'} lists no targets, so there is nothing to train on.")
+    if target not in targets:
+        shown = ", ".join(targets[:12]) + (", ..." if len(targets) > 12 else "")
+        raise NmuError(f"unknown target {target!r}: {data_dir / 'features.json'} lists {shown}.")
+
+
+def resolved_rows(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Rows whose target is known."""
+    return frame.loc[frame[target].notna().to_numpy()]
+
+
+def _check_eras(data_dir: Path, *frames: pd.DataFrame) -> None:
+    """NmuError when the era labels write one era in two ways across the data ("0002" and "2")."""
+    try:
+        check_era_labels(np.concatenate([f["era"].unique() for f in frames]))
+    except ValueError as exc:
+        raise NmuError(f"{data_dir}: {exc}.") from None
+
+
+def _check_shared_ids(data_dir: Path, train: pd.DataFrame, validation: pd.DataFrame) -> None:
+    """NmuError when a row id appears in both train.parquet and validation.parquet (ids are one per stock per era)."""
+    shared = train.index.intersection(validation.index)
+    if len(shared):
+        raise NmuError(f"{len(shared)} id(s) appear in both {data_dir / 'train.parquet'} and "
+                       f"{data_dir / 'validation.parquet'} (e.g. {', '.join(map(str, shared[:3]))}): ids are one per "
+                       "stock per era, so the files overlap; download or generate them again.")
+
+
+def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Reporter | None = None) -> Dataset:
+    """Load only the needed columns, validate them with the schemas, and split eras with the embargo."""
+    reporter = reporter or Silent()
+    with reporter.step("Loading data"):
+        metadata = load_feature_metadata(data_dir)
+        feature_set = resolve_feature_set_name(config.feature_set, metadata)
+        features = resolve_feature_set(metadata, feature_set)
+        _check_target(metadata, config.target, data_dir)
+        target = config.target
+        for name in ("train.parquet", "validation.parquet"):
+            if not (data_dir / name).is_file():
+                raise NmuError(f"{data_dir / name} is missing; a data directory needs train.parquet and validation.parquet.")
+        train = load_frame(data_dir / "train.parquet", features, targets=(target,), era_step=config.era_step)
+        validation = load_frame(data_dir / "validation.parquet", features, targets=(target,))
+        step = f" (every {config.era_step}th)" if config.era_step > 1 else ""
+        reporter.say(f"  {len(features)} features ({feature_set}), target {target}; train {len(train):,} rows / "
+                     f"{train['era'].nunique()} eras{step}, validation {len(validation):,} rows / "
+                     f"{validation['era'].nunique()} eras")
+
+    with reporter.step("Validating data"):
+        # The main target is complete but for the newest validation eras; auxiliary targets have gaps anywhere.
+        main = target == "target"
+        validate_training_frame(train, features, target, source=str(data_dir / "train.parquet"),
+                                allow_unresolved=False if main else "anywhere")
+        validate_training_frame(validation, features, target, source=str(data_dir / "validation.parquet"),
+                                allow_unresolved=True if main else "anywhere")
+        _check_eras(data_dir, train, validation)
+        _check_shared_ids(data_dir, train, validation)
+        train = resolved_rows(train, target)
+        if train.empty:
+            raise NmuError(f"{data_dir / 'train.parquet'} has no resolved values of target {target!r}; pick another target.")
+        scored = resolved_rows(validation, target)
+        if scored.empty:
+            raise NmuError(f"{data_dir / 'validation.parquet'} has no resolved values of target {target!r}, so nothing can be scored.")
+        split = embargo_split(train["era"].unique(), scored["era"].unique(), config.resolved_embargo)
+        train_bench = val_bench = None
+        column = None
+        val_path = data_dir / "validation_benchmark_models.parquet"
+        if val_path.is_file():
+            val_bench = validate_benchmark_frame(load_benchmark(val_path), source=str(val_path))
+            column = benchmark_column(val_bench)
+        train_path = data_dir / "train_benchmark_models.parquet"
+        if train_path.is_file():
+            train_bench = validate_benchmark_frame(load_benchmark(train_path, eras=split.train), source=str(train_path))
+        reporter.say(
+            f"  fit on eras {split.train[0]}–{split.train[-1]}; embargo {config.resolved_embargo} eras drops "
+            f"{len(split.embargoed)}; scoring {len(split.validation)} eras {split.validation[0]}–{split.validation[-1]}"
+            + (f"; BMC against {column}" if column else "; no benchmark file, BMC left empty"))
+
+    return Dataset(
+        data_dir=data_dir, source=source, version=read_data_info(data_dir)["version"], feature_set=feature_set,
+        features=features, groups=feature_groups(metadata, features), target=target, train=train,
+        validation=validation, train_benchmark=train_bench, validation_benchmark=val_bench, benchmark_column=column,
+        split=split,
+    )
+
+
+# ---- models ----------------------------------------------------------------------------------------------------
+def variant_names(config: TrainConfig, ablation: Optional[bool] = None) -> list[str]:
+    """The variants to fit and score, the one place they are named: baseline (unless disabled), full, and with
+    ablation one no_<component> per component the config leaves switched on."""
+    names = (["baseline"] if config.baseline else []) + ["full"]
+    if config.ablation if ablation is None else ablation:
+        names += [f"no_{c}" for c in COMPONENTS if config.components.get(c, True) is not False]
+    return names
+
+
+def build_model(config: TrainConfig, groups: dict[str, list[str]]) -> NumeraiModel:
+    """The base NumeraiModel of this config: feature groups, seed, the [components] table as parameters, and the
+    [lightgbm] table merged over the estimator's LightGBM defaults (scikit-learn style names accepted)."""
+    return NumeraiModel(feature_groups=groups, random_state=config.seed, lgbm_params=dict(config.lightgbm) or None,
+                        **config.components)
+
+
+def make_variant(base: NumeraiModel, name: str, config: TrainConfig) -> NumeraiModel:
+    """An unfitted variant of the base model; a component the config switches off stays off in every variant."""
+    model = base.variant(name)
+    off = {c: False for c in COMPONENTS if config.components.get(c, True) is False}
+    return model.set_params(**off) if off else model
+
+
+def benchmark_for(frame: pd.DataFrame, *benchmarks: Optional[pd.DataFrame]) -> Optional[pd.DataFrame]:
+    """Benchmark rows for `frame`'s ids (the float columns), or None when the files do not cover them all."""
+    parts = [b for b in benchmarks if b is not None]
+    if not parts:
+        return None
+    bench = pd.concat(parts) if len(parts) > 1 else parts[0]
+    bench = bench[[c for c in bench.columns if c not in ("era", "data_type")]]
+    bench = bench[~bench.index.duplicated()].reindex(frame.index)
+    if bench.isna().all(axis=1).any():
+        return None
+    return bench
+
+
+def fit_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, reporter: Reporter, title: str,
+              benchmark: Optional[pd.DataFrame]) -> NumeraiModel:
+    """Fit one estimator on `frame` (era + features → target), the reporter following the boosting rounds."""
+    with reporter.boosting(title) as callback:
+        model.fit(ds.X(frame), ds.y(frame), benchmark=benchmark, callbacks=[callback] if callback else None)
+    return model
+
+
+def score_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, predict_benchmark: Optional[pd.DataFrame],
+                bmc_benchmark: Optional[pd.DataFrame]) -> pd.DataFrame:
+    """Per-era scores of a fitted model's predictions on `frame` (eras with a resolved target): the model sees
+    `predict_benchmark`; BMC is measured against `bmc_benchmark`'s benchmark column."""
+    preds = np.asarray(model.predict(ds.X(frame), benchmark=predict_benchmark), dtype=np.float64)
+    if preds.shape != (len(frame),) or not np.isfinite(preds).all():
+        raise RuntimeError(f"the model returned {preds.shape} predictions (all finite: {np.isfinite(preds).all()}) "
+                           f"for {len(frame)} rows")
+    column = ds.benchmark_column
+    reference = bmc_benchmark[column] if bmc_benchmark is not None and column in bmc_benchmark else None
+    return score_eras(preds, frame, ds.target, ds.features, benchmark=reference)
+
+
+def run_cv(config: TrainConfig, ds: Dataset, base: NumeraiModel, reporter: Reporter) -> pd.DataFrame:
+    """Expanding-window CV on the training eras with the same embargo (validation.evaluation.splits, the splitter
+    EraTimeSeriesSplit uses): one row per fold and variant."""
+    folds = expanding_window_folds(ds.split.train, config.cv, config.resolved_embargo)
+    rows = []
+    eras = ds.train["era"].to_numpy()
+    for i, fold in enumerate(folds, start=1):
+        fit_rows = ds.train.loc[np.isin(eras, fold.train)]
+        test_rows = ds.train.loc[np.isin(eras, fold.validation)]
+        later_rows = ds.train.loc[np.isin(eras, fold.embargoed + fold.validation)]
+        fit_bench = benchmark_for(fit_rows, ds.train_benchmark)
+        test_bench = benchmark_for(test_rows, ds.train_benchmark)
+        for name in variant_names(config, ablation=False):
+            with reporter.step(f"CV fold {i}/{len(folds)}: {name}"):
+                model = fit_model(make_variant(base, name, config), fit_rows, ds, reporter, f"fold {i} {name}", fit_bench)
+                model.update_factor_returns(ds.X(later_rows), ds.y(later_rows))
+                summary = summarize(score_model(model, test_rows, ds, test_bench, test_bench))
+            rows.append({"fold": i, "variant": name, "train_first": fold.train[0], "train_last": fold.train[-1],
+                         "scored_first": fold.validation[0], "scored_last": fold.validation[-1], **summary})
+    return pd.DataFrame(rows)
+
+
+def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> ExperimentResult:
+    """Fit every variant on the train eras, score it on the validation eras after the embargo (each era's target fed
+    to the model once it would be known live), cross-validate if asked, and refit the shipped model on every era
+    with a resolved target."""
+    reporter = reporter or Silent()
+    base = build_model(config, ds.groups)
+    split, train = ds.split, ds.train
+    resolved_validation = resolved_rows(ds.validation, ds.target)  # every era, embargoed ones too
+    scored = resolved_validation.loc[resolved_validation["era"].isin(split.validation).to_numpy()]
+    fit_bench = benchmark_for(train, ds.train_benchmark)
+    val_bench = benchmark_for(scored, ds.validation_benchmark)
+    # the model sees benchmark predictions at validation only if it saw them in training (as it will live)
+    val_bench_predict = val_bench if fit_bench is not None else None
+    if fit_bench is None and val_bench is not None:
+        reporter.say("  no benchmark for the training eras: the models fit and predict without it")
+
+    per_era_parts, models, fitted = [], {}, {}
+    for name in variant_names(config):
+        with reporter.step(f"Fitting and scoring {name}"):
+            model = fit_model(make_variant(base, name, config), train, ds, reporter, f"{name}: boosting rounds", fit_bench)
+            # point in time: era t's timing features use only targets of eras <= t - timing_lag
+            model.update_factor_returns(ds.X(resolved_validation), ds.y(resolved_validation))
+            per_era = score_model(model, scored, ds, val_bench_predict, val_bench)
+            models[name] = summarize(per_era)
+            per_era_parts.append(per_era.reset_index().assign(variant=name))
+            fitted[name] = model
+            s = models[name]
+            reporter.say(f"  {name}: corr_mean {fmt_score(s['corr_mean'])}, sharpe {fmt_score(s['corr_sharpe'])}, "
+                         f"bmc_mean {fmt_score(s['bmc_mean'])}, feature exposure {fmt_score(s['feature_exposure_max'])}")
+    per_era_all = pd.concat(per_era_parts, ignore_index=True)[["variant", "era", "corr", "bmc", "feature_exposure"]]
+    cv_table = run_cv(config, ds, base, reporter) if config.cv else None
+
+    shipped_variant = "full"
+    shipped, refit_eras = fitted[shipped_variant], list(split.train)
+    if config.refit:
+        with reporter.step(f"Refitting {shipped_variant} on every era with a resolved target (train + validation)"):
+            kept = sort_eras(resolved_validation["era"].unique())[:: config.era_step]  # training's era downsampling
+            everything = pd.concat([train, resolved_validation.loc[resolved_validation["era"].isin(kept).to_numpy()]])
+            bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark) if fit_bench is not None else None
+            shipped = fit_model(make_variant(base, shipped_variant, config), everything, ds, reporter,
+                                "refit: boosting rounds", bench)
+            refit_eras = sort_eras(everything["era"].unique())
+
+    metrics = {
+        "data": {"train_eras": len(split.train), "validation_eras": len(split.validation), "features": len(ds.features),
+                 "target": ds.target, "embargo_eras": config.resolved_embargo},
+        "models": models,
+    }
+    return ExperimentResult(metrics=metrics, per_era=per_era_all, cv=cv_table, shipped=shipped,
+                            shipped_variant=shipped_variant, refit_eras=refit_eras)
