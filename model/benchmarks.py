@@ -8,7 +8,8 @@ gone is replaced by the newest column of the same model (its name after the vers
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -36,11 +37,11 @@ def benchmark_columns(frame: pd.DataFrame) -> list[str]:
             and pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
 
 
-def _newest(names: Sequence[str]) -> Optional[str]:
+def _newest(names: Sequence[str]) -> str | None:
     return max(names, key=benchmark_version) if names else None  # max keeps the first of equal versions
 
 
-def match_benchmark_column(frame: pd.DataFrame, wanted: str) -> Optional[str]:
+def match_benchmark_column(frame: pd.DataFrame, wanted: str) -> str | None:
     """`wanted` when the frame has it, else the newest column of the same model (another data version), else None."""
     numeric = benchmark_columns(frame)
     if wanted in numeric:
@@ -48,7 +49,7 @@ def match_benchmark_column(frame: pd.DataFrame, wanted: str) -> Optional[str]:
     return _newest([c for c in numeric if benchmark_role(c) == benchmark_role(wanted)])
 
 
-def choose_benchmark_column(frame: pd.DataFrame, wanted: Sequence[str] | None = None) -> Optional[str]:
+def choose_benchmark_column(frame: pd.DataFrame, wanted: Sequence[str] | None = None) -> str | None:
     """The benchmark column to use: the first of `wanted` that the frame has (or the same model of another data
     version), else the newest `*_lgbm_ender20`, else the first numeric column; None when there is no numeric one."""
     for name in wanted or ():

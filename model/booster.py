@@ -12,7 +12,8 @@ bin parameters, so the trees equal those grown from `lgb.Dataset(X.astype("float
 from __future__ import annotations
 
 import numbers
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -84,6 +85,7 @@ class Rows(lgb.Sequence):
 
     @property
     def width(self) -> int:
+        """Columns of a batch: the raw features and the engineered columns."""
         return self.raw.shape[1] + self.engineered.shape[1]
 
     def _take(self, idx: Any) -> np.ndarray:

@@ -19,11 +19,10 @@ Labels are ordered by cluster size in the fitting sample (0 = largest), so they 
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
-
 from sklearn.base import BaseEstimator
 
 from .eras import EraIndex
@@ -316,7 +315,7 @@ class Clusters(BaseEstimator):
             x = x.astype(np.float32)
         return x
 
-    def fit(self, features: np.ndarray, eras: EraIndex) -> "Clusters":
+    def fit(self, features: np.ndarray, eras: EraIndex) -> Clusters:
         """Learn PCA axes and k-means centroids from a per-era standardised row sample of `features`."""
         check_params(self, n_clusters=("int", 1, None), n_components=("int", 1, None), sample_size=("int", 1, None),
                      n_init=("int", 1, None), max_iter=("int", 1, None), random_state=("int", 0, None),
@@ -424,7 +423,7 @@ class Clusters(BaseEstimator):
         return labels, self.relative(composites, labels, eras)
 
     def gate(self, composites: np.ndarray, relative: np.ndarray, labels: np.ndarray, target: np.ndarray,
-             eras: EraIndex) -> "Clusters":
+             eras: EraIndex) -> Clusters:
         """Keep a cluster-relative composite only if it explains the target beyond its composite, consistently
         across eras, and the cluster id only if some cluster's per-era mean target is consistently non-zero."""
         lags = self.nw_lags

@@ -10,7 +10,8 @@ numbered one. Two labels of the same number written differently ("0002" and "2")
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,7 +105,7 @@ class EraIndex:
         self.starts: np.ndarray = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
 
     @classmethod
-    def from_frame(cls, X: pd.DataFrame) -> "EraIndex":
+    def from_frame(cls, X: pd.DataFrame) -> EraIndex:
         """Group a frame's rows by its `era` column; no `era` column means one era."""
         if ERA_COLUMN in X.columns:
             return cls(X[ERA_COLUMN].to_numpy())
@@ -112,6 +113,7 @@ class EraIndex:
 
     @property
     def n_eras(self) -> int:
+        """The number of eras."""
         return len(self.eras)
 
     def __len__(self) -> int:
@@ -136,7 +138,7 @@ class EraIndex:
             yield self.order[begin : begin + total]
             start = stop
 
-    def take(self, rows: np.ndarray) -> "EraIndex":
+    def take(self, rows: np.ndarray) -> EraIndex:
         """The EraIndex of the given row positions (in that order), reusing the era labels instead of regrouping."""
         codes = self.codes[np.asarray(rows)]
         present = np.flatnonzero(np.bincount(codes, minlength=self.n_eras))

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy.sparse import isspmatrix
@@ -91,7 +91,7 @@ def _as_frame(X: Any, n_features: int | None = None) -> pd.DataFrame:
 
 
 def _as_target(y: Any, n_rows: int) -> np.ndarray:
-    """y as a float64 vector of n_rows values, with scikit-learn's input errors; NaN marks a row without a target
+    """Y as a float64 vector of n_rows values, with scikit-learn's input errors; NaN marks a row without a target
     (left out of the fit), so only an all-NaN or infinite y is refused."""
     if y is None:
         raise ValueError("NumeraiModel requires y to be passed, but the target y is None")
@@ -247,7 +247,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         return tags
 
     # ---- variants -------------------------------------------------------------------------------------
-    def variant(self, name: str) -> "NumeraiModel":
+    def variant(self, name: str) -> NumeraiModel:
         """An unfitted copy: "baseline" (all components off), "full" (all on) or "no_<component>"."""
         params = self.get_params(deep=False)
         if name == "baseline":
@@ -330,7 +330,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
 
     # ---- fit ------------------------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: Any, benchmark: pd.DataFrame | None = None,
-            callbacks: list | None = None) -> "NumeraiModel":
+            callbacks: list | None = None) -> NumeraiModel:
         """Fit the factors and the components on the training eras, then the booster on all columns.
 
         Parameters
@@ -404,12 +404,9 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
             self.as_of_era_ = str(eras.eras[resolved][-1]) if resolved.any() else None
         if self.residualizer:
             with _stage(seconds, "residualizer"):
-                def basis() -> np.ndarray:  # the composites, or principal components when no factor is fitted
-                    if z is not None:
-                        return z
-                    factors = Factors(None, self.n_factors, random_state=seed).fit(raw, eras, features)
-                    return factors.transform(raw, eras)
-
+                # the composites, or principal components (made only if the gate needs them) when no factor is fitted
+                basis = z if z is not None else (lambda: Factors(None, self.n_factors, random_state=seed)
+                                                 .fit(raw, eras, features).transform(raw, eras))
                 self.residualizer_ = Residualizer(
                     self.residualize_proportion, self.residualize_features, self.residualize_n_features,
                     clusters=self.residualize_clusters, benchmark=self.residualize_benchmark,
@@ -435,7 +432,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         return self
 
     # ---- factor-return history ----------------------------------------------------------------------
-    def update_factor_returns(self, X: pd.DataFrame, y: Any) -> "NumeraiModel":
+    def update_factor_returns(self, X: pd.DataFrame, y: Any) -> NumeraiModel:
         """Extend the timing history with newly resolved eras of X (nothing else is refitted: same trees)."""
         self._check_fitted()
         target = np.asarray(y, dtype=np.float64).reshape(-1)

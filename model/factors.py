@@ -8,7 +8,7 @@ target with the factor, computed for every era in one vectorised pass.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -83,7 +83,7 @@ class Factors(BaseEstimator):
         self.sample_size = sample_size
         self.random_state = random_state
 
-    def fit(self, features: np.ndarray, eras: EraIndex, feature_names: Sequence[str]) -> "Factors":
+    def fit(self, features: np.ndarray, eras: EraIndex, feature_names: Sequence[str]) -> Factors:
         """Learn the composite weights: group membership, or principal axes of a row sample."""
         names = list(feature_names)
         position = {name: i for i, name in enumerate(names)}

@@ -8,7 +8,7 @@ neutral exposure of a NaN is that era's mean.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

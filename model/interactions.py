@@ -9,7 +9,7 @@ threshold are kept (at most `max_pairs`), so a world without interactions adds n
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -58,7 +58,7 @@ class Interactions(BaseEstimator):
         eras: EraIndex,
         names: Sequence[str],
         relative: np.ndarray | None = None,
-    ) -> "Interactions":
+    ) -> Interactions:
         """Score every candidate pair on the training eras and keep the consistent ones."""
         check_params(self, max_pairs=("int", 0, None), threshold=("real", 0, None), nw_lags=("int", 0, None))
         k = composites.shape[1]

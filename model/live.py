@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,7 +53,7 @@ def _first(names: Sequence[str], n: int = _SHOW) -> str:
 _NO_BENCHMARK: list[str] = []
 
 
-def _benchmark_columns(fitted: Any) -> Optional[list[str]]:
+def _benchmark_columns(fitted: Any) -> list[str] | None:
     """The benchmark columns the fitted model uses: its `benchmark_columns_` ([] when it was fitted without
     benchmark models: it then never gets them), else None (every numeric column is passed)."""
     if hasattr(fitted, "benchmark_columns_"):
@@ -138,7 +139,7 @@ def _feature_block(sources: list[Any], rows: np.ndarray, present_slot: np.ndarra
     return block.T, n_nan
 
 
-def _prepare_benchmark(bench: Any, wanted: Optional[list[str]], problems: list[str]) -> Optional[pd.DataFrame]:
+def _prepare_benchmark(bench: Any, wanted: list[str] | None, problems: list[str]) -> pd.DataFrame | None:
     """The usable benchmark columns indexed by id, or None with the reason appended to `problems`."""
     if bench is None:
         problems.append("no benchmark frame was given")
@@ -205,7 +206,7 @@ def _live_features(fitted: Any) -> tuple[list[str], bool]:
     return [f for f in names if f != ERA_COLUMN], ERA_COLUMN in names or _reads_eras(fitted)
 
 
-def make_predict(fitted: Any) -> Callable[[pd.DataFrame, Optional[pd.DataFrame]], pd.DataFrame]:
+def make_predict(fitted: Any) -> Callable[[pd.DataFrame, pd.DataFrame | None], pd.DataFrame]:
     """Return Numerai's `predict(live_features, live_benchmark_models)` for a fitted model.
 
     A NumeraiModel is called through its array-level `predict_eras` (this function has already normalised ids,
@@ -217,7 +218,7 @@ def make_predict(fitted: Any) -> Callable[[pd.DataFrame, Optional[pd.DataFrame]]
         raise ValueError("the fitted model has no feature_names_in_: fit it on a DataFrame before making the live predict")
     wanted_bench = _benchmark_columns(fitted)
 
-    def predict(live_features: pd.DataFrame, live_benchmark_models: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    def predict(live_features: pd.DataFrame, live_benchmark_models: pd.DataFrame | None = None) -> pd.DataFrame:
         """Numerai's entry point: predictions in [0, 1] for every id of `live_features`, index `id`."""
         return predict_frame(fitted, features, wanted_bench, live_features, live_benchmark_models, with_era)
 
@@ -233,7 +234,7 @@ def _takes_benchmark(fitted: Any) -> bool:
 
 
 def _predict_part(fitted: Any, block: np.ndarray, eras: EraIndex, ids: pd.Index, features: list[str],
-                  bench: Optional[pd.DataFrame], with_era: bool) -> np.ndarray:
+                  bench: pd.DataFrame | None, with_era: bool) -> np.ndarray:
     """The model's values for some whole eras of a chunk: the array-level predict of a NumeraiModel, else the
     estimator's predict(X) on a frame of the columns it was fitted on, ranked per era."""
     if hasattr(fitted, "predict_eras"):
@@ -246,7 +247,7 @@ def _predict_part(fitted: Any, block: np.ndarray, eras: EraIndex, ids: pd.Index,
     return eras.rank(np.asarray(values, dtype=np.float64).reshape(len(block), -1)[:, 0])
 
 
-def predict_frame(fitted: Any, features: list[str], wanted_bench: Optional[list[str]],
+def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | None,
                   live: pd.DataFrame, bench: Any, with_era: bool = False) -> pd.DataFrame:
     """The body of the live predict (see the module docstring for the rules it follows)."""
     log = _logger()

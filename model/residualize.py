@@ -37,8 +37,9 @@ component), and `ResidualizedRegressor` puts it behind any scikit-learn regresso
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -185,7 +186,7 @@ class _Design:
 
     __slots__ = ("x32", "floats", "perm", "bound", "_full", "_values", "_plan", "_exponent")
 
-    def __init__(self, parts: Sequence[np.ndarray], work: "_Workspace", values: np.ndarray | None = None):
+    def __init__(self, parts: Sequence[np.ndarray], work: _Workspace, values: np.ndarray | None = None):
         n = len(parts[0])
         exact: list[np.ndarray] = []
         exact_idx: list[np.ndarray] = []
@@ -571,7 +572,7 @@ class Residualizer(BaseEstimator):
         return parts
 
     def fit(self, raw: np.ndarray, target: np.ndarray, eras: EraIndex, basis: Callable[[], np.ndarray] | np.ndarray | None = None,
-            labels: np.ndarray | None = None, n_clusters: int | None = None) -> "Residualizer":
+            labels: np.ndarray | None = None, n_clusters: int | None = None) -> Residualizer:
         """Choose the riskiest features and gate the exposure sets on the training eras.
 
         `basis` (composites (n, k), or a function returning them, called only when the gate needs them) is what
@@ -688,7 +689,7 @@ class ResidualizedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         tags.input_tags.string = True  # the era column
         return tags
 
-    def fit(self, X: pd.DataFrame, y: Any) -> "ResidualizedRegressor":
+    def fit(self, X: pd.DataFrame, y: Any) -> ResidualizedRegressor:
         """Fit the estimator on X (era and features) and y, and the residualizer on the training eras."""
         if self.estimator is None:
             raise ValueError("ResidualizedRegressor: parameter `estimator` is None; give it a regressor")

@@ -6,7 +6,7 @@ Every function is pure (numpy in, numpy out) and works era by era from an `EraIn
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.special import ndtri

@@ -16,10 +16,9 @@ return) only if its trailing return predicts its next return likewise. A world w
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
-
 from sklearn.base import BaseEstimator
 
 from .eras import EraIndex, era_key, era_number
@@ -149,7 +148,7 @@ class Timing(BaseEstimator):
         names: Sequence[str],
         benchmark: np.ndarray | None = None,
         joint_returns: np.ndarray | None = None,
-    ) -> "Timing":
+    ) -> Timing:
         """Store the factor-return history of the training eras and gate state and momentum on evidence.
 
         `returns` (per-era correlations) make the momentum history; `joint_returns` (per-era multiple-regression

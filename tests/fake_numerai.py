@@ -18,9 +18,10 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -81,7 +82,7 @@ class FakeNumerai:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "FakeNumerai":
+    def start(self) -> FakeNumerai:
         """Bind 127.0.0.1 on an ephemeral port and serve in a daemon thread."""
         fake = self
 

@@ -5,7 +5,6 @@ and broken predict functions for the runtime-replica failure tests."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import lightgbm as lgb
 import numpy as np
@@ -26,7 +25,7 @@ class StandInModel:
         self.benchmark_weight = benchmark_weight
         self.random_state = random_state
 
-    def fit(self, X: pd.DataFrame, y, benchmark: Optional[pd.DataFrame] = None) -> "StandInModel":
+    def fit(self, X: pd.DataFrame, y, benchmark: pd.DataFrame | None = None) -> StandInModel:
         """Fit on the feature columns of X (everything but `era`/`data_type`)."""
         self.feature_names_in_ = [c for c in X.columns if c not in ("era", "data_type")]
         data = lgb.Dataset(X[self.feature_names_in_].to_numpy(np.float32), label=np.asarray(y, dtype=np.float64))
@@ -37,7 +36,7 @@ class StandInModel:
             self.benchmark_columns_ = ["v52_lgbm_ender20"]
         return self
 
-    def predict(self, X: pd.DataFrame, benchmark: Optional[pd.DataFrame] = None) -> np.ndarray:
+    def predict(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> np.ndarray:
         """Booster output (plus a share of the benchmark when given and weighted), ranked per era."""
         raw = self.booster_.predict(X[self.feature_names_in_].to_numpy(np.float32))
         if benchmark is not None and self.benchmark_weight:
@@ -115,14 +114,14 @@ def fit_stand_in(data_dir: Path, n_estimators: int = 20, benchmark_weight: float
 class ConstantModel(StandInModel):
     """A fitted model whose output is constant (to test the live path's tie-breaking)."""
 
-    def predict(self, X: pd.DataFrame, benchmark: Optional[pd.DataFrame] = None) -> np.ndarray:
+    def predict(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> np.ndarray:
         return np.full(len(X), 0.5)
 
 
 class LazyImportModel(StandInModel):
     """Imports a project module inside predict: works here, fails where the project is not installed."""
 
-    def predict(self, X: pd.DataFrame, benchmark: Optional[pd.DataFrame] = None) -> np.ndarray:
+    def predict(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> np.ndarray:
         from tests.stand_in import rank_per_era as rank  # noqa: F401  (deliberately at call time)
 
         return super().predict(X, benchmark)
@@ -131,7 +130,7 @@ class LazyImportModel(StandInModel):
 class UnshippableImportModel(StandInModel):
     """Imports, at call time, a project module that does not exist (so it cannot be shipped)."""
 
-    def predict(self, X: pd.DataFrame, benchmark: Optional[pd.DataFrame] = None) -> np.ndarray:
+    def predict(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> np.ndarray:
         from tests import no_such_module  # noqa: F401
 
         return super().predict(X, benchmark)
@@ -140,7 +139,7 @@ class UnshippableImportModel(StandInModel):
 class TrainingReachingModel(StandInModel):
     """Reaches the `validation` package on the live path (which must not be pickled)."""
 
-    def predict(self, X: pd.DataFrame, benchmark: Optional[pd.DataFrame] = None) -> np.ndarray:
+    def predict(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> np.ndarray:
         from validation import artifacts
 
         self.writer = artifacts.atomic_write_text

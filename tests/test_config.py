@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from training.config import tomllib  # guarded: Python 3.10 has only tomli
 from pathlib import Path
 
 import pytest
 
 from training.config import (
-    DEFAULT_LIGHTGBM, TrainConfig, apply_flags, config_to_toml, load_config, resolve_feature_set_name,
+    DEFAULT_LIGHTGBM,
+    TrainConfig,
+    apply_flags,
+    config_to_toml,
+    load_config,
+    resolve_feature_set_name,
+    tomllib,  # guarded: Python 3.10 has only tomli
 )
 from validation.errors import NmuError
 
@@ -31,7 +36,8 @@ def test_auto_feature_set() -> None:
 
 def test_toml_overrides_defaults(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('target = "target_ender_60"\nera_step = 4\nablation = true\n[lightgbm]\nn_estimators = 50\n[components]\ntiming = false\n')
+    path.write_text('target = "target_ender_60"\nera_step = 4\nablation = true\n'
+                    '[lightgbm]\nn_estimators = 50\n[components]\ntiming = false\n')
     config = load_config(path)
     assert config.target == "target_ender_60" and config.era_step == 4 and config.ablation
     assert config.resolved_embargo == 13

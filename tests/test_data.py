@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from model.benchmarks import choose_benchmark_column, match_benchmark_column
-
+from tests.peak_memory import FRAME_SIZE, PRELUDE
 from training.data import (
     benchmark_column,
     feature_groups,
@@ -24,7 +24,6 @@ from training.data import (
     load_frame,
     resolve_feature_set,
 )
-from tests.peak_memory import FRAME_SIZE, PRELUDE
 from validation.errors import NmuError
 
 

@@ -124,7 +124,7 @@ def test_predictions_are_per_era_ranks_and_era_by_era_equals_multi_era():
     m = NumeraiModel(feature_groups=_groups(frame), n_clusters=3, lgbm_params=TINY, n_jobs=1).fit(frame, y)
     whole = m.predict(frame)
     eras = EraIndex.from_frame(frame)
-    for era, rows in eras.rows():
+    for _era, rows in eras.rows():
         one = m.predict(frame.iloc[rows])
         np.testing.assert_allclose(whole[rows], one, atol=1e-12)
         assert one.max() == 1.0 and one.min() > 0

@@ -12,6 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.stand_in import (
+    LazyImportModel,
+    TrainingReachingModel,
+    UnshippableImportModel,
+    fit_baseline,
+    fit_stand_in_cached,
+    replica_python,
+)
 from training.export import (
     call_time_imports,
     dumps_by_value,
@@ -20,9 +28,8 @@ from training.export import (
     project_modules,
     referenced_modules,
 )
-from validation.errors import NmuError
 from validation.artifacts import file_sha256
-from tests.stand_in import LazyImportModel, TrainingReachingModel, UnshippableImportModel, fit_baseline, fit_stand_in_cached, replica_python
+from validation.errors import NmuError
 
 
 @pytest.fixture(scope="module")

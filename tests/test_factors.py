@@ -24,7 +24,7 @@ def test_group_composites_are_per_era_zscored_group_means():
     assert f.names_ == ["a", "b"]  # a group with no known feature is dropped
     z = f.transform(x, eras)
     assert z.dtype == np.float32 and z.shape == (len(x), 2)
-    for era, rows in eras.rows():
+    for _era, rows in eras.rows():
         mean_a = x[rows][:, :3].mean(axis=1)
         expected = (mean_a - mean_a.mean()) / mean_a.std()
         np.testing.assert_allclose(z[rows, 0], expected, atol=1e-5)
@@ -66,7 +66,7 @@ def test_factor_returns_are_per_era_correlations_in_one_pass():
     y[:5] = np.nan  # unresolved rows are skipped
     r = factor_returns(z, y, eras)
     assert r.shape == (eras.n_eras, 3)
-    for e, (era, rows) in enumerate(eras.rows()):
+    for e, (_era, rows) in enumerate(eras.rows()):
         ok = ~np.isnan(y[rows])
         for k in range(3):
             expected = np.corrcoef(z[rows][ok, k], y[rows][ok])[0, 1]

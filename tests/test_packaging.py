@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from training.config import tomllib  # guarded: Python 3.10 has only tomli
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+
+from training.config import tomllib  # guarded: Python 3.10 has only tomli
 
 ROOT = Path(__file__).resolve().parents[1]
 PINS = sorted((ROOT / "validation" / "runtime" / "pins").glob("py3.*.txt"))

@@ -33,7 +33,7 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
     return path
 
 
-def _train(*args: str) -> "CliRunner.invoke":
+def _train(*args: str) -> CliRunner.invoke:
     return CliRunner().invoke(app, ["train", *args])
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import shlex
-from training.config import tomllib  # guarded: Python 3.10 has only tomli
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from training.cli import app
-from training.config import config_from_dict
+from training.config import (
+    config_from_dict,
+    tomllib,  # guarded: Python 3.10 has only tomli
+)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 from model.live import make_predict
-from training.export import dumps_by_value, export_pickle
-from validation.errors import NmuError
-from validation.artifacts import file_sha256, read_manifest
-from training.check import check_command
-from validation.runtime.replica import THREAD_VARS, ensure_runtime, pins_file, read_pins, run_pickle, runtime_root
 from tests.stand_in import fit_baseline, fit_full, fit_stand_in_cached, replica_python
+from training.check import check_command
+from training.export import dumps_by_value, export_pickle
+from validation.artifacts import file_sha256, read_manifest
+from validation.errors import NmuError
+from validation.runtime.replica import THREAD_VARS, ensure_runtime, pins_file, read_pins, run_pickle, runtime_root
 
 # ---- broken predict functions (pickled by value with the tests package) -------------------------------
 

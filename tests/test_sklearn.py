@@ -21,12 +21,12 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from model import NumeraiModel, ResidualizedRegressor
 from model.eras import EraIndex
 from model.residualize import residualize_predictions
+from tests.stand_in import replica_python
 from training.export import export_pickle
 from validation.errors import NmuError
-from validation.runtime.replica import run_pickle
 from validation.evaluation.scoring import era_corr_scorer, era_corrs, era_sharpe_scorer
 from validation.evaluation.splits import EraTimeSeriesSplit, expanding_window_folds
-from tests.stand_in import replica_python
+from validation.runtime.replica import run_pickle
 
 TINY = {"n_estimators": 30, "learning_rate": 0.1}
 README = Path(__file__).resolve().parents[1] / "README.md"

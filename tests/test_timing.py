@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from model.eras import EraIndex
+from model.eras import EraIndex, era_number
 from model.factors import factor_returns
-from model.eras import era_number
 from model.timing import Timing, state_features, state_names
 from tests.worlds import train_composites
 

@@ -17,8 +17,8 @@ from tests.fake_numerai import FakeNumerai, fake_numerai  # noqa: F401  (fixture
 from training.cli import app
 from training.numerai_api import KeysRejected, apply_api_url
 from training.upload import docker_image_name, read_dotenv, upload_command
-from validation.errors import NmuError
 from validation.artifacts import file_sha256, read_manifest, update_manifest
+from validation.errors import NmuError
 
 BUILD_IMAGE = f"Python {sys.version_info.major}.{sys.version_info.minor}"
 

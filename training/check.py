@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import platform
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from validation.artifacts import file_sha256, read_manifest, update_manifest
 from validation.errors import NmuError
-from validation.runtime.replica import (MEMORY_LIMIT_MB, TIME_LIMIT_S, ensure_runtime, pins_file, run_pickle,
-                                        write_validation_slice)
+from validation.runtime.replica import (
+    MEMORY_LIMIT_MB,
+    TIME_LIMIT_S,
+    ensure_runtime,
+    pins_file,
+    run_pickle,
+    write_validation_slice,
+)
 
 DEFAULT_DATA_DIR = Path("data/synthetic")
 
@@ -41,9 +48,9 @@ def _line(name: str, r: dict[str, Any]) -> str:
     return text
 
 
-def check_command(model_path: str | Path, data_dir: Optional[str | Path] = None, validation_eras: int = 50, *,
+def check_command(model_path: str | Path, data_dir: str | Path | None = None, validation_eras: int = 50, *,
                   memory_limit_mb: float = MEMORY_LIMIT_MB, time_limit_s: float = TIME_LIMIT_S,
-                  runtime_dir: Optional[Path] = None, log: Callable[[str], None] = print) -> bool:
+                  runtime_dir: Path | None = None, log: Callable[[str], None] = print) -> bool:
     """Run a pickle in the replica of Numerai's runtime on the live era and on a multi-era validation slice;
     print and record (manifest `check`) the result; True only when both pass."""
     model_path = Path(model_path)
@@ -72,7 +79,7 @@ def check_command(model_path: str | Path, data_dir: Optional[str | Path] = None,
     live_result["run"] = "live run"
     log(_line("live", live_result))
     results = [live_result]
-    validation_result: Optional[dict[str, Any]] = None
+    validation_result: dict[str, Any] | None = None
     if live_result["status"] == "pass" and validation_eras > 0:
         with tempfile.TemporaryDirectory(prefix="nmu-validation-") as tmp:
             v_live, v_bench, n_eras, _ = write_validation_slice(data_dir, validation_eras, Path(tmp))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import TypeVar
 
 import typer
 from rich.console import Console
@@ -76,9 +77,9 @@ def _root(
 @user_errors
 def data_synthetic(
     out: Path = typer.Option(..., "--out", help="Directory to write the data into."),
-    eras: Optional[int] = typer.Option(None, "--eras", help="Train + validation eras (live is one more). [default: 400]"),
-    stocks: Optional[int] = typer.Option(None, "--stocks", help="Stocks per era. [default: 2000]"),
-    features: Optional[int] = typer.Option(None, "--features", help="Number of features. [default: 120]"),
+    eras: int | None = typer.Option(None, "--eras", help="Train + validation eras (live is one more). [default: 400]"),
+    stocks: int | None = typer.Option(None, "--stocks", help="Stocks per era. [default: 2000]"),
+    features: int | None = typer.Option(None, "--features", help="Number of features. [default: 120]"),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
     no_effects: bool = typer.Option(False, "--no-effects", help="A control world: no planted effects for the components."),
 ) -> None:
@@ -93,7 +94,7 @@ def data_synthetic(
 @user_errors
 def data_download(
     out: Path = typer.Option(..., "--out", help="Directory to write the data into."),
-    version: Optional[str] = typer.Option(None, "--version", help="Numerai data version, e.g. v5.3. [default: the newest]"),
+    version: str | None = typer.Option(None, "--version", help="Numerai data version, e.g. v5.3. [default: the newest]"),
 ) -> None:
     """Download a data version's files from Numerai with numerapi."""
     from training.download import download_data
@@ -104,11 +105,11 @@ def data_download(
 @app.command("train", short_help="Fit, score and write model.pkl, metrics and a report.")
 @user_errors
 def train(
-    data: Optional[Path] = typer.Option(None, "--data", help="Data directory; default: the synthetic world in data/synthetic."),
+    data: Path | None = typer.Option(None, "--data", help="Data directory; default: the synthetic world in data/synthetic."),
     out: Path = typer.Option(Path("artifacts"), "--out", help="Output directory."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML config file."),
+    config: Path | None = typer.Option(None, "--config", help="TOML config file."),
     ablation: bool = typer.Option(False, "--ablation", help="Also fit one variant without each component."),
-    cv: Optional[int] = typer.Option(None, "--cv", help="Add an era-wise expanding-window CV with K folds on the train eras."),
+    cv: int | None = typer.Option(None, "--cv", help="Add an era-wise expanding-window CV with K folds on the train eras."),
     no_baseline: bool = typer.Option(False, "--no-baseline", help="Skip the baseline variant."),
     no_refit: bool = typer.Option(False, "--no-refit", help="Ship the model fitted on train eras only."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
@@ -127,7 +128,7 @@ def train(
 def predict(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to run."),
     data: Path = typer.Option(..., "--data", help="Data directory with live.parquet and live_benchmark_models.parquet."),
-    out: Optional[Path] = typer.Option(None, "--out", help="CSV to write; default: predictions.csv beside the pickle."),
+    out: Path | None = typer.Option(None, "--out", help="CSV to write; default: predictions.csv beside the pickle."),
 ) -> None:
     """Run a pickle on the live era in this process and write id,prediction CSV."""
     from training.predict import predict_command
@@ -139,7 +140,7 @@ def predict(
 @user_errors
 def check(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to check."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Data directory; default: data/synthetic."),
+    data: Path | None = typer.Option(None, "--data", help="Data directory; default: data/synthetic."),
     validation_eras: int = typer.Option(50, "--validation-eras", help="Eras of validation to run as a diagnostics run."),
 ) -> None:
     """Run a pickle in a replica of Numerai's runtime (1 CPU, 4 GB, 10 minutes, pinned packages)."""
@@ -154,8 +155,10 @@ def check(
 def upload(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to upload."),
     model: str = typer.Option(..., "--model", help="Name of your Numerai model."),
-    data_version: Optional[str] = typer.Option(None, "--data-version", help="Data version the pickle expects. [default: the one it was trained on, from its manifest]"),
-    docker_image: str = typer.Option("auto", "--docker-image", help="Runtime image; auto: the image of the Python that built the pickle (no other can load it)."),
+    data_version: str | None = typer.Option(
+        None, "--data-version", help="Data version the pickle expects. [default: the one it was trained on]"),
+    docker_image: str = typer.Option(
+        "auto", "--docker-image", help="Runtime image; auto: the image of the Python that built the pickle."),
     skip_check: bool = typer.Option(False, "--skip-check", help="Upload even if this pickle has not passed `nmu check`."),
 ) -> None:
     """Upload a checked pickle to Numerai for daily auto-submission."""

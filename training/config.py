@@ -29,7 +29,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import lightgbm.basic as lgb_basic
 
@@ -75,7 +75,7 @@ class TrainConfig:
     feature_set: str = "auto"
     target: str = "target"
     era_step: int = 1
-    embargo: Optional[int] = None  # None: derived from the target (4, or 13 for *_60)
+    embargo: int | None = None  # None: derived from the target (4, or 13 for *_60)
     cv: int = 0
     ablation: bool = False
     baseline: bool = True
@@ -131,7 +131,7 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> TrainConfi
     return config
 
 
-def load_config(path: Optional[Path]) -> TrainConfig:
+def load_config(path: Path | None) -> TrainConfig:
     """Read a TOML config file (None → the defaults); NmuError when it is missing, not TOML or has unknown keys."""
     if path is None:
         return TrainConfig()
@@ -148,7 +148,7 @@ def load_config(path: Optional[Path]) -> TrainConfig:
 def apply_flags(
     config: TrainConfig,
     ablation: bool = False,
-    cv: Optional[int] = None,
+    cv: int | None = None,
     no_baseline: bool = False,
     no_refit: bool = False,
 ) -> TrainConfig:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -19,7 +20,7 @@ PROGRESS_SECONDS = 20.0
 """In a log, a boosting progress line at least this often (the issue asks for one at least every 30 s)."""
 
 
-def fmt_score(value: Optional[float]) -> str:
+def fmt_score(value: float | None) -> str:
     """A score for the screen: signed, four decimals, a dash when missing."""
     return "–" if value is None else f"{value:+.4f}"
 
@@ -38,7 +39,7 @@ class Reporter:
         Seconds per finished stage, by title.
     """
 
-    def __init__(self, console: Optional[Console] = None):
+    def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
         self.timings: dict[str, float] = {}
 
@@ -110,5 +111,6 @@ class Silent(Reporter):
         super().__init__(Console(quiet=True))
 
     @contextlib.contextmanager
-    def boosting(self, title: str) -> Iterator[Optional[Callable[[Any], None]]]:
+    def boosting(self, title: str) -> Iterator[Callable[[Any], None] | None]:
+        """No callback: nothing follows the rounds."""
         yield None

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,8 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.benchmarks import choose_benchmark_column
-from validation.errors import NmuError
+from model.eras import era_number, sort_eras
 from validation.artifacts import atomic_write_json
+from validation.errors import NmuError
 
 NON_GROUP_SETS = ("small", "medium", "all")
 _BATCH_BYTES = 16 * 1024 * 1024  # arrow data read at once (one row group x a batch of columns)
@@ -155,17 +157,16 @@ def _file_columns(pf: pq.ParquetFile) -> list[str]:
     return list(pf.schema_arrow.names)
 
 
-def _era_sort_key(era: str) -> tuple:
-    digits = "".join(ch for ch in era if ch.isdigit())
-    return (0, int(digits), era) if digits else (1, 0, era)
-
-
-def _normalise_eras(eras: Iterable[str] | None) -> set[str] | None:
+def _era_filter(eras: Iterable[Any] | None) -> Callable[[str], bool] | None:
+    """A test of a file's era label against the wanted eras: the same label, or the same era number in another
+    writing ("0002" for 2), so a benchmark file matches the training frame's eras whatever their style."""
     if eras is None:
         return None
     if isinstance(eras, (str, int, np.integer)):
-        eras = [eras]  # type: ignore[list-item]
-    return {e if isinstance(e, str) else f"{int(e):04d}" for e in eras}
+        eras = [eras]
+    labels = {str(e) for e in eras}
+    numbers = {era_number(e) for e in eras} - {float("inf")}
+    return lambda label: label in labels or era_number(label) in numbers
 
 
 def _dictionary(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
@@ -230,12 +231,12 @@ def _load(
     group_eras: list[tuple[list[str], np.ndarray]] = []
     for rg in range(n_groups):
         group_eras.append(_dictionary(pf.read_row_group(rg, columns=["era"]).column(0)))
-    all_eras = sorted({e for labels, _ in group_eras for e in labels}, key=_era_sort_key)
-    wanted = _normalise_eras(eras)
-    candidates = [e for e in all_eras if wanted is None or e in wanted]
+    all_eras = sort_eras(e for labels, _ in group_eras for e in labels)
+    wanted = _era_filter(eras)
+    candidates = [e for e in all_eras if wanted is None or wanted(e)]
     selected = candidates[::era_step]
     if not selected:
-        why = f"eras {sorted(wanted)[:5]}" if wanted is not None and not candidates else f"era_step {era_step}"
+        why = f"eras {sort_eras(eras)[:5]}" if wanted is not None and not candidates else f"era_step {era_step}"
         raise NmuError(f"no eras of {path} are left after selecting {why} ({len(all_eras)} eras in the file).")
     keep = set(selected)
 

@@ -11,15 +11,15 @@ Public data needs no API keys. Honours env `NUMERAI_API_URL` (see training.numer
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import requests
 
-from training.numerai_api import call, host_of, make_client, raw, scrub
 from training.data import OPTIONAL_FILES, REQUIRED_FILES, version_key, write_data_info
-from validation.errors import NmuError
+from training.numerai_api import call, host_of, make_client, raw, scrub
 from validation.artifacts import atomic_path
+from validation.errors import NmuError
 
 # The query numerapi 2.20.8's `download_dataset` sends to learn a file's (pre-signed) URL.
 DATASET_QUERY = """
@@ -106,8 +106,14 @@ def download_data(out: str | Path, version: str | None = None, progress: bool = 
 
     progress_bar = None
     if progress:
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         progress_bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                 TransferSpeedColumn(), TimeRemainingColumn(), transient=False)

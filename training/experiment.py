@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,8 +16,15 @@ from model import COMPONENTS, NumeraiModel
 from model.eras import check_era_labels, sort_eras
 from training.config import TrainConfig, resolve_feature_set_name
 from training.console import Reporter, Silent, fmt_score
-from training.data import (benchmark_column, feature_groups, load_benchmark, load_feature_metadata, load_frame,
-                           read_data_info, resolve_feature_set)
+from training.data import (
+    benchmark_column,
+    feature_groups,
+    load_benchmark,
+    load_feature_metadata,
+    load_frame,
+    read_data_info,
+    resolve_feature_set,
+)
 from validation.errors import NmuError
 from validation.evaluation.scoring import score_eras, summarize
 from validation.evaluation.splits import EraSplit, embargo_split, expanding_window_folds
@@ -37,9 +44,9 @@ class Dataset:
     target: str
     train: pd.DataFrame
     validation: pd.DataFrame
-    train_benchmark: Optional[pd.DataFrame]
-    validation_benchmark: Optional[pd.DataFrame]
-    benchmark_column: Optional[str]
+    train_benchmark: pd.DataFrame | None
+    validation_benchmark: pd.DataFrame | None
+    benchmark_column: str | None
     split: EraSplit = field(default=None)  # type: ignore[assignment]
 
     def X(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -58,13 +65,14 @@ class ExperimentResult:
 
     metrics: dict[str, Any]
     per_era: pd.DataFrame
-    cv: Optional[pd.DataFrame]
+    cv: pd.DataFrame | None
     shipped: NumeraiModel
     shipped_variant: str
     refit_eras: list[str]
 
     @property
     def models(self) -> dict[str, dict[str, Any]]:
+        """metrics.json's "models": each variant's headline scores."""
         return self.metrics["models"]
 
 
@@ -159,7 +167,7 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
 
 
 # ---- models ----------------------------------------------------------------------------------------------------
-def variant_names(config: TrainConfig, ablation: Optional[bool] = None) -> list[str]:
+def variant_names(config: TrainConfig, ablation: bool | None = None) -> list[str]:
     """The variants to fit and score, the one place they are named: baseline (unless disabled), full, and with
     ablation one no_<component> per component the config leaves switched on."""
     names = (["baseline"] if config.baseline else []) + ["full"]
@@ -182,7 +190,7 @@ def make_variant(base: NumeraiModel, name: str, config: TrainConfig) -> NumeraiM
     return model.set_params(**off) if off else model
 
 
-def benchmark_for(frame: pd.DataFrame, *benchmarks: Optional[pd.DataFrame]) -> Optional[pd.DataFrame]:
+def benchmark_for(frame: pd.DataFrame, *benchmarks: pd.DataFrame | None) -> pd.DataFrame | None:
     """Benchmark rows for `frame`'s ids (the float columns), or None when the files do not cover them all."""
     parts = [b for b in benchmarks if b is not None]
     if not parts:
@@ -196,15 +204,15 @@ def benchmark_for(frame: pd.DataFrame, *benchmarks: Optional[pd.DataFrame]) -> O
 
 
 def fit_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, reporter: Reporter, title: str,
-              benchmark: Optional[pd.DataFrame]) -> NumeraiModel:
+              benchmark: pd.DataFrame | None) -> NumeraiModel:
     """Fit one estimator on `frame` (era + features → target), the reporter following the boosting rounds."""
     with reporter.boosting(title) as callback:
         model.fit(ds.X(frame), ds.y(frame), benchmark=benchmark, callbacks=[callback] if callback else None)
     return model
 
 
-def score_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, predict_benchmark: Optional[pd.DataFrame],
-                bmc_benchmark: Optional[pd.DataFrame]) -> pd.DataFrame:
+def score_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, predict_benchmark: pd.DataFrame | None,
+                bmc_benchmark: pd.DataFrame | None) -> pd.DataFrame:
     """Per-era scores of a fitted model's predictions on `frame` (eras with a resolved target): the model sees
     `predict_benchmark`; BMC is measured against `bmc_benchmark`'s benchmark column."""
     preds = np.asarray(model.predict(ds.X(frame), benchmark=predict_benchmark), dtype=np.float64)

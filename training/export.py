@@ -14,24 +14,25 @@ from __future__ import annotations
 
 import dis
 import hashlib
-import platform
-from datetime import datetime, timezone
-from importlib import metadata
 import importlib.util
 import io
 import pickle
+import platform
 import site
 import sys
 import sysconfig
 import types
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any
 
 import cloudpickle
 
 from model.live import make_predict
-from validation.errors import NmuError
 from validation.artifacts import atomic_write_bytes, atomic_write_json, manifest_path
+from validation.errors import NmuError
 from validation.runtime.replica import note_version_mismatch, pins_file, python_tag, read_pins
 
 FORBIDDEN_MODULES = ("pandera", "numerapi", "typer", "rich", "matplotlib", "training", "validation", "pytest",
@@ -93,7 +94,7 @@ def project_modules(extra: Iterable[Any] = ()) -> list[str]:
 
 # ---- pickling by value ------------------------------------------------------------------------------------
 def dumps_by_value(obj: Any, modules: Iterable[str]) -> tuple[bytes, list[Any]]:
-    """cloudpickle `obj` with `modules` registered by value (the registry is restored afterwards); returns the
+    """Cloudpickle `obj` with `modules` registered by value (the registry is restored afterwards); returns the
     bytes and the functions and classes that were pickled by value."""
     modules = list(modules)
     tops = {m.split(".")[0] for m in modules}
@@ -210,7 +211,7 @@ versions are not pinned here, so a pickle that needs them is allowed but not ver
 _IMPORT_NAMES = {"scikit-learn": "sklearn", "python-dateutil": "dateutil"}
 
 
-def runtime_modules(pins: Optional[Path] = None) -> set[str]:
+def runtime_modules(pins: Path | None = None) -> set[str]:
     """Top-level modules a pickle may import in Numerai's runtime: the standard library, the pinned packages of
     this Python's image (by import name) and the image's known extras."""
     path = pins or pins_file()
@@ -218,7 +219,7 @@ def runtime_modules(pins: Optional[Path] = None) -> set[str]:
     return set(sys.stdlib_module_names) | names | set(IMAGE_EXTRAS)
 
 
-def missing_in_runtime(data: bytes, pins: Optional[Path] = None, by_value: Iterable[str] = ()) -> list[str]:
+def missing_in_runtime(data: bytes, pins: Path | None = None, by_value: Iterable[str] = ()) -> list[str]:
     """The top-level modules the pickle imports that Numerai's runtime image does not have."""
     have = runtime_modules(pins) | set(by_value)
     return sorted({name.split(".")[0] for name in referenced_modules(data)} - have)
@@ -253,7 +254,7 @@ def build_packages() -> dict[str, str]:
     return out
 
 
-def export_pickle(fitted: Any, path: str | Path, *, pins: Optional[Path] = None) -> dict[str, Any]:
+def export_pickle(fitted: Any, path: str | Path, *, pins: Path | None = None) -> dict[str, Any]:
     """Write Numerai's predict function for a fitted estimator to `path` (by value, atomically); returns its size
     and sha256, and records them with the building Python and package versions in its manifest.
 

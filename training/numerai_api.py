@@ -13,7 +13,8 @@ import contextlib
 import logging
 import os
 import re
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import numerapi

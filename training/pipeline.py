@@ -14,8 +14,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -138,15 +139,15 @@ def ensure_synthetic_world(path: Path, reporter: Reporter) -> Path:
 
 
 def train_command(
-    data: Optional[Path],
+    data: Path | None,
     out: Path,
-    config_path: Optional[Path],
+    config_path: Path | None,
     ablation: bool = False,
-    cv: Optional[int] = None,
+    cv: int | None = None,
     no_baseline: bool = False,
     no_refit: bool = False,
     print_config: bool = False,
-    console: Optional[Console] = None,
+    console: Console | None = None,
 ) -> dict[str, Any]:
     """Run `nmu train` end to end and return metrics.json's content."""
     config = apply_flags(load_config(config_path), ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit)

@@ -8,12 +8,11 @@ import logging
 import pickle
 import time
 from pathlib import Path
-from typing import Optional
 
 import pandas as pd
 
-from validation.errors import NmuError
 from validation.artifacts import atomic_path
+from validation.errors import NmuError
 from validation.schemas import validate_predictions
 
 
@@ -41,7 +40,7 @@ def load_pickle(model_path: Path):
     return model
 
 
-def predict_command(model_path: str | Path, data_dir: str | Path, out: Optional[str | Path] = None) -> pd.DataFrame:
+def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Path | None = None) -> pd.DataFrame:
     """Run the pickle on DIR/live.parquet (+ live_benchmark_models.parquet), validate, write CSV, print a summary."""
     model_path, data_dir = Path(model_path), Path(data_dir)
     out = Path(out) if out is not None else model_path.with_name("predictions.csv")

@@ -65,9 +65,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from validation.errors import NmuError
 from training.data import write_data_info
 from validation.artifacts import atomic_path, atomic_write_json
+from validation.errors import NmuError
+from validation.schemas import TARGET_VALUES as SCHEMA_TARGET_VALUES
 
 GROUP_NAMES = (
     "intelligence", "charisma", "strength", "dexterity", "constitution", "wisdom", "agility", "serenity",
@@ -77,7 +78,7 @@ TARGETS = ("target", "target_ender_20", "target_jasper_20", "target_teager_60")
 DATA_VERSION = "v5.3"
 """The Numerai data version whose layout and names the world follows (benchmark columns `v53_*`)."""
 BENCHMARKS = ("v53_lgbm_ender20", "v53_lgbm_ender60", "v53_lgbm_teager2b20")
-TARGET_VALUES = np.array([0.0, 0.25, 0.5, 0.75, 1.0], dtype=np.float32)
+TARGET_VALUES = np.array(SCHEMA_TARGET_VALUES, dtype=np.float32)  # Numerai's five target values
 TARGET_CUMULATIVE = np.array([0.05, 0.25, 0.75, 0.95])  # 5/20/50/20/5 %
 
 _ADJECTIVES = (
@@ -134,7 +135,7 @@ class SyntheticConfig:
         features: int | None = None,
         seed: int = 0,
         planted: bool = True,
-    ) -> "SyntheticConfig":
+    ) -> SyntheticConfig:
         """The default world (about 400 eras x 2000 stocks x 120 features); None keeps a default size."""
         base = cls()
         config = cls(
@@ -456,7 +457,7 @@ class _EraWriter:
 
 
 def _feature_sets(world: _World) -> dict[str, list[str]]:
-    """small (~1/3 of each group), medium (~2/3), all, and one set per group, in file order."""
+    """Small (~1/3 of each group), medium (~2/3), all, and one set per group, in file order."""
     by_group = {g: [] for g in range(len(world.groups))}
     for name, g in zip(world.features, world.group_of_feature.tolist()):
         by_group[g].append(name)

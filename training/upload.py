@@ -19,8 +19,8 @@ from pathlib import Path
 import requests
 
 from training.numerai_api import call, host_of, make_client, raw, scrub
-from validation.errors import NmuError
 from validation.artifacts import file_sha256, manifest_path, read_manifest, update_manifest
+from validation.errors import NmuError
 from validation.runtime.replica import RUNTIME_PYTHONS
 
 PUBLIC_ENV = "NUMERAI_PUBLIC_ID"

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Any, Callable, Iterable, Literal, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -78,7 +79,7 @@ class _Problems:
         self.rows: list[dict[str, Any]] = []
         self.names: set[str] = set()
 
-    def check(self, fn: Callable[..., bool], name: str) -> "pa.Check":
+    def check(self, fn: Callable[..., bool], name: str) -> pa.Check:
         """A pandera Check named `name` whose failures `fn` records itself (it returns True when all is fine)."""
         self.names.add(name)
 
@@ -96,7 +97,7 @@ class _Problems:
         self.rows.append({"column": str(column), "check": check, "count": int(count), "examples": examples})
 
     def add_positions(
-        self, column: str, check: str, mask: np.ndarray, values: Optional[np.ndarray] = None, count: Optional[int] = None
+        self, column: str, check: str, mask: np.ndarray, values: np.ndarray | None = None, count: int | None = None
     ) -> None:
         """Record the rows where `mask` is True (positions in the frame), citing the first few."""
         positions = np.flatnonzero(mask)
@@ -118,11 +119,11 @@ def _fmt_value(value: Any) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _examples(labels: Sequence[str], values: Optional[Sequence[Any]] = None, total: Optional[int] = None) -> str:
+def _examples(labels: Sequence[str], values: Sequence[Any] | None = None, total: int | None = None) -> str:
     """`id@era=value, ...` for the first offending rows, cut to fit the table's 60-character cells."""
     items = [lab if values is None else f"{lab}={_fmt_value(v)}" for lab, v in zip(labels, values or [None] * len(labels))]
     out = ""
-    for i, item in enumerate(items):
+    for item in items:
         candidate = item if not out else f"{out}, {item}"
         if out and len(candidate) > EXAMPLES_WIDTH - 3:
             return out + ", …"
@@ -132,7 +133,7 @@ def _examples(labels: Sequence[str], values: Optional[Sequence[Any]] = None, tot
     return out
 
 
-def _era_values(df: pd.DataFrame) -> Optional[pd.Series]:
+def _era_values(df: pd.DataFrame) -> pd.Series | None:
     if ERA not in df.columns:
         return None
     era = df[ERA]
@@ -175,7 +176,7 @@ def _is_string_like(s: pd.Series | pd.Index) -> bool:
         return pd.api.types.infer_dtype(dtype.categories, skipna=True) in ("string", "empty")
     if not isinstance(dtype, np.dtype):  # e.g. pyarrow-backed strings
         return pd.api.types.is_string_dtype(dtype)
-    if dtype == object:
+    if dtype == np.dtype(object):
         return pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
     return False
 
@@ -192,7 +193,7 @@ def _as_float_or_int(s: pd.Series) -> np.ndarray:
     return s.to_numpy(dtype=np.float32, na_value=np.nan)
 
 
-def _minmax(a: np.ndarray, axis: Optional[int] = None) -> tuple[Any, Any]:
+def _minmax(a: np.ndarray, axis: int | None = None) -> tuple[Any, Any]:
     if a.dtype.kind == "f":  # fmin/fmax skip NaN (all-NaN gives NaN, which compares False)
         return np.fmin.reduce(a, axis=axis), np.fmax.reduce(a, axis=axis)
     return a.min(axis=axis), a.max(axis=axis)
@@ -303,7 +304,7 @@ def _cap(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------- the checks
 
 
-def _strings_check(problems: _Problems, column: str, name: str) -> "pa.Check":
+def _strings_check(problems: _Problems, column: str, name: str) -> pa.Check:
     """Values are strings (ids, eras): the offending rows are cited, or the dtype when no row stands out."""
 
     def strings(values: pd.Series) -> bool:
@@ -319,7 +320,7 @@ def _strings_check(problems: _Problems, column: str, name: str) -> "pa.Check":
     return problems.check(strings, name)
 
 
-def _index_component(problems: _Problems) -> "pa.Index":
+def _index_component(problems: _Problems) -> pa.Index:
     """Index named `id`, unique, no missing values, strings."""
 
     def unique(idx: pd.Series) -> bool:
@@ -333,17 +334,17 @@ def _index_component(problems: _Problems) -> "pa.Index":
 
     return pa.Index(
         None, name=INDEX_NAME, nullable=True,
-        checks=[_not_nan_check(problems, INDEX_NAME, "no missing id"), problems.check(unique, "unique"), _strings_check(problems, INDEX_NAME, "string ids")],
+        checks=[_not_nan_check(problems, INDEX_NAME, "no missing id"), problems.check(unique, "unique"),
+                _strings_check(problems, INDEX_NAME, "string ids")],
     )
 
 
-def _era_column(problems: _Problems) -> "pa.Column":
+def _era_column(problems: _Problems) -> pa.Column:
     """`era` present, no missing values, strings ("0001", ...)."""
-
     return pa.Column(None, name=ERA, nullable=True, checks=[_not_nan_check(problems, ERA), _strings_check(problems, ERA, "string eras")])
 
 
-def _numeric_check(problems: _Problems, column: str) -> "pa.Check":
+def _numeric_check(problems: _Problems, column: str) -> pa.Check:
     """The column's dtype is int or float (not bool, not object/strings)."""
     name = "numeric dtype"
 
@@ -367,7 +368,7 @@ def _record_not_numeric(problems: _Problems, column: str, s: pd.Series, check: s
         problems.add(column, f"{check} (found {s.dtype})", len(s), f"dtype {s.dtype}")
 
 
-def _range_check(problems: _Problems, column: str, lo: float, hi: float) -> "pa.Check":
+def _range_check(problems: _Problems, column: str, lo: float, hi: float) -> pa.Check:
     """Values within [lo, hi] (NaN is left to the column's not-NaN rule); vectorised, numeric columns only."""
     name = f"in [{lo:g}, {hi:g}]"
 
@@ -384,7 +385,7 @@ def _range_check(problems: _Problems, column: str, lo: float, hi: float) -> "pa.
     return problems.check(in_range, name)
 
 
-def _feature_block_check(problems: _Problems, features: list[str]) -> "pa.Check":
+def _feature_block_check(problems: _Problems, features: list[str]) -> pa.Check:
     """Every expected feature present, numeric, within 0..4 or NaN: one vectorised pass over the block."""
     lo, hi = FEATURE_RANGE
     range_name = f"in {lo}..{hi} or NaN"
@@ -410,7 +411,7 @@ def _feature_block_check(problems: _Problems, features: list[str]) -> "pa.Check"
     return problems.check(block, name)
 
 
-def _isin(problems: _Problems, column: str, values: Sequence[Any]) -> "pa.Check":
+def _isin(problems: _Problems, column: str, values: Sequence[Any]) -> pa.Check:
     """Values among `values` (NaN is left to the column's NaN rule); one vectorised isin."""
     name = "in {" + ", ".join(_fmt_value(v) if not isinstance(v, str) else v for v in values) + "}"
 
@@ -424,7 +425,7 @@ def _isin(problems: _Problems, column: str, values: Sequence[Any]) -> "pa.Check"
     return problems.check(isin, name)
 
 
-def _not_nan_check(problems: _Problems, column: str, name: str = "not NaN") -> "pa.Check":
+def _not_nan_check(problems: _Problems, column: str, name: str = "not NaN") -> pa.Check:
     """No missing value (NaN/None); the offending rows are cited in row order."""
 
     def not_nan(s: pd.Series) -> bool:
@@ -452,7 +453,7 @@ def _era_order(era: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return rank[codes], uniques[order]
 
 
-def _target_nan_check(problems: _Problems, df: pd.DataFrame, target: str, allow_unresolved: bool) -> "pa.Check":
+def _target_nan_check(problems: _Problems, df: pd.DataFrame, target: str, allow_unresolved: bool) -> pa.Check:
     """NaN target: an error, or (allow_unresolved) allowed only in whole eras after the last resolved era."""
     name = "no NaN" if not allow_unresolved else "NaN only in trailing unresolved eras"
 
@@ -479,7 +480,7 @@ def _target_nan_check(problems: _Problems, df: pd.DataFrame, target: str, allow_
     return problems.check(nan_rule, name)
 
 
-def _std_check(problems: _Problems, column: str) -> "pa.Check":
+def _std_check(problems: _Problems, column: str) -> pa.Check:
     """Non-zero standard deviation (Numerai rejects a constant submission)."""
     name = "non-zero std"
 
@@ -496,7 +497,7 @@ def _std_check(problems: _Problems, column: str) -> "pa.Check":
     return problems.check(std, name)
 
 
-def _ids_check(problems: _Problems, live_ids: pd.Index) -> "pa.Check":
+def _ids_check(problems: _Problems, live_ids: pd.Index) -> pa.Check:
     """Prediction ids are exactly the live ids: every live id present, no other id."""
     name = "ids are the live ids"
 
@@ -507,7 +508,8 @@ def _ids_check(problems: _Problems, live_ids: pd.Index) -> "pa.Check":
         missing = live_ids[~live_ids.isin(got)]
         extra_mask = ~got.isin(live_ids)
         if len(missing):
-            problems.add(INDEX_NAME, "every live id present", len(missing), _examples([str(i) for i in missing[:MAX_EXAMPLES]], total=len(missing)))
+            problems.add(INDEX_NAME, "every live id present", len(missing),
+                         _examples([str(i) for i in missing[:MAX_EXAMPLES]], total=len(missing)))
         if extra_mask.any():
             problems.add_positions(INDEX_NAME, "only live ids", extra_mask, None)
         return not (len(missing) or extra_mask.any())
@@ -515,7 +517,7 @@ def _ids_check(problems: _Problems, live_ids: pd.Index) -> "pa.Check":
     return problems.check(ids, name)
 
 
-def _non_empty_check(problems: _Problems) -> "pa.Check":
+def _non_empty_check(problems: _Problems) -> pa.Check:
     """At least one row."""
 
     def non_empty(df: pd.DataFrame) -> bool:
@@ -530,8 +532,8 @@ def _non_empty_check(problems: _Problems) -> "pa.Check":
 # --------------------------------------------------------------------------------------- the running
 
 
-def _fold(errors: "pa.errors.SchemaErrors", problems: _Problems) -> pd.DataFrame:
-    """pandera's failure cases plus the project's own rows, one row per (column, check)."""
+def _fold(errors: pa.errors.SchemaErrors, problems: _Problems) -> pd.DataFrame:
+    """Pandera's failure cases plus the project's own rows, one row per (column, check)."""
     df = problems.df
     cases = errors.failure_cases
     rows: list[dict[str, Any]] = []
@@ -546,12 +548,14 @@ def _fold(errors: "pa.errors.SchemaErrors", problems: _Problems) -> pd.DataFrame
             index = group["index"].tolist()
             if check in ("column_in_dataframe", "column_in_schema"):
                 for col in failure:
-                    rows.append({"column": str(col), "check": label, "count": 1, "examples": "column missing" if check == "column_in_dataframe" else "unexpected column"})
+                    example = "column missing" if check == "column_in_dataframe" else "unexpected column"
+                    rows.append({"column": str(col), "check": label, "count": 1, "examples": example})
                 continue
             if check == "dataframe_column_labels_unique":
                 duplicated = [str(c) for c in df.columns[df.columns.duplicated()].unique()]
                 for col in duplicated:
-                    rows.append({"column": col, "check": label, "count": int((df.columns == col).sum()), "examples": "column name repeated"})
+                    rows.append({"column": col, "check": label, "count": int((df.columns == col).sum()),
+                                 "examples": "column name repeated"})
                 continue
             if column in ("None", "nan"):
                 column = INDEX_NAME if context == "Index" else "(frame)"
@@ -567,19 +571,21 @@ def _fold(errors: "pa.errors.SchemaErrors", problems: _Problems) -> pd.DataFrame
                 continue
             if check == "field_uniqueness":
                 ids = list(dict.fromkeys(i for i, _ in with_index))
-                rows.append({"column": column, "check": label, "count": len(with_index), "examples": _examples(_labels_for_ids(df, ids[:MAX_EXAMPLES]), total=len(ids))})
+                examples = _examples(_labels_for_ids(df, ids[:MAX_EXAMPLES]), total=len(ids))
+                rows.append({"column": column, "check": label, "count": len(with_index), "examples": examples})
                 continue
             first = with_index[:MAX_EXAMPLES]
             labels = _labels_for_ids(df, [i for i, _ in first])
             values = None if check == "not_nullable" else [f for _, f in first]
-            rows.append({"column": column, "check": label, "count": len(with_index), "examples": _examples(labels, values, total=len(with_index))})
+            examples = _examples(labels, values, total=len(with_index))
+            rows.append({"column": column, "check": label, "count": len(with_index), "examples": examples})
     rows.extend(problems.rows)
     order = {INDEX_NAME: 0, ERA: 1, DATA_TYPE: 2}
     rows.sort(key=lambda r: order.get(r["column"], 3))  # stable: pandera's order, then the project's rows
     return pd.DataFrame(_cap(rows), columns=FAILURE_COLUMNS)
 
 
-def _run(schema: "pa.DataFrameSchema", df: pd.DataFrame, problems: _Problems, source: str) -> pd.DataFrame:
+def _run(schema: pa.DataFrameSchema, df: pd.DataFrame, problems: _Problems, source: str) -> pd.DataFrame:
     """Validate lazily without copying the frame; raise DataValidationError with the folded table."""
     # pandera (0.35) registers the schema on the frame it validates in a weakref registry whose callback fails
     # at interpreter exit ("Exception ignored in ... cleanup"): it validates a shallow copy (same data, no copy
@@ -703,7 +709,7 @@ def validate_benchmark_frame(df: pd.DataFrame, source: str) -> pd.DataFrame:
     return _run(schema, df, problems, source)
 
 
-def _float_check(problems: _Problems, column: str) -> "pa.Check":
+def _float_check(problems: _Problems, column: str) -> pa.Check:
     """The column is float (benchmark predictions are float32 ranks)."""
     name = "float dtype"
 
@@ -731,7 +737,8 @@ def validate_predictions(df: pd.DataFrame, live_ids: Iterable[Any], source: str)
     columns = {
         PREDICTION: pa.Column(
             None, name=PREDICTION, nullable=True,
-            checks=[_not_nan_check(problems, PREDICTION), _numeric_check(problems, PREDICTION), _range_check(problems, PREDICTION, 0.0, 1.0), _std_check(problems, PREDICTION)],
+            checks=[_not_nan_check(problems, PREDICTION), _numeric_check(problems, PREDICTION),
+                    _range_check(problems, PREDICTION, 0.0, 1.0), _std_check(problems, PREDICTION)],
         )
     }
     schema = pa.DataFrameSchema(

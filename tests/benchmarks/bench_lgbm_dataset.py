@@ -26,7 +26,6 @@ must grow the same trees: the cache a second training run on the same data could
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys

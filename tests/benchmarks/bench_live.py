@@ -199,7 +199,7 @@ def main() -> int:
             model, seconds = fitted_model(args.data, "full", {"per_era": args.fit_per_era,
                                                                "lgbm_params": {"n_estimators": args.trees}}, args.refit)
             info = export_pickle(model, work / "full.pkl")
-            print(f"full model ({'fitted in %.0f s' % seconds if seconds else 'cached fit'}): {describe(model)}; "
+            print(f"full model ({f'fitted in {seconds:.0f} s' if seconds else 'cached fit'}): {describe(model)}; "
                   f"pickle {info['size_bytes'] / MB:.1f} MB", flush=True)
             del model
         if "live" in args.scenario:
@@ -212,7 +212,7 @@ def main() -> int:
             model, seconds = fitted_model(args.data, "deep", {"per_era": args.deep_per_era, "lgbm_params": params},
                                           args.refit)
             info = export_pickle(model, work / "deep.pkl")
-            print(f"deep model ({'fitted in %.0f s' % seconds if seconds else 'cached fit'}): {describe(model)}; "
+            print(f"deep model ({f'fitted in {seconds:.0f} s' if seconds else 'cached fit'}): {describe(model)}; "
                   f"pickle {info['size_bytes'] / MB:.1f} MB", flush=True)
             del model
             r = run_pickle(python, work / "deep.pkl", live, live_bench)

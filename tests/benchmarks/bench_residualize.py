@@ -23,7 +23,6 @@ from contextlib import nullcontext
 import numpy as np
 import pandas as pd
 from numerai_tools.scoring import neutralize
-
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from model.residualize import residualize

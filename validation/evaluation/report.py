@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,7 @@ _COLORS = {"baseline": "#7f7f7f", "full": "#1f77b4"}
 
 
 def _pyplot():
-    """matplotlib's pyplot on the Agg backend (no display needed)."""
+    """Matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -50,7 +50,7 @@ def _era_ticks(ax: Any, eras: list[str]) -> None:
 
 
 def _pivot(per_era: pd.DataFrame, column: str) -> pd.DataFrame:
-    """era × variant table of one score column (variants in their first-seen order)."""
+    """Era × variant table of one score column (variants in their first-seen order)."""
     variants = list(dict.fromkeys(per_era["variant"]))
     table = per_era.pivot_table(index="era", columns="variant", values=column, aggfunc="first", dropna=False)
     return table.reindex(columns=[v for v in variants if v in table.columns]).sort_index()
@@ -175,8 +175,8 @@ def _fmt(value: Any) -> str:
 def render_html(
     metrics: dict[str, Any],
     plots: dict[str, bytes],
-    cv: Optional[pd.DataFrame] = None,
-    notes: Optional[dict[str, str]] = None,
+    cv: pd.DataFrame | None = None,
+    notes: dict[str, str] | None = None,
 ) -> str:
     """The report as one self-contained HTML page: headline table, data summary, embedded plots, CV table."""
     rows = "".join(

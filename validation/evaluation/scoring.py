@@ -7,7 +7,7 @@ no resolved target is skipped, never scored as zero.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,7 +78,7 @@ def score_eras(
     frame: pd.DataFrame,
     target: str,
     features: list[str],
-    benchmark: Optional[pd.Series] = None,
+    benchmark: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Per-era scores of predictions (aligned with `frame`'s rows) on `frame` (era, target, features):
     columns corr, bmc (NaN without a benchmark), feature_exposure; one row per era with a resolved target.
@@ -135,6 +135,7 @@ class EraScorer:
         return f"EraScorer({self.statistic!r})"
 
     def __call__(self, estimator: Any, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> float:
+        """The statistic of the per-era numerai_corr of estimator.predict(X) with y."""
         eras = X["era"].to_numpy() if isinstance(X, pd.DataFrame) and "era" in X.columns else np.zeros(len(X))
         corr = era_corrs(estimator.predict(X), y, eras)
         if len(corr) == 0:
@@ -151,13 +152,13 @@ era_sharpe_scorer = EraScorer("sharpe")
 """Sharpe of the per-era numerai_corr (mean / std), as `scoring=`."""
 
 
-def _clean(value: float) -> Optional[float]:
+def _clean(value: float) -> float | None:
     """A float for JSON: NaN and inf become None."""
     value = float(value)
     return value if math.isfinite(value) else None
 
 
-def summarize(per_era: pd.DataFrame) -> dict[str, Optional[float] | int]:
+def summarize(per_era: pd.DataFrame) -> dict[str, float | None | int]:
     """The headline scores of per-era scores (columns corr, bmc, feature_exposure): the metrics.json entry."""
     corr = per_era["corr"].dropna()
     std = float(np.std(corr)) if len(corr) else float("nan")

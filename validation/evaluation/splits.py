@@ -8,8 +8,9 @@ Eras are ordered as eras (model.eras.era_key): "0002", 2 and "2" are the same po
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from model.eras import sort_eras
 from validation.artifacts import file_sha256
@@ -44,13 +45,13 @@ RUNTIME_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 """The Python versions of Numerai's model-upload images (one pins file each in validation/runtime/pins)."""
 
 
-def python_tag(version: Optional[tuple[int, int]] = None) -> str:
+def python_tag(version: tuple[int, int] | None = None) -> str:
     """"py3.11" for the running Python (or `version`)."""
     major, minor = version or sys.version_info[:2]
     return f"py{major}.{minor}"
 
 
-def pins_file(version: Optional[tuple[int, int]] = None) -> Path:
+def pins_file(version: tuple[int, int] | None = None) -> Path:
     """The runtime's pip constraints file for this Python's minor version (validation/runtime/pins/py3.X.txt)."""
     tag = python_tag(version)
     path = Path(str(resources.files("validation.runtime") / "pins" / f"{tag}.txt"))
@@ -77,7 +78,7 @@ def _norm(name: str) -> str:
     return name.strip().lower().replace("_", "-").replace(".", "-")
 
 
-def version_mismatches(pins: Optional[Path] = None, packages: tuple[str, ...] = CHECKED_PACKAGES) -> dict[str, tuple[str, str]]:
+def version_mismatches(pins: Path | None = None, packages: tuple[str, ...] = CHECKED_PACKAGES) -> dict[str, tuple[str, str]]:
     """{package: (installed, runtime pin)} for each checked package whose installed version differs."""
     pinned = read_pins(pins or pins_file())
     out: dict[str, tuple[str, str]] = {}
@@ -95,7 +96,7 @@ def version_mismatches(pins: Optional[Path] = None, packages: tuple[str, ...] = 
 _NOTED: set[str] = set()  # version notes already printed by this process
 
 
-def version_mismatch_note(pins: Optional[Path] = None) -> Optional[str]:
+def version_mismatch_note(pins: Path | None = None) -> str | None:
     """One readable line naming each pickled library whose version differs from Numerai's runtime for this Python,
     and the command that builds with the runtime's versions; None when they match."""
     try:
@@ -111,7 +112,7 @@ def version_mismatch_note(pins: Optional[Path] = None) -> Optional[str]:
             f"pip install -e . -c {_display(path)}")
 
 
-def note_version_mismatch(pins: Optional[Path] = None) -> Optional[str]:
+def note_version_mismatch(pins: Path | None = None) -> str | None:
     """Print `version_mismatch_note` as one `warning:` line on stderr, once per process; returns the note."""
     note = version_mismatch_note(pins)
     if note and note not in _NOTED:
@@ -161,7 +162,7 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
 
 
-def ensure_runtime(pins: Optional[Path] = None, root: Optional[Path] = None,
+def ensure_runtime(pins: Path | None = None, root: Path | None = None,
                    log: Callable[[str], None] = print) -> Path:
     """The replica's Python: builds the venv (atomically: temp dir, then rename) unless a current one exists."""
     pins = pins or pins_file()
@@ -232,16 +233,16 @@ def _tree_memory(proc: Any) -> float:
     return max(rss, hwm)
 
 
-def _one_cpu() -> Optional[Callable[[], None]]:
+def _one_cpu() -> Callable[[], None] | None:
     if not hasattr(os, "sched_setaffinity"):
         return None
     core = min(os.sched_getaffinity(0))
     return lambda: os.sched_setaffinity(0, {core})
 
 
-def run_pickle(python: Path, pickle_path: Path, live: Path, benchmarks: Optional[Path], *,
+def run_pickle(python: Path, pickle_path: Path, live: Path, benchmarks: Path | None, *,
                memory_limit_mb: float = MEMORY_LIMIT_MB, time_limit_s: float = TIME_LIMIT_S,
-               all_eras_at_once: bool = False, predictions: Optional[Path] = None) -> dict[str, Any]:
+               all_eras_at_once: bool = False, predictions: Path | None = None) -> dict[str, Any]:
     """Run `pickle_path` on `live` with the replica's `python` under the runtime's limits; the runner's JSON
     result plus peak_rss_mb and wall_seconds (status "fail" with the reason on any failure)."""
     import psutil

@@ -46,7 +46,7 @@ def status_bytes(key: str, pid: "int | str" = "self") -> int:
 
 
 def _peak_rss_bytes() -> int:
-    """This process's peak resident memory since exec (VmHWM, across resets). Not ru_maxrss: that also counts
+    """The peak resident memory of this process since exec (VmHWM, across resets). Not ru_maxrss: that also counts
     the parent's memory that a forked child held before exec."""
     return max(_PEAK_BEFORE_RESET[0], status_bytes("VmHWM"))
 
@@ -131,6 +131,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv=None) -> int:
+    """Run the pickle as the runner does and write the result (see the module docstring); the exit code."""
     parser = argparse.ArgumentParser(description="Run a Numerai model pickle as Numerai's runner does.")
     parser.add_argument("--pickle", required=True)
     parser.add_argument("--live", required=True)
