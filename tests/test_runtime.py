@@ -144,6 +144,9 @@ def test_good_pickle_passes_and_is_recorded(small_world, tmp_path, capsys):
     assert "PASS" in out and "peak memory" in out and "validation diagnostics (20 newest eras" in out
     check = read_manifest(path)["check"]
     assert check["passed"] is True and check["sha256"] == file_sha256(path) and check["reason"] == ""
+    files = check["data"]["files"]  # bound to what was checked: the data's files and their hashes
+    assert files["live.parquet"] == file_sha256(small_world / "live.parquet") and "validation.parquet" in files
+    assert check["fill_share"] < 0.05 and check["warning"] == ""
     assert 50 < check["peak_rss_mb"] < 4096
     assert check["predict_seconds"] >= 0 and check["python"].startswith(f"{sys.version_info[0]}.{sys.version_info[1]}")
     assert check["validation"]["eras"] == 20 and check["validation"]["status"] == "pass"
@@ -167,9 +170,10 @@ def test_full_model_with_every_component_runs_in_the_replica(python, small_world
 @pytest.mark.network
 def test_failing_pickle_is_recorded_as_failed(small_world, tmp_path, capsys):
     path = _write(tmp_path, returns_nan)
-    assert check_command(path, small_world, validation_eras=0) is False
+    record = tmp_path / "record.json"
+    assert check_command(path, small_world, validation_eras=0, record=record) is False
     assert "FAIL" in capsys.readouterr().out
-    check = read_manifest(path)["check"]
+    check = json.loads(record.read_text())["check"]
     assert check["passed"] is False and check["sha256"] == file_sha256(path)
     assert check["reason"] == "live run: Pickle function returned at least 1 NaN prediction"
 
@@ -177,8 +181,9 @@ def test_failing_pickle_is_recorded_as_failed(small_world, tmp_path, capsys):
 @pytest.mark.network
 def test_diagnostics_run_failure_is_named(small_world, tmp_path):
     path = _write(tmp_path, single_era_only)
-    assert check_command(path, small_world, validation_eras=5) is False
-    reason = read_manifest(path)["check"]["reason"]
+    record = tmp_path / "record.json"
+    assert check_command(path, small_world, validation_eras=5, record=record) is False
+    reason = json.loads(record.read_text())["check"]["reason"]
     assert reason.startswith("validation diagnostics run (5 eras in one call): Pickle function raised RuntimeError")
 
 

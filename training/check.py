@@ -1,5 +1,13 @@
 """`nmu check`: run a pickle in the replica of Numerai's runtime (validation.runtime.replica) on the live era and
-on a multi-era validation slice, print the result, and record it in the pickle's manifest."""
+on a multi-era validation slice, print the result, and record it bound to what was checked.
+
+The record names the pickle's sha256, the data it ran on (each file's sha256) and the outcome. It is written into
+the pickle's manifest when the pickle has one (from `nmu train`, `nmu refresh` or `export_pickle`), or into an
+explicit `--record` path; beside an unknown pickle nothing is written. Problems of the data (an empty live file,
+too few of the trained features) are reported as such before anything runs, and leave the pickle's earlier record
+as it was. A pass on live data that needed the neutral fill for more than FILL_WARN_SHARE of the trained feature
+cells is recorded with a warning, which `nmu upload` repeats.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from validation.artifacts import file_sha256, read_manifest, update_manifest
+import numpy as np
+import pyarrow.parquet as pq
+
+from model.live import MIN_FEATURE_FRACTION
+from validation.artifacts import atomic_write_json, file_sha256, manifest_path, read_json_object, read_manifest
 from validation.errors import NmuError
 from validation.runtime.replica import (
     MEMORY_LIMIT_MB,
@@ -22,6 +34,13 @@ from validation.runtime.replica import (
 )
 
 DEFAULT_DATA_DIR = Path("data/synthetic")
+FILL_WARN_SHARE = 0.05
+"""A pass on live data where more than this share of the trained feature cells was missing or NaN (and so took the
+neutral value 2) is recorded with a warning: Numerai's live era rarely lacks more than ~1 % of its values."""
+
+
+class DataProblem(NmuError):
+    """The data cannot show whether the pickle works (not a verdict on the pickle)."""
 
 
 def _require(path: Path, what: str) -> None:
@@ -48,11 +67,51 @@ def _line(name: str, r: dict[str, Any]) -> str:
     return text
 
 
+def live_fill_share(live: Path, features: list[str]) -> float:
+    """The share of the trained feature cells of the live file that are missing or NaN; DataProblem when the file is
+    empty or holds fewer than MIN_FEATURE_FRACTION of the trained features (the pickle would refuse to predict)."""
+    pf = pq.ParquetFile(live)
+    rows = pf.metadata.num_rows
+    if rows == 0:
+        raise DataProblem(f"data problem: {live} has no rows, so it cannot show whether the pickle works; download "
+                          "the live era again. The pickle's earlier check record was left as it was.")
+    present = [f for f in features if f in set(pf.schema_arrow.names)]
+    if len(present) < MIN_FEATURE_FRACTION * len(features):
+        missing = [f for f in features if f not in set(present)]
+        raise DataProblem(
+            f"data problem: {live} holds {len(present)} of the pickle's {len(features)} trained features (at least "
+            f"{MIN_FEATURE_FRACTION:.0%} needed; missing e.g. {', '.join(missing[:3])}): is it another data version "
+            "than the pickle was trained on? The pickle's earlier check record was left as it was.")
+    nan = 0
+    for name in present:  # a column at a time: nulls and NaN both take the neutral value live
+        values = np.asarray(pf.read(columns=[name]).column(0).to_numpy(), dtype=np.float32)
+        nan += int(np.isnan(values).sum())
+    return ((len(features) - len(present)) * rows + nan) / max(1, len(features) * rows)
+
+
 def check_command(model_path: str | Path, data_dir: str | Path | None = None, validation_eras: int = 50, *,
-                  memory_limit_mb: float = MEMORY_LIMIT_MB, time_limit_s: float = TIME_LIMIT_S,
-                  runtime_dir: Path | None = None, log: Callable[[str], None] = print) -> bool:
-    """Run a pickle in the replica of Numerai's runtime on the live era and on a multi-era validation slice;
-    print and record (manifest `check`) the result; True only when both pass."""
+                  record: str | Path | None = None, memory_limit_mb: float = MEMORY_LIMIT_MB,
+                  time_limit_s: float = TIME_LIMIT_S, runtime_dir: Path | None = None,
+                  log: Callable[[str], None] = print) -> bool:
+    """Run a pickle in the replica of Numerai's runtime on the live era and on a multi-era validation slice, print
+    the result and record it (see the module docstring); True only when both runs pass.
+
+    Parameters
+    ----------
+    model_path : path
+        The pickle.
+    data_dir : path, optional
+        A data directory with live.parquet, live_benchmark_models.parquet and, for the diagnostics run,
+        validation.parquet and validation_benchmark_models.parquet (default: data/synthetic).
+    validation_eras : int, default=50
+        The newest validation eras run in one call, as Numerai's diagnostics do (0 skips that run).
+    record : path, optional
+        Where to write the check record instead of the pickle's manifest.
+
+    Returns
+    -------
+    bool
+    """
     model_path = Path(model_path)
     data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
     _require(model_path, "build a pickle with `nmu train` (or pass its path).")
@@ -64,10 +123,16 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
     if validation_eras > 0:
         for name in ("validation.parquet", "validation_benchmark_models.parquet"):
             _require(data_dir / name, hint + " Or skip the diagnostics run with --validation-eras 0.")
+    manifest = read_manifest(model_path)
+    record_path = Path(record) if record is not None else (manifest_path(model_path) if manifest.get("pickle") else None)
+    if record is not None:
+        read_json_object(record_path, missing={})  # a record file that exists must be one we can merge into
+    features = [str(f) for f in manifest.get("features") or []]
+    fill_share = live_fill_share(live, features) if features else None
 
     sha = file_sha256(model_path)
     size = model_path.stat().st_size
-    built = str(read_manifest(model_path).get("python") or "")
+    built = str(manifest.get("python") or "")
     if built and built.split(".")[:2] != platform.python_version().split(".")[:2]:
         log(f"warning: the manifest says this pickle was built with Python {built}; this check (and the upload's "
             f"runtime image) must use the same minor version, not {platform.python_version()}.")
@@ -80,6 +145,7 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
     log(_line("live", live_result))
     results = [live_result]
     validation_result: dict[str, Any] | None = None
+    checked_files = [live, live_bench]
     if live_result["status"] == "pass" and validation_eras > 0:
         with tempfile.TemporaryDirectory(prefix="nmu-validation-") as tmp:
             v_live, v_bench, n_eras, _ = write_validation_slice(data_dir, validation_eras, Path(tmp))
@@ -87,19 +153,28 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
         validation_result["run"] = f"validation diagnostics run ({n_eras} eras in one call)"
         log(_line(f"validation diagnostics ({n_eras} newest eras in one call)", validation_result))
         results.append(validation_result)
+        checked_files += [data_dir / "validation.parquet", data_dir / "validation_benchmark_models.parquet"]
 
     failed = next((r for r in results if r["status"] != "pass"), None)
     passed = failed is None
     reason = "" if passed else f"{failed['run']}: {failed.get('reason')}"
     peak = max(r["peak_rss_mb"] for r in results)
+    warning = ""
+    if passed and fill_share is not None and fill_share > FILL_WARN_SHARE:
+        warning = (f"{fill_share:.1%} of the live era's trained feature cells were missing or NaN and took the neutral "
+                   f"value (more than {FILL_WARN_SHARE:.0%}): the pass says little about the model's predictions")
     log(f"pickle: {model_path} {size / 2**20:.2f} MB, sha256 {sha[:12]}")
     if passed:
         log(f"PASS: the pickle runs in the replica of Numerai's runtime (peak memory {peak:.0f} MB, "
             f"live predict {live_result['predict_seconds']:.2f} s).")
+        if warning:
+            log(f"warning: {warning}")
     else:
         log(f"FAIL: {reason}")
     check = {
         "passed": passed, "sha256": sha, "python": live_result.get("python") or platform.python_version(),
+        "data": {"dir": str(data_dir.resolve()), "files": {p.name: file_sha256(p) for p in checked_files}},
+        "fill_share": None if fill_share is None else round(fill_share, 6), "warning": warning,
         "peak_rss_mb": peak, "predict_seconds": live_result.get("predict_seconds"),
         "load_seconds": live_result.get("load_seconds"), "reason": reason, "pickle_bytes": size,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -108,5 +183,9 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
     if validation_result is not None:
         check["validation"] = {k: validation_result.get(k) for k in
                                ("status", "reason", "rows", "eras", "predict_seconds", "peak_rss_mb")}
-    update_manifest(model_path, check=check)
+    if record_path is None:
+        log(f"not recorded: {model_path.name} has no manifest from `nmu train` or `nmu refresh`; pass --record PATH "
+            "to keep the result.")
+    else:
+        atomic_write_json(record_path, {**read_json_object(record_path, missing={}), "check": check})
     return passed

@@ -142,11 +142,13 @@ def check(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to check."),
     data: Path | None = typer.Option(None, "--data", help="Data directory; default: data/synthetic."),
     validation_eras: int = typer.Option(50, "--validation-eras", help="Eras of validation to run as a diagnostics run."),
+    record: Path | None = typer.Option(
+        None, "--record", help="Write the check record here (default: the pickle's manifest, when it has one)."),
 ) -> None:
     """Run a pickle in a replica of Numerai's runtime (1 CPU, 4 GB, 10 minutes, pinned packages)."""
     from training.check import check_command
 
-    ok = check_command(model_path, data, validation_eras=validation_eras)
+    ok = check_command(model_path, data, validation_eras=validation_eras, record=record)
     raise typer.Exit(0 if ok else 1)
 
 

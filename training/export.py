@@ -299,6 +299,7 @@ def export_pickle(fitted: Any, path: str | Path, *, pins: Path | None = None) ->
     # a new pickle gets a new record (the previous pickle's check and upload no longer describe it)
     atomic_write_json(manifest_path(path), {
         "pickle": info, "python": platform.python_version(), "packages": build_packages(),
+        "features": [str(f) for f in fitted.feature_names_in_ if str(f) != "era"],
         "model": f"{type(fitted).__module__}.{type(fitted).__qualname__}", "written_by": "export_pickle",
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })

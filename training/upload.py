@@ -133,6 +133,8 @@ def check_pickle(model_path: Path, manifest: dict, skip_check: bool) -> str:
             f"{model_path} changed since it passed `nmu check` (sha256 {sha[:12]}… vs checked "
             f"{str(check.get('sha256'))[:12]}…): run `nmu check {model_path}` again (or pass --skip-check)."
         )
+    if check.get("warning"):
+        print(f"warning: `nmu check` passed with a caveat: {check['warning']}.")
     return sha
 
 

@@ -83,13 +83,23 @@ def file_sha256(path: str | Path) -> str:
 
 def read_manifest(pickle_path: str | Path) -> dict[str, Any]:
     """The manifest of a pickle, or {} when there is none."""
-    path = manifest_path(pickle_path)
-    if not path.exists():
-        return {}
+    return read_json_object(manifest_path(pickle_path), missing={})
+
+
+def read_json_object(path: str | Path, missing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON file holding one object, or `missing` when the file does not exist; NmuError naming the file when it
+    is not JSON or not an object."""
+    path = Path(path)
+    if not path.exists() and missing is not None:
+        return dict(missing)
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise NmuError(f"{path} is not valid JSON ({exc}); rebuild it with `nmu train`.") from exc
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NmuError(f"{path} is not valid JSON ({exc}); rebuild it with `nmu train` or remove it.") from None
+    if not isinstance(value, dict):
+        raise NmuError(f"{path} holds a JSON {type(value).__name__}, not an object of fields; rebuild it with "
+                       "`nmu train` or remove it.")
+    return value
 
 
 def update_manifest(pickle_path: str | Path, **fields: Any) -> dict[str, Any]:

@@ -1,0 +1,94 @@
+"""`nmu check`'s record is bound to what was checked and cannot be fooled: written only beside a pickle with a
+manifest (or into --record), naming the data's hashes; data problems are reported as such and leave the earlier
+record; a pass on heavily filled data carries a warning that `nmu upload` repeats."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tests.stand_in import fit_baseline
+from training.check import FILL_WARN_SHARE, DataProblem, check_command
+from training.cli import app
+from training.export import export_pickle
+from training.upload import check_pickle
+from validation.artifacts import file_sha256, read_manifest
+
+pytestmark = pytest.mark.network  # the replica's virtual environment
+
+
+@pytest.fixture(scope="module")
+def checked(small_world, tmp_path_factory):
+    """A pickle with a manifest (export_pickle writes one) that passed `nmu check` on the small world."""
+    out = tmp_path_factory.mktemp("checked")
+    path = out / "model.pkl"
+    export_pickle(fit_baseline(small_world), path)
+    assert check_command(path, small_world, validation_eras=0) is True
+    return path
+
+
+def _data(small_world: Path, tmp_path: Path, live: pd.DataFrame) -> Path:
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(small_world / "live_benchmark_models.parquet", data)
+    live.to_parquet(data / "live.parquet")
+    return data
+
+
+def test_an_unknown_pickle_gets_no_record_unless_asked(checked, small_world, tmp_path, capsys):
+    lone = tmp_path / "lone" / "model.pkl"
+    lone.parent.mkdir()
+    shutil.copy(checked, lone)  # the same bytes, but no manifest beside it
+    assert check_command(lone, small_world, validation_eras=0) is True
+    assert "not recorded" in capsys.readouterr().out
+    assert list(lone.parent.iterdir()) == [lone]
+    record = tmp_path / "elsewhere.json"
+    assert check_command(lone, small_world, validation_eras=0, record=record) is True
+    assert json.loads(record.read_text())["check"]["sha256"] == file_sha256(lone)
+
+
+@pytest.mark.parametrize("problem", ["empty live file", "half the features missing"])
+def test_a_data_problem_is_named_and_keeps_the_earlier_pass(checked, small_world, tmp_path, problem):
+    before = read_manifest(checked)["check"]
+    live = pd.read_parquet(small_world / "live.parquet")
+    features = [c for c in live.columns if c.startswith("feature")]
+    broken = live.iloc[0:0] if problem == "empty live file" else live.drop(columns=features[: len(features) // 2 + 1])
+    data = _data(small_world, tmp_path, broken)
+    with pytest.raises(DataProblem, match="data problem: .*earlier check record was left as it was"):
+        check_command(checked, data, validation_eras=0)
+    assert read_manifest(checked)["check"] == before
+    result = CliRunner().invoke(app, ["check", str(checked), "--data", str(data), "--validation-eras", "0"])
+    assert result.exit_code == 2 and "data problem" in result.output and "Traceback" not in result.output
+    assert read_manifest(checked)["check"] == before
+
+
+def test_a_pass_on_filled_data_warns_and_upload_repeats_it(checked, small_world, tmp_path, capsys):
+    copy = tmp_path / "pkl" / "model.pkl"
+    copy.parent.mkdir()
+    shutil.copy(checked, copy)
+    shutil.copy(checked.with_name("manifest.json"), copy.with_name("manifest.json"))
+    live = pd.read_parquet(small_world / "live.parquet")
+    features = [c for c in live.columns if c.startswith("feature")]
+    holes = live.copy()
+    for c in features[: len(features) // 8]:  # an eighth of the features all NaN: 12.5 % of the cells
+        holes[c] = np.nan
+    assert check_command(copy, _data(small_world, tmp_path, holes), validation_eras=0) is True
+    check = read_manifest(copy)["check"]
+    assert check["passed"] is True and check["fill_share"] > FILL_WARN_SHARE and "took the neutral value" in check["warning"]
+    capsys.readouterr()
+    check_pickle(copy, read_manifest(copy), skip_check=False)
+    assert "passed with a caveat" in capsys.readouterr().out
+
+
+def test_a_manifest_that_is_not_an_object_is_one_line(checked, small_world, tmp_path):
+    copy = tmp_path / "model.pkl"
+    shutil.copy(checked, copy)
+    (tmp_path / "manifest.json").write_text("[1, 2, 3]")
+    result = CliRunner().invoke(app, ["check", str(copy), "--data", str(small_world), "--validation-eras", "0"])
+    assert result.exit_code == 2 and "not an object" in result.output and "Traceback" not in result.output
