@@ -42,12 +42,14 @@ def check_out_dir(out: Path) -> None:
     """NmuError before any work when OUT cannot take the artifacts: a file, or a directory that is not writable."""
     if out.exists() and not out.is_dir():
         raise NmuError(f"--out {out} is a file; give a directory for the artifacts.")
-    parent = out.parent if not out.exists() else out
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out.parent, os.W_OK | os.X_OK)):
-        where = parent if not os.access(parent, os.W_OK | os.X_OK) else out.parent
-        raise NmuError(f"cannot write the artifacts into {out}: {where} is not writable.")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NmuError(f"cannot create --out {out}: {ancestor} is a file.")
+    # the artifacts are built beside OUT and swapped in: OUT's parent (or its first existing ancestor) must be writable
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise NmuError(f"cannot write the artifacts into {out}: {ancestor} is not writable.")
 
 
 @contextlib.contextmanager

@@ -44,12 +44,16 @@ def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Pat
     """Run the pickle on DIR/live.parquet (+ live_benchmark_models.parquet), validate, write CSV, print a summary."""
     model_path, data_dir = Path(model_path), Path(data_dir)
     out = Path(out) if out is not None else model_path.with_name("predictions.csv")
+    if out.is_dir():
+        raise NmuError(f"--out {out} is a directory; give the path of the CSV file to write.")
     model = load_pickle(model_path)
     live_path = data_dir / "live.parquet"
     bench_path = data_dir / "live_benchmark_models.parquet"
     if not live_path.is_file():
         raise NmuError(f"{live_path} does not exist: download the live era with `nmu data download --out {data_dir}`.")
     live = pd.read_parquet(live_path)
+    if len(live) == 0:
+        raise NmuError(f"{live_path} has no rows: download the live era again with `nmu data download --out {data_dir}`.")
     n_params = len(inspect.signature(model).parameters)
     if n_params not in (1, 2):
         raise NmuError(f"{model_path} takes {n_params} parameters; Numerai calls it with 1 or 2.")
@@ -63,6 +67,8 @@ def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Pat
             predictions = model(live, bench)
         else:
             predictions = model(live)
+    except (ValueError, TypeError) as exc:  # the live function refuses data it cannot predict honestly
+        raise NmuError(f"{model_path.name} could not predict {live_path}: {exc}.") from None
     finally:
         live_logger.removeHandler(notes)
     seconds = time.perf_counter() - start

@@ -517,7 +517,12 @@ def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = F
     """Write the synthetic world in Numerai's layout to `out` era by era (deterministic by seed); return `out`."""
     config.check()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise NmuError(f"--out {out} is a file; give a directory for the synthetic world.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NmuError(f"cannot create the output directory {out}: {exc.strerror or exc}.") from None
     world = _make_world(config)
     names = world.features
     rows_per_group = max(config.stocks, (30_000 // config.stocks) * config.stocks)

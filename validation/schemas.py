@@ -34,6 +34,7 @@ try:  # pandera >= 0.24 keeps the pandas API here; older releases at the top lev
 except ImportError:  # pragma: no cover - older pandera
     import pandera as pa  # type: ignore[no-redef]
 
+from model.eras import EraIndex
 from validation.errors import DataValidationError
 
 __all__ = [
@@ -386,7 +387,8 @@ def _range_check(problems: _Problems, column: str, lo: float, hi: float) -> pa.C
 
 
 def _feature_block_check(problems: _Problems, features: list[str]) -> pa.Check:
-    """Every expected feature present, numeric, within 0..4 or NaN: one vectorised pass over the block."""
+    """Every expected feature present, numeric, a whole number within 0..4 or NaN: one vectorised pass over the
+    block (and one more over the float columns only, for whole numbers)."""
     lo, hi = FEATURE_RANGE
     range_name = f"in {lo}..{hi} or NaN"
     name = "features present, numeric, in 0..4"
@@ -406,7 +408,16 @@ def _feature_block_check(problems: _Problems, features: list[str]) -> pa.Check:
         for c in bad:
             a = _as_float_or_int(_column(df, c))
             problems.add_positions(c, range_name, (a < lo) | (a > hi), a)
-        return not (missing or not_numeric or bad)
+        fractional = []
+        for c in numeric:  # a float column (it may hold NaN) must still hold whole numbers: the bins 0..4
+            if c in bad or _as_float_or_int(_column(df, c)).dtype.kind != "f":
+                continue
+            a = _as_float_or_int(_column(df, c))
+            off = np.isfinite(a) & (a != np.rint(a))
+            if off.any():
+                problems.add_positions(c, "whole number", off, a)
+                fractional.append(c)
+        return not (missing or not_numeric or bad or fractional)
 
     return problems.check(block, name)
 
@@ -442,17 +453,6 @@ def _first(dtype: Any) -> Any:
     return dtype.iloc[0] if isinstance(dtype, pd.Series) else dtype
 
 
-def _era_order(era: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Codes per row and the eras sorted (numerically when every era is digits, e.g. "0001")."""
-    codes, uniques = pd.factorize(era, sort=False)
-    uniques = np.asarray(uniques, dtype=object)
-    as_num = pd.to_numeric(pd.Series(uniques), errors="coerce")
-    order = np.argsort(as_num.to_numpy(), kind="stable") if not as_num.isna().any() else np.argsort(uniques.astype(str), kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    return rank[codes], uniques[order]
-
-
 def _target_nan_check(problems: _Problems, df: pd.DataFrame, target: str, allow_unresolved: bool) -> pa.Check:
     """NaN target: an error, or (allow_unresolved) allowed only in whole eras after the last resolved era."""
     name = "no NaN" if not allow_unresolved else "NaN only in trailing unresolved eras"
@@ -465,7 +465,7 @@ def _target_nan_check(problems: _Problems, df: pd.DataFrame, target: str, allow_
         if not allow_unresolved or era is None or era.isna().any():
             problems.add_positions(target, name, isnan, None)
             return False
-        ranks, _ = _era_order(era)
+        ranks = EraIndex(era.to_numpy()).codes  # eras in era order (model.eras)
         n_eras = int(ranks.max()) + 1
         rows = np.bincount(ranks, minlength=n_eras)
         nans = np.bincount(ranks, weights=isnan, minlength=n_eras)

@@ -1,0 +1,211 @@
+"""Every command keeps the promise "one sentence, exit 2, never a traceback" for bad input, checked before the work
+starts where it can be; era labels of every style order as eras; a run's artifacts move as one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import training.pipeline as pipeline
+from training.cli import app
+
+CHEAP = """
+[lightgbm]
+n_estimators = 10
+learning_rate = 0.2
+
+[components]
+clusters = false
+interactions = false
+timing = false
+residualizer = false
+"""
+
+
+def _invoke(*argv: str):
+    return CliRunner().invoke(app, list(argv))
+
+
+def _one_sentence(result, phrase: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert phrase in result.output, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.fixture
+def world_copy(small_world: Path, tmp_path: Path):
+    """A writable copy of the small world, for breaking."""
+    def make(name: str = "world") -> Path:
+        out = tmp_path / name
+        shutil.copytree(small_world, out)
+        return out
+    return make
+
+
+# ---- settings: checked before any data is read -------------------------------------------------------------
+@pytest.mark.parametrize("table,phrase", [
+    ("[lightgbm]\nn_estimators = 0\n", "`lightgbm.n_estimators` must be >= 1, got 0"),
+    ('[lightgbm]\nlearning_rate = "fast"\n', "`lightgbm.learning_rate` must be a number, got 'fast'"),
+    ("[lightgbm]\nn_estimatorz = 5\n", "`lightgbm.n_estimatorz` is not a LightGBM parameter (did you mean `n_estimators`?)"),
+    ("[lightgbm]\nfeature_fraction = 1.5\n", "`lightgbm.feature_fraction` must be"),
+    ("[components]\nresidualize_features = \"Riskiest\"\n", "`residualize_features` is 'Riskiest'; it must be one of"),
+    ("[components]\ntiming_windw = 3\n", "`components.timing_windw` is not a NumeraiModel setting (did you mean `timing_window`?)"),
+])
+def test_bad_settings_stop_before_any_data_is_read(tmp_path, table, phrase):
+    config = tmp_path / "bad.toml"
+    config.write_text(table)
+    started = time.perf_counter()
+    result = _invoke("train", "--data", str(tmp_path / "no_such_dir"), "--config", str(config), "--out", str(tmp_path / "o"))
+    _one_sentence(result, phrase)  # the data directory does not even exist: the settings were checked first
+    assert time.perf_counter() - started < 5
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_that_is_a_file_or_not_writable_stops_first(tmp_path, monkeypatch):
+    file = tmp_path / "artifacts"
+    file.write_text("not a directory")
+    _one_sentence(_invoke("train", "--data", str(tmp_path / "none"), "--out", str(file)), "is a file; give a directory")
+    _one_sentence(_invoke("train", "--data", str(tmp_path / "none"), "--out", str(file / "sub")), "is a file")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(pipeline.os, "access", lambda p, mode: False if Path(p) == locked else real(p, mode))
+    _one_sentence(_invoke("train", "--data", str(tmp_path / "none"), "--out", str(locked / "out")), "is not writable")
+
+
+# ---- data ---------------------------------------------------------------------------------------------------------
+def _train(world: Path, tmp_path: Path, *extra: str):
+    config = tmp_path / "cheap.toml"
+    config.write_text(CHEAP)
+    return _invoke("train", "--data", str(world), "--config", str(config), "--out", str(tmp_path / "out"),
+                   "--no-baseline", "--no-refit", *extra)
+
+
+def test_a_fractional_feature_value_is_rejected(world_copy, tmp_path):
+    world = world_copy()
+    train = pd.read_parquet(world / "train.parquet")
+    feature = [c for c in train.columns if c.startswith("feature")][2]
+    train[feature] = train[feature].astype("float32")
+    train.loc[train.index[7], feature] = 2.5
+    train.to_parquet(world / "train.parquet")
+    result = _train(world, tmp_path)
+    _one_sentence(result, "failed validation")
+    assert "whole number" in result.output and feature in result.output and "2.5" in result.output
+
+
+def test_ids_shared_by_train_and_validation_are_reported(world_copy, tmp_path):
+    world = world_copy()
+    train = pd.read_parquet(world / "train.parquet")
+    validation = pd.read_parquet(world / "validation.parquet")
+    validation.index = list(train.index[:3]) + list(validation.index[3:])
+    validation.index.name = "id"
+    validation.to_parquet(world / "validation.parquet")
+    _one_sentence(_train(world, tmp_path), "3 id(s) appear in both")
+
+
+def _restyle(world: Path, style) -> None:
+    """Rewrite every file's era labels ("0042") in another style: int 42, or "42"."""
+    for name in ("train.parquet", "validation.parquet", "live.parquet", "validation_benchmark_models.parquet",
+                 "live_benchmark_models.parquet", "train_benchmark_models.parquet"):
+        path = world / name
+        if not path.exists():
+            continue
+        frame = pd.read_parquet(path)
+        frame["era"] = [style(e) if str(e).isdigit() else e for e in frame["era"]]
+        frame.to_parquet(path)
+
+
+@pytest.mark.parametrize("style", ["padded", "int", "unpadded"])
+def test_the_embargo_drops_exactly_the_configured_eras_whatever_the_label_style(world_copy, tmp_path, style):
+    world = world_copy()
+    if style != "padded":
+        _restyle(world, int if style == "int" else (lambda e: str(int(e))))
+    result = _train(world, tmp_path)
+    assert result.exit_code == 0, result.output
+    eras = json.loads((tmp_path / "out" / "manifest.json").read_text())["eras"]
+    last = int(eras["train"][-1])
+    assert [int(e) for e in eras["embargoed"]] == list(range(last + 1, last + 5))  # exactly 4 eras
+    assert int(eras["validation"][0]) == last + 5
+    assert [int(e) for e in eras["train"]] == sorted(int(e) for e in eras["train"])  # ordered as eras, not as text
+
+
+def test_one_era_written_two_ways_is_rejected_naming_the_labels(world_copy, tmp_path):
+    world = world_copy()
+    validation = pd.read_parquet(world / "validation.parquet")
+    first = validation["era"].iloc[0]
+    validation.loc[validation.index[:5], "era"] = str(int(first))  # "0081" and "81" in one file
+    validation.to_parquet(world / "validation.parquet")
+    _one_sentence(_train(world, tmp_path), f"writes the same era in two ways ('{first}' and '{int(first)}')")
+
+
+# ---- other commands -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pickle_path(small_world, tmp_path_factory):
+    from tests.stand_in import fit_baseline
+    from training.export import export_pickle
+
+    path = tmp_path_factory.mktemp("pkl") / "model.pkl"
+    export_pickle(fit_baseline(small_world), path)
+    return path
+
+
+def test_predict_on_an_empty_live_file(pickle_path, world_copy, tmp_path):
+    world = world_copy()
+    pd.read_parquet(world / "live.parquet").iloc[0:0].to_parquet(world / "live.parquet")
+    _one_sentence(_invoke("predict", str(pickle_path), "--data", str(world), "--out", str(tmp_path / "p.csv")),
+                  "has no rows")
+
+
+def test_predict_with_most_features_missing(pickle_path, world_copy, tmp_path):
+    world = world_copy()
+    live = pd.read_parquet(world / "live.parquet")
+    features = [c for c in live.columns if c.startswith("feature")]
+    live.drop(columns=features[: len(features) // 2 + 1]).to_parquet(world / "live.parquet")
+    _one_sentence(_invoke("predict", str(pickle_path), "--data", str(world), "--out", str(tmp_path / "p.csv")),
+                  "could not predict")
+
+
+def test_predict_out_that_is_a_directory(pickle_path, small_world, tmp_path):
+    _one_sentence(_invoke("predict", str(pickle_path), "--data", str(small_world), "--out", str(tmp_path)),
+                  "is a directory")
+
+
+def test_synthetic_out_that_is_a_file(tmp_path):
+    file = tmp_path / "world"
+    file.write_text("x")
+    _one_sentence(_invoke("data", "synthetic", "--out", str(file), "--eras", "40"), "is a file")
+
+
+# ---- artifacts move as one ----------------------------------------------------------------------------------------
+def test_a_swap_broken_halfway_leaves_the_previous_directory(small_world, tmp_path, monkeypatch):
+    first = _train(small_world, tmp_path)
+    assert first.exit_code == 0, first.output
+    out = tmp_path / "out"
+    (out / "my_notes.txt").write_text("the user's own file")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_rename = os.rename
+    calls = []
+
+    def rename(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # OUT was moved aside; putting the new directory in its place fails
+            raise OSError(28, "No space left on device")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(pipeline.os, "rename", rename)
+    broken = _train(small_world, tmp_path)
+    assert broken.exit_code != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # put back, byte for byte
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no staging or previous left over
+    monkeypatch.undo()
+    again = _train(small_world, tmp_path)
+    assert again.exit_code == 0
+    assert (out / "my_notes.txt").read_text() == "the user's own file"  # a file the run does not own is kept
+    assert (out / "model.pkl").read_bytes() != b""
