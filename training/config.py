@@ -19,6 +19,10 @@ Example (every key optional; `nmu train --print-config` prints the resolved conf
     [lightgbm]                    # LightGBM parameters of every variant's booster, over the model's defaults
     n_estimators = 2000
     learning_rate = 0.01
+
+    [compute]
+    threads = "auto"              # LightGBM threads of a fit: the cores free when it starts, or a fixed number
+    one_fit_at_a_time = true      # nmu fits on one machine take turns (LightGBM's threads spin: training.compute)
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "refit": (bool,),
     "seed": (int,),
 }
-_TABLES = ("components", "lightgbm")
+_TABLES = ("components", "lightgbm", "compute")
+DEFAULT_COMPUTE: dict[str, Any] = {"threads": "auto", "one_fit_at_a_time": True}
 _MODEL_TABLES = ("feature_groups", "lgbm_params")  # NumeraiModel parameters that the config sets otherwise
 
 
@@ -83,6 +88,7 @@ class TrainConfig:
     seed: int = 0
     components: dict[str, Any] = field(default_factory=dict)
     lightgbm: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LIGHTGBM))
+    compute: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_COMPUTE))
 
     @property
     def resolved_embargo(self) -> int:
@@ -193,6 +199,8 @@ def _toml_key(key: str) -> str:
 
 def _model_defaults(table: str) -> str:
     """A one-line summary of the estimator's defaults for a config table."""
+    if table == "compute":
+        return ""
     if table == "lightgbm":
         values = DEFAULT_LGBM_PARAMS
     else:
@@ -283,6 +291,14 @@ def check_config(config: TrainConfig, source: str = "config") -> None:
         NumeraiModel(**config.components)._check_params()
     except ValueError as exc:
         raise NmuError(f"{source}: [components] {str(exc).removeprefix('NumeraiModel: ')}") from None
+    for key, value in config.compute.items():
+        if key not in DEFAULT_COMPUTE:
+            raise NmuError(f"{source}: `compute.{key}` is not a compute setting{_nearest(key, list(DEFAULT_COMPUTE))}; "
+                           f"known: {', '.join(DEFAULT_COMPUTE)}.")
+        if key == "threads" and value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise NmuError(f"{source}: `compute.threads` must be \"auto\" or a whole number >= 1, got {value!r}.")
+        if key == "one_fit_at_a_time" and not isinstance(value, bool):
+            raise NmuError(f"{source}: `compute.one_fit_at_a_time` must be true or false, got {value!r}.")
     names = lightgbm_names()
     for key, value in config.lightgbm.items():
         if key not in names:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from model import COMPONENTS, NumeraiModel
 from model.eras import check_era_labels, sort_eras
+from training.compute import fit_slot
 from training.config import TrainConfig, resolve_feature_set_name
 from training.console import Reporter, Silent, fmt_score
 from training.data import (
@@ -204,10 +205,19 @@ def benchmark_for(frame: pd.DataFrame, *benchmarks: pd.DataFrame | None) -> pd.D
 
 
 def fit_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, reporter: Reporter, title: str,
-              benchmark: pd.DataFrame | None) -> NumeraiModel:
-    """Fit one estimator on `frame` (era + features → target), the reporter following the boosting rounds."""
-    with reporter.boosting(title) as callback:
-        model.fit(ds.X(frame), ds.y(frame), benchmark=benchmark, callbacks=[callback] if callback else None)
+              benchmark: pd.DataFrame | None, compute: dict[str, Any] | None = None) -> NumeraiModel:
+    """Fit one estimator on `frame` (era + features → target) in the machine's fit slot with the cores free then
+    (training.compute), the reporter following the boosting rounds. The fitted model keeps its own n_jobs for
+    predicting (-1: in Numerai's runtime, its one CPU)."""
+    compute = compute or {}
+    n_jobs = model.n_jobs
+    with fit_slot(compute.get("threads", "auto"), say=reporter.say, exclusive=compute.get("one_fit_at_a_time", True)) \
+            as fit_threads, reporter.boosting(title) as callback:
+        model.set_params(n_jobs=fit_threads)
+        try:
+            model.fit(ds.X(frame), ds.y(frame), benchmark=benchmark, callbacks=[callback] if callback else None)
+        finally:
+            model.set_params(n_jobs=n_jobs)
     return model
 
 
@@ -238,7 +248,8 @@ def run_cv(config: TrainConfig, ds: Dataset, base: NumeraiModel, reporter: Repor
         test_bench = benchmark_for(test_rows, ds.train_benchmark)
         for name in variant_names(config, ablation=False):
             with reporter.step(f"CV fold {i}/{len(folds)}: {name}"):
-                model = fit_model(make_variant(base, name, config), fit_rows, ds, reporter, f"fold {i} {name}", fit_bench)
+                model = fit_model(make_variant(base, name, config), fit_rows, ds, reporter, f"fold {i} {name}", fit_bench,
+                                  config.compute)
                 model.update_factor_returns(ds.X(later_rows), ds.y(later_rows))
                 summary = summarize(score_model(model, test_rows, ds, test_bench, test_bench))
             rows.append({"fold": i, "variant": name, "train_first": fold.train[0], "train_last": fold.train[-1],
@@ -265,7 +276,8 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
     per_era_parts, models, fitted = [], {}, {}
     for name in variant_names(config):
         with reporter.step(f"Fitting and scoring {name}"):
-            model = fit_model(make_variant(base, name, config), train, ds, reporter, f"{name}: boosting rounds", fit_bench)
+            model = fit_model(make_variant(base, name, config), train, ds, reporter, f"{name}: boosting rounds",
+                              fit_bench, config.compute)
             # point in time: era t's timing features use only targets of eras <= t - timing_lag
             model.update_factor_returns(ds.X(resolved_validation), ds.y(resolved_validation))
             per_era = score_model(model, scored, ds, val_bench_predict, val_bench)
@@ -286,7 +298,7 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
             everything = pd.concat([train, resolved_validation.loc[resolved_validation["era"].isin(kept).to_numpy()]])
             bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark) if fit_bench is not None else None
             shipped = fit_model(make_variant(base, shipped_variant, config), everything, ds, reporter,
-                                "refit: boosting rounds", bench)
+                                "refit: boosting rounds", bench, config.compute)
             refit_eras = sort_eras(everything["era"].unique())
 
     metrics = {
