@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator
 
 from .eras import EraIndex
 from .params import check_params
-from .stats import era_coefficients, familywise_threshold, newey_west_t, series_halves_agree
+from .stats import confirm, era_coefficients, familywise_threshold, series_stat
 
 # Upper bound on the values of one float32 working block (rows × features): 2^22 values = 16 MiB.
 CHUNK_ELEMENTS = 1 << 22
@@ -275,10 +275,11 @@ class Clusters(BaseEstimator):
     components_, centroids_ : ndarray
         PCA axes (n_components, F) and k-means centroids, clusters ordered by size (0 = largest).
     relative_keep_ : ndarray of int
-        The cluster-relative composites kept: those that explain the target beyond their composite, with the sign
-        and |t| > 1 in both halves of the training eras (set by `gate`).
+        The cluster-relative composites kept: those that explain the target beyond their composite on the first
+        training eras and still on the later, embargoed ones (model.stats.confirm; set by `gate`).
     cluster_id_used_ : bool
-        Whether the cluster id is a column: some cluster's per-era mean target is consistently non-zero.
+        Whether the cluster id is a column: some cluster's per-era mean target is non-zero, confirmed likewise.
+    relative_evidence_, cluster_evidence_ : model.stats.Evidence
     relative_tstats_, cluster_tstats_ : ndarray
         The gates' t-statistics.
     """
@@ -424,16 +425,17 @@ class Clusters(BaseEstimator):
 
     def gate(self, composites: np.ndarray, relative: np.ndarray, labels: np.ndarray, target: np.ndarray,
              eras: EraIndex) -> Clusters:
-        """Keep a cluster-relative composite only if it explains the target beyond its composite, consistently
-        across eras, and the cluster id only if some cluster's per-era mean target is consistently non-zero."""
-        lags = self.nw_lags
+        """Keep a cluster-relative composite only if it explains the target beyond its composite, and the cluster id
+        only if some cluster's per-era mean target is non-zero: chosen on the first training eras, confirmed on the
+        later, embargoed ones."""
+        lags, embargo = self.nw_lags, self.nw_lags + 1
         k = composites.shape[1]
         series = np.column_stack([era_coefficients([composites[:, j], relative[:, j]], target, eras)[:, 1]
                                   for j in range(k)])
-        rel_t = np.array([newey_west_t(series[:, j], lags)[0] for j in range(k)])
-        self.relative_tstats_ = rel_t
-        passed = (np.abs(rel_t) > familywise_threshold(k, self.threshold)) & series_halves_agree(series, rel_t, lags)
-        self.relative_keep_ = np.flatnonzero(passed).astype(np.int64)
+        self.relative_evidence_ = confirm(series_stat(series, lags), eras.n_eras, familywise_threshold(k, self.threshold),
+                                          embargo)
+        self.relative_tstats_ = self.relative_evidence_.select_t
+        self.relative_keep_ = np.flatnonzero(self.relative_evidence_.passed).astype(np.int64)
         n_clusters = len(self.centroids_)
         valid = ~np.isnan(target)
         yc = np.where(valid, target - eras.broadcast(eras.means(target)), 0.0)
@@ -444,11 +446,10 @@ class Clusters(BaseEstimator):
             means = np.where(count >= 5, total / count, np.nan)
         sd = np.sqrt(eras.means(np.where(valid, yc * yc, np.nan)))
         scaled = means / sd[:, None]
-        cluster_t = np.array([newey_west_t(scaled[:, c], lags)[0] for c in range(n_clusters)])
-        self.cluster_tstats_ = cluster_t
-        passed = (np.abs(cluster_t) > familywise_threshold(n_clusters, self.threshold)) & series_halves_agree(
-            scaled, cluster_t, lags)
-        self.cluster_id_used_ = bool(passed.any())
+        self.cluster_evidence_ = confirm(series_stat(scaled, lags), eras.n_eras,
+                                         familywise_threshold(n_clusters, self.threshold), embargo)
+        self.cluster_tstats_ = self.cluster_evidence_.select_t
+        self.cluster_id_used_ = bool(self.cluster_evidence_.passed.any())
         return self
 
     def transform_columns(self, labels: np.ndarray, relative: np.ndarray) -> list[np.ndarray]:

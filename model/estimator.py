@@ -11,6 +11,7 @@ nothing for a component costs (almost) nothing. docs/design.md tells the idea be
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,17 +27,18 @@ from sklearn.exceptions import DataConversionWarning, NotFittedError
 from .benchmarks import choose_benchmark_column
 from .booster import Rows, predict_raw, train_booster
 from .clusters import Clusters
-from .eras import EraIndex, check_era_labels, era_key
+from .eras import EraIndex, check_era_labels, era_key, era_number
 from .factors import Factors, factor_returns
 from .features import CHUNK_CELLS, chunk_rows, feature_columns, feature_matrix
 from .interactions import Interactions
 from .params import check_params, resolve_n_jobs
 from .residualize import RESIDUALIZE_FEATURES, Residualizer
 from .stats import era_coefficients
-from .timing import Timing
+from .timing import STALENESS_POLICIES, Timing
 
 COMPONENTS = ("clusters", "interactions", "timing", "residualizer")
 VARIANTS = ("baseline", "full") + tuple(f"no_{c}" for c in COMPONENTS)
+_log = logging.getLogger("model.timing")
 CLUSTER_T = 3.0
 """Least |t| of a cluster gate (raised to the family-wise critical value for the number of tests)."""
 
@@ -149,6 +151,10 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
     timing_window, timing_lag, timing_threshold : int, int, float, default=12, 5, 3.0
         Trailing mean of factor returns over `window` eras, lagged by `lag` eras (more than the target's horizon: a
         20-day target resolves about 4 eras later); evidence threshold of the timing gates (0 switches them off).
+    timing_staleness : {"neutral", "decay", "hold"}, default="neutral"
+        Momentum for an era past the factor-return history (a pickle left alone after upload): the history's mean
+        return, a decay towards it, or the newest window held. Chosen by measurement (README, "Leave it to
+        auto-submit"); a predict-time setting, so `set_params` changes it on a fitted model.
     residualize_proportion : float in [0, 1], default=0.5
         Share of the prediction's per-era projection on the exposures that is removed.
     residualize_features : {"riskiest", "all", None}, default="riskiest"
@@ -207,6 +213,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         timing_window: int = 12,
         timing_lag: int = 5,
         timing_threshold: float = 3.0,
+        timing_staleness: str = "neutral",
         residualize_proportion: float = 0.5,
         residualize_features: str | None = "riskiest",
         residualize_n_features: int = 10,
@@ -230,6 +237,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         self.timing_window = timing_window
         self.timing_lag = timing_lag
         self.timing_threshold = timing_threshold
+        self.timing_staleness = timing_staleness
         self.residualize_proportion = residualize_proportion
         self.residualize_features = residualize_features
         self.residualize_n_features = residualize_n_features
@@ -269,6 +277,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
             n_factors=("int", 1, None), n_clusters=("int", 1, None), cluster_components=("int", 1, None),
             max_interactions=("int", 0, None), interaction_threshold=("real", 0, None),
             timing_window=("int", 1, None), timing_lag=("int", 0, None), timing_threshold=("real", 0, None),
+            timing_staleness=("choice", *STALENESS_POLICIES),
             residualize_proportion=("real", 0.0, 1.0), residualize_features=("choice", *RESIDUALIZE_FEATURES),
             residualize_n_features=("int", 0, None), residualize_clusters=("bool",), residualize_benchmark=("bool",),
             factor_model=("bool",), random_state=("int", 0, None),
@@ -311,7 +320,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         if self.interactions_ is not None:
             parts.append(self.interactions_.transform(z, relative))
         if self.timing_ is not None:
-            parts.append(self.timing_.transform(z, comp_raw, eras, bench))
+            parts.append(self.timing_.transform(z, comp_raw, eras, bench, getattr(self, "timing_staleness", "hold")))
         return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
 
     def _engineered_names(self) -> list[str]:
@@ -411,7 +420,8 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
                     self.residualize_proportion, self.residualize_features, self.residualize_n_features,
                     clusters=self.residualize_clusters, benchmark=self.residualize_benchmark,
                 ).fit(raw, target, eras, basis=basis, labels=labels if self.clusters else None,
-                      n_clusters=len(self.clusters_.centroids_) if self.clusters_ is not None else None)
+                      n_clusters=len(self.clusters_.centroids_) if self.clusters_ is not None else None,
+                      embargo=self.timing_lag)
 
         with _stage(seconds, "engineered"):
             self.engineered_names_ = self._engineered_names()
@@ -500,6 +510,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         ndarray (n,) float64: per-era ranks in (0, 1].
         """
         self._check_fitted()
+        self._log_staleness(eras)
         out = np.empty(len(raw), dtype=np.float64)
         threads = lgbm_threads(self.n_jobs)
         for rows in eras.chunks(chunk_rows(raw.shape[1])):
@@ -515,3 +526,18 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
             else:
                 out[rows] = self.residualizer_.transform(values, chunk, sub, labels, bench)
         return out
+
+    def _log_staleness(self, eras: EraIndex) -> None:
+        """One log line (logger "model.timing") when an era's momentum lacks factor returns past the history."""
+        if self.timing_ is None or not len(self.timing_.momentum_keep_):
+            return
+        stale = self.timing_.staleness(eras.eras)
+        if not (np.nan_to_num(stale, nan=0.0) > 0).any():
+            return
+        worst = int(np.nanargmax(stale))
+        era, gap = eras.eras[worst], stale[worst]
+        how = (f"era {era!r} has no number: {gap:.0f} week(s) since the history was last extended"
+               if not np.isfinite(era_number(era)) else f"era {era} is {gap:.0f} era(s) past what its momentum saw")
+        _log.warning("timing history as of era %s: %s; momentum features use the %r policy (run `nmu refresh` "
+                     "weekly to keep them current)", self.timing_.as_of_era_, how,
+                     getattr(self, "timing_staleness", "hold"))

@@ -3,8 +3,9 @@
 Candidates are pairs of composites and composite × cluster-relative composite. In every training era the centred
 target is regressed on both main effects and the centred product (one batched 3×3 solve for all eras); a
 candidate's score is the t-statistic of the product's per-era coefficient across eras, with a Newey-West
-correction for the overlap of neighbouring eras' targets. Only candidates whose |t| clears a family-wise
-threshold are kept (at most `max_pairs`), so a world without interactions adds nothing.
+correction for the overlap of neighbouring eras' targets. A candidate is chosen when its |t| on the first training
+eras clears a family-wise threshold, and kept only if it holds on the later, embargoed eras (model.stats.confirm;
+at most `max_pairs`), so a world without interactions adds nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sklearn.base import BaseEstimator
 
 from .eras import EraIndex
 from .params import check_params
-from .stats import familywise_threshold, newey_west_t, pair_coefficients
+from .stats import confirm, familywise_threshold, pair_coefficients, series_stat
 
 
 class Interactions(BaseEstimator):
@@ -37,7 +38,9 @@ class Interactions(BaseEstimator):
     candidates_ : ndarray (C, 3)
         Every candidate (composite i, partner j, kind: 0 composite, 1 cluster-relative composite).
     tstats_ : ndarray (C,)
-        Each candidate's t-statistic.
+        Each candidate's t-statistic on the choosing eras.
+    evidence_ : model.stats.Evidence
+        Each candidate's t and size on the choosing and the confirming eras, and the verdict.
     threshold_ : float
         The |t| a candidate had to clear.
     pairs_, pair_tstats_ : ndarray
@@ -68,11 +71,12 @@ class Interactions(BaseEstimator):
         partners = composites if relative is None else np.concatenate([composites, relative], axis=1)
         pairs = np.asarray([(i, j + k * kind) for i, j, kind in candidates], dtype=np.int64).reshape(-1, 2)
         coef = pair_coefficients(composites, partners, pairs, target, eras)
-        # NaN eras (too few targets) are the same for every pair, so one call drops them for all
-        tstats = newey_west_t(coef, self.nw_lags) if len(candidates) else np.zeros(0)
+        # chosen on the first training eras, confirmed on the later ones (NaN eras are the same for every pair)
         self.threshold_ = familywise_threshold(len(candidates), self.threshold)
+        self.evidence_ = confirm(series_stat(coef, self.nw_lags), eras.n_eras, self.threshold_, self.nw_lags + 1)
+        tstats = self.evidence_.select_t
         order = np.argsort(-np.abs(tstats), kind="stable")
-        keep = [c for c in order[: self.max_pairs] if abs(tstats[c]) > self.threshold_]
+        keep = [c for c in order if self.evidence_.passed[c]][: self.max_pairs]
         self.candidates_ = np.asarray(candidates, dtype=np.int64).reshape(-1, 3)
         self.tstats_ = tstats
         self.pairs_ = self.candidates_[keep] if keep else np.zeros((0, 3), dtype=np.int64)

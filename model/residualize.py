@@ -51,7 +51,7 @@ from .clusters import cluster_dummies
 from .eras import ERA_COLUMN, EraIndex
 from .features import era_filled, feature_matrix
 from .params import check_params, resolve_n_jobs
-from .stats import era_correlations
+from .stats import MIN_CONFIRM_ERAS, era_correlations, evidence_blocks
 
 __all__ = ["residualize", "residualize_predictions", "Residualizer", "ResidualizedRegressor"]
 
@@ -520,8 +520,9 @@ class Residualizer(BaseEstimator):
 
     Exposure sets: the features ("riskiest": the `n_features` whose correlation with the target moved most between
     the halves of training, or "all"), the cluster dummies (when cluster labels are given) and the benchmark column
-    (when given). With `gate`, a set is used only if it raises a linear proxy's sharpe on the second half of the
-    training eras (the proxy fitted on the first half) by 10 % without costing more than 10 % of its mean corr.
+    (when given). With `gate`, a set is used only if it raises a linear proxy's sharpe by 10 % without costing more
+    than 10 % of its mean corr on the later training eras, the proxy (and the riskiest features) fitted on the first
+    ones, an embargo apart (model.stats.evidence_blocks).
 
     Parameters
     ----------
@@ -571,32 +572,37 @@ class Residualizer(BaseEstimator):
             parts.append("clusters")
         return parts
 
-    def fit(self, raw: np.ndarray, target: np.ndarray, eras: EraIndex, basis: Callable[[], np.ndarray] | np.ndarray | None = None,
-            labels: np.ndarray | None = None, n_clusters: int | None = None) -> Residualizer:
+    def fit(self, raw: np.ndarray, target: np.ndarray, eras: EraIndex,
+            basis: Callable[[], np.ndarray] | np.ndarray | None = None, labels: np.ndarray | None = None,
+            n_clusters: int | None = None, embargo: int = 5) -> Residualizer:
         """Choose the riskiest features and gate the exposure sets on the training eras.
 
         `basis` (composites (n, k), or a function returning them, called only when the gate needs them) is what
-        the linear proxy regresses the target on; `labels` (n,) and `n_clusters` the rows' clusters."""
+        the linear proxy regresses the target on; `labels` (n,) and `n_clusters` the rows' clusters; `embargo` the
+        eras between the choosing and the judging eras (their targets overlap)."""
         self._check()
         corr = era_correlations(raw, target, eras) if self.features == "riskiest" else None
         self.riskiest_ = _riskiest(corr, self.n_features) if self.features == "riskiest" else np.zeros(0, dtype=np.int64)
         self.n_clusters_ = n_clusters if labels is not None else None
         requested = self._requested(labels is not None)
         self.evidence_: dict[str, tuple[float, float]] = {}
-        half = eras.n_eras // 2
+        select, later = evidence_blocks(eras.n_eras, embargo)
         if not requested or float(self.proportion) == 0.0:
             self.parts_ = ()
-        elif not self.gate or half < 8:  # not asked to, or too few eras for evidence: do as asked
+        elif not self.gate:  # not asked to: do as asked
             self.parts_ = tuple(requested)
+        elif select.stop < 16 or later.stop - later.start < MIN_CONFIRM_ERAS:  # too few eras to show anything
+            self.parts_ = ()
         else:
-            self.parts_ = self._gated(raw, target, eras, basis() if callable(basis) else basis, labels, corr, requested)
+            self.parts_ = self._gated(raw, target, eras, basis() if callable(basis) else basis, labels, corr, requested,
+                                      select, later)
         return self
 
     def _gated(self, raw: np.ndarray, target: np.ndarray, eras: EraIndex, basis: np.ndarray, labels: np.ndarray | None,
-               corr: np.ndarray | None, requested: list[str]) -> tuple[str, ...]:
-        half = eras.n_eras // 2
-        first = eras.codes < half
-        second = ~first
+               corr: np.ndarray | None, requested: list[str], select: slice, later: slice) -> tuple[str, ...]:
+        """The proxy is fitted on the choosing eras and every exposure set judged on the later, embargoed eras."""
+        first = eras.codes < select.stop
+        second = eras.codes >= later.start
         basis = np.asarray(basis, dtype=np.float64)
         valid = ~np.isnan(target)
         yc = target - eras.broadcast(eras.means(target))
@@ -613,7 +619,7 @@ class Residualizer(BaseEstimator):
                 if self.features == "all":
                     exposure = era_filled(raw[second], sub_b)
                 else:
-                    idx = _riskiest(None if corr is None else corr[:half], self.n_features)
+                    idx = _riskiest(None if corr is None else corr[select], self.n_features)
                     exposure = era_filled(raw[:, idx][second], sub_b)  # the chosen columns only, then rows
             else:
                 exposure = cluster_dummies(labels[second], self.n_clusters_)[:, 1:]

@@ -1,12 +1,15 @@
 """The statistics the components' evidence gates share: per-era correlations and regression coefficients, the
-Newey-West t of a per-era series, family-wise thresholds, and the test that both halves of the training eras agree.
+Newey-West t of a per-era series, family-wise thresholds, and the out-of-sample test every gate passes (chosen on
+the first block of training eras, confirmed on a later, embargoed block).
 
 Every function is pure (numpy in, numpy out) and works era by era from an `EraIndex`, vectorised over eras.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtri
@@ -14,8 +17,6 @@ from scipy.stats import t as student_t
 
 from .eras import EraIndex
 
-HALF_T = 1.0
-"""Least |t| each half of the training eras must show, with the full sample's sign, for a gate to pass."""
 _CORRELATION_CELLS = 4_000_000  # values per block of columns in era_correlations (float64 temporaries ~32 MB each)
 
 
@@ -186,24 +187,64 @@ def pair_coefficients(
     return _solve_scaled(gram, rhs, yc, count, eras)[..., 2]
 
 
+# ---- evidence: chosen on one block of training eras, confirmed on a later, embargoed block -------------------------
+SELECT_SHARE = 0.6
+"""The first 60 % of the training eras choose a candidate; the eras after them and an embargo confirm it."""
+CONFIRM_T = 1.5
+"""Least |t| on the confirmation block, with the choosing block's sign."""
+CONFIRM_SIZE = 0.4
+"""Least size on the confirmation block, as a share of the choosing block's estimate (winners shrink; noise
+vanishes)."""
+MIN_CONFIRM_ERAS = 10
+"""Fewer confirmation eras than this: nothing is confirmed (a component that cannot show evidence adds nothing)."""
 
 
-def halves_agree(t_of_part: Callable[[slice], np.ndarray], full_t: np.ndarray, n_eras: int,
-                 floor: float = HALF_T) -> np.ndarray:
-    """Mask (full_t's shape): the statistic has the full sample's sign with |t| > `floor` in each half of the
-    training eras. `t_of_part(part)` gives the t-statistics computed on the eras `part` (a slice of era positions)."""
-    half = n_eras // 2
-    agree = np.ones(np.shape(full_t), dtype=bool)
-    for part in (slice(0, half), slice(half, None)):
-        t = np.asarray(t_of_part(part))
-        agree &= (np.sign(t) == np.sign(full_t)) & (np.abs(t) > floor)
-    return agree
+def evidence_blocks(n_eras: int, embargo: int) -> tuple[slice, slice]:
+    """The era positions that choose and the later ones that confirm, `embargo` eras apart (their targets overlap)."""
+    cut = int(round(n_eras * SELECT_SHARE))
+    return slice(0, cut), slice(min(n_eras, cut + max(0, embargo)), n_eras)
 
 
-def series_halves_agree(series: np.ndarray, full_t: np.ndarray, lags: int, floor: float = HALF_T) -> np.ndarray:
-    """(m,) mask: each column of the per-era `series` (T, m) has the full sample's sign with |t| > `floor` in both
-    halves of the eras."""
-    def t_of_part(part: slice) -> np.ndarray:
-        return np.array([newey_west_t(series[part, j], lags)[0] for j in range(series.shape[1])])
+@dataclass
+class Evidence:
+    """Per candidate: the t and the estimate on the choosing block and on the confirming block, and the verdict."""
 
-    return halves_agree(t_of_part, full_t, len(series), floor)
+    select_t: np.ndarray
+    select_size: np.ndarray
+    confirm_t: np.ndarray
+    confirm_size: np.ndarray
+    chosen: np.ndarray
+    passed: np.ndarray
+
+
+def confirm(stat_of_part: Callable[[slice], tuple[np.ndarray, np.ndarray]], n_eras: int, threshold: float,
+            embargo: int) -> Evidence:
+    """Choose the candidates whose |t| on the choosing block exceeds `threshold` scaled to that block's eras, and keep
+    those that hold on the confirming block: the same sign, |t| > CONFIRM_T and at least CONFIRM_SIZE of the choosing
+    block's size. `stat_of_part(part)` gives (t, size) arrays of every candidate on the eras `part`.
+
+    `threshold` is what the effect's t would be over all `n_eras`; on the choosing block the same effect shows
+    t x sqrt(share of the eras), so the choice asks for the same effect size as a full-sample test would, and the
+    later block, which it never saw, decides."""
+    select, later = evidence_blocks(n_eras, embargo)
+    threshold = threshold * np.sqrt(select.stop / max(1, n_eras))
+    t_s, m_s = (np.asarray(v, dtype=np.float64) for v in stat_of_part(select))
+    if later.stop - later.start < MIN_CONFIRM_ERAS:
+        nothing = np.zeros(t_s.shape, dtype=bool)
+        return Evidence(t_s, m_s, np.zeros_like(t_s), np.zeros_like(m_s), nothing, nothing)
+    t_c, m_c = (np.asarray(v, dtype=np.float64) for v in stat_of_part(later))
+    chosen = np.abs(t_s) > threshold
+    held = (np.sign(t_c) == np.sign(t_s)) & (np.abs(t_c) > CONFIRM_T) & (np.abs(m_c) >= CONFIRM_SIZE * np.abs(m_s))
+    return Evidence(t_s, m_s, t_c, m_c, chosen, chosen & held)
+
+
+def series_stat(series: np.ndarray, lags: int) -> Callable[[slice], tuple[np.ndarray, np.ndarray]]:
+    """`stat_of_part` of per-era series (T, m): each column's Newey-West t and mean over the eras of a part."""
+    def stat(part: slice) -> tuple[np.ndarray, np.ndarray]:
+        block = series[part]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: mean NaN, t 0
+            mean = np.nanmean(block, axis=0) if len(block) else np.zeros(series.shape[1])
+        return newey_west_t(block, lags) if len(block) else np.zeros(series.shape[1]), np.nan_to_num(mean)
+
+    return stat

@@ -10,12 +10,15 @@
 
 Both are gated on evidence from the training eras: a state feature s is used (as `s` and as the conditional
 exposure composite_k × s) only if the factor return of k depends on s with a family-wise significant
-Newey-West t; a factor's momentum is used (era-level trailing return and timed exposure composite × trailing
-return) only if its trailing return predicts its next return likewise. A world without timing adds nothing.
+Newey-West t on the first training eras, confirmed on the later, embargoed ones (model.stats.confirm); a factor's
+momentum is used (era-level trailing return and timed exposure composite × trailing return) only if its trailing
+return predicts its next return likewise. A world without timing adds nothing.
 """
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,7 +26,7 @@ from sklearn.base import BaseEstimator
 
 from .eras import EraIndex, era_key, era_number
 from .params import check_params
-from .stats import familywise_threshold, halves_agree, newey_west_t
+from .stats import confirm, evidence_blocks, familywise_threshold, newey_west_t
 
 
 def state_features(
@@ -60,6 +63,11 @@ def state_names(names: Sequence[str], benchmark: bool) -> list[str]:
     if benchmark:
         out += [f"state_bench_{n}" for n in names]
     return out
+
+
+STALENESS_POLICIES = ("hold", "neutral", "decay")
+"""What momentum does for an era past the factor-return history (a pickle left alone after upload)."""
+WEEK_SECONDS = 7 * 24 * 3600
 
 
 class Timing(BaseEstimator):
@@ -111,6 +119,37 @@ class Timing(BaseEstimator):
         resolved = ~np.isnan(self.history_returns_).all(axis=1)
         self.as_of_era_ = str(self.history_eras_[resolved][-1]) if resolved.any() else None
         self.as_of_number_ = float(self.history_numbers_[resolved][-1]) if resolved.any() else -np.inf
+        self.history_time_ = time.time()  # dates a live era that has no number ("X"): weeks since then
+
+    # ---- staleness: a pickle left alone after upload ------------------------------------------------------------
+    def staleness(self, era_names: Sequence[str]) -> np.ndarray:
+        """Per era, how many eras of factor returns its momentum lacks: era - lag - as_of (0 or less: current).
+
+        A label without a number (Numerai's live "X") counts the weeks since the history was last extended, which is
+        what is knowable; NaN when even that is unknown."""
+        numbers = np.array([era_number(e) for e in era_names])
+        out = numbers - self.lag - self.as_of_number_
+        unnumbered = ~np.isfinite(numbers)
+        if unnumbered.any():
+            since = getattr(self, "history_time_", None)
+            weeks = np.floor((time.time() - since) / WEEK_SECONDS) if since is not None else np.nan
+            out[unnumbered] = weeks
+        return out
+
+    def _long_run(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per factor, the mean factor return of the history and the era-to-era persistence (AR(1) coefficient in
+        [0, 0.99]) of its trailing mean: where a stale trailing return decays to, and how fast."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nan_to_num(np.nanmean(self.history_returns_, axis=0))
+            trail = self._trailing(self.history_numbers_)
+            phi = np.zeros(len(mean))
+            for j in range(len(mean)):
+                a, b = trail[1:, j], trail[:-1, j]
+                ok = ~np.isnan(a) & ~np.isnan(b)
+                if ok.sum() > 10 and np.std(a[ok]) > 0 and np.std(b[ok]) > 0:
+                    phi[j] = np.corrcoef(a[ok], b[ok])[0, 1]
+        return mean, np.clip(np.nan_to_num(phi), 0.0, 0.99)
 
     def update(self, era_names: Sequence[str], returns: np.ndarray) -> None:
         """Add (or replace) the factor returns of the given eras; other eras keep their history."""
@@ -120,12 +159,29 @@ class Timing(BaseEstimator):
         values = np.concatenate([self.history_returns_[keep], np.array(list(new.values())).reshape(-1, self.history_returns_.shape[1])])
         self.set_history(names, values)
 
-    def trailing(self, era_names: Sequence[str]) -> np.ndarray:
-        """Trailing mean factor returns (n_eras, k) known at each era: history eras in (c − window, c], c = min(t − lag, as_of)."""
+    def trailing(self, era_names: Sequence[str], staleness: str = "hold") -> np.ndarray:
+        """Trailing mean factor returns (n_eras, k) known at each era: history eras in (c − window, c], c = min(t − lag,
+        as_of). For an era past the history (`staleness(era) > 0`) the policy decides: "hold" the newest window,
+        "neutral" (the history's mean return) or "decay" (from the newest window towards the mean at the trailing
+        mean's own persistence per era)."""
         numbers = np.array([era_number(e) for e in era_names])
         if not self.numeric_history_:
             position = {e: float(i) for i, e in enumerate(self.history_eras_)}
             numbers = np.array([position.get(str(e), np.inf) for e in era_names])
+        trail = self._trailing(numbers)
+        if staleness != "hold" and len(trail):
+            stale = self.staleness(era_names)
+            rows = np.nan_to_num(stale, nan=0.0) > 0
+            if rows.any():
+                mean, phi = self._long_run()
+                if staleness == "neutral":
+                    trail[rows] = mean
+                else:
+                    weight = phi[None, :] ** stale[rows][:, None]
+                    trail[rows] = mean + weight * (np.where(np.isnan(trail[rows]), mean, trail[rows]) - mean)
+        return trail
+
+    def _trailing(self, numbers: np.ndarray) -> np.ndarray:
         cutoff = np.minimum(numbers - self.lag, self.as_of_number_)
         values = self.history_returns_
         valid = ~np.isnan(values)
@@ -169,60 +225,56 @@ class Timing(BaseEstimator):
         s = (state - self.state_mean_) / self.state_std_
         live = std > 1e-12
         explained = returns if joint_returns is None else np.asarray(joint_returns, dtype=np.float64)
-        tstat = np.zeros((s.shape[1], k))
-        for j in range(k):
-            r = explained[:, j]
-            ok = ~np.isnan(r)
-            if ok.sum() < 10:
-                continue
-            rc = r[ok] - r[ok].mean()
-            tstat[:, j] = newey_west_t(s[ok] * rc[:, None], self.nw_lags)
-        tstat[~live] = 0.0
+        embargo = self.nw_lags + 1
+        n_select = evidence_blocks(eras.n_eras, embargo)[0].stop
+        # state features are many (pairs of composites): a family-wise 20 % level with Student-t tails for half the
+        # choosing eras as degrees of freedom (overlapping targets); the later eras must confirm what was chosen
+        self.state_threshold_ = familywise_threshold(s.shape[1] * k, self.threshold, alpha=0.2,
+                                                     dof=max(1, n_select // 2 - 1))
+        self.state_evidence_ = confirm(lambda part: self._state_stat(s[part], explained[part], (s.shape[1], k)),
+                                       eras.n_eras, self.state_threshold_, embargo)
+        tstat = np.where(live[:, None], self.state_evidence_.select_t, 0.0)
         self.state_tstats_ = tstat
-        # state features are many (pairs of composites): a family-wise 20 % level with Student-t tails for the
-        # half the number of eras as degrees of freedom (overlapping targets), plus agreement of both training
-        # halves, keeps the control worlds clean
-        self.state_threshold_ = familywise_threshold(tstat.size, self.threshold, alpha=0.2, dof=max(1, eras.n_eras // 2 - 1))
-        consistent = halves_agree(lambda part: self._state_t(s[part], explained[part], tstat.shape), tstat, eras.n_eras)
         if self.threshold > 0:
-            pairs = np.argwhere((np.abs(tstat) > self.state_threshold_) & consistent)
+            pairs = np.argwhere(self.state_evidence_.passed & live[:, None])
         else:  # threshold 0 switches the gates off: every state feature and conditional exposure is kept
             pairs = np.argwhere(np.broadcast_to(live[:, None], tstat.shape))
         self.state_pairs_ = pairs.astype(np.int64).reshape(-1, 2)  # (state index, factor index)
         self.state_keep_ = np.unique(self.state_pairs_[:, 0]).astype(np.int64)
         # (b) momentum: does the lagged trailing return of factor k predict its return?
         trail = self.trailing(eras.eras)
-        def momentum_t(part: slice) -> np.ndarray:
-            out = np.zeros(k)
+
+        def momentum_stat(part: slice) -> tuple[np.ndarray, np.ndarray]:
+            t_out, size = np.zeros(k), np.zeros(k)
             for j in range(k):
                 m, r = trail[part, j], returns[part, j]
                 ok = ~np.isnan(m) & ~np.isnan(r)
                 if ok.sum() < 10:
                     continue
-                out[j] = newey_west_t((m[ok] - m[ok].mean()) * (r[ok] - r[ok].mean()), self.nw_lags)[0]
-            return out
+                product = (m[ok] - m[ok].mean()) * (r[ok] - r[ok].mean())
+                t_out[j], size[j] = newey_west_t(product, self.nw_lags)[0], product.mean()
+            return t_out, size
 
-        mom_t = momentum_t(slice(None))
-        consistent = halves_agree(momentum_t, mom_t, eras.n_eras)
-        self.momentum_tstats_ = mom_t
         self.momentum_threshold_ = familywise_threshold(k, self.threshold * 0.8)
-        gate = (np.abs(mom_t) > self.momentum_threshold_) & consistent if self.threshold > 0 else np.ones(k, bool)
+        self.momentum_evidence_ = confirm(momentum_stat, eras.n_eras, self.momentum_threshold_, embargo)
+        self.momentum_tstats_ = self.momentum_evidence_.select_t
+        gate = self.momentum_evidence_.passed if self.threshold > 0 else np.ones(k, bool)
         self.momentum_keep_ = np.flatnonzero(gate).astype(np.int64)
         return self
 
-    def _state_t(self, s: np.ndarray, returns: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """(S, k) t-statistics of the state-return relation on some eras (each part demeaned on its own); a factor
-        with fewer than 10 resolved eras there gets NaN, which no gate passes."""
-        out = np.zeros(shape)
+    def _state_stat(self, s: np.ndarray, returns: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(S, k) t-statistics and mean products of the state-return relation on some eras (each part demeaned on
+        its own); a factor with fewer than 10 resolved eras there gets t 0, which no gate passes."""
+        t_out, size = np.zeros(shape), np.zeros(shape)
         for j in range(shape[1]):
             r = returns[:, j]
             ok = ~np.isnan(r)
             if ok.sum() < 10:
-                out[:, j] = np.nan
                 continue
             ss = s[ok]
-            out[:, j] = newey_west_t((ss - ss.mean(axis=0)) * (r[ok] - r[ok].mean())[:, None], self.nw_lags)
-        return out
+            product = (ss - ss.mean(axis=0)) * (r[ok] - r[ok].mean())[:, None]
+            t_out[:, j], size[:, j] = newey_west_t(product, self.nw_lags), product.mean(axis=0)
+        return t_out, size
 
     @property
     def feature_names_(self) -> list[str]:
@@ -249,8 +301,10 @@ class Timing(BaseEstimator):
         raw_composites: np.ndarray,
         eras: EraIndex,
         benchmark: np.ndarray | None = None,
+        staleness: str = "hold",
     ) -> np.ndarray:
-        """Kept state, conditional exposures, trailing returns and timed exposures (n, m) float32."""
+        """Kept state, conditional exposures, trailing returns and timed exposures (n, m) float32; `staleness` is the
+        policy for eras past the history (see `trailing`)."""
         n = composites.shape[0]
         cols: list[np.ndarray] = []
         if len(self.state_keep_):  # era-level values go to rows one kept column at a time, never all S of them
@@ -258,7 +312,7 @@ class Timing(BaseEstimator):
             cols += [eras.broadcast(s[:, i]) for i in self.state_keep_]
             cols += [composites[:, j] * eras.broadcast(np.nan_to_num(s[:, i])) for i, j in self.state_pairs_.tolist()]
         if len(self.momentum_keep_):
-            trail = self.trailing(eras.eras)
+            trail = self.trailing(eras.eras, staleness)
             cols += [eras.broadcast(trail[:, j]) for j in self.momentum_keep_]
             cols += [composites[:, j] * eras.broadcast(np.nan_to_num(trail[:, j])) for j in self.momentum_keep_]
         if not cols:

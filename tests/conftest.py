@@ -23,3 +23,12 @@ def null_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("null_world")
     write_synthetic_world(out, SyntheticConfig.default(eras=120, stocks=600, features=60, seed=1, planted=False))
     return out
+
+
+@pytest.fixture(scope="session")
+def long_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small world's shape over three times the eras: enough training eras for the components to show their
+    evidence out of sample (chosen on the first 60 % of them, confirmed on the later ones)."""
+    out = tmp_path_factory.mktemp("long_world")
+    write_synthetic_world(out, SyntheticConfig.default(eras=360, stocks=600, features=60, seed=1))
+    return out

@@ -3,11 +3,13 @@
 `FakeNumerai` is a threaded stdlib HTTP server on 127.0.0.1 (ephemeral port). It answers numerapi 2.20.8's
 GraphQL POSTs by the root field each query selects — `listDatasets`, `dataset`, `account { models }`,
 `computePickleDockerImages`, `computePickleDataVersions`, `computePickleUploadAuth`,
-`createComputePickleUpload` — checks the header numerapi sends (`Authorization: Token PUBLIC$SECRET`) on
-the authenticated ones, serves data files over GET with Content-Length, and takes the pickle's PUT on a
+`createComputePickleUpload`, `rounds(number: 0)` (the current round), `submissions`, `submissionScores`
+(numerapi 3.x) and `v2RoundModelPerformances` (numerapi 2.x) — checks the header numerapi sends
+(`Authorization: Token PUBLIC$SECRET`) on the authenticated ones (those numerapi sends it on: scores are
+public, as on numer.ai), serves data files over GET with Content-Length, and takes the pickle's PUT on a
 pre-signed-looking URL on itself. Everything it receives is recorded for the tests to assert on, and it
 can be told to fail: a file answering an HTTP error or cut off mid-way, the PUT answering 500 N times or
-always, bad keys answered as a GraphQL error (HTTP 200) or as HTTP 401.
+always, bad keys answered as a GraphQL error (HTTP 200) or as HTTP 401, any root field answering a GraphQL error.
 
 The `fake_numerai` fixture starts one per test and sets `NUMERAI_API_URL` to it.
 """
@@ -20,6 +22,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -27,6 +30,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 TOURNAMENT_CLASSIC = 8
+# The root field of a query is the one named first in it (`v2RoundModelPerformances` selects a nested
+# `submissionScores { ... }`, which must not be taken for the root field of the same name).
 ROOT_FIELDS = (
     "createComputePickleUpload",
     "computePickleUploadAuth",
@@ -35,12 +40,26 @@ ROOT_FIELDS = (
     "listDatasets",
     "dataset",
     "account",
+    "v2RoundModelPerformances",
+    "submissionScores",
+    "submissions",
+    "rounds",
 )
 AUTHENTICATED = {
     "account", "computePickleDockerImages", "computePickleDataVersions",
-    "computePickleUploadAuth", "createComputePickleUpload",
+    "computePickleUploadAuth", "createComputePickleUpload", "submissions",
 }
 BAD_AUTH_MESSAGE = "Your session is invalid or has expired."
+NO_ROUND_MESSAGE = "Current round not open for submissions"
+
+
+def iso(moment: datetime) -> str:
+    """A UTC time the way Numerai's API writes it: "2026-11-28T13:00:00Z"."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _default_open_time() -> str:
+    return iso(datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2))
 
 
 def default_docker_images() -> dict[str, str]:
@@ -63,12 +82,21 @@ class FakeNumerai:
     files: dict[str, bytes] = field(default_factory=dict)
     docker_images: dict[str, str] = field(default_factory=default_docker_images)
     data_versions: dict[str, str] = field(default_factory=default_data_versions)
+    # the tournament: the current round (None: no round open, answered as Numerai does, with a GraphQL error),
+    # its open and staking-close times, and per model name its submissions ({"id", "filename", "insertedAt"})
+    # and score rows ({"round", "displayName", "value", "day", "resolved"}; served in both APIs' shapes)
+    round_number: int | None = 1234
+    round_open_time: str = field(default_factory=_default_open_time)
+    round_close_staking_time: str | None = None   # None: an hour after round_open_time
+    submissions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    scores: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # faults
     bad_auth_status: int = 200            # 200: GraphQL error body (HTTP 200); else that HTTP status
     file_status: dict[str, int] = field(default_factory=dict)   # dataset name -> HTTP status of its GET
     truncate_files: set[str] = field(default_factory=set)       # dataset names cut off half-way
     put_failures: int = 0                  # answer 500 to this many PUTs, then accept
     put_always_status: int | None = None   # answer every PUT with this status
+    fail_fields: dict[str, str] = field(default_factory=dict)  # root field -> GraphQL error message it answers
     # records
     graphql: list[dict[str, Any]] = field(default_factory=list)  # {"field", "variables", "authorization"}
     gets: list[str] = field(default_factory=list)
@@ -130,6 +158,8 @@ class FakeNumerai:
                 if self.bad_auth_status != 200:
                     return self.bad_auth_status, {"errors": [{"message": "Unauthorized"}]}
                 return 200, _error(BAD_AUTH_MESSAGE, root)
+        if root in self.fail_fields:
+            return 200, _error(self.fail_fields[root], root)
         handler = getattr(self, f"_q_{root}")
         try:
             return 200, {"data": {root: handler(variables)}}
@@ -148,6 +178,68 @@ class FakeNumerai:
     def _q_account(self, variables: dict[str, Any]) -> dict[str, Any]:
         return {"models": [{"id": mid, "name": name, "tournament": TOURNAMENT_CLASSIC} for name, mid in self.models.items()]
                 + [{"id": str(uuid.uuid4()), "name": "a_signals_model", "tournament": 11}]}
+
+    def _q_rounds(self, variables: dict[str, Any]) -> list[dict[str, Any]]:
+        if variables.get("tournament") != TOURNAMENT_CLASSIC:
+            raise _GraphQLError("Invalid tournament")
+        if self.round_number is None:
+            raise _GraphQLError(NO_ROUND_MESSAGE)
+        close = self.round_close_staking_time or iso(_parse(self.round_open_time) + timedelta(hours=1))
+        return [{"number": self.round_number, "openTime": self.round_open_time, "closeStakingTime": close}]
+
+    def _model_name(self, model_id: Any) -> str:
+        for name, mid in self.models.items():
+            if mid == model_id:
+                return name
+        raise _GraphQLError("Model not found")
+
+    def _q_submissions(self, variables: dict[str, Any]) -> list[dict[str, Any]]:
+        name = self._model_name(variables.get("modelId"))
+        return [{"id": s["id"], "filename": s["filename"], "insertedAt": s["insertedAt"]}
+                for s in self.submissions.get(name, [])]
+
+    def _score_rows(self, model_id: Any) -> list[dict[str, Any]]:
+        return sorted(self.scores.get(self._model_name(model_id), []), key=lambda r: (-r["round"], r.get("day") or 0))
+
+    def _q_submissionScores(self, variables: dict[str, Any]) -> list[dict[str, Any]]:
+        """numerapi 3.x `submission_scores`: one entry per round, metric and day, newest rounds first."""
+        if variables.get("tournament") not in (None, TOURNAMENT_CLASSIC):
+            raise _GraphQLError("Invalid tournament")
+        rows = self._score_rows(variables.get("modelId"))
+        if variables.get("displayName") is not None:
+            rows = [r for r in rows if r["displayName"] == variables["displayName"]]
+        if variables.get("resolved") is not None:
+            rows = [r for r in rows if bool(r.get("resolved")) == variables["resolved"]]
+        if variables.get("lastNRounds") is not None:
+            kept = sorted({r["round"] for r in rows}, reverse=True)[: variables["lastNRounds"]]
+            rows = [r for r in rows if r["round"] in kept]
+        return [{
+            "roundId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"round-{r['round']}")), "submissionId": str(uuid.uuid4()),
+            "roundNumber": r["round"], "roundResolveTime": _round_time(r["round"], days=33),
+            "roundScoreTime": _round_time(r["round"], days=3), "roundCloseStakingTime": _round_time(r["round"], hours=1),
+            "value": r["value"], "percentile": 0.5, "displayName": r["displayName"], "version": "1",
+            "date": _round_time(r["round"], days=2 + (r.get("day") or 0)), "day": r.get("day"),
+            "resolveDate": _round_time(r["round"], days=33), "resolved": r.get("resolved", False),
+        } for r in rows]
+
+    def _q_v2RoundModelPerformances(self, variables: dict[str, Any]) -> list[dict[str, Any]]:
+        """numerapi 2.x `round_model_performances_v2`: one entry per round (newest first), its scores nested."""
+        if variables.get("tournament") != TOURNAMENT_CLASSIC:
+            raise _GraphQLError("Invalid tournament")
+        rounds: dict[int, list[dict[str, Any]]] = {}
+        for row in self._score_rows(variables.get("modelId")):
+            rounds.setdefault(row["round"], []).append(row)
+        return [{
+            "atRisk": "10.0", "corrMultiplier": 0.5, "tcMultiplier": 0.0, "payoutMultipliers": [],
+            "roundPayoutFactor": "1.0", "roundNumber": number, "roundOpenTime": _round_time(number),
+            "roundResolveTime": _round_time(number, days=33), "roundResolved": all(r.get("resolved") for r in rows),
+            "roundTarget": "cyrus",
+            "submissionScores": [{
+                "date": _round_time(number, days=2 + (r.get("day") or 0)), "day": r.get("day"),
+                "displayName": r["displayName"], "payoutPending": "0.0", "payoutSettled": "0.0",
+                "percentile": 0.5, "value": r["value"],
+            } for r in rows],
+        } for number, rows in rounds.items()]
 
     def _q_computePickleDockerImages(self, variables: dict[str, Any]) -> list[dict[str, str]]:
         return [{"name": name, "id": iid} for name, iid in self.docker_images.items()]
@@ -200,10 +292,22 @@ def _error(message: str, root: str | None) -> dict[str, Any]:
 
 
 def _root_field(query: str) -> str | None:
+    """The known field named first in the query (nested selections come after their root)."""
+    found = []
     for name in ROOT_FIELDS:
-        if re.search(rf"(?<![A-Za-z0-9_]){name}\s*[({{]", query):
-            return name
-    return None
+        match = re.search(rf"(?<![A-Za-z0-9_]){name}\s*[({{]", query)
+        if match:
+            found.append((match.start(), name))
+    return min(found)[1] if found else None
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _round_time(number: int, *, days: int = 0, hours: int = 0) -> str:
+    """A made-up but consistent time of a round's events: round N opens N days after 2023-01-01 13:00 UTC."""
+    return iso(datetime(2023, 1, 1, 13, tzinfo=timezone.utc) + timedelta(days=number + days, hours=hours))
 
 
 class _Handler(BaseHTTPRequestHandler):

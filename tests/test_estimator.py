@@ -208,8 +208,8 @@ def _validation_scores(world, variant: str) -> pd.Series:
 
 
 @pytest.fixture(scope="module")
-def planted_scores(small_world):
-    return {v: _validation_scores(small_world, v) for v in ("baseline", "full")}
+def planted_scores(long_world):
+    return {v: _validation_scores(long_world, v) for v in ("baseline", "full")}
 
 
 @pytest.fixture(scope="module")

@@ -35,13 +35,14 @@ def test_newey_west_t_and_threshold():
     assert familywise_threshold(1, 3.0) == 3.0 and familywise_threshold(1000, 3.0) > 4.0
 
 
-def test_planted_pair_ranks_first_and_is_kept(small_world):
-    truth = json.loads((small_world / "synthetic_truth.json").read_text())
-    z, _, y, eras, names, _ = train_composites(small_world)
+def test_planted_pair_ranks_first_and_is_kept(long_world):
+    truth = json.loads((long_world / "synthetic_truth.json").read_text())
+    z, _, y, eras, names, _ = train_composites(long_world)
     ix = Interactions(max_pairs=4, threshold=3.0).fit(z, y, eras, names)
     a, b, kind, t = ix.ranking(names)[0]
     assert {a, b} == set(truth["interaction"]) and kind == "composite"
-    assert abs(t) > ix.threshold_
+    ev = ix.evidence_  # chosen on the first training eras, confirmed on the later ones
+    assert ev.chosen[np.argmax(np.abs(ix.tstats_))] and abs(ev.confirm_t[np.argmax(np.abs(ix.tstats_))]) > 1.5
     assert len(ix.pairs_) >= 1 and {names[ix.pairs_[0, 0]], names[ix.pairs_[0, 1]]} == set(truth["interaction"])
     products = ix.transform(z)
     assert products.shape == (len(z), len(ix.pairs_)) and products.dtype == np.float32

@@ -56,13 +56,23 @@ def test_train_writes_every_output(trained: tuple[Path, Path, object], small_wor
     for name in OUTPUTS:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".artifacts.staging")]
-    for step in ("Loading data", "Fitting and scoring baseline", "Fitting and scoring full", "Refitting full"):
-        assert step in result.output
-
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"data", "models"}
-    assert set(metrics["data"]) == {"train_eras", "validation_eras", "features", "target", "embargo_eras"}
+    shipped = metrics["ship"]["shipped"]
+    for step in ("Loading data", "Fitting and scoring baseline", "Fitting and scoring full", f"Refitting {shipped}"):
+        assert step in result.output
+    assert f"shipping {shipped}" in result.output
+
+    assert set(metrics) == {"data", "models", "modes", "ship"}
+    assert set(metrics["data"]) == {"train_eras", "validation_eras", "features", "target", "embargo_eras", "mode"}
     assert metrics["data"]["target"] == "target" and metrics["data"]["embargo_eras"] == 4
+    assert metrics["data"]["mode"] == "left_alone"  # refresh = "never" by default: judged as a pickle left alone
+    assert metrics["models"] == metrics["modes"]["left_alone"] and set(metrics["modes"]) == {"left_alone", "refreshed"}
+    ship = metrics["ship"]
+    assert shipped in ("baseline", "full") and ship["rule"].startswith("ship the variant with the largest")
+    assert set(ship["evidence"]) == {"full"} and {"gain", "t", "se", "n_eras"} <= set(ship["evidence"]["full"])
+    choose, report = ship["choose_eras"], ship["report_eras"]
+    assert choose[1] < report[0]  # the eras that choose are not the eras whose score is reported
+    assert set(ship["report"]) == {"baseline", "full"}
     assert list(metrics["models"]) == ["baseline", "full"]
     for scores in metrics["models"].values():
         assert set(scores) == set(SUMMARY_KEYS)
@@ -89,6 +99,8 @@ def test_train_writes_every_output(trained: tuple[Path, Path, object], small_wor
     assert manifest["scores"] == metrics["models"]
 
     per_era = pd.read_csv(out / "per_era_scores.csv", dtype={"era": str})
+    assert set(per_era["mode"]) == {"left_alone", "refreshed"}
+    per_era = per_era[per_era["mode"] == "left_alone"]
     assert set(per_era["variant"]) == {"baseline", "full"}
     assert sorted(per_era.loc[per_era["variant"] == "full", "era"]) == eras["validation"]
     full = per_era[per_era["variant"] == "full"]
@@ -97,6 +109,7 @@ def test_train_writes_every_output(trained: tuple[Path, Path, object], small_wor
     assert not (out / "cv_scores.csv").exists()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and "<table" in html and 'src="http' not in html
+    assert "The shipped model" in html and "paired t" in html
 
 
 def test_pickle_predicts_live(trained: tuple[Path, Path, object], small_world: Path) -> None:

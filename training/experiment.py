@@ -5,6 +5,7 @@ model (`run_experiment`). `training.pipeline` puts them together with the consol
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ import pandas as pd
 from model import COMPONENTS, NumeraiModel
 from model.eras import check_era_labels, sort_eras
 from training.compute import fit_slot
-from training.config import TrainConfig, resolve_feature_set_name
-from training.console import Reporter, Silent, fmt_score
+from training.config import TrainConfig, config_from_dict, resolve_feature_set_name
+from training.console import Reporter, Silent, fmt_score, quiet
 from training.data import (
     benchmark_column,
     feature_groups,
@@ -26,10 +27,15 @@ from training.data import (
     read_data_info,
     resolve_feature_set,
 )
+from training.executor import InProcess, worker_threads
 from validation.errors import NmuError
 from validation.evaluation.scoring import score_eras, summarize
+from validation.evaluation.selection import choose_variant
 from validation.evaluation.splits import EraSplit, embargo_split, expanding_window_folds
 from validation.schemas import validate_benchmark_frame, validate_training_frame
+
+MODE_OF_REFRESH = {"never": "left_alone", "weekly": "refreshed"}
+"""The validation mode that judges the variants, by the config's `refresh` (how the model will run after upload)."""
 
 
 @dataclass
@@ -169,11 +175,13 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
 
 # ---- models ----------------------------------------------------------------------------------------------------
 def variant_names(config: TrainConfig, ablation: bool | None = None) -> list[str]:
-    """The variants to fit and score, the one place they are named: baseline (unless disabled), full, and with
-    ablation one no_<component> per component the config leaves switched on."""
+    """The variants to fit and score, the one place they are named: baseline (unless disabled), full, with
+    ablation one no_<component> per component the config leaves switched on, and the variant `ship` names."""
     names = (["baseline"] if config.baseline else []) + ["full"]
     if config.ablation if ablation is None else ablation:
         names += [f"no_{c}" for c in COMPONENTS if config.components.get(c, True) is not False]
+    if config.ship not in ("auto", *names) and ablation is None:
+        names.append(config.ship)
     return names
 
 
@@ -225,7 +233,8 @@ def score_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, predict_b
                 bmc_benchmark: pd.DataFrame | None) -> pd.DataFrame:
     """Per-era scores of a fitted model's predictions on `frame` (eras with a resolved target): the model sees
     `predict_benchmark`; BMC is measured against `bmc_benchmark`'s benchmark column."""
-    preds = np.asarray(model.predict(ds.X(frame), benchmark=predict_benchmark), dtype=np.float64)
+    with quiet("model.timing"):  # the left-alone scores are stale on purpose: no warning per call
+        preds = np.asarray(model.predict(ds.X(frame), benchmark=predict_benchmark), dtype=np.float64)
     if preds.shape != (len(frame),) or not np.isfinite(preds).all():
         raise RuntimeError(f"the model returned {preds.shape} predictions (all finite: {np.isfinite(preds).all()}) "
                            f"for {len(frame)} rows")
@@ -234,77 +243,161 @@ def score_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, predict_b
     return score_eras(preds, frame, ds.target, ds.features, benchmark=reference)
 
 
-def run_cv(config: TrainConfig, ds: Dataset, base: NumeraiModel, reporter: Reporter) -> pd.DataFrame:
-    """Expanding-window CV on the training eras with the same embargo (validation.evaluation.splits, the splitter
-    EraTimeSeriesSplit uses): one row per fold and variant."""
-    folds = expanding_window_folds(ds.split.train, config.cv, config.resolved_embargo)
-    rows = []
-    eras = ds.train["era"].to_numpy()
-    for i, fold in enumerate(folds, start=1):
+# ---- the independent fits, as jobs any executor can run (training.executor) ---------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One independent fit: a variant on the train eras (scored in both modes), a CV fold of a variant, or the refit
+    of the shipped variant on every era with a resolved target."""
+
+    kind: str  # "variant", "fold" or "refit"
+    variant: str
+    fold: int = 0
+
+    @property
+    def title(self) -> str:
+        """What the job fits, for the console and error messages."""
+        return {"variant": f"{self.variant}", "fold": f"fold {self.fold} {self.variant}",
+                "refit": f"refit {self.variant}"}[self.kind]
+
+
+def _validation_frames(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+    resolved_validation = resolved_rows(ds.validation, ds.target)  # every era, embargoed ones too
+    return resolved_validation, resolved_validation.loc[resolved_validation["era"].isin(ds.split.validation).to_numpy()]
+
+
+def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, compute: dict[str, Any]) -> Any:
+    """Do one job: a variant → (fitted model, {"left_alone": per-era scores, "refreshed": per-era scores}); a fold →
+    its row of the CV table; the refit → (fitted model, its eras)."""
+    base = build_model(config, ds.groups)
+    model = make_variant(base, job.variant, config)
+    resolved_validation, scored = _validation_frames(ds)
+    fit_bench = benchmark_for(ds.train, ds.train_benchmark)
+    if job.kind == "variant":
+        val_bench = benchmark_for(scored, ds.validation_benchmark)
+        # the model sees benchmark predictions at validation only if it saw them in training (as it will live)
+        val_bench_predict = val_bench if fit_bench is not None else None
+        with reporter.step(f"Fitting and scoring {job.variant}"):
+            fit_model(model, ds.train, ds, reporter, f"{job.variant}: boosting rounds", fit_bench, compute)
+            # left alone: no target after the training data reaches the model, as a pickle never refreshed
+            scores = {"left_alone": score_model(model, scored, ds, val_bench_predict, val_bench)}
+            # refreshed: each era's target once it would be known (era t's timing uses targets of eras <= t - lag)
+            model.update_factor_returns(ds.X(resolved_validation), ds.y(resolved_validation))
+            scores["refreshed"] = score_model(model, scored, ds, val_bench_predict, val_bench)
+        return model, scores
+    if job.kind == "fold":
+        fold = expanding_window_folds(ds.split.train, config.cv, config.resolved_embargo)[job.fold - 1]
+        eras = ds.train["era"].to_numpy()
         fit_rows = ds.train.loc[np.isin(eras, fold.train)]
         test_rows = ds.train.loc[np.isin(eras, fold.validation)]
         later_rows = ds.train.loc[np.isin(eras, fold.embargoed + fold.validation)]
-        fit_bench = benchmark_for(fit_rows, ds.train_benchmark)
         test_bench = benchmark_for(test_rows, ds.train_benchmark)
-        for name in variant_names(config, ablation=False):
-            with reporter.step(f"CV fold {i}/{len(folds)}: {name}"):
-                model = fit_model(make_variant(base, name, config), fit_rows, ds, reporter, f"fold {i} {name}", fit_bench,
-                                  config.compute)
-                model.update_factor_returns(ds.X(later_rows), ds.y(later_rows))
-                summary = summarize(score_model(model, test_rows, ds, test_bench, test_bench))
-            rows.append({"fold": i, "variant": name, "train_first": fold.train[0], "train_last": fold.train[-1],
-                         "scored_first": fold.validation[0], "scored_last": fold.validation[-1], **summary})
-    return pd.DataFrame(rows)
+        with reporter.step(f"CV fold {job.fold}/{config.cv}: {job.variant}"):
+            fit_model(model, fit_rows, ds, reporter, f"fold {job.fold} {job.variant}",
+                      benchmark_for(fit_rows, ds.train_benchmark), compute)
+            model.update_factor_returns(ds.X(later_rows), ds.y(later_rows))
+            summary = summarize(score_model(model, test_rows, ds, test_bench, test_bench))
+        return {"fold": job.fold, "variant": job.variant, "train_first": fold.train[0], "train_last": fold.train[-1],
+                "scored_first": fold.validation[0], "scored_last": fold.validation[-1], **summary}
+    with reporter.step(f"Refitting {job.variant} on every era with a resolved target (train + validation)"):
+        kept = sort_eras(resolved_validation["era"].unique())[:: config.era_step]  # training's era downsampling
+        everything = pd.concat([ds.train, resolved_validation.loc[resolved_validation["era"].isin(kept).to_numpy()]])
+        bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark) if fit_bench is not None else None
+        fit_model(model, everything, ds, reporter, "refit: boosting rounds", bench, compute)
+    return model, sort_eras(everything["era"].unique())
 
 
-def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> ExperimentResult:
-    """Fit every variant on the train eras, score it on the validation eras after the embargo (each era's target fed
-    to the model once it would be known live), cross-validate if asked, and refit the shipped model on every era
-    with a resolved target."""
+@dataclass(frozen=True)
+class RemoteJobs:
+    """The jobs' function on a Dask worker: it loads the dataset by path (once per worker process), fits with the
+    worker's own threads, and returns the result to the client."""
+
+    data_dir: str
+    source: str
+    config: dict[str, Any]
+
+    def __call__(self, job: Job) -> Any:
+        """Run `job` on this worker (see `run_job`)."""
+        key = (self.data_dir, self.source, repr(sorted(self.config.items())))
+        config = config_from_dict({k: v for k, v in self.config.items() if v is not None}, source="config")
+        if key not in _WORKER_DATASETS:
+            _WORKER_DATASETS.clear()  # one dataset per worker process at a time: memory stays bounded
+            _WORKER_DATASETS[key] = load_dataset(Path(self.data_dir), self.source, config, Silent())
+        compute = {"threads": worker_threads() or "auto", "one_fit_at_a_time": False}
+        return run_job(job, _WORKER_DATASETS[key], config, Silent(), compute)
+
+
+_WORKER_DATASETS: dict[tuple, Dataset] = {}
+
+
+def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None = None,
+                   executor: Any = None) -> ExperimentResult:
+    """Fit every variant on the train eras and score it on the validation eras after the embargo in both modes
+    (left alone: no target after the training data; refreshed: each era's target fed once it would be known live),
+    cross-validate if asked, choose the shipped variant (validation.evaluation.selection) in the mode the user will
+    run, and refit it on every era with a resolved target. The fits go through `executor` (training.executor;
+    default in-process)."""
     reporter = reporter or Silent()
-    base = build_model(config, ds.groups)
-    split, train = ds.split, ds.train
-    resolved_validation = resolved_rows(ds.validation, ds.target)  # every era, embargoed ones too
-    scored = resolved_validation.loc[resolved_validation["era"].isin(split.validation).to_numpy()]
-    fit_bench = benchmark_for(train, ds.train_benchmark)
-    val_bench = benchmark_for(scored, ds.validation_benchmark)
-    # the model sees benchmark predictions at validation only if it saw them in training (as it will live)
-    val_bench_predict = val_bench if fit_bench is not None else None
-    if fit_bench is None and val_bench is not None:
+    executor = executor or InProcess()
+    if isinstance(executor, InProcess):
+        def run(job: Job) -> Any:
+            return run_job(job, ds, config, reporter, config.compute)
+    else:
+        run = RemoteJobs(str(ds.data_dir.resolve()), ds.source, dataclasses.asdict(config))
+
+    def execute(jobs: list[Job]) -> list[Any]:
+        if isinstance(executor, InProcess):
+            return executor.map(run, jobs)
+        with reporter.step(f"Fitting {', '.join(j.title for j in jobs)} on the Dask cluster at {executor.name}"):
+            return executor.map(run, jobs)
+
+    if ds.train_benchmark is None and ds.validation_benchmark is not None:
         reporter.say("  no benchmark for the training eras: the models fit and predict without it")
+    mode = MODE_OF_REFRESH[config.refresh]
+    names = variant_names(config)
+    summaries: dict[str, dict[str, dict[str, Any]]] = {"left_alone": {}, "refreshed": {}}
+    parts: list[pd.DataFrame] = []
+    fitted = {}
+    for name, (model, scores) in zip(names, execute([Job("variant", n) for n in names])):
+        fitted[name] = model
+        for m, per_era in scores.items():
+            summaries[m][name] = summarize(per_era)
+            parts.append(per_era.reset_index().assign(variant=name, mode=m))
+        s = summaries[mode][name]
+        reporter.say(f"  {name} ({mode.replace('_', ' ')}): corr_mean {fmt_score(s['corr_mean'])}, "
+                     f"sharpe {fmt_score(s['corr_sharpe'])}, bmc_mean {fmt_score(s['bmc_mean'])}, "
+                     f"feature exposure {fmt_score(s['feature_exposure_max'])}")
+    columns = ["mode", "variant", "era", "corr", "bmc", "feature_exposure"]
+    per_era_all = pd.concat(parts, ignore_index=True)[columns]
+    cv_table = None
+    if config.cv:
+        jobs = [Job("fold", v, i) for i in range(1, config.cv + 1) for v in variant_names(config, ablation=False)]
+        cv_table = pd.DataFrame(execute(jobs))
 
-    per_era_parts, models, fitted = [], {}, {}
-    for name in variant_names(config):
-        with reporter.step(f"Fitting and scoring {name}"):
-            model = fit_model(make_variant(base, name, config), train, ds, reporter, f"{name}: boosting rounds",
-                              fit_bench, config.compute)
-            # point in time: era t's timing features use only targets of eras <= t - timing_lag
-            model.update_factor_returns(ds.X(resolved_validation), ds.y(resolved_validation))
-            per_era = score_model(model, scored, ds, val_bench_predict, val_bench)
-            models[name] = summarize(per_era)
-            per_era_parts.append(per_era.reset_index().assign(variant=name))
-            fitted[name] = model
-            s = models[name]
-            reporter.say(f"  {name}: corr_mean {fmt_score(s['corr_mean'])}, sharpe {fmt_score(s['corr_sharpe'])}, "
-                         f"bmc_mean {fmt_score(s['bmc_mean'])}, feature exposure {fmt_score(s['feature_exposure_max'])}")
-    per_era_all = pd.concat(per_era_parts, ignore_index=True)[["variant", "era", "corr", "bmc", "feature_exposure"]]
-    cv_table = run_cv(config, ds, base, reporter) if config.cv else None
+    decision = choose_variant(per_era_all[per_era_all["mode"] == mode], names, config.ship)
+    decision["mode"] = mode
+    shipped_variant = decision["shipped"]
+    report = decision["report"]
+    evidence = decision["evidence"].get(shipped_variant)
+    reporter.say(f"  shipping {shipped_variant}: "
+                 + (f"gain over the baseline {evidence['gain']:+.4f} (t {evidence['t']:.1f}) on the choosing eras; "
+                    if evidence else "")
+                 + f"report eras corr {fmt_score(report[shipped_variant]['corr_mean'])}")
+    if not decision["ahead_of_baseline"] and "baseline" in report:
+        reporter.say(f"warning: the shipped model ({shipped_variant}) is not ahead of the baseline on the report eras "
+                     f"(corr {fmt_score(report[shipped_variant]['corr_mean'])} vs "
+                     f"{fmt_score(report['baseline']['corr_mean'])}): the components showed no value on this data")
 
-    shipped_variant = "full"
-    shipped, refit_eras = fitted[shipped_variant], list(split.train)
+    shipped, refit_eras = fitted[shipped_variant], list(ds.split.train)
     if config.refit:
-        with reporter.step(f"Refitting {shipped_variant} on every era with a resolved target (train + validation)"):
-            kept = sort_eras(resolved_validation["era"].unique())[:: config.era_step]  # training's era downsampling
-            everything = pd.concat([train, resolved_validation.loc[resolved_validation["era"].isin(kept).to_numpy()]])
-            bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark) if fit_bench is not None else None
-            shipped = fit_model(make_variant(base, shipped_variant, config), everything, ds, reporter,
-                                "refit: boosting rounds", bench, config.compute)
-            refit_eras = sort_eras(everything["era"].unique())
+        [(shipped, refit_eras)] = execute([Job("refit", shipped_variant)])
 
     metrics = {
-        "data": {"train_eras": len(split.train), "validation_eras": len(split.validation), "features": len(ds.features),
-                 "target": ds.target, "embargo_eras": config.resolved_embargo},
-        "models": models,
+        "data": {"train_eras": len(ds.split.train), "validation_eras": len(ds.split.validation),
+                 "features": len(ds.features), "target": ds.target, "embargo_eras": config.resolved_embargo,
+                 "mode": mode},
+        "models": summaries[mode],
+        "modes": summaries,
+        "ship": decision,
     }
     return ExperimentResult(metrics=metrics, per_era=per_era_all, cv=cv_table, shipped=shipped,
                             shipped_variant=shipped_variant, refit_eras=refit_eras)

@@ -24,12 +24,14 @@ from rich.table import Table
 from training.config import TrainConfig, apply_flags, check_config, config_to_toml, load_config
 from training.console import Reporter, fmt_score
 from training.data import REQUIRED_FILES, read_data_info
+from training.executor import check_scheduler, make_executor
 from training.experiment import Dataset, ExperimentResult, load_dataset, run_experiment
 from training.export import export_pickle
 from training.synthetic import SyntheticConfig, write_synthetic_world
 from validation.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, update_manifest
 from validation.errors import NmuError
 from validation.evaluation.report import PLOTS, render_html, render_plots
+from validation.evaluation.selection import gain_table
 
 DEFAULT_SYNTHETIC_DIR = Path("data") / "synthetic"
 OUTPUTS = ("model.pkl", "manifest.json", "metrics.json", "report.html", "per_era_scores.csv", "cv_scores.csv",
@@ -103,13 +105,17 @@ def write_artifacts(out: Path, ds: Dataset, config: TrainConfig, result: Experim
     with staging_dir(out) as stage:
         pkl = stage / "model.pkl"
         export_pickle(result.shipped, pkl)
-        plots = render_plots(result.per_era, result.models)
+        decision = result.metrics["ship"]
+        per_era_mode = result.per_era[result.per_era["mode"] == decision["mode"]]
+        plots = render_plots(per_era_mode, result.models)
         for plot_name, png in plots.items():
             atomic_write_bytes(stage / f"{plot_name}.png", png)
         shipped = (f"{result.shipped_variant}, refit on train + validation eras" if config.refit
                    else f"{result.shipped_variant}, fit on train eras")
-        notes = {"data": f"{ds.source} (data {ds.version})", "feature set": ds.feature_set, "shipped model": shipped}
-        atomic_write_text(stage / "report.html", render_html(result.metrics, plots, cv=result.cv, notes=notes))
+        notes = {"data": f"{ds.source} (data {ds.version})", "feature set": ds.feature_set, "shipped model": shipped,
+                 "scores shown": decision["mode"].replace("_", " ") + f" (refresh = {config.refresh!r})"}
+        atomic_write_text(stage / "report.html", render_html(result.metrics, plots, cv=result.cv, notes=notes,
+                                                             ship=(gain_table(decision), decision["rule"])))
         atomic_write_json(stage / "metrics.json", result.metrics)
         atomic_write_text(stage / "per_era_scores.csv", result.per_era.to_csv(index=False))
         if result.cv is not None:
@@ -150,13 +156,17 @@ def train_command(
     no_refit: bool = False,
     print_config: bool = False,
     console: Console | None = None,
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Run `nmu train` end to end and return metrics.json's content."""
     config = apply_flags(load_config(config_path), ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit)
+    if scheduler is not None:
+        config.compute["scheduler"] = scheduler
     if print_config:
         print(config_to_toml(config), end="")
         return {}
     check_config(config)  # every setting, before any data is read
+    check_scheduler(config.compute.get("scheduler"))
     out = Path(out)
     check_out_dir(out)
     reporter = Reporter(console)
@@ -168,7 +178,11 @@ def train_command(
             raise NmuError(f"data directory {data_dir} does not exist; make one with `nmu data synthetic` or `nmu data download`.")
         source = "synthetic" if read_data_info(data_dir)["source"] == "synthetic" else str(data_dir)
     ds = load_dataset(data_dir, source, config, reporter)
-    result = run_experiment(config, ds, reporter)
+    executor = make_executor(config.compute.get("scheduler"))
+    try:
+        result = run_experiment(config, ds, reporter, executor)
+    finally:
+        executor.close()
     with reporter.step(f"Writing model.pkl, manifest, metrics and report into {out}"):
         write_artifacts(out, ds, config, result, reporter.timings)
     summary_table(reporter, result.models)

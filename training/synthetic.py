@@ -126,6 +126,7 @@ class SyntheticConfig:
     relative_industry_style_sd: float = 1.0
     benchmark_noise: float = 0.6
     live_nan_fraction: float = 0.005
+    future_eras: int = 0  # eras after validation, fully resolved, in future.parquet (the benchmarks' "field" eras)
 
     @classmethod
     def default(
@@ -299,7 +300,7 @@ def _make_world(config: SyntheticConfig) -> _World:
     mean_payoff[relative_group] = config.relative_strength * rng.choice([-1.0, 1.0])
     mu = mean_payoff / horizon
 
-    total = config.eras + 1  # train + validation + live
+    total = config.eras + config.future_eras + 1  # train + validation (+ future) + live
     length = total + config.long_horizon
     phi = config.momentum
     regimes = np.zeros(length, dtype=np.int8)
@@ -351,8 +352,8 @@ class _Era:
     industry: np.ndarray
 
 
-def _make_era(world: _World, t: int, n: int, row_start: int, data_type: str) -> _Era:
-    """Generate era index t (0-based) with n fresh stocks."""
+def _era_latents(world: _World, t: int, n: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
+    """Era t's random stream (after the latents) and its stocks' industries, styles and paying styles."""
     config = world.config
     rng = np.random.default_rng([config.seed, 1, t])
     g_count = len(world.groups)
@@ -366,6 +367,27 @@ def _make_era(world: _World, t: int, n: int, row_start: int, data_type: str) -> 
     paying = styles.copy()
     if config.planted:
         paying[:, world.relative_group] = xi[:, world.relative_group]
+    return rng, k, styles, paying
+
+
+def _era_size(config: SyntheticConfig, t: int, data_type: str) -> int:
+    """Stocks in era t: all of them live, 0-4 % fewer in the other eras."""
+    size_rng = np.random.default_rng([config.seed, 2, t])
+    return config.stocks if data_type == "live" else config.stocks - int(size_rng.integers(0, config.stocks // 25 + 1))
+
+
+def _data_type(config: SyntheticConfig, t: int) -> str:
+    if t < config.train_eras:
+        return "train"
+    if t < config.eras:
+        return "validation"
+    return "future" if t < config.eras + config.future_eras else "live"
+
+
+def _make_era(world: _World, t: int, n: int, row_start: int, data_type: str) -> _Era:
+    """Generate era index t (0-based) with n fresh stocks."""
+    config = world.config
+    rng, k, styles, paying = _era_latents(world, t, n)
 
     # features: noisy views of the styles plus the industry signature, binned per era
     z = rng.standard_normal((config.features, n), dtype=np.float32)
@@ -375,7 +397,7 @@ def _make_era(world: _World, t: int, n: int, row_start: int, data_type: str) -> 
     del z
 
     targets: dict[str, np.ndarray] = {}
-    unresolved = config.eras - t  # eras from this one to the live era
+    unresolved = config.eras - t if data_type == "validation" else config.long_horizon + 1  # future eras: resolved
     if data_type != "live":
         common = np.zeros(n)
         if config.planted:
@@ -536,7 +558,7 @@ def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = F
     industry_schema = _schema([("industry", (0, "int16"))])
 
     writers: dict[str, _EraWriter] = {}
-    total = config.eras + 1
+    total = config.eras + config.future_eras + 1
     bar = None
     if progress:
         from rich.console import Console
@@ -555,11 +577,13 @@ def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = F
         writers["train_bench"] = _EraWriter(out / "train_benchmark_models.parquet", bench_schema, small_rows)
         writers["validation_bench"] = _EraWriter(out / "validation_benchmark_models.parquet", bench_schema, small_rows)
         writers["industries"] = _EraWriter(out / "synthetic_industries.parquet", industry_schema, small_rows)
+        if config.future_eras:
+            writers["future"] = _EraWriter(out / "future.parquet", frame_schema, rows_per_group)
+            writers["future_bench"] = _EraWriter(out / "future_benchmark_models.parquet", bench_schema, small_rows)
         row = 0
         for t in range(total):
-            data_type = "train" if t < config.train_eras else "validation" if t < config.eras else "live"
-            size_rng = np.random.default_rng([config.seed, 2, t])
-            n = config.stocks if data_type == "live" else config.stocks - int(size_rng.integers(0, config.stocks // 25 + 1))
+            data_type = _data_type(config, t)
+            n = _era_size(config, t, data_type)
             era = _make_era(world, t, n, row, data_type)
             row += n
             era_col = np.full(n, era_name(t + 1), dtype=object)
@@ -622,3 +646,46 @@ def _write_live(out: Path, world: _World, era: _Era, columns: dict[str, np.ndarr
         ok = True
     finally:
         bench_writer.close(ok)
+
+
+# ---- the oracle: the true expected target given everything knowable at the era --------------------------------------
+def expected_payoff(world: _World, t: int) -> np.ndarray:
+    """Per group, the expected payoff of era t's main target given what is knowable at era t: the factor returns of
+    the eras before t (resolved by then), the AR(1) that drives them, and era t's regime (visible in the
+    cross-section), taken to persist over the target's horizon."""
+    config = world.config
+    if not config.planted:
+        return world.mu * config.horizon
+    sign = np.ones(len(world.groups))
+    if world.regimes[t] == 1:
+        sign[world.regime_group] = -1.0
+    last = world.mu
+    if t >= 1:
+        last = world.returns[t - 1].copy()
+        if world.regimes[t - 1] == 1:  # back to the AR(1) process: the regime flips only the return paid
+            last[world.regime_group] *= -1.0
+    steps = np.arange(1, config.horizon + 1)[:, None]
+    raw = world.mu + config.momentum ** steps * (last - world.mu)  # E[f_{t+h} | f_{t-1}], h = 0..H-1
+    return (raw * sign).sum(axis=0)
+
+
+def oracle_predictions(config: SyntheticConfig, era_numbers: list[int]) -> pd.DataFrame:
+    """The oracle's predictions (index id, columns era and prediction) for the given era numbers (1-based): each
+    stock's true paying styles times the expected payoff, plus the planted interaction; what no model can reach,
+    the ceiling of a world."""
+    world = _make_world(config)
+    frames = []
+    row = sum(_era_size(config, u, _data_type(config, u)) for u in range(min(era_numbers) - 1))
+    for t in range(min(era_numbers) - 1, max(era_numbers)):
+        data_type = _data_type(config, t)
+        n = _era_size(config, t, data_type)
+        if t + 1 in era_numbers:
+            _, _, styles, paying = _era_latents(world, t, n)
+            prediction = paying @ expected_payoff(world, t)
+            if config.planted:
+                a, b = world.interaction
+                prediction = prediction + config.interaction_strength * styles[:, a] * styles[:, b]
+            frames.append(pd.DataFrame({"era": era_name(t + 1), "prediction": prediction},
+                                       index=pd.Index(_ids(row, n, world.id_key), name="id")))
+        row += n
+    return pd.concat(frames)

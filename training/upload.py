@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from training.numerai_api import call, host_of, make_client, raw, scrub
+from training.numerai_api import call, host_of, make_client, raw, resolve_model, scrub
 from validation.artifacts import file_sha256, manifest_path, read_manifest, update_manifest
 from validation.errors import NmuError
 from validation.runtime.replica import RUNTIME_PYTHONS
@@ -221,12 +221,7 @@ def upload_command(model_path: str | Path, model_name: str, data_version: str | 
     public_id, secret_key = load_keys()
 
     api = make_client(public_id, secret_key)
-    models: dict[str, str] = call("Reading your models (get_models)", api.get_models, auth=True, first_auth=True)
-    if model_name not in models:
-        raise NmuError(
-            f"You have no Numerai Classic model named {model_name!r}; your models: {', '.join(sorted(models)) or 'none'}."
-        )
-    model_id = models[model_name]
+    model_id = resolve_model(api, model_name)
     images = call("Listing runtime images (model_upload_docker_images)", api.model_upload_docker_images, auth=True)
     image_name, image_id = _pick("model-upload docker image", wanted_image, images)
     if data_version and _UUID.match(data_version):

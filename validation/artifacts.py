@@ -61,6 +61,31 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+@contextlib.contextmanager
+def replace_together(pairs: list[tuple[Path, Path]]) -> Iterator[None]:
+    """Move each new file (`(new, target)` pairs, new files beside their targets) over its target, keeping the old
+    files until the `with` block ends without an error; on any error every target is put back as it was."""
+    placed: list[Path] = []
+    backups: list[tuple[Path, Path]] = []
+    try:
+        for new, target in pairs:
+            if target.exists():
+                backup = target.with_name(f".{target.name}.previous-{os.getpid()}")
+                os.replace(target, backup)
+                backups.append((backup, target))
+            os.replace(new, target)
+            placed.append(target)
+        yield
+    except BaseException:
+        for target in placed:
+            target.unlink(missing_ok=True)
+        for backup, target in backups:
+            os.replace(backup, target)
+        raise
+    for backup, _ in backups:
+        backup.unlink(missing_ok=True)
+
+
 # ---- the manifest ---------------------------------------------------------------------------------------------
 MANIFEST_NAME = "manifest.json"
 

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from model.params import available_cpus  # noqa: E402
+from model.params import available_cpus
 
 IDLE_BOUND = 1.05
 

@@ -177,6 +177,7 @@ def render_html(
     plots: dict[str, bytes],
     cv: pd.DataFrame | None = None,
     notes: dict[str, str] | None = None,
+    ship: tuple[pd.DataFrame, str] | None = None,
 ) -> str:
     """The report as one self-contained HTML page: headline table, data summary, embedded plots, CV table."""
     rows = "".join(
@@ -198,6 +199,11 @@ def render_html(
         f'<img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
         for name, png in plots.items()
     )
+    ship_html = ""
+    if ship is not None:
+        table, rule = ship
+        ship_html = ("<h2>The shipped model</h2><p>" + html.escape(rule) + ".</p>"
+                     + table.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0, classes="scores", na_rep="–"))
     cv_html = ""
     if cv is not None and len(cv):
         cv_html = "<h2>Expanding-window cross-validation on the training eras</h2>" + cv.to_html(
@@ -218,6 +224,7 @@ img {{ max-width: 100%; display: block; margin-bottom: 1em; }}
 |corr| of the prediction with any feature, averaged over eras).</p>
 <h2>Variants</h2>
 <table class="scores"><tr><th>variant</th>{head}</tr>{rows}</table>
+{ship_html}
 <h2>Data</h2>
 <table>{data}</table>
 {images}

@@ -1,0 +1,161 @@
+"""Benchmark 8: the field. A pickle left to auto-submit for months, never refreshed or refreshed every week.
+
+    python tests/benchmarks/bench_field.py [--data DIR] [--worlds NAME,NAME] [--no-assert]
+
+Per world (planted and control, made with FUTURE_ERAS eras after their validation eras), `nmu train` builds the
+full model (ship = "full") on every resolved era, and a plain baseline is refit on the same eras. The future eras
+then arrive one week at a time, each run as Numerai runs the pickle, one era through
+`predict(live_features, live_benchmark_models)`:
+
+- frozen, under each staleness policy of the timing features ("hold", "neutral", "decay"): nothing is fed after
+  upload;
+- refreshed: before each era, the eras whose targets have resolved by then (UNRESOLVED eras behind) are fed to the
+  timing history, as the weekly `nmu refresh` does (same trees);
+- the baseline, frozen (it has no timing).
+
+It prints per world the mean per-era corr of each over the future eras and over blocks of them (1-10, 11-40, 41-80),
+and pooled per-era differences against the baseline with their t. The default staleness policy of NumeraiModel is
+the one that measures best here. Bounds (exit 1 when one fails, unless --no-assert): pooled over the planted
+worlds, refreshed >= frozen with the default policy; pooled over the control worlds, refreshed not worse than
+frozen by more than 2 standard errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console
+
+from model.estimator import NumeraiModel
+from model.live import make_predict
+from model.timing import STALENESS_POLICIES
+from tests.benchmarks.bench_worlds import per_era_corr
+from training.config import config_from_dict
+from training.console import Reporter
+from training.experiment import benchmark_for, build_model, fit_model, load_dataset, make_variant, resolved_rows
+from training.pipeline import train_command
+from training.refresh import fitted_model
+from training.synthetic import SyntheticConfig, write_synthetic_world
+
+FUTURE_ERAS = 80
+UNRESOLVED = 5  # a target resolves about 5 eras after its era (the synthetic world leaves the newest 4 unresolved)
+BLOCKS = ((0, 10), (10, 40), (40, 80))
+
+
+def _world(planted: bool, eras: int, stocks: int, features: int, seed: int) -> SyntheticConfig:
+    base = SyntheticConfig.default(eras=eras, stocks=stocks, features=features, seed=seed, planted=planted)
+    return dataclasses.replace(base, future_eras=FUTURE_ERAS)
+
+
+WORLDS = {
+    "planted-a": _world(True, 400, 2000, 120, 31),
+    "planted-b": _world(True, 350, 1500, 80, 32),
+    "planted-c": _world(True, 300, 2000, 60, 33),
+    "control-a": _world(False, 400, 2000, 120, 41),
+    "control-b": _world(False, 350, 1500, 80, 42),
+}
+
+
+def run_world(name: str, config: SyntheticConfig, root: Path) -> dict:
+    data, out = root / name / "data", root / name / "artifacts"
+    if not (data / "future.parquet").exists():
+        write_synthetic_world(data, config)
+    (root / name / "full.toml").write_text('ship = "full"\n')
+    quiet = Console(quiet=True)
+    train_command(data=data, out=out, config_path=root / name / "full.toml", console=quiet)
+    full = fitted_model(out / "model.pkl")
+
+    train_config = config_from_dict({"ship": "full"})
+    ds = load_dataset(data, "synthetic", train_config, Reporter(quiet))
+    everything = pd.concat([ds.train, resolved_rows(ds.validation, ds.target)])
+    bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark)
+    baseline = fit_model(make_variant(build_model(train_config, ds.groups), "baseline", train_config), everything, ds,
+                         Reporter(quiet), "baseline", bench, train_config.compute)
+
+    future = pd.read_parquet(data / "future.parquet")
+    future_bench = pd.read_parquet(data / "future_benchmark_models.parquet")
+    features = list(full.feature_names_in_)
+    eras = sorted(future["era"].unique())
+    frozen = {policy: make_predict(with_policy(full, policy)) for policy in STALENESS_POLICIES}
+    refreshed_model = with_policy(full, "hold")
+    refreshed = make_predict(refreshed_model)
+    plain = make_predict(baseline)
+    preds: dict[str, list[pd.Series]] = {k: [] for k in [*frozen, "refreshed", "baseline"]}
+    fed: set[str] = set()
+    for era in eras:
+        number = int(era)
+        known = future[(future["era"].astype(int) <= number - UNRESOLVED) & ~future["era"].isin(fed)]
+        if len(known):  # the weekly refresh: newly resolved eras to the timing history
+            refreshed_model.update_factor_returns(known[["era", *features]], known["target"].to_numpy())
+            fed.update(known["era"].unique())
+        rows = future[future["era"] == era].drop(columns=[c for c in future.columns if c.startswith("target")])
+        bench_rows = future_bench.loc[rows.index]
+        for policy, predict in frozen.items():
+            preds[policy].append(predict(rows, bench_rows)["prediction"])
+        preds["refreshed"].append(refreshed(rows, bench_rows)["prediction"])
+        preds["baseline"].append(plain(rows, bench_rows)["prediction"])
+    scores = {k: per_era_corr(pd.concat(v), future) for k, v in preds.items()}
+    return {"world": name, "planted": config.planted, "scores": scores}
+
+
+def with_policy(model, policy: str):
+    """A copy of a fitted model with another staleness policy (a predict-time setting)."""
+    twin = copy.deepcopy(model)
+    twin.set_params(timing_staleness=policy)
+    return twin
+
+
+def pooled_diff(rows: list[dict], a: str, b: str) -> tuple[float, float]:
+    means = [(r["scores"][a] - r["scores"][b]).mean() for r in rows]
+    ses = [(r["scores"][a] - r["scores"][b]).std(ddof=1) / np.sqrt(len(r["scores"][a])) for r in rows]
+    return float(np.mean(means)), float(np.sqrt(np.sum(np.square(ses))) / len(rows))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/field"))
+    parser.add_argument("--worlds", default=",".join(WORLDS))
+    parser.add_argument("--no-assert", action="store_true")
+    args = parser.parse_args()
+    rows = [run_world(name, WORLDS[name], args.data.resolve()) for name in args.worlds.split(",")]
+    names = [*STALENESS_POLICIES, "refreshed", "baseline"]
+    table = []
+    for r in rows:
+        line = {"world": r["world"]}
+        for k in names:
+            s = r["scores"][k]
+            line[k] = s.mean()
+            for lo, hi in BLOCKS:
+                line[f"{k} {lo + 1}-{hi}"] = s.iloc[lo:hi].mean()
+        table.append(line)
+    frame = pd.DataFrame(table)
+    with pd.option_context("display.width", 250, "display.max_columns", 40, "display.float_format", "{:.4f}".format):
+        print(frame[["world", *names]].to_string(index=False))
+        print(frame[["world", *[c for c in frame.columns if " " in c]]].to_string(index=False))
+    ok = True
+    default = NumeraiModel().timing_staleness
+    for kind, group in (("planted", [r for r in rows if r["planted"]]), ("control", [r for r in rows if not r["planted"]])):
+        if not group:
+            continue
+        for k in [*STALENESS_POLICIES, "refreshed"]:
+            mean, se = pooled_diff(group, k, "baseline")
+            print(f"{kind} worlds: {k} - baseline = {mean:+.4f} +- {se:.4f}")
+        mean, se = pooled_diff(group, "refreshed", default)
+        passed = mean >= 0 if kind == "planted" else mean >= -2 * se
+        ok &= passed
+        print(f"{kind} worlds: refreshed - frozen ({default}) = {mean:+.4f} +- {se:.4f}: {'ok' if passed else 'FAILED'}")
+    return 0 if ok or args.no_assert else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Benchmark 7: the battery of worlds. Does what `nmu train` ships do no harm where the components find nothing,
+and keep their gain where they find something, in the lab (validation) and in the field (later eras, left alone)?
+
+    python tests/benchmarks/bench_worlds.py [--data DIR] [--worlds NAME,NAME] [--no-assert]
+
+Six planted and six control worlds of different seeds, shapes and effect sizes (some weaker than the default
+world's), each made with `future_eras` eras after its validation eras. On each, `nmu train` runs with the default
+settings (ship = "auto", refresh = "never"); then the baseline and full variants are refit on the same eras as the
+shipped model, and the three pickles are run as Numerai runs them, one era at a time through
+`predict(live_features, live_benchmark_models)`, over the future eras, never refreshed. Per planted world the oracle
+(training.synthetic.oracle_predictions: the true expected target given what is knowable at each era) gives the
+ceiling, and the table says what share of the oracle's gain over the baseline full captures.
+
+Bounds (exit 1 when one fails, unless --no-assert):
+- control worlds, pooled: shipped - baseline >= -0.0003 corr on the validation report eras and on the future eras;
+- planted worlds, pooled on the future eras: shipped >= baseline, and shipped keeps >= 90 % of the best variant's
+  gain over the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from numerai_tools.scoring import numerai_corr
+from rich.console import Console
+
+from training.config import load_config
+from training.console import Reporter
+from training.experiment import benchmark_for, build_model, fit_model, load_dataset, make_variant, resolved_rows
+from training.export import export_pickle
+from training.pipeline import train_command
+from training.synthetic import SyntheticConfig, oracle_predictions, write_synthetic_world
+
+FUTURE_ERAS = 60
+CONTROL_BOUND = -0.0003
+PLANTED_SHARE = 0.9
+WEAK = {"timing_strength": 0.5, "interaction_strength": 0.5, "regime_strength": 0.5, "relative_strength": 0.5,
+        "industry_return_sd": 0.5}
+
+
+def _world(name: str, planted: bool, eras: int, stocks: int, features: int, seed: int, weak: bool = False):
+    base = SyntheticConfig.default(eras=eras, stocks=stocks, features=features, seed=seed, planted=planted)
+    scaled = {k: getattr(base, k) * v for k, v in WEAK.items()} if weak else {}
+    return name, dataclasses.replace(base, future_eras=FUTURE_ERAS, **scaled)
+
+
+WORLDS = dict([
+    _world("planted-default", True, 400, 2000, 120, 11),
+    _world("planted-wide", True, 300, 1500, 200, 12),
+    _world("planted-long", True, 500, 1200, 80, 13),
+    _world("planted-weak", True, 400, 2000, 120, 14, weak=True),
+    _world("planted-weak-narrow", True, 350, 1500, 60, 15, weak=True),
+    _world("planted-many-stocks", True, 300, 3000, 100, 16),
+    _world("control-default", False, 400, 2000, 120, 21),
+    _world("control-wide", False, 300, 1500, 200, 22),
+    _world("control-long", False, 500, 1200, 80, 23),
+    _world("control-narrow", False, 350, 1500, 60, 24),
+    _world("control-many-stocks", False, 300, 3000, 100, 25),
+    _world("control-small", False, 250, 1000, 60, 26),
+])
+
+
+def per_era_corr(predictions: pd.Series, frame: pd.DataFrame) -> pd.Series:
+    """numerai_corr per era of predictions (by id) with the frame's target."""
+    joined = frame[["era", "target"]].join(predictions.rename("prediction"), how="inner")
+    return joined.groupby("era").apply(
+        lambda g: float(numerai_corr(g[["prediction"]], g["target"]).iloc[0]), include_groups=False)
+
+
+def run_live(pickle_path: Path, future: pd.DataFrame, bench: pd.DataFrame) -> pd.Series:
+    """The pickle run as Numerai runs it: pandas.read_pickle, then one era at a time, never refreshed."""
+    predict = pd.read_pickle(pickle_path)
+    parts = []
+    for _, rows in future.drop(columns=[c for c in future.columns if c.startswith("target")]).groupby("era"):
+        parts.append(predict(rows, bench.loc[rows.index])["prediction"])
+    return pd.concat(parts)
+
+
+def run_world(name: str, config: SyntheticConfig, root: Path) -> dict:
+    data, out = root / name / "data", root / name / "artifacts"
+    if not (data / "future.parquet").exists():
+        write_synthetic_world(data, config)
+    quiet = Console(quiet=True)
+    started = time.perf_counter()
+    metrics = train_command(data=data, out=out, config_path=None, console=quiet)
+    manifest = json.loads((out / "manifest.json").read_text())
+    shipped = metrics["ship"]["shipped"]
+
+    # the baseline and full refit on the shipped model's eras, as pickles
+    train_config = load_config(None)
+    ds = load_dataset(data, "synthetic", train_config, Reporter(quiet))
+    everything = pd.concat([ds.train, resolved_rows(ds.validation, ds.target)])
+    everything = everything.loc[everything["era"].isin(manifest["eras"]["refit"]).to_numpy()]
+    bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark)
+    pickles = {"shipped": out / "model.pkl"}
+    for variant in ("baseline", "full"):
+        if variant == shipped:
+            pickles[variant] = pickles["shipped"]
+            continue
+        model = fit_model(make_variant(build_model(train_config, ds.groups), variant, train_config), everything, ds,
+                          Reporter(quiet), variant, bench, train_config.compute)
+        pickles[variant] = out.parent / f"{variant}.pkl"
+        export_pickle(model, pickles[variant])
+
+    future = pd.read_parquet(data / "future.parquet")
+    future_bench = pd.read_parquet(data / "future_benchmark_models.parquet")
+    field = {v: per_era_corr(run_live(p, future, future_bench), future) for v, p in pickles.items()}
+    lab = pd.read_csv(out / "per_era_scores.csv", dtype={"era": str})
+    lab = lab[lab["mode"] == metrics["ship"]["mode"]]
+    report_first, report_last = metrics["ship"]["report_eras"]
+    report = lab[(lab["era"] >= report_first) & (lab["era"] <= report_last)]
+    validation = {v: report[report["variant"] == v].set_index("era")["corr"] for v in ("baseline", "full")}
+    validation["shipped"] = validation[shipped]
+    row = {"world": name, "planted": config.planted, "shape": f"{config.eras}x{config.stocks}x{config.features}",
+           "shipped": shipped, "seconds": round(time.perf_counter() - started)}
+    for v in ("baseline", "full", "shipped"):
+        row[f"val_{v}"] = float(validation[v].mean())
+        row[f"future_{v}"] = float(field[v].mean())
+    if config.planted:
+        validation_eras = sorted(lab["era"].unique())
+        oracle_val = oracle_predictions(config, [int(e) for e in validation_eras])["prediction"]
+        val_frame = pd.read_parquet(data / "validation.parquet", columns=["era", "target"])
+        val_frame = val_frame[val_frame["era"].isin(validation_eras) & val_frame["target"].notna()]
+        row["val_oracle"] = float(per_era_corr(oracle_val, val_frame).mean())
+        oracle_future = oracle_predictions(config, sorted(int(e) for e in future["era"].unique()))["prediction"]
+        row["future_oracle"] = float(per_era_corr(oracle_future, future).mean())
+        row["share_captured_val"] = (row["val_full"] - row["val_baseline"]) / (row["val_oracle"] - row["val_baseline"])
+    row["_val_diff"] = (validation["shipped"] - validation["baseline"]).to_numpy()
+    row["_future_diff"] = (field["shipped"] - field["baseline"]).to_numpy()
+    row["_future_full_diff"] = (field["full"] - field["baseline"]).to_numpy()
+    print(f"{name}: shipped {shipped}, future shipped {row['future_shipped']:.4f} vs baseline "
+          f"{row['future_baseline']:.4f} ({row['seconds']} s)", flush=True)
+    return row
+
+
+def pooled(rows: list[dict], key: str) -> tuple[float, float, float]:
+    """Mean, standard error and t of the per-era differences pooled over worlds (world means weighted equally)."""
+    means = np.array([r[key].mean() for r in rows])
+    ses = np.array([r[key].std(ddof=1) / np.sqrt(len(r[key])) if len(r[key]) > 1 else np.nan for r in rows])
+    mean = float(means.mean())
+    se = float(np.sqrt(np.nansum(ses**2)) / len(rows))
+    return mean, se, mean / se if se > 0 else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/worlds"))
+    parser.add_argument("--worlds", default=",".join(WORLDS))
+    parser.add_argument("--no-assert", action="store_true")
+    args = parser.parse_args()
+    rows = [run_world(name, WORLDS[name], args.data.resolve()) for name in args.worlds.split(",")]
+    table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
+        print(table.to_string(index=False))
+    ok = True
+    control = [r for r in rows if not r["planted"]]
+    planted = [r for r in rows if r["planted"]]
+    if control:
+        for key, label in (("_val_diff", "validation report eras"), ("_future_diff", "future eras")):
+            mean, se, t = pooled(control, key)
+            passed = mean >= CONTROL_BOUND
+            ok &= passed
+            print(f"control worlds, {label}: shipped - baseline = {mean:+.4f} +- {se:.4f} (t {t:+.2f}); "
+                  f"bound >= {CONTROL_BOUND}: {'ok' if passed else 'FAILED'}")
+    if planted:
+        mean, se, t = pooled(planted, "_future_diff")
+        full_mean, full_se, full_t = pooled(planted, "_future_full_diff")
+        best = max(full_mean, 0.0)
+        share = mean / best if best > 0 else float("nan")
+        passed = mean >= 0 and (best <= 0 or share >= PLANTED_SHARE)
+        ok &= passed
+        print(f"planted worlds, future eras: shipped - baseline = {mean:+.4f} +- {se:.4f} (t {t:+.2f}); best variant "
+              f"(full) - baseline = {full_mean:+.4f} +- {full_se:.4f}; shipped keeps {share:.0%} of it; bounds >= 0 "
+              f"and >= {PLANTED_SHARE:.0%}: {'ok' if passed else 'FAILED'}")
+        shares = [r["share_captured_val"] for r in planted]
+        print(f"oracle: full captures {np.mean(shares):.0%} of the oracle's validation gain over the baseline "
+              f"(per world {', '.join(f'{s:.0%}' for s in shares)})")
+    return 0 if ok or args.no_assert else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""`nmu refresh`: newly resolved eras extend the pickle's timing history with the same trees, atomically, checked,
+uploaded; nothing new means nothing written; any failure leaves the local files and the uploaded model as they
+were; the scheduled workflow's command runs as written against the loopback API."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+import training.refresh as refresh_module
+import training.upload as upload_mod
+from tests.fake_numerai import FakeNumerai, fake_numerai  # noqa: F401  (fixture)
+from training.cli import app
+from training.console import Reporter
+from training.pipeline import train_command
+from training.refresh import fitted_model, refresh_command
+from training.synthetic import SyntheticConfig, write_synthetic_world
+from validation.artifacts import file_sha256, read_manifest, update_manifest
+from validation.errors import NmuError
+
+pytestmark = pytest.mark.network  # the runtime check builds the replica's virtual environment
+WORKFLOW = Path(__file__).resolve().parents[1] / "examples" / "refresh-weekly.yml"
+CONFIG = "[lightgbm]\nn_estimators = 40\nlearning_rate = 0.1\n\n[components]\ntiming_threshold = 0.0\n"
+NEW_ERAS = 8
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    """The data at training time, the same data a few weeks later (NEW_ERAS more resolved validation eras), and a
+    pickle trained on the first."""
+    root = tmp_path_factory.mktemp("refresh")
+    config = dataclasses.replace(SyntheticConfig.default(eras=120, stocks=600, features=60, seed=3), future_eras=NEW_ERAS)
+    then = write_synthetic_world(root / "then", config)
+    later = root / "later"
+    shutil.copytree(then, later)
+    for name, extra in (("validation.parquet", "future.parquet"),
+                        ("validation_benchmark_models.parquet", "future_benchmark_models.parquet")):
+        pd.concat([pd.read_parquet(then / name), pd.read_parquet(then / extra)]).to_parquet(later / name)
+    (root / "config.toml").write_text(CONFIG)
+    out = root / "artifacts"
+    train_command(data=then, out=out, config_path=root / "config.toml", console=Console(quiet=True))
+    return then, later, out
+
+
+@pytest.fixture
+def artifacts(worlds, tmp_path):
+    """A private copy of the trained artifacts."""
+    out = tmp_path / "artifacts"
+    shutil.copytree(worlds[2], out)
+    return out / "model.pkl"
+
+
+def _state(pkl: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(pkl.parent.iterdir())}
+
+
+def test_new_eras_extend_the_history_with_the_same_trees(worlds, artifacts):
+    then, later, _ = worlds
+    before = fitted_model(artifacts)
+    parent = file_sha256(artifacts)
+    result = refresh_command(artifacts, data=later, reporter=Reporter(Console(quiet=True)))
+    after = fitted_model(artifacts)
+    assert result["changed"] and len(result["eras_added"]) == NEW_ERAS
+    assert after.booster_.model_to_string() == before.booster_.model_to_string()  # byte for byte
+    assert int(after.as_of_era_) == int(before.as_of_era_) + NEW_ERAS + 4  # the 4 unresolved eras resolved as well
+    manifest = read_manifest(artifacts)
+    assert manifest["refreshed"]["parent_sha256"] == parent and manifest["as_of_era"] == after.as_of_era_
+    assert manifest["check"]["passed"] is True and manifest["check"]["sha256"] == file_sha256(artifacts)
+    assert manifest["pickle"]["sha256"] == file_sha256(artifacts)
+    # idempotent: nothing new has resolved since
+    state = _state(artifacts)
+    again = refresh_command(artifacts, data=later, reporter=Reporter(Console(quiet=True)))
+    assert not again["changed"] and _state(artifacts) == state
+
+
+def test_nothing_new_writes_nothing_and_says_so(worlds, artifacts):
+    then, _, _ = worlds
+    state = _state(artifacts)
+    result = CliRunner().invoke(app, ["refresh", str(artifacts), "--data", str(then)])
+    assert result.exit_code == 0 and "nothing new" in result.output
+    assert _state(artifacts) == state
+
+
+def test_a_failed_check_leaves_the_previous_files(worlds, artifacts, monkeypatch):
+    _, later, _ = worlds
+    state = _state(artifacts)
+    def failing(path, *args, **kwargs):  # as a pickle that returns NaN would
+        update_manifest(path, check={"passed": False, "reason": "live run: simulated NaN"})
+        return False
+
+    monkeypatch.setattr(refresh_module, "check_command", failing)
+    with pytest.raises(NmuError, match="failed the runtime check.*simulated NaN.*left as it was"):
+        refresh_command(artifacts, data=later, reporter=Reporter(Console(quiet=True)))
+    assert _state(artifacts) == state
+
+
+def _serve(server: FakeNumerai, world: Path, version: str = "v5.3") -> None:
+    server.files = {f"{version}/{p.name}": p.read_bytes() for p in world.iterdir()
+                    if p.suffix in (".json", ".parquet") and not p.name.startswith(("synthetic", "future", "nmu-"))}
+
+
+@pytest.fixture
+def server(fake_numerai: FakeNumerai, monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMERAI_PUBLIC_ID", fake_numerai.public_id)
+    monkeypatch.setenv("NUMERAI_SECRET_KEY", fake_numerai.secret_key)
+    monkeypatch.setattr(upload_mod, "PUT_BACKOFF_SECONDS", 0.01)
+    return fake_numerai
+
+
+def test_a_failed_upload_leaves_local_files_and_the_uploaded_model(worlds, artifacts, server, tmp_path):
+    _, later, _ = worlds
+    _serve(server, later)
+    server.put_always_status = 500
+    state = _state(artifacts)
+    with pytest.raises(NmuError, match="step 2/3"):
+        refresh_command(artifacts, data=tmp_path / "downloaded", download=True, upload=True, model_name="my_model",
+                        reporter=Reporter(Console(quiet=True)))
+    assert _state(artifacts) == state and server.uploads == []
+
+
+def test_the_scheduled_workflow_command_runs_as_written(worlds, artifacts, server, tmp_path, monkeypatch):
+    _, later, _ = worlds
+    _serve(server, later)
+    [line] = [ln.strip() for ln in WORKFLOW.read_text().splitlines() if re.match(r"\s*run: nmu refresh ", ln)]
+    argv = shlex.split(line.removeprefix("run: ").replace('"$NUMERAI_MODEL"', "my_model"))
+    assert argv[:3] == ["nmu", "refresh", "artifacts/model.pkl"] and "--download" in argv and "--upload" in argv
+    monkeypatch.chdir(artifacts.parent.parent)
+    result = CliRunner().invoke(app, argv[1:])
+    assert result.exit_code == 0, result.output
+    [upload] = server.uploads
+    assert upload["modelId"] == server.models["my_model"]
+    assert list(server.puts.values()) == [artifacts.read_bytes()]
+    assert read_manifest(artifacts)["upload"]["sha256"] == file_sha256(artifacts)

@@ -1,0 +1,52 @@
+"""Shipping by evidence: the variant that ships is chosen on the first half of the embargoed validation eras and
+reported on the second; on a control world it is not behind the baseline beyond noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from training.config import config_from_dict
+from training.console import Reporter
+from training.experiment import load_dataset, run_experiment
+from validation.evaluation.selection import SHIP_T, choose_variant, split_eras
+
+
+def _per_era(gain: float, noise: float = 0.01, eras: int = 80, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    names = [f"{e:04d}" for e in range(100, 100 + eras)]
+    base = rng.normal(0.03, 0.02, eras)
+    full = base + gain + rng.normal(0, noise, eras)
+    return pd.concat([pd.DataFrame({"variant": v, "era": names, "corr": c}) for v, c in (("baseline", base), ("full", full))])
+
+
+@pytest.mark.parametrize("gain,shipped", [(0.01, "full"), (0.0, "baseline"), (-0.01, "baseline")])
+def test_the_rule_ships_only_a_gain_the_choosing_eras_show(gain, shipped):
+    decision = choose_variant(_per_era(gain), ["baseline", "full"])
+    assert decision["shipped"] == shipped
+    evidence = decision["evidence"]["full"]
+    assert (evidence["t"] >= SHIP_T and evidence["gain"] > 0) == (shipped == "full")
+    choose, report = split_eras(sorted(_per_era(gain)["era"].unique()))
+    assert decision["choose_eras"] == [choose[0], choose[-1]] and decision["report_eras"] == [report[0], report[-1]]
+    assert decision["report"]["full"]["n_eras"] == len(report)  # reported on the eras that did not choose
+
+
+def test_a_named_variant_ships_as_set():
+    decision = choose_variant(_per_era(-0.02), ["baseline", "full"], ship="full")
+    assert decision["shipped"] == "full" and "set in the config" in decision["rule"]
+
+
+@pytest.mark.slow
+def test_on_a_control_world_the_shipped_model_is_not_behind_the_baseline_beyond_noise(null_world):
+    config = config_from_dict({"lightgbm": {"n_estimators": 300, "learning_rate": 0.04}, "refit": False})
+    ds = load_dataset(null_world, "synthetic", config, Reporter(Console(quiet=True)))
+    result = run_experiment(config, ds)
+    decision = result.metrics["ship"]
+    per_era = result.per_era[result.per_era["mode"] == decision["mode"]]
+    report = per_era[per_era["era"] >= decision["report_eras"][0]].pivot(index="era", columns="variant", values="corr")
+    diff = report[decision["shipped"]] - report["baseline"]
+    # the tolerance is two standard errors of the paired per-era difference (a one-sided 2.5 % test), not a fixed number
+    tolerance = 2 * diff.std(ddof=1) / np.sqrt(len(diff)) if decision["shipped"] != "baseline" else 0.0
+    assert diff.mean() >= -tolerance, (decision["shipped"], diff.mean(), tolerance)

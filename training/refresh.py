@@ -1,0 +1,207 @@
+"""`nmu refresh`: keep an uploaded model current while it auto-submits.
+
+Every week Numerai's validation file gains the eras whose targets resolved. `nmu refresh MODEL.pkl` feeds the ones
+after the pickle's as-of era to its factor-timing history (`NumeraiModel.update_factor_returns`: nothing else is
+refitted, the trees stay byte for byte), writes the new pickle and its manifest (new as-of era, the parent pickle's
+sha256), runs the runtime check, and with `--upload` uploads it. When nothing new has resolved it writes nothing and
+says so. Any failure leaves both the local files and the uploaded model as they were: the new files replace the old
+ones only together, after the check passed, and are put back if the upload fails.
+
+`--refit` retrains the shipped variant with the config recorded at training on the newest data, scores it against
+the current model on the eras the current model never saw (REFIT_RULE), and replaces the current one only when the
+new one is not worse and passes the check.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model.eras import era_key, sort_eras
+from model.stats import newey_west_t
+from training.check import check_command
+from training.config import config_from_dict
+from training.console import Reporter, Silent
+from training.data import load_frame, read_data_info
+from training.download import download_data
+from training.experiment import benchmark_for, build_model, fit_model, load_dataset, make_variant, resolved_rows
+from training.export import export_pickle
+from training.predict import load_pickle
+from training.upload import upload_command
+from validation.artifacts import file_sha256, manifest_path, read_manifest, replace_together, update_manifest
+from validation.errors import NmuError
+from validation.evaluation.scoring import era_corrs
+from validation.evaluation.selection import NW_LAGS
+
+DEFAULT_DOWNLOAD_DIR = Path("data") / "numerai"
+MIN_REFIT_ERAS = 8
+REFIT_RULE = ("replace the current model by the refit one when its mean per-era corr on the eras the current model "
+              "never saw is not below the current model's by more than one standard error of their paired difference")
+
+
+def fitted_model(model_path: Path) -> Any:
+    """The NumeraiModel inside a pickle that `nmu train` (or `export_pickle`) wrote."""
+    predict = load_pickle(model_path)
+    try:
+        fitted = inspect.getclosurevars(predict).nonlocals.get("fitted")
+    except (TypeError, ValueError):
+        fitted = None
+    if fitted is None or not hasattr(fitted, "update_factor_returns"):
+        raise NmuError(f"{model_path} holds no NumeraiModel (a pickle of another estimator): there is no timing "
+                       "history to refresh; retrain it instead.")
+    return fitted
+
+
+def _manifest_of(model_path: Path) -> dict[str, Any]:
+    manifest = read_manifest(model_path)
+    missing = [k for k in ("pickle", "features", "target") if not manifest.get(k)]
+    if not model_path.is_file():
+        raise NmuError(f"{model_path} does not exist: build a pickle with `nmu train` first.")
+    if missing:
+        raise NmuError(f"{manifest_path(model_path)} lacks {', '.join(missing)}: refresh needs the manifest that "
+                       "`nmu train` writes beside the pickle.")
+    if manifest["pickle"].get("sha256") != file_sha256(model_path):
+        raise NmuError(f"{model_path} is not the pickle its manifest describes (sha256 differs): rebuild it with "
+                       "`nmu train`.")
+    return manifest
+
+
+def _data_dir(data: Path | None, download: bool, say: Any) -> Path:
+    if download:
+        out = data or DEFAULT_DOWNLOAD_DIR
+        download_data(out, progress=False)
+        say(f"  downloaded the newest data into {out}")
+        return out
+    if data is None:
+        raise NmuError("give the data to refresh from: --data DIR (with the newest validation.parquet) or --download.")
+    if not (data / "validation.parquet").is_file():
+        raise NmuError(f"{data / 'validation.parquet'} does not exist: download it with `nmu data download --out {data}` "
+                       "or pass --download.")
+    return data
+
+
+def _new_eras(data: Path, manifest: dict[str, Any], as_of: str | None) -> pd.DataFrame:
+    """The resolved rows of the validation file in eras after the as-of era."""
+    frame = load_frame(data / "validation.parquet", manifest["features"], targets=(manifest["target"],))
+    frame = resolved_rows(frame, manifest["target"])
+    if as_of is not None:
+        frame = frame.loc[np.array([era_key(e) > era_key(as_of) for e in frame["era"]], dtype=bool)]
+    return frame
+
+
+def refresh_command(model_path: str | Path, data: str | Path | None = None, download: bool = False,
+                    upload: bool = False, model_name: str | None = None, refit: bool = False,
+                    validation_eras: int = 50, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Refresh (or, with `refit`, retrain) the pickle at `model_path` from the newest resolved eras; returns what was
+    done ({"changed": bool, "as_of_era", "eras_added", "upload_id", ...})."""
+    reporter = reporter or Reporter()
+    say = reporter.say
+    model_path = Path(model_path)
+    if upload and not model_name:
+        raise NmuError("--upload needs --model NAME (the Numerai model to upload to).")
+    manifest = _manifest_of(model_path)
+    data_dir = _data_dir(Path(data) if data is not None else None, download, say)
+    if refit:
+        return _refit(model_path, manifest, data_dir, upload, model_name, validation_eras, reporter)
+
+    fitted = fitted_model(model_path)
+    as_of = fitted.as_of_era_
+    new = _new_eras(data_dir, manifest, as_of)
+    if new.empty:
+        newest = sort_eras(resolved_rows(load_frame(data_dir / "validation.parquet", [], targets=(manifest["target"],)),
+                                         manifest["target"])["era"].unique())
+        say(f"nothing new: {model_path.name} is current as of era {as_of} (newest resolved era in {data_dir}: "
+            f"{newest[-1] if newest else 'none'}); nothing written, nothing uploaded.")
+        return {"changed": False, "as_of_era": as_of, "eras_added": []}
+    trees = fitted.booster_.model_to_string()
+    fitted.update_factor_returns(new[["era", *manifest["features"]]], new[manifest["target"]].to_numpy())
+    if fitted.booster_.model_to_string() != trees:  # cannot happen: the booster is not touched
+        raise NmuError("refreshing changed the trees; nothing was written.")
+    added = sort_eras(new["era"].unique())
+    record = {"parent_sha256": manifest["pickle"]["sha256"], "from_as_of_era": as_of, "to_as_of_era": fitted.as_of_era_,
+              "eras_added": added, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "data": {"dir": str(data_dir.resolve()), "version": read_data_info(data_dir)["version"]}}
+    result = _replace(model_path, manifest, fitted, data_dir, record, upload, model_name, validation_eras, say)
+    say(f"refreshed {model_path.name}: as of era {as_of} -> {fitted.as_of_era_} ({len(added)} new era(s): "
+        f"{added[0]}-{added[-1]}); same trees; runtime check PASS"
+        + (f"; uploaded, upload id {result['upload_id']}" if result.get("upload_id") else ""))
+    return {"changed": True, "as_of_era": fitted.as_of_era_, "eras_added": added, **result}
+
+
+def _replace(model_path: Path, manifest: dict[str, Any], fitted: Any, data_dir: Path, record: dict[str, Any],
+             upload: bool, model_name: str | None, validation_eras: int, say: Any) -> dict[str, Any]:
+    """Write the new pickle and manifest beside the old ones, check them, swap them in together, upload; put the old
+    ones back if the upload fails."""
+    with tempfile.TemporaryDirectory(prefix=f".{model_path.stem}.refresh-", dir=model_path.parent) as tmp:
+        staged = Path(tmp) / model_path.name
+        export_pickle(fitted, staged)
+        fresh = ("pickle", "check", "upload", "python", "packages", "exported", "written_by", "model", "as_of_era",
+                 "refreshed", "refreshes")  # what the new pickle's own record replaces
+        kept = {k: v for k, v in manifest.items() if k not in fresh}
+        history = [*manifest.get("refreshes", []), record]
+        update_manifest(staged, **kept, as_of_era=fitted.as_of_era_, refreshed=record, refreshes=history)
+        if not check_command(staged, data_dir, validation_eras=validation_eras, log=lambda line: None):
+            reason = read_manifest(staged)["check"]["reason"]
+            raise NmuError(f"the refreshed pickle failed the runtime check ({reason}); {model_path} was left as it was.")
+        result: dict[str, Any] = {"sha256": file_sha256(staged)}
+        with replace_together([(staged, model_path), (manifest_path(staged), manifest_path(model_path))]):
+            if upload:
+                result["upload_id"] = upload_command(model_path, model_name)
+    return result
+
+
+def _refit(model_path: Path, manifest: dict[str, Any], data_dir: Path, upload: bool, model_name: str | None,
+           validation_eras: int, reporter: Reporter) -> dict[str, Any]:
+    """Retrain with the recorded config on the newest data; replace the current model only if not worse."""
+    say = reporter.say
+    config = config_from_dict({k: v for k, v in (manifest.get("config") or {}).items() if v is not None},
+                              source=f"{manifest_path(model_path)} (config)")
+    current = fitted_model(model_path)
+    ds = load_dataset(data_dir, read_data_info(data_dir)["source"], config, Silent())
+    everything = pd.concat([ds.train, resolved_rows(ds.validation, ds.target)])
+    seen = set(manifest.get("eras", {}).get("refit") or [])
+    unseen = [e for e in sort_eras(everything["era"].unique()) if e not in seen and
+              (current.as_of_era_ is None or era_key(e) > era_key(current.as_of_era_))]
+    if len(unseen) < MIN_REFIT_ERAS:
+        say(f"not refitted: only {len(unseen)} resolved era(s) after the current model's data (need "
+            f"{MIN_REFIT_ERAS} to judge a refit); nothing written, nothing uploaded.")
+        return {"changed": False, "as_of_era": current.as_of_era_, "eras_added": []}
+    judge = everything.loc[everything["era"].isin(unseen).to_numpy()]
+    earlier = [e for e in sort_eras(everything["era"].unique()) if era_key(e) < era_key(unseen[0])]
+    before = earlier[: max(0, len(earlier) - config.resolved_embargo)]
+    variant = manifest.get("shipped_variant", "full")
+    base = build_model(config, ds.groups)
+    train = everything.loc[everything["era"].isin(before).to_numpy()]
+    bench_train = benchmark_for(train, ds.train_benchmark, ds.validation_benchmark)
+    candidate = fit_model(make_variant(base, variant, config), train, ds, reporter, "refit candidate", bench_train,
+                          config.compute)
+    scores = {}
+    for name, model in (("current", current), ("refit", candidate)):
+        scores[name] = era_corrs(model.predict(ds.X(judge)), ds.y(judge), judge["era"])
+    diff = (scores["refit"] - scores["current"]).dropna().to_numpy()
+    t = float(newey_west_t(diff, NW_LAGS)[0]) if len(diff) > 2 else 0.0
+    se = abs(diff.mean() / t) if t else float("inf")
+    not_worse = diff.mean() >= -se
+    say(f"refit judged on {len(unseen)} era(s) {unseen[0]}-{unseen[-1]} the current model never saw: refit "
+        f"{scores['refit'].mean():+.4f} vs current {scores['current'].mean():+.4f} (difference {diff.mean():+.4f} "
+        f"+- {se:.4f}); rule: {REFIT_RULE}")
+    if not not_worse:
+        say("kept the current model: the refit one is worse; nothing written, nothing uploaded.")
+        return {"changed": False, "as_of_era": current.as_of_era_, "eras_added": [], "refit": "worse"}
+    bench_all = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark)
+    final = fit_model(make_variant(base, variant, config), everything, ds, reporter, "refit", bench_all, config.compute)
+    record = {"parent_sha256": manifest["pickle"]["sha256"], "from_as_of_era": current.as_of_era_,
+              "to_as_of_era": final.as_of_era_, "refit": True, "judged_on": [unseen[0], unseen[-1]],
+              "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "data": {"dir": str(data_dir.resolve()), "version": read_data_info(data_dir)["version"]}}
+    manifest = {**manifest, "eras": {**manifest.get("eras", {}), "refit": sort_eras(everything["era"].unique())}}
+    result = _replace(model_path, manifest, final, data_dir, record, upload, model_name, validation_eras, say)
+    say(f"refitted {model_path.name} on {everything['era'].nunique()} eras (as of era {final.as_of_era_}); runtime "
+        "check PASS" + (f"; uploaded, upload id {result['upload_id']}" if result.get("upload_id") else ""))
+    return {"changed": True, "as_of_era": final.as_of_era_, "eras_added": unseen, "refit": "replaced", **result}

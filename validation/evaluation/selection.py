@@ -1,0 +1,86 @@
+"""Which variant ships: chosen on evidence it was not tuned on, and reported on eras that did not choose it.
+
+The embargoed validation eras are cut in two in time. On the first half (the choosing eras) each variant's per-era
+numerai_corr is compared with the baseline's, era by era; a variant ships only if its mean gain there is positive
+with a paired Newey-West t of at least SHIP_T, the best such variant winning; otherwise the baseline ships, because
+a component that cannot show its value should cost nothing. The second half (the report eras) then scores the
+choice honestly. The scores compared are those of the mode the user will run the model in (left alone after
+upload, or refreshed weekly).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model.eras import sort_eras
+from model.stats import newey_west_t
+from validation.evaluation.scoring import summarize
+
+SHIP_T = 1.0
+"""Least paired t (choosing eras, Newey-West with NW_LAGS) of a variant's gain over the baseline for it to ship."""
+NW_LAGS = 4
+RULE = (f"ship the variant with the largest mean per-era corr gain over the baseline on the first half of the "
+        f"embargoed validation eras, if its paired Newey-West t there is at least {SHIP_T:g}; else the baseline; "
+        f"report on the second half")
+
+
+def split_eras(eras: list[str]) -> tuple[list[str], list[str]]:
+    """The choosing eras (first half, in era order) and the report eras (the rest)."""
+    ordered = sort_eras(eras)
+    cut = len(ordered) // 2
+    return ordered[:cut], ordered[cut:]
+
+
+def paired_gain(per_era: pd.DataFrame, variant: str, reference: str, eras: list[str]) -> dict[str, float]:
+    """Mean per-era corr difference of `variant` over `reference` on `eras`, its standard error and paired t."""
+    table = per_era.pivot_table(index="era", columns="variant", values="corr", aggfunc="first")
+    common = [e for e in eras if e in table.index]
+    diff = (table.loc[common, variant] - table.loc[common, reference]).dropna().to_numpy()
+    if len(diff) < 3:
+        return {"gain": float("nan"), "se": float("nan"), "t": 0.0, "n_eras": int(len(diff))}
+    t = float(newey_west_t(diff, NW_LAGS)[0])
+    gain = float(diff.mean())
+    return {"gain": gain, "se": abs(gain / t) if t else float("nan"), "t": t, "n_eras": int(len(diff))}
+
+
+def choose_variant(per_era: pd.DataFrame, candidates: list[str], ship: str = "auto") -> dict[str, Any]:
+    """The shipping decision from per-era scores (columns variant, era, corr) of the candidates.
+
+    Returns the shipped variant, the rule, the choosing and report eras, each candidate's evidence on the choosing
+    eras (gain, se, t) and every candidate's summary on the report eras.
+    """
+    eras = sort_eras(per_era["era"].unique())
+    choose, report = split_eras(eras)
+    evidence = {}
+    if "baseline" in candidates:
+        evidence = {v: paired_gain(per_era, v, "baseline", choose) for v in candidates if v != "baseline"}
+    if ship != "auto":
+        shipped, rule = ship, f"ship = {ship!r} (set in the config)"
+    elif "baseline" not in candidates:
+        shipped, rule = "full", "ship full: no baseline was fitted to compare with (baseline = false)"
+    else:
+        passing = {v: e for v, e in evidence.items() if e["gain"] > 0 and e["t"] >= SHIP_T}
+        shipped = max(passing, key=lambda v: passing[v]["gain"]) if passing else "baseline"
+        rule = RULE
+    reported = {v: summarize(per_era[(per_era["variant"] == v) & per_era["era"].isin(report)].set_index("era"))
+                for v in candidates}
+    ahead = ("baseline" in reported and reported[shipped]["corr_mean"] is not None
+             and reported["baseline"]["corr_mean"] is not None
+             and reported[shipped]["corr_mean"] > reported["baseline"]["corr_mean"])
+    return {"shipped": shipped, "rule": rule, "choose_eras": [choose[0], choose[-1]] if choose else [],
+            "report_eras": [report[0], report[-1]] if report else [], "evidence": evidence, "report": reported,
+            "ahead_of_baseline": bool(ahead) if shipped != "baseline" else False}
+
+
+def gain_table(decision: dict[str, Any]) -> pd.DataFrame:
+    """The decision's evidence as a table: one row per candidate (choosing-era gain, t; report-era corr)."""
+    rows = []
+    for variant, summary in decision["report"].items():
+        e = decision["evidence"].get(variant, {})
+        rows.append({"variant": variant, "shipped": "yes" if variant == decision["shipped"] else "",
+                     "gain vs baseline (choosing eras)": e.get("gain", np.nan), "paired t": e.get("t", np.nan),
+                     "corr_mean (report eras)": summary["corr_mean"], "sharpe (report eras)": summary["corr_sharpe"]})
+    return pd.DataFrame(rows)
