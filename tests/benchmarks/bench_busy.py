@@ -64,7 +64,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"))
     parser.add_argument("--no-assert", action="store_true")
+    parser.add_argument("--situations", default="1,2,3", help="which situations to time (1: alone, 2: two at once, "
+                                                                 "3: beside a CPU-bound process)")
     args = parser.parse_args()
+    wanted = set(args.situations.split(","))
     if not (args.data / "live.parquet").exists():
         subprocess.run([sys.executable, "-m", "training.cli", "data", "synthetic", "--out", str(args.data)],
                        cwd=ROOT, check=True)
@@ -75,15 +78,17 @@ def main() -> int:
         configs = {"default": _config(work / "default.toml", False), "reference": _config(work / "reference.toml", True)}
         alone = {name: timed(data, work, cfg, 1, f"alone-{name}") for name, cfg in configs.items()}
         rows.append(("1. alone, idle machine", alone["default"], alone["reference"]))
-        both = {name: timed(data, work, cfg, 2, f"two-{name}") for name, cfg in configs.items()}
-        rows.append(("2. two runs at once (one after the other: reference alone x 2 = "
-                     f"{2 * alone['reference']:.0f} s)", both["default"], both["reference"]))
-        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        try:
-            busy = {name: timed(data, work, cfg, 1, f"busy-{name}") for name, cfg in configs.items()}
-        finally:
-            hog.kill()
-        rows.append(("3. beside a CPU-bound process", busy["default"], busy["reference"]))
+        if "2" in wanted:
+            both = {name: timed(data, work, cfg, 2, f"two-{name}") for name, cfg in configs.items()}
+            rows.append(("2. two runs at once (one after the other: reference alone x 2 = "
+                         f"{2 * alone['reference']:.0f} s)", both["default"], both["reference"]))
+        if "3" in wanted:
+            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            try:
+                busy = {name: timed(data, work, cfg, 1, f"busy-{name}") for name, cfg in configs.items()}
+            finally:
+                hog.kill()
+            rows.append(("3. beside a CPU-bound process", busy["default"], busy["reference"]))
     print(f"nmu train --no-refit on {data} ({available_cpus()} CPUs): wall seconds")
     print(f"{'situation':<72} {'default':>8} {'reference':>10} {'ratio':>6}")
     for name, default, reference in rows:

@@ -57,16 +57,16 @@ def _world(name: str, planted: bool, eras: int, stocks: int, features: int, seed
 
 WORLDS = dict([
     _world("planted-default", True, 400, 2000, 120, 11),
-    _world("planted-wide", True, 300, 1500, 200, 12),
-    _world("planted-long", True, 500, 1200, 80, 13),
-    _world("planted-weak", True, 400, 2000, 120, 14, weak=True),
+    _world("planted-wide", True, 300, 1000, 200, 12),
+    _world("planted-long", True, 500, 1000, 80, 13),
+    _world("planted-weak", True, 400, 1500, 120, 14, weak=True),
     _world("planted-weak-narrow", True, 350, 1500, 60, 15, weak=True),
-    _world("planted-many-stocks", True, 300, 3000, 100, 16),
+    _world("planted-many-stocks", True, 300, 3000, 60, 16),
     _world("control-default", False, 400, 2000, 120, 21),
-    _world("control-wide", False, 300, 1500, 200, 22),
-    _world("control-long", False, 500, 1200, 80, 23),
+    _world("control-wide", False, 300, 1000, 200, 22),
+    _world("control-long", False, 500, 1000, 80, 23),
     _world("control-narrow", False, 350, 1500, 60, 24),
-    _world("control-many-stocks", False, 300, 3000, 100, 25),
+    _world("control-many-stocks", False, 300, 3000, 60, 25),
     _world("control-small", False, 250, 1000, 60, 26),
 ])
 
