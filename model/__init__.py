@@ -4,7 +4,8 @@ Imports numpy, pandas, scipy, lightgbm and scikit-learn's base classes only (eve
 1.6.1); the whole package is pickled by value into model.pkl.
 """
 
+from .ensemble import TargetEnsemble
 from .estimator import COMPONENTS, VARIANTS, NumeraiModel
 from .residualize import ResidualizedRegressor, Residualizer
 
-__all__ = ["COMPONENTS", "VARIANTS", "NumeraiModel", "ResidualizedRegressor", "Residualizer"]
+__all__ = ["COMPONENTS", "VARIANTS", "NumeraiModel", "ResidualizedRegressor", "Residualizer", "TargetEnsemble"]

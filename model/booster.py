@@ -189,7 +189,8 @@ def predict_raw(booster: lgb.Booster, rows: Rows, threads: int) -> np.ndarray:
     """
     n = len(rows)
     step = max(1, PREDICT_CELLS // max(1, rows.width))
-    trees = int(booster.best_iteration or booster.current_iteration())
+    best = int(booster.best_iteration or 0)  # 0 from training without early stopping, -1 from a model string or copy
+    trees = best if best > 0 else int(booster.current_iteration())
     out = np.zeros(n)
     for start in range(0, n, step):
         batch = rows[start : start + step]

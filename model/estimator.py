@@ -11,6 +11,7 @@ nothing for a component costs (almost) nothing. docs/design.md tells the idea be
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import warnings
@@ -20,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import isspmatrix
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import DataConversionWarning, NotFittedError
 
@@ -29,7 +29,7 @@ from .booster import Rows, predict_raw, train_booster
 from .clusters import Clusters
 from .eras import EraIndex, check_era_labels, era_key, era_number
 from .factors import Factors, factor_returns
-from .features import CHUNK_CELLS, chunk_rows, feature_columns, feature_matrix
+from .features import CHUNK_CELLS, as_frame, chunk_rows, feature_columns, feature_matrix
 from .interactions import Interactions
 from .params import check_params, resolve_n_jobs
 from .residualize import RESIDUALIZE_FEATURES, Residualizer
@@ -64,32 +64,6 @@ def _benchmark_vector(benchmark: Any, index: pd.Index, columns: Sequence[str] | 
     if np.isnan(values).all():
         return None
     return values
-
-
-def _as_frame(X: Any, n_features: int | None = None) -> pd.DataFrame:
-    """X as a DataFrame, with scikit-learn's input errors: a 2-D array gets columns feature_0, feature_1, ... (and
-    must have `n_features` columns when given); sparse, complex, 1-D or empty input is refused."""
-    if isspmatrix(X) or type(X).__module__.startswith("scipy.sparse"):
-        raise TypeError("NumeraiModel does not accept sparse input: give a dense DataFrame of `era` and the features")
-    if isinstance(X, pd.DataFrame):
-        frame = X
-        if not all(isinstance(c, str) for c in frame.columns):  # e.g. 0, 1, 2: features are named by text
-            frame = X.copy(deep=False)
-            frame.columns = [str(c) for c in X.columns]
-    else:
-        array = np.asarray(X)
-        if array.ndim != 2:
-            raise ValueError(f"Expected a 2D frame or array (rows x features), got {array.ndim}D input of shape "
-                             f"{array.shape}: Reshape your data, e.g. with array.reshape(1, -1) for one row")
-        if array.dtype.kind == "c":
-            raise ValueError("Complex data not supported")
-        if n_features is not None and array.shape[1] != n_features:
-            raise ValueError(f"X has {array.shape[1]} features, but NumeraiModel is expecting {n_features} features "
-                             "as input")
-        frame = pd.DataFrame(array, columns=[f"feature_{i}" for i in range(array.shape[1])])
-    if len(frame) == 0:
-        raise ValueError("Found array with 0 sample(s) (shape=(0, ...)) while a minimum of 1 is required")
-    return frame
 
 
 def _as_target(y: Any, n_rows: int) -> np.ndarray:
@@ -339,7 +313,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
 
     # ---- fit ------------------------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: Any, benchmark: pd.DataFrame | None = None,
-            callbacks: list | None = None) -> NumeraiModel:
+            callbacks: list | None = None, shared: NumeraiModel | None = None) -> NumeraiModel:
         """Fit the factors and the components on the training eras, then the booster on all columns.
 
         Parameters
@@ -352,13 +326,17 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
             Benchmark models' predictions indexed like X (timing's benchmark state, residualizer's exposure).
         callbacks : list, optional
             LightGBM callbacks (e.g. a progress bar).
+        shared : NumeraiModel, optional
+            A model fitted on the same features (another target's ensemble member): its factor composites and
+            cluster structure (PCA and k-means, which do not depend on the target) are reused, not refitted; the
+            gates still judge this target.
 
         Returns
         -------
         self
         """
         self._check_params()
-        X = _as_frame(X)
+        X = as_frame(X, owner=type(self).__name__)
         target = _as_target(y, len(X))
         seconds: dict[str, float] = {}
         with _stage(seconds, "input"):
@@ -383,7 +361,9 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         self.factor_premia_ = None
         if self._uses_factors:
             with _stage(seconds, "factors"):
-                self.factors_ = Factors(self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, features)
+                reuse = shared is not None and getattr(shared, "factors_", None) is not None
+                self.factors_ = shared.factors_ if reuse else Factors(
+                    self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, features)
                 comp_raw = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
                 for rows in eras.chunks(chunk_rows(raw.shape[1])):
                     comp_raw[rows] = self.factors_.raw(raw[rows], eras.take(rows))
@@ -395,8 +375,11 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
                 self.factor_premia_ = np.nan_to_num(premia).astype(np.float32) if self.factor_model else None
         if self.clusters:
             with _stage(seconds, "clusters"):
-                self.clusters_ = Clusters(self.n_clusters, self.cluster_components, random_state=seed,
-                                          threshold=CLUSTER_T, nw_lags=self._nw_lags).fit(raw, eras)
+                if shared is not None and getattr(shared, "clusters_", None) is not None:
+                    self.clusters_ = copy.copy(shared.clusters_)  # same axes and centroids; the gate is this target's
+                else:
+                    self.clusters_ = Clusters(self.n_clusters, self.cluster_components, random_state=seed,
+                                              threshold=CLUSTER_T, nw_lags=self._nw_lags).fit(raw, eras)
                 labels, relative = self.clusters_.pieces(raw, eras, z)
                 self.clusters_.gate(z, relative, labels, target, eras)
         if self.interactions:
@@ -481,7 +464,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         ndarray (n,) float64
         """
         self._check_fitted()
-        X = _as_frame(X, n_features=self.n_features_in_)
+        X = as_frame(X, n_features=self.n_features_in_, owner=type(self).__name__)
         features = list(self.feature_names_in_)
         eras = EraIndex.from_frame(X)
         bench_all = _benchmark_vector(benchmark, X.index, self.benchmark_columns_)

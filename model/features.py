@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import isspmatrix
 
 from .eras import ERA_COLUMN, EraIndex
 
@@ -22,6 +24,32 @@ CHUNK_CELLS = 40_000_000
 ENGINEERED_HEADROOM = 64
 """Columns a chunk leaves room for beside the features (the engineered columns)."""
 _log = logging.getLogger("model.features")
+
+
+def as_frame(X: Any, n_features: int | None = None, owner: str = "the model") -> pd.DataFrame:
+    """X as a DataFrame, with scikit-learn's input errors: a 2-D array gets columns feature_0, feature_1, ... (and
+    must have `n_features` columns when given); sparse, complex, 1-D or empty input is refused."""
+    if isspmatrix(X) or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{owner} does not accept sparse input: give a dense DataFrame of `era` and the features")
+    if isinstance(X, pd.DataFrame):
+        frame = X
+        if not all(isinstance(c, str) for c in frame.columns):  # e.g. 0, 1, 2: features are named by text
+            frame = X.copy(deep=False)
+            frame.columns = [str(c) for c in X.columns]
+    else:
+        array = np.asarray(X)
+        if array.ndim != 2:
+            raise ValueError(f"Expected a 2D frame or array (rows x features), got {array.ndim}D input of shape "
+                             f"{array.shape}: Reshape your data, e.g. with array.reshape(1, -1) for one row")
+        if array.dtype.kind == "c":
+            raise ValueError("Complex data not supported")
+        if n_features is not None and array.shape[1] != n_features:
+            raise ValueError(f"X has {array.shape[1]} features, but {owner} is expecting {n_features} features "
+                             "as input")
+        frame = pd.DataFrame(array, columns=[f"feature_{i}" for i in range(array.shape[1])])
+    if len(frame) == 0:
+        raise ValueError("Found array with 0 sample(s) (shape=(0, ...)) while a minimum of 1 is required")
+    return frame
 
 
 def feature_columns(X: pd.DataFrame) -> list[str]:

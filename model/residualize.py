@@ -49,7 +49,7 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, clon
 
 from .clusters import cluster_dummies
 from .eras import ERA_COLUMN, EraIndex
-from .features import era_filled, feature_matrix
+from .features import as_frame, era_filled, feature_matrix
 from .params import check_params, resolve_n_jobs
 from .stats import MIN_CONFIRM_ERAS, era_correlations, evidence_blocks
 
@@ -699,7 +699,7 @@ class ResidualizedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         """Fit the estimator on X (era and features) and y, and the residualizer on the training eras."""
         if self.estimator is None:
             raise ValueError("ResidualizedRegressor: parameter `estimator` is None; give it a regressor")
-        X = _as_frame(X)
+        X = as_frame(X, owner=type(self).__name__)
         check_params(self, proportion=("real", 0.0, 1.0), n_features=("int", 0, None))
         columns = [str(c) for c in X.columns if c != ERA_COLUMN]
         if isinstance(self.features, str):
@@ -728,20 +728,10 @@ class ResidualizedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         """The estimator's predictions residualized per era, as ranks in (0, 1]."""
         if not hasattr(self, "estimator_"):
             raise ValueError("this ResidualizedRegressor is not fitted yet: call fit(X, y) first")
-        X = _as_frame(X)
+        X = as_frame(X, owner=type(self).__name__)
         values = np.asarray(self.estimator_.predict(_inner_X(self.estimator_, X)), dtype=np.float64).reshape(-1)
         values = np.where(np.isfinite(values), values, np.nanmean(values) if np.isfinite(values).any() else 0.0)
         return self.residualizer_.transform(values, feature_matrix(X, self.exposure_names_), EraIndex.from_frame(X))
-
-
-def _as_frame(X: Any) -> pd.DataFrame:
-    """X as a DataFrame (a 2-D array gets columns feature_0, feature_1, ...)."""
-    if isinstance(X, pd.DataFrame):
-        return X
-    array = np.asarray(X)
-    if array.ndim != 2:
-        raise ValueError(f"X must be 2-D (rows x features), got shape {array.shape}")
-    return pd.DataFrame(array, columns=[f"feature_{i}" for i in range(array.shape[1])])
 
 
 def _inner_X(estimator: Any, X: pd.DataFrame) -> pd.DataFrame:

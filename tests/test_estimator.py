@@ -3,6 +3,7 @@ timing through the estimator, and validation scores of full vs baseline on the p
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 
@@ -15,6 +16,7 @@ from sklearn.base import clone
 import model
 from model import COMPONENTS, NumeraiModel
 from model.eras import EraIndex
+from tests.worlds import tiny_frame
 
 # A few hundred trees keep every fit in this file to seconds; the comparison uses the same budget for both.
 FAST = {"n_estimators": 300, "learning_rate": 0.04}
@@ -31,15 +33,7 @@ def _load(world):
 
 
 def _tiny(seed: int = 0, eras: int = 12, rows: int = 120, features: int = 12) -> tuple[pd.DataFrame, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    n = eras * rows
-    x = rng.integers(0, 5, size=(n, features)).astype(np.int8)
-    frame = pd.DataFrame(x, columns=[f"feature_{j:02d}" for j in range(features)])
-    frame.insert(0, "era", np.repeat([f"{e + 1:04d}" for e in range(eras)], rows))
-    frame.index = pd.Index([f"n{i:015x}" for i in range(n)], name="id")
-    signal = x[:, :3].mean(axis=1) - x[:, 3:6].mean(axis=1) + 0.5 * (x[:, 0] - 2) * (x[:, 6] - 2) / 2
-    y = np.clip(np.round((signal + rng.normal(scale=1.5, size=n)) / 2 + 2) / 4, 0, 1)
-    return frame, y.astype(np.float32)
+    return tiny_frame(seed, eras, rows, features)
 
 
 def _groups(frame: pd.DataFrame) -> dict[str, list[str]]:
@@ -117,6 +111,7 @@ def test_refit_is_deterministic_and_state_is_plain(variant, threads):
         assert type(value).__module__.split(".")[0] in ("builtins", "numpy", "lightgbm", "model"), (name, type(value))
     again = pickle.loads(pickle.dumps(m))
     np.testing.assert_array_equal(again.predict(frame), a)
+    np.testing.assert_array_equal(copy.deepcopy(m).predict(frame), a)  # a copied booster knows all its trees
 
 
 def test_predictions_are_per_era_ranks_and_era_by_era_equals_multi_era():
@@ -263,6 +258,8 @@ def test_booster_scores_summed_over_blocks_of_trees_equal_one_call(monkeypatch):
     rows = booster.Rows(x, np.zeros((len(x), 0), dtype=np.float32), None)
     expected = m.booster_.predict(x.astype(np.float32))
     monkeypatch.setattr(booster, "PREDICT_TREES", 5)  # 23 trees: blocks of 5, 5, 5, 5 and 3
+    np.testing.assert_allclose(booster.predict_raw(m.booster_, rows, 1), expected, rtol=0, atol=1e-12)
+    m.booster_.best_iteration = -1  # as a booster loaded from a model string, or deep-copied: every tree
     np.testing.assert_allclose(booster.predict_raw(m.booster_, rows, 1), expected, rtol=0, atol=1e-12)
     m.booster_.best_iteration = 11  # as after early stopping: predict uses the first 11 trees only
     np.testing.assert_allclose(booster.predict_raw(m.booster_, rows, 1),

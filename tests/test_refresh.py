@@ -10,6 +10,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
@@ -29,21 +30,30 @@ from validation.errors import NmuError
 pytestmark = pytest.mark.network  # the runtime check builds the replica's virtual environment
 WORKFLOW = Path(__file__).resolve().parents[1] / "examples" / "refresh-weekly.yml"
 CONFIG = "[lightgbm]\nn_estimators = 40\nlearning_rate = 0.1\n\n[components]\ntiming_threshold = 0.0\n"
-NEW_ERAS = 8
+NEW_ERAS = 12  # eras resolved since training: the 4 then unresolved are not in any file (the world writes no target
+UNRESOLVED = 4  # for them), the 12 after them are, and the newest 4 are unresolved again
 
 
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory):
-    """The data at training time, the same data a few weeks later (NEW_ERAS more resolved validation eras), and a
-    pickle trained on the first."""
+    """The data at training time, the same data some weeks later (NEW_ERAS more resolved validation eras, the newest
+    UNRESOLVED still without targets, as in Numerai's validation file), and a pickle trained on the first."""
     root = tmp_path_factory.mktemp("refresh")
-    config = dataclasses.replace(SyntheticConfig.default(eras=120, stocks=600, features=60, seed=3), future_eras=NEW_ERAS)
+    config = dataclasses.replace(SyntheticConfig.default(eras=120, stocks=600, features=60, seed=3),
+                                 future_eras=NEW_ERAS + UNRESOLVED)
     then = write_synthetic_world(root / "then", config)
     later = root / "later"
     shutil.copytree(then, later)
-    for name, extra in (("validation.parquet", "future.parquet"),
-                        ("validation_benchmark_models.parquet", "future_benchmark_models.parquet")):
-        pd.concat([pd.read_parquet(then / name), pd.read_parquet(then / extra)]).to_parquet(later / name)
+    validation = pd.read_parquet(then / "validation.parquet")
+    future = pd.read_parquet(then / "future.parquet").assign(data_type="validation")
+    newest = sorted(future["era"].unique())[-UNRESOLVED:]
+    for column in [c for c in future.columns if c.startswith("target")]:
+        future.loc[future["era"].isin(newest), column] = np.nan
+    pd.concat([validation[validation["target"].notna()], future]).to_parquet(later / "validation.parquet")
+    bench = pd.read_parquet(then / "validation_benchmark_models.parquet")
+    future_bench = pd.read_parquet(then / "future_benchmark_models.parquet")
+    pd.concat([bench[bench.index.isin(validation.index[validation["target"].notna()])], future_bench]).to_parquet(
+        later / "validation_benchmark_models.parquet")
     (root / "config.toml").write_text(CONFIG)
     out = root / "artifacts"
     train_command(data=then, out=out, config_path=root / "config.toml", console=Console(quiet=True))
@@ -70,7 +80,7 @@ def test_new_eras_extend_the_history_with_the_same_trees(worlds, artifacts):
     after = fitted_model(artifacts)
     assert result["changed"] and len(result["eras_added"]) == NEW_ERAS
     assert after.booster_.model_to_string() == before.booster_.model_to_string()  # byte for byte
-    assert int(after.as_of_era_) == int(before.as_of_era_) + NEW_ERAS + 4  # the 4 unresolved eras resolved as well
+    assert int(after.as_of_era_) == int(before.as_of_era_) + NEW_ERAS + UNRESOLVED  # (the 4 then unresolved: no file)
     manifest = read_manifest(artifacts)
     assert manifest["refreshed"]["parent_sha256"] == parent and manifest["as_of_era"] == after.as_of_era_
     assert manifest["check"]["passed"] is True and manifest["check"]["sha256"] == file_sha256(artifacts)
@@ -139,3 +149,19 @@ def test_the_scheduled_workflow_command_runs_as_written(worlds, artifacts, serve
     assert upload["modelId"] == server.models["my_model"]
     assert list(server.puts.values()) == [artifacts.read_bytes()]
     assert read_manifest(artifacts)["upload"]["sha256"] == file_sha256(artifacts)
+
+
+def test_refit_judges_on_the_unseen_eras_and_replaces_only_if_not_worse(worlds, artifacts, capsys):
+    _, later, _ = worlds
+    state = _state(artifacts)
+    result = refresh_command(artifacts, data=later, refit=True, reporter=Reporter(Console(force_terminal=False)))
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert "model never saw" in printed and "rule:" in printed
+    manifest = read_manifest(artifacts)
+    if result["changed"]:
+        assert result["refit"] == "replaced" and manifest["refreshed"]["refit"] is True
+        assert set(result["eras_added"]) <= set(manifest["eras"]["refit"])  # the new model learnt the new eras
+        assert manifest["check"]["passed"] is True
+    else:
+        assert result["refit"] == "worse" and _state(artifacts) == state

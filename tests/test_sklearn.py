@@ -22,6 +22,7 @@ from model import NumeraiModel, ResidualizedRegressor
 from model.eras import EraIndex
 from model.residualize import residualize_predictions
 from tests.stand_in import replica_python
+from tests.worlds import tiny_frame
 from training.export import export_pickle
 from validation.errors import NmuError
 from validation.evaluation.scoring import era_corr_scorer, era_corrs, era_sharpe_scorer
@@ -33,15 +34,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _frame(seed: int = 0, eras: int = 24, rows: int = 100, features: int = 12) -> tuple[pd.DataFrame, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    n = eras * rows
-    x = rng.integers(0, 5, size=(n, features)).astype(np.int8)
-    frame = pd.DataFrame(x, columns=[f"feature_{j:02d}" for j in range(features)])
-    frame.insert(0, "era", np.repeat([f"{e + 1:04d}" for e in range(eras)], rows))
-    frame.index = pd.Index([f"n{i:015x}" for i in range(n)], name="id")
-    signal = x[:, :3].mean(axis=1) - x[:, 3:6].mean(axis=1)
-    y = np.clip(np.round((signal + rng.normal(scale=1.0, size=n)) / 2 + 2) / 4, 0, 1)
-    return frame, y.astype(np.float32)
+    return tiny_frame(seed, eras, rows, features, interaction=0.0, noise=1.0)
 
 
 def _small(**params) -> NumeraiModel:

@@ -25,3 +25,18 @@ def train_composites(world: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, E
     comp_raw = factors.raw(raw, eras)
     truth = json.loads((world / "synthetic_truth.json").read_text())
     return eras.standardize(comp_raw), comp_raw, train["target"].to_numpy(np.float64), eras, factors.names_, truth
+
+
+def tiny_frame(seed: int = 0, eras: int = 12, rows: int = 120, features: int = 12, interaction: float = 0.5,
+               noise: float = 1.5) -> tuple[pd.DataFrame, np.ndarray]:
+    """A tiny frame (era + int8 features, ids as index) and a five-valued target with linear signal in the first
+    six features and an interaction of features 0 and 6: for fast fits of the estimator."""
+    rng = np.random.default_rng(seed)
+    n = eras * rows
+    x = rng.integers(0, 5, size=(n, features)).astype(np.int8)
+    frame = pd.DataFrame(x, columns=[f"feature_{j:02d}" for j in range(features)])
+    frame.insert(0, "era", np.repeat([f"{e + 1:04d}" for e in range(eras)], rows))
+    frame.index = pd.Index([f"n{i:015x}" for i in range(n)], name="id")
+    signal = x[:, :3].mean(axis=1) - x[:, 3:6].mean(axis=1) + interaction * (x[:, 0] - 2) * (x[:, 6] - 2) / 2
+    y = np.clip(np.round((signal + rng.normal(scale=noise, size=n)) / 2 + 2) / 4, 0, 1)
+    return frame, y.astype(np.float32)

@@ -143,6 +143,9 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
     live_result = run_pickle(python, model_path, live, live_bench, **limits)
     live_result["run"] = "live run"
     log(_line("live", live_result))
+    for line in live_result.get("log_tail") or []:
+        if "share of the predict time" in line:  # an ensemble says where the time goes
+            log(f"  {line}")
     results = [live_result]
     validation_result: dict[str, Any] | None = None
     checked_files = [live, live_bench]

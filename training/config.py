@@ -28,6 +28,10 @@ Example (every key optional; `nmu train --print-config` prints the resolved conf
     threads = "auto"              # LightGBM threads of a fit: the cores free when it starts, or a fixed number
     one_fit_at_a_time = true      # nmu fits on one machine take turns (LightGBM's threads spin: training.compute)
     scheduler = "tcp://host:8786" # run the independent fits on a Dask cluster (or "local:N"); unset: in-process
+
+    [ensemble]
+    targets = ["target", "target_jasper_20"]   # one model per target, averaged per era (empty: one model)
+    weights = [1, 1]                           # the members' weights (default equal)
 """
 
 from __future__ import annotations
@@ -77,7 +81,8 @@ _SCALARS: dict[str, tuple[type, ...]] = {
 }
 SHIP_CHOICES = ("auto", "full", "baseline", *(f"no_{c}" for c in ("clusters", "interactions", "timing", "residualizer")))
 REFRESH_CHOICES = ("never", "weekly")
-_TABLES = ("components", "lightgbm", "compute")
+_TABLES = ("components", "lightgbm", "compute", "ensemble")
+DEFAULT_ENSEMBLE: dict[str, Any] = {"targets": [], "weights": []}
 DEFAULT_COMPUTE: dict[str, Any] = {"threads": "auto", "one_fit_at_a_time": True, "scheduler": None}
 _MODEL_TABLES = ("feature_groups", "lgbm_params")  # NumeraiModel parameters that the config sets otherwise
 
@@ -100,6 +105,13 @@ class TrainConfig:
     components: dict[str, Any] = field(default_factory=dict)
     lightgbm: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LIGHTGBM))
     compute: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_COMPUTE))
+    ensemble: dict[str, Any] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ENSEMBLE.items()})
+
+    @property
+    def targets(self) -> list[str]:
+        """The targets the model learns: the ensemble's ([ensemble] targets, the main target first), else `target`."""
+        members = [str(t) for t in self.ensemble.get("targets") or []]
+        return [self.target, *[t for t in members if t != self.target]] if members else [self.target]
 
     @property
     def resolved_embargo(self) -> int:
@@ -214,7 +226,7 @@ def _toml_key(key: str) -> str:
 
 def _model_defaults(table: str) -> str:
     """A one-line summary of the estimator's defaults for a config table."""
-    if table == "compute":
+    if table not in ("components", "lightgbm"):
         return ""
     if table == "lightgbm":
         values = DEFAULT_LGBM_PARAMS
@@ -318,6 +330,18 @@ def check_config(config: TrainConfig, source: str = "config") -> None:
             raise NmuError(f"{source}: `compute.one_fit_at_a_time` must be true or false, got {value!r}.")
         if key == "scheduler" and value is not None and not isinstance(value, str):
             raise NmuError(f"{source}: `compute.scheduler` must be a Dask address or \"local:N\", got {value!r}.")
+    for key, value in config.ensemble.items():
+        if key not in DEFAULT_ENSEMBLE:
+            raise NmuError(f"{source}: `ensemble.{key}` is not an ensemble setting{_nearest(key, list(DEFAULT_ENSEMBLE))}; "
+                           "known: targets, weights.")
+        if not isinstance(value, list) or not all(isinstance(v, str if key == "targets" else (int, float))
+                                                  and not isinstance(v, bool) for v in value):
+            kind = "target names" if key == "targets" else "numbers"
+            raise NmuError(f"{source}: `ensemble.{key}` must be a list of {kind}, got {value!r}.")
+    weights = config.ensemble.get("weights") or []
+    if weights and (len(weights) != len(config.targets) or min(weights) < 0 or sum(weights) <= 0):
+        raise NmuError(f"{source}: `ensemble.weights` must give one non-negative weight per target "
+                       f"({', '.join(config.targets)}), not all zero; got {weights!r}.")
     names = lightgbm_names()
     for key, value in config.lightgbm.items():
         if key not in names:

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model import COMPONENTS, NumeraiModel
+from model import COMPONENTS, NumeraiModel, TargetEnsemble
 from model.eras import check_era_labels, sort_eras
+from model.params import available_cpus
 from training.compute import fit_slot
 from training.config import TrainConfig, config_from_dict, resolve_feature_set_name
 from training.console import Reporter, Silent, fmt_score, quiet
@@ -29,7 +30,7 @@ from training.data import (
 )
 from training.executor import InProcess, worker_threads
 from validation.errors import NmuError
-from validation.evaluation.scoring import score_eras, summarize
+from validation.evaluation.scoring import ensemble_summary, score_eras, summarize
 from validation.evaluation.selection import choose_variant
 from validation.evaluation.splits import EraSplit, embargo_split, expanding_window_folds
 from validation.schemas import validate_benchmark_frame, validate_training_frame
@@ -55,14 +56,19 @@ class Dataset:
     validation_benchmark: pd.DataFrame | None
     benchmark_column: str | None
     split: EraSplit = field(default=None)  # type: ignore[assignment]
+    targets: list[str] = field(default_factory=list)  # an ensemble's targets, the main one first ([] or one: none)
 
     def X(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's input of some rows: `era` and the features."""
         return frame[["era", *self.features]]
 
     def y(self, frame: pd.DataFrame) -> np.ndarray:
-        """The target of some rows."""
+        """The main target of some rows (what is scored)."""
         return frame[self.target].to_numpy(dtype=np.float32)
+
+    def y_fit(self, frame: pd.DataFrame) -> np.ndarray | pd.DataFrame:
+        """What the model learns from some rows: the main target, or an ensemble's targets as columns."""
+        return frame[self.targets] if len(self.targets) > 1 else self.y(frame)
 
 
 @dataclass
@@ -123,13 +129,14 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
         metadata = load_feature_metadata(data_dir)
         feature_set = resolve_feature_set_name(config.feature_set, metadata)
         features = resolve_feature_set(metadata, feature_set)
-        _check_target(metadata, config.target, data_dir)
+        for name in config.targets:
+            _check_target(metadata, name, data_dir)
         target = config.target
         for name in ("train.parquet", "validation.parquet"):
             if not (data_dir / name).is_file():
                 raise NmuError(f"{data_dir / name} is missing; a data directory needs train.parquet and validation.parquet.")
-        train = load_frame(data_dir / "train.parquet", features, targets=(target,), era_step=config.era_step)
-        validation = load_frame(data_dir / "validation.parquet", features, targets=(target,))
+        train = load_frame(data_dir / "train.parquet", features, targets=config.targets, era_step=config.era_step)
+        validation = load_frame(data_dir / "validation.parquet", features, targets=config.targets)
         step = f" (every {config.era_step}th)" if config.era_step > 1 else ""
         reporter.say(f"  {len(features)} features ({feature_set}), target {target}; train {len(train):,} rows / "
                      f"{train['era'].nunique()} eras{step}, validation {len(validation):,} rows / "
@@ -142,6 +149,10 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
                                 allow_unresolved=False if main else "anywhere")
         validate_training_frame(validation, features, target, source=str(data_dir / "validation.parquet"),
                                 allow_unresolved=True if main else "anywhere")
+        for other in config.targets[1:]:  # an ensemble's auxiliary targets: NaN anywhere (left out of its member)
+            for frame, name in ((train, "train.parquet"), (validation, "validation.parquet")):
+                validate_training_frame(frame[["era", *features, other]], features, other,
+                                        source=str(data_dir / name), allow_unresolved="anywhere")
         _check_eras(data_dir, train, validation)
         _check_shared_ids(data_dir, train, validation)
         train = resolved_rows(train, target)
@@ -169,7 +180,7 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
         data_dir=data_dir, source=source, version=read_data_info(data_dir)["version"], feature_set=feature_set,
         features=features, groups=feature_groups(metadata, features), target=target, train=train,
         validation=validation, train_benchmark=train_bench, validation_benchmark=val_bench, benchmark_column=column,
-        split=split,
+        split=split, targets=list(config.targets),
     )
 
 
@@ -192,11 +203,15 @@ def build_model(config: TrainConfig, groups: dict[str, list[str]]) -> NumeraiMod
                         **config.components)
 
 
-def make_variant(base: NumeraiModel, name: str, config: TrainConfig) -> NumeraiModel:
-    """An unfitted variant of the base model; a component the config switches off stays off in every variant."""
+def make_variant(base: NumeraiModel, name: str, config: TrainConfig) -> NumeraiModel | TargetEnsemble:
+    """An unfitted variant of the base model (an ensemble of it over the targets when the config names several); a
+    component the config switches off stays off in every variant."""
     model = base.variant(name)
     off = {c: False for c in COMPONENTS if config.components.get(c, True) is False}
-    return model.set_params(**off) if off else model
+    model = model.set_params(**off) if off else model
+    if len(config.targets) > 1:
+        return TargetEnsemble(model, config.targets, config.ensemble.get("weights") or None)
+    return model
 
 
 def benchmark_for(frame: pd.DataFrame, *benchmarks: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -218,14 +233,17 @@ def fit_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, reporter: R
     (training.compute), the reporter following the boosting rounds. The fitted model keeps its own n_jobs for
     predicting (-1: in Numerai's runtime, its one CPU)."""
     compute = compute or {}
-    n_jobs = model.n_jobs
+    key = "n_jobs" if "n_jobs" in model.get_params(deep=False) else "model__n_jobs"  # an ensemble's members
+    n_jobs = model.get_params()[key]
     with fit_slot(compute.get("threads", "auto"), say=reporter.say, exclusive=compute.get("one_fit_at_a_time", True)) \
             as fit_threads, reporter.boosting(title) as callback:
-        model.set_params(n_jobs=fit_threads)
+        if compute.get("threads", "auto") == "auto" and fit_threads < available_cpus():
+            reporter.say(f"  {fit_threads} of {available_cpus()} cores are free: {title} with {fit_threads} thread(s)")
+        model.set_params(**{key: fit_threads})
         try:
-            model.fit(ds.X(frame), ds.y(frame), benchmark=benchmark, callbacks=[callback] if callback else None)
+            model.fit(ds.X(frame), ds.y_fit(frame), benchmark=benchmark, callbacks=[callback] if callback else None)
         finally:
-            model.set_params(n_jobs=n_jobs)
+            model.set_params(**{key: n_jobs})
     return model
 
 
@@ -281,8 +299,12 @@ def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, comp
             # left alone: no target after the training data reaches the model, as a pickle never refreshed
             scores = {"left_alone": score_model(model, scored, ds, val_bench_predict, val_bench)}
             # refreshed: each era's target once it would be known (era t's timing uses targets of eras <= t - lag)
-            model.update_factor_returns(ds.X(resolved_validation), ds.y(resolved_validation))
+            model.update_factor_returns(ds.X(resolved_validation), ds.y_fit(resolved_validation))
             scores["refreshed"] = score_model(model, scored, ds, val_bench_predict, val_bench)
+            if isinstance(model, TargetEnsemble):  # each member's own predictions, scored on the main target
+                with quiet("model.timing"):
+                    members = model.member_predictions(ds.X(scored))
+                scores["members"] = {t: score_eras(p, scored, ds.target, ds.features) for t, p in members.items()}
         return model, scores
     if job.kind == "fold":
         fold = expanding_window_folds(ds.split.train, config.cv, config.resolved_embargo)[job.fold - 1]
@@ -294,7 +316,7 @@ def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, comp
         with reporter.step(f"CV fold {job.fold}/{config.cv}: {job.variant}"):
             fit_model(model, fit_rows, ds, reporter, f"fold {job.fold} {job.variant}",
                       benchmark_for(fit_rows, ds.train_benchmark), compute)
-            model.update_factor_returns(ds.X(later_rows), ds.y(later_rows))
+            model.update_factor_returns(ds.X(later_rows), ds.y_fit(later_rows))
             summary = summarize(score_model(model, test_rows, ds, test_bench, test_bench))
         return {"fold": job.fold, "variant": job.variant, "train_first": fold.train[0], "train_last": fold.train[-1],
                 "scored_first": fold.validation[0], "scored_last": fold.validation[-1], **summary}
@@ -357,8 +379,12 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
     summaries: dict[str, dict[str, dict[str, Any]]] = {"left_alone": {}, "refreshed": {}}
     parts: list[pd.DataFrame] = []
     fitted = {}
+    ensembles: dict[str, dict[str, Any]] = {}
     for name, (model, scores) in zip(names, execute([Job("variant", n) for n in names])):
         fitted[name] = model
+        members = scores.pop("members", None)
+        if members:  # the members were predicted with the refreshed history, as the ensemble's refreshed scores
+            ensembles[name] = ensemble_summary(members, scores["refreshed"])
         for m, per_era in scores.items():
             summaries[m][name] = summarize(per_era)
             parts.append(per_era.reset_index().assign(variant=name, mode=m))
@@ -399,5 +425,12 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
         "modes": summaries,
         "ship": decision,
     }
+    if ensembles:
+        metrics["ensemble"] = {"targets": ds.targets, "weights": config.ensemble.get("weights") or None,
+                               "variants": ensembles}
+        e = ensembles.get(shipped_variant) or next(iter(ensembles.values()))
+        reporter.say(f"  ensemble of {len(ds.targets)} targets: best member {e['best_member']} "
+                     f"{fmt_score(e['members'][e['best_member']]['corr_mean'])}, ensemble "
+                     f"{fmt_score(e['ensemble']['corr_mean'])} (refreshed)")
     return ExperimentResult(metrics=metrics, per_era=per_era_all, cv=cv_table, shipped=shipped,
                             shipped_variant=shipped_variant, refit_eras=refit_eras)

@@ -124,7 +124,7 @@ def write_artifacts(out: Path, ds: Dataset, config: TrainConfig, result: Experim
         manifest = update_manifest(
             pkl,
             data={"source": ds.source, "version": ds.version},
-            features=ds.features, target=ds.target, feature_set=ds.feature_set,
+            features=ds.features, target=ds.target, targets=ds.targets, feature_set=ds.feature_set,
             shipped_variant=result.shipped_variant, as_of_era=result.shipped.as_of_era_,
             eras={"train": ds.split.train, "validation": ds.split.validation, "embargoed": ds.split.embargoed,
                   "refit": result.refit_eras},

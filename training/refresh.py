@@ -86,9 +86,14 @@ def _data_dir(data: Path | None, download: bool, say: Any) -> Path:
     return data
 
 
+def _targets(manifest: dict[str, Any]) -> list[str]:
+    """The targets the pickle learnt: an ensemble's (main first), else the one."""
+    return list(manifest.get("targets") or [manifest["target"]])
+
+
 def _new_eras(data: Path, manifest: dict[str, Any], as_of: str | None) -> pd.DataFrame:
-    """The resolved rows of the validation file in eras after the as-of era."""
-    frame = load_frame(data / "validation.parquet", manifest["features"], targets=(manifest["target"],))
+    """The resolved rows (of the main target) of the validation file in eras after the as-of era."""
+    frame = load_frame(data / "validation.parquet", manifest["features"], targets=_targets(manifest))
     frame = resolved_rows(frame, manifest["target"])
     if as_of is not None:
         frame = frame.loc[np.array([era_key(e) > era_key(as_of) for e in frame["era"]], dtype=bool)]
@@ -120,7 +125,9 @@ def refresh_command(model_path: str | Path, data: str | Path | None = None, down
             f"{newest[-1] if newest else 'none'}); nothing written, nothing uploaded.")
         return {"changed": False, "as_of_era": as_of, "eras_added": []}
     trees = fitted.booster_.model_to_string()
-    fitted.update_factor_returns(new[["era", *manifest["features"]]], new[manifest["target"]].to_numpy())
+    targets = _targets(manifest)
+    fitted.update_factor_returns(new[["era", *manifest["features"]]],
+                                 new[targets] if len(targets) > 1 else new[targets[0]].to_numpy())
     if fitted.booster_.model_to_string() != trees:  # cannot happen: the booster is not touched
         raise NmuError("refreshing changed the trees; nothing was written.")
     added = sort_eras(new["era"].unique())

@@ -7,7 +7,7 @@ the default compute settings (a fit takes the cores free when it starts; nmu fit
 training.compute) and with the reference settings of before (every core, fits overlap: `[compute] threads = <all>`,
 `one_fit_at_a_time = false`), measured in the same run:
 
-1. alone on an idle machine (bound: the default within 5 % of the reference);
+1. alone on an idle machine, the median of --repeat runs each (bound: the default within 5 % of the reference);
 2. two runs started at once, against the same two one after the other;
 3. beside a CPU-bound process (one core kept busy).
 
@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -60,14 +62,29 @@ def timed(data: Path, work: Path, config: Path, runs: int, tag: str) -> float:
     return time.perf_counter() - start
 
 
+def timed_alone(data: Path, work: Path, configs: dict[str, Path], repeat: int) -> dict[str, float]:
+    """The median wall seconds of one nmu train alone per config, the configs alternating `repeat` times (so a slow
+    spell of the machine hits both)."""
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    for i in range(repeat):
+        for name, cfg in configs.items():
+            times[name].append(timed(data, work, cfg, 1, f"alone-{name}-{i}"))
+    for name, values in times.items():
+        print(f"  alone, {name}: {', '.join(f'{v:.0f}' for v in values)} s", flush=True)
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"))
     parser.add_argument("--no-assert", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of situation 1 per config (the median is used)")
     parser.add_argument("--situations", default="1,2,3", help="which situations to time (1: alone, 2: two at once, "
                                                                  "3: beside a CPU-bound process)")
     args = parser.parse_args()
     wanted = set(args.situations.split(","))
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if not (args.data / "live.parquet").exists():
         subprocess.run([sys.executable, "-m", "training.cli", "data", "synthetic", "--out", str(args.data)],
                        cwd=ROOT, check=True)
@@ -76,7 +93,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-busy-") as tmp:
         work = Path(tmp)
         configs = {"default": _config(work / "default.toml", False), "reference": _config(work / "reference.toml", True)}
-        alone = {name: timed(data, work, cfg, 1, f"alone-{name}") for name, cfg in configs.items()}
+        alone = timed_alone(data, work, configs, args.repeat)
         rows.append(("1. alone, idle machine", alone["default"], alone["reference"]))
         if "2" in wanted:
             both = {name: timed(data, work, cfg, 2, f"two-{name}") for name, cfg in configs.items()}

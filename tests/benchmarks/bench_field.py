@@ -28,7 +28,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +38,7 @@ from rich.console import Console
 from model.estimator import NumeraiModel
 from model.live import make_predict
 from model.timing import STALENESS_POLICIES
-from tests.benchmarks.bench_worlds import per_era_corr
+from tests.benchmarks.bench_worlds import per_era_corr, pooled
 from training.config import config_from_dict
 from training.console import Reporter
 from training.experiment import benchmark_for, build_model, fit_model, load_dataset, make_variant, resolved_rows
@@ -116,9 +115,9 @@ def with_policy(model, policy: str):
 
 
 def pooled_diff(rows: list[dict], a: str, b: str) -> tuple[float, float]:
-    means = [(r["scores"][a] - r["scores"][b]).mean() for r in rows]
-    ses = [(r["scores"][a] - r["scores"][b]).std(ddof=1) / np.sqrt(len(r["scores"][a])) for r in rows]
-    return float(np.mean(means)), float(np.sqrt(np.sum(np.square(ses))) / len(rows))
+    """bench_worlds.pooled of the per-era differences a - b: the mean over worlds and its standard error."""
+    mean, se, _ = pooled([{"diff": (r["scores"][a] - r["scores"][b]).to_numpy()} for r in rows], "diff")
+    return mean, se
 
 
 def main() -> int:

@@ -12,6 +12,9 @@ training/export.py and run in the replica by validation/runtime.py:
   deep         the same with a deep booster (30,000 trees, depth 10, Numerai's deep recipe; fitted on few rows
                with a small min_data_in_leaf so the trees really reach depth 10): load + predict < 5 minutes;
   diagnostics  the live scenario's pickle on the newest 100 validation eras in one call: peak < 4 GB.
+  ensemble     a TargetEnsemble of 4 members x 2,000 trees x 2,748 features (the live scenario's full model as each
+               member, its residualizer once on the combination: members of other targets cost the same to run):
+               the live era < 60 s; 100 validation eras in one call < 4 GB and < 10 minutes.
 Each prints predict seconds, peak RSS, the frames' own in-memory size (the runner loads them lean), the
 resident size before predict and what the predict added on top, beside the bound; exit 1 if a bound fails.
 Fitted estimators are cached in --data/bench-live-models (keyed by the fit settings and the model sources
@@ -38,7 +41,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from model import NumeraiModel  # noqa: E402
+from model import NumeraiModel, TargetEnsemble  # noqa: E402
 from training.data import feature_groups, load_benchmark, load_feature_metadata, resolve_feature_set  # noqa: E402
 from training.export import export_pickle  # noqa: E402
 from training.synthetic import SyntheticConfig, write_synthetic_world  # noqa: E402
@@ -46,7 +49,9 @@ from validation.artifacts import atomic_write_bytes  # noqa: E402
 from validation.runtime.replica import ensure_runtime, run_pickle  # noqa: E402
 
 MB = 2**20
-SCENARIOS = ("live", "deep", "diagnostics")
+SCENARIOS = ("live", "deep", "diagnostics", "ensemble")
+ENSEMBLE_MEMBERS = 4
+ENSEMBLE_SECONDS, ENSEMBLE_DIAGNOSTICS_SECONDS = 60.0, 600.0
 LIVE_SECONDS, LIVE_PEAK_MB = 60.0, 2048.0
 DEEP_SECONDS = 300.0
 DIAGNOSTICS_PEAK_MB = 4096.0
@@ -153,6 +158,27 @@ def _depth(node: dict) -> int:
 
 
 # ------------------------------------------------------------------------------------------- the runs
+def ensemble_of(model: Any, members: int) -> TargetEnsemble:
+    """A fitted TargetEnsemble whose members are copies of `model` (its residualizer moved to the combination): the
+    predict cost of an ensemble of that many such members."""
+    import copy
+
+    template = model.get_params()
+    ensemble = TargetEnsemble(NumeraiModel(**template), [f"target_{i}" for i in range(members)])
+    ensemble.members_ = []
+    for _ in range(members):
+        member = copy.deepcopy(model)
+        member.residualizer_ = None
+        ensemble.members_.append(member)
+    ensemble.weights_ = np.full(members, 1.0 / members)
+    ensemble.residualizer_ = model.residualizer_
+    ensemble.feature_names_in_ = model.feature_names_in_
+    ensemble.n_features_in_ = model.n_features_in_
+    ensemble.benchmark_columns_ = model.benchmark_columns_
+    ensemble.as_of_era_ = model.as_of_era_
+    return ensemble
+
+
 def report(name: str, r: dict[str, Any], bounds: list[tuple[str, float, float]]) -> bool:
     """Print one run's figures beside its bounds; True when it passed and met every bound."""
     frame = (r.get("frame_bytes") or 0) / MB
@@ -195,12 +221,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
         work = Path(tmp)
         live, live_bench = args.data / "live.parquet", args.data / "live_benchmark_models.parquet"
-        if {"live", "diagnostics"} & set(args.scenario):
+        if {"live", "diagnostics", "ensemble"} & set(args.scenario):
             model, seconds = fitted_model(args.data, "full", {"per_era": args.fit_per_era,
                                                                "lgbm_params": {"n_estimators": args.trees}}, args.refit)
             info = export_pickle(model, work / "full.pkl")
             print(f"full model ({f'fitted in {seconds:.0f} s' if seconds else 'cached fit'}): {describe(model)}; "
                   f"pickle {info['size_bytes'] / MB:.1f} MB", flush=True)
+            if "ensemble" in args.scenario:
+                info = export_pickle(ensemble_of(model, ENSEMBLE_MEMBERS), work / "ensemble.pkl")
+                print(f"ensemble: {ENSEMBLE_MEMBERS} members; pickle {info['size_bytes'] / MB:.1f} MB", flush=True)
             del model
         if "live" in args.scenario:
             r = run_pickle(python, work / "full.pkl", live, live_bench)
@@ -227,6 +256,17 @@ def main() -> int:
             if n_eras < args.validation_eras:
                 print(f"  only {n_eras} validation eras in {args.data}: fewer than the {args.validation_eras} asked")
                 ok = False
+        if "ensemble" in args.scenario:
+            r = run_pickle(python, work / "ensemble.pkl", live, live_bench)
+            ok &= report(f"ensemble ({ENSEMBLE_MEMBERS} members x {args.trees:,} trees, one era)", r, [
+                ("predict seconds", r.get("predict_seconds") or float("inf"), ENSEMBLE_SECONDS)])
+            shares = [line for line in r.get("log_tail") or [] if "share of the predict time" in line]
+            print(f"  {shares[-1] if shares else 'no member shares logged'}")
+            frame, bench, n_eras = validation_slice(args.data, args.validation_eras, work)
+            r = run_pickle(python, work / "ensemble.pkl", frame, bench, all_eras_at_once=True)
+            ok &= report(f"ensemble diagnostics ({n_eras} validation eras in one call)", r, [
+                ("peak MB", r["peak_rss_mb"], DIAGNOSTICS_PEAK_MB),
+                ("predict seconds", r.get("predict_seconds") or float("inf"), ENSEMBLE_DIAGNOSTICS_SECONDS)])
     if args.no_assert:
         return 0
     print("OK" if ok else "FAILED")

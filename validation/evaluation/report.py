@@ -204,6 +204,19 @@ def render_html(
         table, rule = ship
         ship_html = ("<h2>The shipped model</h2><p>" + html.escape(rule) + ".</p>"
                      + table.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0, classes="scores", na_rep="–"))
+    ensemble_html = ""
+    ensemble = metrics.get("ensemble")
+    if ensemble:
+        shipped = (metrics.get("ship") or {}).get("shipped")
+        e = ensemble["variants"].get(shipped) or next(iter(ensemble["variants"].values()))
+        members = pd.DataFrame({t: s for t, s in e["members"].items()}).T.reset_index(names="member")
+        correlation = pd.DataFrame(e["member_correlation"]).reset_index(names="per-era corr correlation")
+        gain = e["gain_over_best_member"]
+        ensemble_html = ("<h2>Ensemble members</h2><p>Each member's per-era corr on the main target (refreshed); the "
+                         f"ensemble adds {'–' if gain is None else f'{gain:+.4f}'} over its best member, "
+                         f"{html.escape(str(e['best_member']))}.</p>"
+                         + members.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0, na_rep="–")
+                         + correlation.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, na_rep="–"))
     cv_html = ""
     if cv is not None and len(cv):
         cv_html = "<h2>Expanding-window cross-validation on the training eras</h2>" + cv.to_html(
@@ -225,6 +238,7 @@ img {{ max-width: 100%; display: block; margin-bottom: 1em; }}
 <h2>Variants</h2>
 <table class="scores"><tr><th>variant</th>{head}</tr>{rows}</table>
 {ship_html}
+{ensemble_html}
 <h2>Data</h2>
 <table>{data}</table>
 {images}

@@ -175,3 +175,18 @@ def summarize(per_era: pd.DataFrame) -> dict[str, float | None | int]:
         "feature_exposure_max": _clean(exposure.mean()) if len(exposure) else None,
         "n_eras": int(len(corr)),
     }
+
+
+def ensemble_summary(members: dict[str, pd.DataFrame], ensemble: pd.DataFrame) -> dict[str, Any]:
+    """What an ensemble's members score (per-era scores on the main target, by target), how their per-era corr
+    series correlate with each other, and what the ensemble adds over its best member."""
+    summaries = {t: summarize(per_era) for t, per_era in members.items()}
+    series = pd.DataFrame({t: per_era["corr"] for t, per_era in members.items()})
+    best = max(summaries, key=lambda t: summaries[t]["corr_mean"] if summaries[t]["corr_mean"] is not None else -1.0)
+    ens = summarize(ensemble)
+    gain = (ens["corr_mean"] - summaries[best]["corr_mean"]
+            if ens["corr_mean"] is not None and summaries[best]["corr_mean"] is not None else None)
+    correlation = series.corr().round(4)
+    return {"members": summaries, "ensemble": ens, "best_member": best, "gain_over_best_member": gain,
+            "member_correlation": {a: {b: _clean(correlation.loc[a, b]) for b in correlation.columns}
+                                   for a in correlation.index}}

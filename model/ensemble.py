@@ -1,0 +1,184 @@
+"""`TargetEnsemble`: one NumeraiModel per target, combined per era by a weighted rank average, in one pickle.
+
+Numerai's own examples and most serious users train on several targets and average the members' per-era ranks.
+Here every member is the same NumeraiModel variant fitted on its own target (an auxiliary target's NaN rows left
+out of that member only); the work that does not depend on the target (factor composites, the clusters' PCA and
+k-means) is fitted once, by the first member, and shared. The residualizer is applied once, to the combination.
+The ensemble has the estimator's live interface (`feature_names_in_`, `benchmark_columns_`, `predict_eras`), so
+Numerai's live function and `export_pickle` take it as they take one model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.exceptions import NotFittedError
+
+from .eras import EraIndex, era_key
+from .estimator import NumeraiModel
+from .features import as_frame, chunk_rows, feature_matrix
+from .residualize import Residualizer
+
+_log = logging.getLogger("model.ensemble")
+
+
+class TargetEnsemble(RegressorMixin, BaseEstimator):
+    """Several targets' NumeraiModels averaged per era (rank average), residualized once.
+
+    Parameters
+    ----------
+    model : NumeraiModel, optional
+        The member template (its residualizer settings are the ensemble's); default NumeraiModel().
+    targets : sequence of str
+        The target of each member, in order; the first is the main one (the residualizer's gate uses it).
+    weights : sequence of float, optional
+        Each member's weight in the average (default equal).
+
+    Attributes
+    ----------
+    members_ : list of NumeraiModel
+        The fitted members (their own residualizers off).
+    weights_ : ndarray
+        The normalised weights.
+    residualizer_ : Residualizer or None
+        The residualizer of the combination.
+    feature_names_in_, n_features_in_, benchmark_columns_, as_of_era_
+        As NumeraiModel's (the as-of era is the oldest of the members').
+    """
+
+    reads_eras = True
+
+    def __init__(self, model: NumeraiModel | None = None, targets: Sequence[str] = ("target",),
+                 weights: Sequence[float] | None = None):
+        self.model = model
+        self.targets = targets
+        self.weights = weights
+
+    def _check(self) -> tuple[NumeraiModel, list[str], np.ndarray]:
+        targets = [str(t) for t in self.targets]
+        if not targets or len(set(targets)) != len(targets):
+            raise ValueError(f"TargetEnsemble: parameter `targets` is {self.targets!r}; it must name distinct targets")
+        weights = np.ones(len(targets)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
+        if weights.shape != (len(targets),) or not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"TargetEnsemble: parameter `weights` is {self.weights!r}; it must give one non-negative "
+                             f"weight per target ({len(targets)}), not all zero")
+        model = NumeraiModel() if self.model is None else self.model
+        return model, targets, weights / weights.sum()
+
+    def fit(self, X: pd.DataFrame, Y: pd.DataFrame | Mapping[str, Any], benchmark: pd.DataFrame | None = None,
+            callbacks: list | None = None) -> TargetEnsemble:
+        """Fit one member per target on the rows where that target is known, sharing the target-free work.
+
+        Parameters
+        ----------
+        X : DataFrame
+            The `era` column and the features.
+        Y : DataFrame or mapping
+            One column per target (NaN: not known for that row).
+        benchmark, callbacks
+            As NumeraiModel.fit.
+
+        Returns
+        -------
+        self
+        """
+        template, targets, self.weights_ = self._check()
+        X = as_frame(X, owner=type(self).__name__)
+        missing = [t for t in targets if t not in Y]
+        if missing:
+            raise ValueError(f"TargetEnsemble: Y lacks the target column(s) {missing}")
+        self.members_: list[NumeraiModel] = []
+        for target in targets:
+            y = np.asarray(Y[target], dtype=np.float64).reshape(-1)
+            known = ~np.isnan(y)
+            rows = X if known.all() else X.loc[known]
+            bench = benchmark if benchmark is None or known.all() else benchmark.loc[known]
+            member = clone(template).set_params(residualizer=False)
+            member.fit(rows, y[known], benchmark=bench, callbacks=callbacks,
+                       shared=self.members_[0] if self.members_ else None)
+            self.members_.append(member)
+        first = self.members_[0]
+        self.feature_names_in_ = first.feature_names_in_
+        self.n_features_in_ = first.n_features_in_
+        self.benchmark_columns_ = first.benchmark_columns_
+        self.as_of_era_ = min((m.as_of_era_ for m in self.members_ if m.as_of_era_ is not None), default=None,
+                              key=era_key)
+        self.residualizer_ = None
+        if template.residualizer:
+            main = np.asarray(Y[targets[0]], dtype=np.float64).reshape(-1)
+            eras = EraIndex.from_frame(X)
+            raw = feature_matrix(X, list(self.feature_names_in_))
+            labels = first.clusters_.predict(raw, eras) if first.clusters_ is not None else None
+            basis = (first.factors_.transform(raw, eras) if first.factors_ is not None else None)
+            self.residualizer_ = Residualizer(
+                template.residualize_proportion, template.residualize_features, template.residualize_n_features,
+                clusters=template.residualize_clusters, benchmark=template.residualize_benchmark,
+            ).fit(raw, main, eras, basis=basis, labels=labels,
+                  n_clusters=len(first.clusters_.centroids_) if first.clusters_ is not None else None,
+                  embargo=template.timing_lag)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "members_"):
+            raise NotFittedError("this TargetEnsemble is not fitted yet: call fit(X, Y) first")
+
+    def predict_eras(self, raw: np.ndarray, eras: EraIndex, benchmark: np.ndarray | None = None) -> np.ndarray:
+        """The weighted average of the members' per-era ranks, residualized once (or ranked) per era."""
+        self._check_fitted()
+        combined = np.zeros(len(raw))
+        seconds = []
+        for weight, member in zip(self.weights_, self.members_):
+            start = time.perf_counter()
+            combined += weight * member.predict_eras(raw, eras, benchmark)
+            seconds.append(time.perf_counter() - start)
+        total = sum(seconds) or 1.0
+        _log.info("ensemble members' share of the predict time: %s",
+                  ", ".join(f"{t} {100 * s / total:.0f} %" for t, s in zip(self.targets, seconds)))
+        if self.residualizer_ is None:
+            return eras.rank(combined)
+        first = self.members_[0]
+        out = np.empty(len(raw))
+        for rows in eras.chunks(chunk_rows(raw.shape[1])):
+            sub = eras.take(rows)
+            labels = first.clusters_.predict(raw[rows], sub) if first.clusters_ is not None else None
+            bench = None if benchmark is None else benchmark[rows]
+            out[rows] = self.residualizer_.transform(combined[rows], raw[rows], sub, labels, bench)
+        return out
+
+    def predict(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> np.ndarray:
+        """Predictions in (0, 1], ranked within each era, as NumeraiModel.predict."""
+        self._check_fitted()
+        X = as_frame(X, n_features=self.n_features_in_, owner=type(self).__name__)
+        eras = EraIndex.from_frame(X)
+        bench = None
+        if benchmark is not None and self.benchmark_columns_:
+            column = self.benchmark_columns_[0]
+            if isinstance(benchmark, pd.DataFrame) and column in benchmark:
+                bench = benchmark[column].reindex(X.index).to_numpy(dtype=np.float64)
+                bench = np.where(np.isnan(bench), np.nanmean(bench) if np.isfinite(bench).any() else 0.5, bench)
+        return self.predict_eras(feature_matrix(X, list(self.feature_names_in_)), eras, bench)
+
+    def member_predictions(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Each member's own predictions (per-era ranks) of X, by target: for the members' scores."""
+        self._check_fitted()
+        return {str(t): m.predict(X) for t, m in zip(self.targets, self.members_)}
+
+    def update_factor_returns(self, X: pd.DataFrame, Y: pd.DataFrame | Mapping[str, Any]) -> TargetEnsemble:
+        """Feed each member its own target's newly resolved eras (nothing is refitted)."""
+        self._check_fitted()
+        for target, member in zip(self.targets, self.members_):
+            member.update_factor_returns(X, np.asarray(Y[target], dtype=np.float64))
+        self.as_of_era_ = min((m.as_of_era_ for m in self.members_ if m.as_of_era_ is not None), default=None,
+                              key=era_key)
+        return self
+
+    @property
+    def booster_(self) -> Any:
+        """The first member's booster (for tools that look at one)."""
+        return self.members_[0].booster_

@@ -1,0 +1,81 @@
+"""Target ensembles: one NumeraiModel per target sharing the target-free work, averaged per era, residualized once,
+in one pickle; nmu train scores every member and the ensemble."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from model import NumeraiModel, TargetEnsemble
+from model.eras import EraIndex
+from model.live import make_predict
+from training.pipeline import train_command
+
+TARGETS = ["target", "target_jasper_20", "target_teager_60"]
+FAST = {"n_estimators": 40, "learning_rate": 0.1}
+
+
+@pytest.fixture(scope="module")
+def frames(small_world):
+    meta = json.loads((small_world / "features.json").read_text())
+    features = meta["feature_sets"]["all"]
+    groups = {k: v for k, v in meta["feature_sets"].items() if k not in ("small", "medium", "all")}
+    train = pd.read_parquet(small_world / "train.parquet", columns=["era", *features, *TARGETS])
+    return features, groups, train
+
+
+def test_members_share_the_target_free_work_and_average_per_era(frames):
+    features, groups, train = frames
+    Y = train[TARGETS].copy()
+    Y.iloc[::7, 2] = np.nan  # an auxiliary target's gaps: left out of its member only
+    model = NumeraiModel(feature_groups=groups, lgbm_params=FAST, n_jobs=1, residualizer=False)
+    ensemble = TargetEnsemble(model, TARGETS, weights=[2, 1, 1]).fit(train[["era", *features]], Y)
+    first, second, third = ensemble.members_
+    assert second.factors_ is first.factors_  # fitted once, shared
+    assert second.clusters_.centroids_ is first.clusters_.centroids_ and second.clusters_ is not first.clusters_
+    assert not any(m.residualizer for m in ensemble.members_)
+    X = train[["era", *features]]
+    eras = EraIndex.from_frame(X)
+    combined = 0.5 * first.predict(X) + 0.25 * second.predict(X) + 0.25 * third.predict(X)
+    np.testing.assert_allclose(ensemble.predict(X), eras.rank(combined))
+    # every member learnt its own target: their predictions differ
+    assert not np.allclose(first.predict(X), second.predict(X))
+
+
+def test_one_pickle_predicts_live_with_the_residualizer_applied_once(frames, small_world):
+    features, groups, train = frames
+    model = NumeraiModel(feature_groups=groups, lgbm_params=FAST, n_jobs=1)
+    ensemble = TargetEnsemble(model, TARGETS[:2]).fit(train[["era", *features]], train[TARGETS[:2]])
+    assert ensemble.residualizer_ is not None and not any(m.residualizer_ for m in ensemble.members_)
+    live = pd.read_parquet(small_world / "live.parquet")
+    bench = pd.read_parquet(small_world / "live_benchmark_models.parquet")
+    out = make_predict(ensemble)(live, bench)
+    assert out.index.equals(live.index) and out["prediction"].between(0, 1).all() and out["prediction"].std() > 0
+
+
+def test_nmu_train_scores_every_member_and_the_ensemble(small_world, tmp_path: Path):
+    config = tmp_path / "ensemble.toml"
+    config.write_text('[ensemble]\ntargets = ["target", "target_jasper_20"]\n\n[lightgbm]\nn_estimators = 40\n'
+                      'learning_rate = 0.1\n')
+    metrics = train_command(data=small_world, out=tmp_path / "out", config_path=config, console=Console(quiet=True))
+    ensemble = metrics["ensemble"]
+    assert ensemble["targets"] == ["target", "target_jasper_20"]
+    for variant in ("baseline", "full"):
+        e = ensemble["variants"][variant]
+        assert set(e["members"]) == {"target", "target_jasper_20"}
+        assert e["member_correlation"]["target"]["target"] == pytest.approx(1.0)
+        assert -1 <= e["member_correlation"]["target"]["target_jasper_20"] <= 1
+        assert e["gain_over_best_member"] == pytest.approx(
+            e["ensemble"]["corr_mean"] - e["members"][e["best_member"]]["corr_mean"])
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Ensemble members" in html
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["targets"] == ["target", "target_jasper_20"]
+    predict = pd.read_pickle(tmp_path / "out" / "model.pkl")
+    live = pd.read_parquet(small_world / "live.parquet")
+    assert predict(live, pd.read_parquet(small_world / "live_benchmark_models.parquet"))["prediction"].std() > 0
