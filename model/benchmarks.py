@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 PREFERRED_SUFFIX = "_lgbm_ender20"
@@ -58,3 +59,34 @@ def choose_benchmark_column(frame: pd.DataFrame, wanted: Sequence[str] | None = 
             return found
     numeric = benchmark_columns(frame)
     return _newest([c for c in numeric if c.endswith(PREFERRED_SUFFIX)]) or (numeric[0] if numeric else None)
+
+
+def benchmark_vector(benchmark: Any, index: pd.Index, columns: Sequence[str] | None) -> np.ndarray | None:
+    """One benchmark column (the `columns` rule of `choose_benchmark_column`) aligned to `index` as float64, or None
+    when there is none to use: what the estimators read from a `benchmark=` frame."""
+    if benchmark is None:
+        return None
+    if isinstance(benchmark, pd.Series):
+        frame = benchmark.to_frame()
+    elif isinstance(benchmark, pd.DataFrame):
+        frame = benchmark
+    else:
+        values = np.asarray(benchmark, dtype=np.float64)
+        return values.reshape(len(index), -1)[:, 0] if values.size else None
+    column = choose_benchmark_column(frame, columns)
+    if column is None:
+        return None
+    if frame.index.equals(index):
+        values = frame[column].to_numpy(dtype=np.float64)
+    else:
+        values = frame[column].reindex(index).to_numpy(dtype=np.float64)
+    if np.isnan(values).all():
+        return None
+    return values
+
+
+def filled_benchmark(values: np.ndarray) -> np.ndarray:
+    """A benchmark vector with its gaps at the mean of the rest (0.5, the middle of a rank, when all are missing)."""
+    if not np.isnan(values).any():
+        return values
+    return np.where(np.isnan(values), np.nanmean(values) if (~np.isnan(values)).any() else 0.5, values)

@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import NotFittedError
 
+from .benchmarks import benchmark_vector, filled_benchmark
 from .eras import EraIndex, era_key
 from .estimator import NumeraiModel
 from .features import as_frame, chunk_rows, feature_matrix
@@ -115,13 +116,21 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
             eras = EraIndex.from_frame(X)
             raw = feature_matrix(X, list(self.feature_names_in_))
             labels = first.clusters_.predict(raw, eras) if first.clusters_ is not None else None
-            basis = (first.factors_.transform(raw, eras) if first.factors_ is not None else None)
+
+            def basis() -> np.ndarray | None:  # the composites, by chunks of whole eras, made only if the gate asks
+                if first.factors_ is None:
+                    return None
+                z = np.empty((len(raw), len(first.factors_.names_)), dtype=np.float32)
+                for rows in eras.chunks(chunk_rows(raw.shape[1])):
+                    z[rows] = first.factors_.transform(raw[rows], eras.take(rows))
+                return z
+
             self.residualizer_ = Residualizer(
                 template.residualize_proportion, template.residualize_features, template.residualize_n_features,
                 clusters=template.residualize_clusters, benchmark=template.residualize_benchmark,
             ).fit(raw, main, eras, basis=basis, labels=labels,
                   n_clusters=len(first.clusters_.centroids_) if first.clusters_ is not None else None,
-                  embargo=template.timing_lag)
+                  embargo=template.gate_embargo)
         return self
 
     def _check_fitted(self) -> None:
@@ -156,18 +165,15 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         self._check_fitted()
         X = as_frame(X, n_features=self.n_features_in_, owner=type(self).__name__)
         eras = EraIndex.from_frame(X)
-        bench = None
-        if benchmark is not None and self.benchmark_columns_:
-            column = self.benchmark_columns_[0]
-            if isinstance(benchmark, pd.DataFrame) and column in benchmark:
-                bench = benchmark[column].reindex(X.index).to_numpy(dtype=np.float64)
-                bench = np.where(np.isnan(bench), np.nanmean(bench) if np.isfinite(bench).any() else 0.5, bench)
+        bench = benchmark_vector(benchmark, X.index, self.benchmark_columns_)
+        bench = None if bench is None else filled_benchmark(bench)
         return self.predict_eras(feature_matrix(X, list(self.feature_names_in_)), eras, bench)
 
-    def member_predictions(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Each member's own predictions (per-era ranks) of X, by target: for the members' scores."""
+    def member_predictions(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+        """Each member's own predictions (per-era ranks) of X, by target, given what the ensemble is given: for the
+        members' scores."""
         self._check_fitted()
-        return {str(t): m.predict(X) for t, m in zip(self.targets, self.members_)}
+        return {str(t): m.predict(X, benchmark=benchmark) for t, m in zip(self.targets, self.members_)}
 
     def update_factor_returns(self, X: pd.DataFrame, Y: pd.DataFrame | Mapping[str, Any]) -> TargetEnsemble:
         """Feed each member its own target's newly resolved eras (nothing is refitted)."""

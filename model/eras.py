@@ -10,7 +10,7 @@ numbered one. Two labels of the same number written differently ("0002" and "2")
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,18 @@ def era_key(era: Any) -> tuple[float, str]:
 def sort_eras(eras: Iterable[Any]) -> list[str]:
     """The distinct era labels of `eras` as strings, in era order."""
     return sorted({str(e) for e in eras}, key=era_key)
+
+
+def era_positions(eras: Sequence[Any]) -> np.ndarray:
+    """Each era's position in time: its number when every era has one (so downsampled eras keep their real gaps),
+    else its rank in era order (labels without numbers have nothing better)."""
+    numbers = np.array([era_number(e) for e in eras], dtype=np.float64)
+    if np.isfinite(numbers).all():
+        return numbers
+    ranked = sorted(range(len(numbers)), key=lambda i: era_key(eras[i]))
+    positions = np.empty(len(numbers))
+    positions[ranked] = np.arange(len(numbers), dtype=np.float64)
+    return positions
 
 
 def check_era_labels(eras: Iterable[Any]) -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import DataConversionWarning, NotFittedError
 
-from .benchmarks import choose_benchmark_column
+from .benchmarks import benchmark_vector, choose_benchmark_column, filled_benchmark
 from .booster import Rows, predict_raw, train_booster
 from .clusters import Clusters
 from .eras import EraIndex, check_era_labels, era_key, era_number
@@ -39,31 +39,9 @@ from .timing import STALENESS_POLICIES, Timing
 COMPONENTS = ("clusters", "interactions", "timing", "residualizer")
 VARIANTS = ("baseline", "full") + tuple(f"no_{c}" for c in COMPONENTS)
 _log = logging.getLogger("model.timing")
+_LOGGED_STALENESS = [""]  # the last staleness line logged by this process
 CLUSTER_T = 3.0
 """Least |t| of a cluster gate (raised to the family-wise critical value for the number of tests)."""
-
-
-def _benchmark_vector(benchmark: Any, index: pd.Index, columns: Sequence[str] | None) -> np.ndarray | None:
-    """One benchmark column aligned to `index` (float64), or None when there is none to use."""
-    if benchmark is None:
-        return None
-    if isinstance(benchmark, pd.Series):
-        frame = benchmark.to_frame()
-    elif isinstance(benchmark, pd.DataFrame):
-        frame = benchmark
-    else:
-        values = np.asarray(benchmark, dtype=np.float64)
-        return values.reshape(len(index), -1)[:, 0] if values.size else None
-    column = choose_benchmark_column(frame, columns)
-    if column is None:
-        return None
-    if frame.index.equals(index):
-        values = frame[column].to_numpy(dtype=np.float64)
-    else:
-        values = frame[column].reindex(index).to_numpy(dtype=np.float64)
-    if np.isnan(values).all():
-        return None
-    return values
 
 
 def _as_target(y: Any, n_rows: int) -> np.ndarray:
@@ -268,7 +246,14 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
 
     @property
     def _nw_lags(self) -> int:
+        """Newey-West lags of every gate: neighbouring eras' targets overlap for about `timing_lag` - 1 eras."""
         return max(1, self.timing_lag - 1)
+
+    @property
+    def gate_embargo(self) -> int:
+        """Eras between the eras that choose and the eras that confirm, in every gate (the components use their
+        nw_lags + 1, which is this)."""
+        return self._nw_lags + 1
 
     # ---- engineered features ------------------------------------------------------------------------
     def _engineer(self, raw: np.ndarray, eras: EraIndex, bench: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -294,7 +279,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         if self.interactions_ is not None:
             parts.append(self.interactions_.transform(z, relative))
         if self.timing_ is not None:
-            parts.append(self.timing_.transform(z, comp_raw, eras, bench, getattr(self, "timing_staleness", "hold")))
+            parts.append(self.timing_.transform(z, comp_raw, eras, bench, getattr(self, "timing_staleness", "neutral")))
         return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
 
     def _engineered_names(self) -> list[str]:
@@ -350,7 +335,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
             if "era" in X.columns:
                 check_era_labels(X["era"].unique())
             eras = EraIndex.from_frame(X)
-            bench = _benchmark_vector(benchmark, X.index, None)
+            bench = benchmark_vector(benchmark, X.index, None)
             self.benchmark_columns_ = None
             if bench is not None and isinstance(benchmark, pd.DataFrame):
                 self.benchmark_columns_ = [str(choose_benchmark_column(benchmark))]
@@ -404,7 +389,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
                     clusters=self.residualize_clusters, benchmark=self.residualize_benchmark,
                 ).fit(raw, target, eras, basis=basis, labels=labels if self.clusters else None,
                       n_clusters=len(self.clusters_.centroids_) if self.clusters_ is not None else None,
-                      embargo=self.timing_lag)
+                      embargo=self.gate_embargo)
 
         with _stage(seconds, "engineered"):
             self.engineered_names_ = self._engineered_names()
@@ -467,12 +452,10 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         X = as_frame(X, n_features=self.n_features_in_, owner=type(self).__name__)
         features = list(self.feature_names_in_)
         eras = EraIndex.from_frame(X)
-        bench_all = _benchmark_vector(benchmark, X.index, self.benchmark_columns_)
+        bench_all = benchmark_vector(benchmark, X.index, self.benchmark_columns_)
         out = np.empty(len(X), dtype=np.float64)
         for rows in eras.chunks(chunk_rows(len(features))):
-            bench = None if bench_all is None else bench_all[rows]
-            if bench is not None and np.isnan(bench).any():
-                bench = np.where(np.isnan(bench), np.nanmean(bench) if (~np.isnan(bench)).any() else 0.5, bench)
+            bench = None if bench_all is None else filled_benchmark(bench_all[rows])
             out[rows] = self.predict_eras(feature_matrix(X.iloc[rows], features), eras.take(rows), bench)
         return out
 
@@ -521,6 +504,9 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         era, gap = eras.eras[worst], stale[worst]
         how = (f"era {era!r} has no number: {gap:.0f} week(s) since the history was last extended"
                if not np.isfinite(era_number(era)) else f"era {era} is {gap:.0f} era(s) past what its momentum saw")
-        _log.warning("timing history as of era %s: %s; momentum features use the %r policy (run `nmu refresh` "
-                     "weekly to keep them current)", self.timing_.as_of_era_, how,
-                     getattr(self, "timing_staleness", "hold"))
+        message = (f"timing history as of era {self.timing_.as_of_era_}: {how}; momentum features use the "
+                   f"{getattr(self, 'timing_staleness', 'neutral')!r} policy (run `nmu refresh` weekly to keep them "
+                   "current)")
+        if message != _LOGGED_STALENESS[0]:  # once, not per chunk of a multi-era call or per ensemble member
+            _LOGGED_STALENESS[0] = message
+            _log.warning("%s", message)

@@ -61,17 +61,26 @@ def feature_columns(X: pd.DataFrame) -> list[str]:
 
 
 def feature_matrix(X: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """The feature block as int8 when every column is int8 (no up-cast copy), else float32; missing columns NaN."""
+    """The feature block in trained order: int8 when every value is a whole number in 0..127 (no up-cast copy of an
+    int8 frame), else float32. A NaN or a missing column takes FILL_VALUE, as on Numerai's live path, so fit,
+    predict and the live function see the same values (a missing column is logged)."""
     present = [c for c in columns if c in X.columns]
     if len(present) < len(columns):
         missing = [c for c in columns if c not in X.columns]
-        _log.warning("%d trained features missing from X (taken as NaN): %s", len(missing), ", ".join(missing[:5]))
+        _log.warning("%d trained features missing from X (taken as %d): %s", len(missing), FILL_VALUE,
+                     ", ".join(missing[:5]))
         X = X.reindex(columns=list(columns))
     block = X[list(columns)]
     dtypes = set(block.dtypes)
     if len(dtypes) == 1 and next(iter(dtypes)) == np.int8:
         return block.to_numpy()
-    return block.to_numpy(dtype=np.float32, na_value=np.nan)
+    values = block.to_numpy(dtype=np.float32, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():  # a float32 frame comes back as a read-only view of the user's data (pandas copy-on-write)
+        values = np.where(bad, np.float32(FILL_VALUE), values)
+    if values.size and values.min() >= 0 and values.max() <= 127 and np.array_equal(np.rint(values), values):
+        return values.astype(np.int8)
+    return values
 
 
 def era_filled(raw: np.ndarray, eras: EraIndex) -> np.ndarray:

@@ -106,7 +106,8 @@ def _feature_block(sources: list[Any], rows: np.ndarray, present_slot: np.ndarra
 
     Int8 when every value is a whole number in 0..127 (the training dtype), else float32. Built column by column
     into a feature-major array (one contiguous copy per column, a slice when the chunk's rows are consecutive, as
-    in Numerai's era-sorted files) and returned as its transpose, which pandas stores without a copy. Integer
+    in Numerai's era-sorted files) and returned as its transpose, which `pd.DataFrame(..., copy=False)` wraps without a copy
+    (pandas 2 and 3). Integer
     columns are copied as int8; only the others pass through float32. Returns the block and the NaN cells filled."""
     m = len(rows)
     take: Any = slice(int(rows[0]), int(rows[-1]) + 1) if m and bool(np.all(np.diff(rows) == 1)) else rows

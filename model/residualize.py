@@ -111,7 +111,6 @@ class _Workspace:
 
     def __init__(self, rows: int, columns: int):
         self.rows = rows
-        self.columns = columns
         self.f32 = np.empty(rows * columns, dtype=np.float32)
         self.f64: np.ndarray | None = None
 
@@ -682,6 +681,10 @@ class ResidualizedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
     exposure_names_ : list of str
         The columns of X the residualizer reads.
     """
+
+    reads_eras = True
+    """The live function passes it the `era` column (it residualizes era by era, and hands its estimator X without
+    `era` unless that one reads eras too)."""
 
     def __init__(self, estimator: Any = None, proportion: float = 0.5, features: Any = "riskiest", n_features: int = 10):
         self.estimator = estimator

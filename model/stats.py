@@ -63,11 +63,15 @@ def _era_correlations(columns: np.ndarray, target: np.ndarray, eras: EraIndex) -
 
 
 def newey_west_t(values: np.ndarray, lags: int) -> np.ndarray:
-    """t-statistic of the mean of each column of `values` (T, m) with Bartlett-weighted autocovariances; NaN rows skipped."""
+    """t-statistic of the mean of each column of `values` (T, m) with Bartlett-weighted autocovariances; each column
+    skips its own NaN eras (a cluster too small in some eras does not take those eras from the others)."""
     x = np.asarray(values, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
-    x = x[~np.isnan(x).any(axis=1)]
+    nan = np.isnan(x)
+    if nan.any() and not (nan.all(axis=1) | ~nan.any(axis=1)).all():  # NaN in different eras per column
+        return np.array([newey_west_t(x[~nan[:, j], j], lags)[0] for j in range(x.shape[1])])
+    x = x[~nan.any(axis=1)]
     t = x.shape[0]
     if t < 3:
         return np.zeros(x.shape[1])

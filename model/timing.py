@@ -5,8 +5,10 @@
     correlation with each composite. They never look at a target.
 (b) Factor momentum: the trailing mean over `window` eras of factor returns lagged by `lag` eras, so the
     features of era t use only targets of eras <= t - lag. The history of factor returns is kept as numpy
-    arrays keyed by era with `as_of_era_` (newest era with a resolved target); eras after it use the latest
-    state, and `update` extends the history without refitting anything else.
+    arrays keyed by era with `as_of_era_` (newest era with a resolved target); `update` extends the history
+    without refitting anything else. An era whose window reaches past `as_of_era_` (a pickle left alone after
+    upload) is handled by the staleness policy of `trailing`: neutral (the history's mean return), decay towards it, or
+    hold the newest window.
 
 Both are gated on evidence from the training eras: a state feature s is used (as `s` and as the conditional
 exposure composite_k × s) only if the factor return of k depends on s with a family-wise significant
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .eras import EraIndex, era_key, era_number
+from .eras import EraIndex, era_number, era_positions
 from .params import check_params
 from .stats import confirm, evidence_blocks, familywise_threshold, newey_west_t
 
@@ -106,12 +108,8 @@ class Timing(BaseEstimator):
     def set_history(self, era_names: Sequence[str], returns: np.ndarray) -> None:
         """Replace the stored factor-return history (eras sorted, NaN rows = unresolved targets)."""
         names = np.asarray([str(e) for e in era_names])
-        numbers = np.array([era_number(e) for e in names])
-        self.numeric_history_ = bool(np.isfinite(numbers).all())
-        if not self.numeric_history_:  # eras without numbers: their era order stands in for time
-            ranked = sorted(range(len(names)), key=lambda i: era_key(names[i]))
-            numbers = np.empty(len(names))
-            numbers[ranked] = np.arange(len(names), dtype=np.float64)
+        self.numeric_history_ = bool(all(np.isfinite(era_number(e)) for e in names))
+        numbers = era_positions(list(names))  # eras without numbers: their era order stands in for time
         order = np.argsort(numbers, kind="stable")
         self.history_eras_ = names[order]
         self.history_numbers_ = numbers[order]

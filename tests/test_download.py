@@ -52,6 +52,14 @@ def test_download_writes_the_served_bytes(fake_numerai: FakeNumerai, tmp_path: P
     assert fake_numerai.gets == [f"v5.2/{n}" for n in names]
 
 
+def test_files_limits_the_download(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    written = download_data(tmp_path, version="v5.2", files=("features.json", "live.parquet"))
+    assert [p.name for p in written] == ["features.json", "live.parquet"]
+    assert fake_numerai.gets == ["v5.2/features.json", "v5.2/live.parquet"]
+    with pytest.raises(ValueError, match="unknown data file"):
+        download_data(tmp_path, version="v5.2", files=("trian.parquet",))
+
+
 def test_optional_train_benchmark_is_skipped_when_not_listed(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
     fake_numerai.files = dataset_files(train_benchmark=False)
     written = download_data(tmp_path, version="v5.2")

@@ -36,7 +36,8 @@ def _invoke(*argv: str):
 def _one_sentence(result, phrase: str) -> None:
     assert result.exit_code == 2, result.output
     assert phrase in result.output, result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
 
 
 @pytest.fixture

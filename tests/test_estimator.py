@@ -160,6 +160,7 @@ def test_benchmark_at_fit_and_predict():
     with_b = m.predict(frame, benchmark=bench)
     without = m.predict(frame)
     assert np.isfinite(with_b).all() and np.isfinite(without).all()
+    assert np.abs(with_b - without).max() > 0.01  # the benchmark given at predict time is residualized away
     # a model fitted without a benchmark is not moved by one at predict time (residualize_benchmark off)
     plain = NumeraiModel(feature_groups=_groups(frame), n_clusters=3, lgbm_params=TINY, n_jobs=1).fit(frame, y)
     np.testing.assert_array_equal(plain.predict(frame), plain.predict(frame, benchmark=bench))

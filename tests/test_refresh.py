@@ -148,6 +148,8 @@ def test_the_scheduled_workflow_command_runs_as_written(worlds, artifacts, serve
     [upload] = server.uploads
     assert upload["modelId"] == server.models["my_model"]
     assert list(server.puts.values()) == [artifacts.read_bytes()]
+    # a refresh reads no training data: the multi-gigabyte train.parquet is not fetched
+    assert server.gets and not any("train" in name for name in server.gets)
     assert read_manifest(artifacts)["upload"]["sha256"] == file_sha256(artifacts)
 
 
@@ -158,6 +160,11 @@ def test_refit_judges_on_the_unseen_eras_and_replaces_only_if_not_worse(worlds, 
     captured = capsys.readouterr()
     printed = captured.out + captured.err
     assert "model never saw" in printed and "rule:" in printed
+    # the decision follows the printed evidence and the rule: replaced exactly when not worse by more than one se
+    found = re.search(r"difference ([+-][0-9.]+) \+- ([0-9.]+|inf)\)", printed)
+    assert found, printed
+    difference, se = float(found.group(1)), float(found.group(2))
+    assert result["changed"] == (difference >= -se - 5e-5), printed  # 5e-5: the printed rounding
     manifest = read_manifest(artifacts)
     if result["changed"]:
         assert result["refit"] == "replaced" and manifest["refreshed"]["refit"] is True

@@ -10,7 +10,7 @@ Example (every key optional; `nmu train --print-config` prints the resolved conf
     cv = 0                        # K > 0 adds an expanding-window CV with K folds on the training eras
     ablation = false              # also fit one `no_<component>` variant per component
     baseline = true               # fit the plain-LightGBM baseline variant
-    refit = true                  # refit the shipped `full` model on every era with a resolved target
+    refit = true                  # refit the shipped variant on every era with a resolved target
     seed = 0                      # random_state of every model
     ship = "auto"                 # the variant that ships: auto (chosen on the first half of the validation eras,
                                   # reported on the second), full, baseline or no_<component>
@@ -51,13 +51,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from model import NumeraiModel
+from model import VARIANTS, NumeraiModel
 from model.booster import ALIASES, DEFAULT_LGBM_PARAMS
 from validation.errors import NmuError
 from validation.evaluation.splits import embargo_for_target
 
 # LightGBM parameters given here are merged over the estimator's own defaults
-# (model.estimator.DEFAULT_LGBM_PARAMS: 1000 trees at learning rate 0.02, depth 5, 31 leaves, sized for the
+# (model.booster.DEFAULT_LGBM_PARAMS: 1000 trees at learning rate 0.02, depth 5, 31 leaves, sized for the
 # synthetic world). Real data wants Numerai's recipe: n_estimators = 2000, learning_rate = 0.01,
 # colsample_bytree = 0.1. scikit-learn style names (n_estimators, colsample_bytree, ...) are accepted.
 DEFAULT_LIGHTGBM: dict[str, Any] = {}
@@ -79,12 +79,12 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "ship": (str,),
     "refresh": (str,),
 }
-SHIP_CHOICES = ("auto", "full", "baseline", *(f"no_{c}" for c in ("clusters", "interactions", "timing", "residualizer")))
+SHIP_CHOICES = ("auto", *VARIANTS)
 REFRESH_CHOICES = ("never", "weekly")
 _TABLES = ("components", "lightgbm", "compute", "ensemble")
 DEFAULT_ENSEMBLE: dict[str, Any] = {"targets": [], "weights": []}
 DEFAULT_COMPUTE: dict[str, Any] = {"threads": "auto", "one_fit_at_a_time": True, "scheduler": None}
-_MODEL_TABLES = ("feature_groups", "lgbm_params")  # NumeraiModel parameters that the config sets otherwise
+_MODEL_TABLES = ("feature_groups", "lgbm_params", "random_state")  # NumeraiModel parameters set otherwise (seed)
 
 
 @dataclass

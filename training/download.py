@@ -11,7 +11,7 @@ Public data needs no API keys. Honours env `NUMERAI_API_URL` (see training.numer
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import requests
@@ -72,9 +72,11 @@ def _stream_to(url: str, target: Path, name: str, advance: Callable[[int, int | 
     return written
 
 
-def download_data(out: str | Path, version: str | None = None, progress: bool = False) -> list[Path]:
+def download_data(out: str | Path, version: str | None = None, progress: bool = False,
+                  files: Sequence[str] | None = None) -> list[Path]:
     """Download a data version's files (features.json, train/validation/live and benchmark parquet files) into
-    `out`: `version`, or (None) the newest version Numerai offers complete, saying which it took.
+    `out`: `version`, or (None) the newest version Numerai offers complete, saying which it took. `files` limits
+    the download to those names (e.g. `nmu refresh` skips the multi-gigabyte train.parquet it does not read).
 
     Checks the version exists (NmuError listing the available ones), writes each file atomically, records the
     version in `out`/nmu-data.json, and on any failure leaves the files already in `out` as they were and raises
@@ -99,6 +101,11 @@ def download_data(out: str | Path, version: str | None = None, progress: bool = 
     if missing:
         raise NmuError(f"Numerai's data version {version} lacks {', '.join(missing)}; cannot build a data directory from it.")
     names = list(REQUIRED_FILES) + [name for name in OPTIONAL_FILES if f"{version}/{name}" in listed]
+    if files is not None:
+        unknown = sorted(set(files) - set(REQUIRED_FILES) - set(OPTIONAL_FILES))
+        if unknown:
+            raise ValueError(f"download_data: unknown data file(s) {unknown}; known: {REQUIRED_FILES + OPTIONAL_FILES}")
+        names = [name for name in names if name in files]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

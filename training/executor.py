@@ -1,4 +1,5 @@
-"""One executor for every independent fit of `nmu train` (variants, CV folds, ensemble members, the refit).
+"""One executor for every independent fit of `nmu train` (variants, CV folds, the refit). An ensemble's members
+are fitted inside their variant's job, one after another, because they share its factors and clusters.
 
 `InProcess` runs them one after another here, as always (nothing to install). `DaskExecutor` runs them on a Dask
 distributed cluster: `--scheduler tcp://HOST:8786` (or `[compute] scheduler = ...`) joins an existing one,

@@ -283,6 +283,20 @@ def _validation_frames(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
     return resolved_validation, resolved_validation.loc[resolved_validation["era"].isin(ds.split.validation).to_numpy()]
 
 
+def refit_rows(ds: Dataset, era_step: int) -> pd.DataFrame:
+    """Training rows plus every resolved validation era, the latter downsampled like training (every `era_step`-th
+    era): what a refit learns from."""
+    resolved_validation = resolved_rows(ds.validation, ds.target)
+    kept = sort_eras(resolved_validation["era"].unique())[::era_step]
+    return pd.concat([ds.train, resolved_validation.loc[resolved_validation["era"].isin(kept).to_numpy()]])
+
+
+def uses_benchmark(ds: Dataset) -> bool:
+    """Whether models see benchmark predictions: at fit only when the training eras have them all, and then at
+    predict too (as they will live)."""
+    return benchmark_for(ds.train, ds.train_benchmark) is not None
+
+
 def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, compute: dict[str, Any]) -> Any:
     """Do one job: a variant → (fitted model, {"left_alone": per-era scores, "refreshed": per-era scores}); a fold →
     its row of the CV table; the refit → (fitted model, its eras)."""
@@ -303,7 +317,7 @@ def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, comp
             scores["refreshed"] = score_model(model, scored, ds, val_bench_predict, val_bench)
             if isinstance(model, TargetEnsemble):  # each member's own predictions, scored on the main target
                 with quiet("model.timing"):
-                    members = model.member_predictions(ds.X(scored))
+                    members = model.member_predictions(ds.X(scored), benchmark=val_bench_predict)
                 scores["members"] = {t: score_eras(p, scored, ds.target, ds.features) for t, p in members.items()}
         return model, scores
     if job.kind == "fold":
@@ -321,8 +335,7 @@ def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, comp
         return {"fold": job.fold, "variant": job.variant, "train_first": fold.train[0], "train_last": fold.train[-1],
                 "scored_first": fold.validation[0], "scored_last": fold.validation[-1], **summary}
     with reporter.step(f"Refitting {job.variant} on every era with a resolved target (train + validation)"):
-        kept = sort_eras(resolved_validation["era"].unique())[:: config.era_step]  # training's era downsampling
-        everything = pd.concat([ds.train, resolved_validation.loc[resolved_validation["era"].isin(kept).to_numpy()]])
+        everything = refit_rows(ds, config.era_step)
         bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark) if fit_bench is not None else None
         fit_model(model, everything, ds, reporter, "refit: boosting rounds", bench, compute)
     return model, sort_eras(everything["era"].unique())

@@ -24,20 +24,28 @@ import numpy as np
 import pandas as pd
 
 from model.eras import era_key, sort_eras
-from model.stats import newey_west_t
 from training.check import check_command
 from training.config import config_from_dict
 from training.console import Reporter, Silent
-from training.data import load_frame, read_data_info
+from training.data import REQUIRED_FILES, load_frame, read_data_info
 from training.download import download_data
-from training.experiment import benchmark_for, build_model, fit_model, load_dataset, make_variant, resolved_rows
+from training.experiment import (
+    benchmark_for,
+    build_model,
+    fit_model,
+    load_dataset,
+    make_variant,
+    refit_rows,
+    resolved_rows,
+    uses_benchmark,
+)
 from training.export import export_pickle
 from training.predict import load_pickle
 from training.upload import upload_command
 from validation.artifacts import file_sha256, manifest_path, read_manifest, replace_together, update_manifest
 from validation.errors import NmuError
 from validation.evaluation.scoring import era_corrs
-from validation.evaluation.selection import NW_LAGS
+from validation.evaluation.selection import paired_difference
 
 DEFAULT_DOWNLOAD_DIR = Path("data") / "numerai"
 MIN_REFIT_ERAS = 8
@@ -72,11 +80,15 @@ def _manifest_of(model_path: Path) -> dict[str, Any]:
     return manifest
 
 
-def _data_dir(data: Path | None, download: bool, say: Any) -> Path:
+# What a refresh reads (the new eras, and the check's live and validation files); a refit also reads train.
+REFRESH_FILES = tuple(name for name in REQUIRED_FILES if name != "train.parquet")
+
+
+def _data_dir(data: Path | None, download: bool, refit: bool, say: Any) -> Path:
     if download:
         out = data or DEFAULT_DOWNLOAD_DIR
-        download_data(out, progress=False)
-        say(f"  downloaded the newest data into {out}")
+        download_data(out, progress=False, files=None if refit else REFRESH_FILES)
+        say(f"  downloaded the newest data{'' if refit else ' (all but train.parquet)'} into {out}")
         return out
     if data is None:
         raise NmuError("give the data to refresh from: --data DIR (with the newest validation.parquet) or --download.")
@@ -111,7 +123,7 @@ def refresh_command(model_path: str | Path, data: str | Path | None = None, down
     if upload and not model_name:
         raise NmuError("--upload needs --model NAME (the Numerai model to upload to).")
     manifest = _manifest_of(model_path)
-    data_dir = _data_dir(Path(data) if data is not None else None, download, say)
+    data_dir = _data_dir(Path(data) if data is not None else None, download, refit, say)
     if refit:
         return _refit(model_path, manifest, data_dir, upload, model_name, validation_eras, reporter)
 
@@ -171,37 +183,42 @@ def _refit(model_path: Path, manifest: dict[str, Any], data_dir: Path, upload: b
                               source=f"{manifest_path(model_path)} (config)")
     current = fitted_model(model_path)
     ds = load_dataset(data_dir, read_data_info(data_dir)["source"], config, Silent())
-    everything = pd.concat([ds.train, resolved_rows(ds.validation, ds.target)])
+    # judged on every resolved era the current model never saw; learnt from eras downsampled as `nmu train` does
+    judgeable = pd.concat([ds.train, resolved_rows(ds.validation, ds.target)])
+    everything = refit_rows(ds, config.era_step)
     seen = set(manifest.get("eras", {}).get("refit") or [])
-    unseen = [e for e in sort_eras(everything["era"].unique()) if e not in seen and
+    unseen = [e for e in sort_eras(judgeable["era"].unique()) if e not in seen and
               (current.as_of_era_ is None or era_key(e) > era_key(current.as_of_era_))]
     if len(unseen) < MIN_REFIT_ERAS:
         say(f"not refitted: only {len(unseen)} resolved era(s) after the current model's data (need "
             f"{MIN_REFIT_ERAS} to judge a refit); nothing written, nothing uploaded.")
         return {"changed": False, "as_of_era": current.as_of_era_, "eras_added": []}
-    judge = everything.loc[everything["era"].isin(unseen).to_numpy()]
-    earlier = [e for e in sort_eras(everything["era"].unique()) if era_key(e) < era_key(unseen[0])]
+    judge = judgeable.loc[judgeable["era"].isin(unseen).to_numpy()]
+    earlier = [e for e in sort_eras(judgeable["era"].unique()) if era_key(e) < era_key(unseen[0])]
     before = earlier[: max(0, len(earlier) - config.resolved_embargo)]
     variant = manifest.get("shipped_variant", "full")
     base = build_model(config, ds.groups)
     train = everything.loc[everything["era"].isin(before).to_numpy()]
-    bench_train = benchmark_for(train, ds.train_benchmark, ds.validation_benchmark)
-    candidate = fit_model(make_variant(base, variant, config), train, ds, reporter, "refit candidate", bench_train,
+    with_benchmark = uses_benchmark(ds)  # as `nmu train` decided for the current model
+    candidate = fit_model(make_variant(base, variant, config), train, ds, reporter, "refit candidate",
+                          benchmark_for(train, ds.train_benchmark, ds.validation_benchmark) if with_benchmark else None,
                           config.compute)
+    judge_bench = benchmark_for(judge, ds.train_benchmark, ds.validation_benchmark) if with_benchmark else None
     scores = {}
     for name, model in (("current", current), ("refit", candidate)):
-        scores[name] = era_corrs(model.predict(ds.X(judge)), ds.y(judge), judge["era"])
-    diff = (scores["refit"] - scores["current"]).dropna().to_numpy()
-    t = float(newey_west_t(diff, NW_LAGS)[0]) if len(diff) > 2 else 0.0
-    se = abs(diff.mean() / t) if t else float("inf")
-    not_worse = diff.mean() >= -se
+        scores[name] = era_corrs(model.predict(ds.X(judge), benchmark=judge_bench), ds.y(judge), judge["era"])
+    judged = paired_difference(scores["refit"], scores["current"])
+    # an unmeasurable difference (too few eras, zero spread) counts as not worse: the refit saw more data
+    se = judged["se"] if np.isfinite(judged["se"]) else float("inf")
+    gain = judged["gain"] if np.isfinite(judged["gain"]) else 0.0
+    not_worse = gain >= -se
     say(f"refit judged on {len(unseen)} era(s) {unseen[0]}-{unseen[-1]} the current model never saw: refit "
-        f"{scores['refit'].mean():+.4f} vs current {scores['current'].mean():+.4f} (difference {diff.mean():+.4f} "
+        f"{scores['refit'].mean():+.4f} vs current {scores['current'].mean():+.4f} (difference {gain:+.4f} "
         f"+- {se:.4f}); rule: {REFIT_RULE}")
     if not not_worse:
         say("kept the current model: the refit one is worse; nothing written, nothing uploaded.")
         return {"changed": False, "as_of_era": current.as_of_era_, "eras_added": [], "refit": "worse"}
-    bench_all = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark)
+    bench_all = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark) if with_benchmark else None
     final = fit_model(make_variant(base, variant, config), everything, ds, reporter, "refit", bench_all, config.compute)
     record = {"parent_sha256": manifest["pickle"]["sha256"], "from_as_of_era": current.as_of_era_,
               "to_as_of_era": final.as_of_era_, "refit": True, "judged_on": [unseen[0], unseen[-1]],

@@ -56,6 +56,7 @@ def main() -> int:
     parser.add_argument("--stocks", type=int, default=6700)
     parser.add_argument("--features", type=int, default=2748)
     parser.add_argument("--min-gb", type=float, default=1.0, help="Smallest train.parquet to accept.")
+    parser.add_argument("--no-assert", action="store_true", help="report only; exit 0 whatever the figures")
     args = parser.parse_args()
 
     train = args.data / "train.parquet"
@@ -80,7 +81,9 @@ def main() -> int:
         )
     lean = results["load_frame"]
     ratio = lean["peak"] / lean["size"]
-    assert ratio <= 1.3, f"load_frame peaked at {ratio:.2f} x the frame's size (limit 1.3)"
+    if ratio > 1.3:
+        print(f"FAIL: load_frame peaked at {ratio:.2f} x the frame's size (bound 1.3)")
+        return 0 if args.no_assert else 1
     print(f"OK: load_frame peak / frame = {ratio:.2f} <= 1.3")
     return 0
 

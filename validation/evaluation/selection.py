@@ -34,16 +34,22 @@ def split_eras(eras: list[str]) -> tuple[list[str], list[str]]:
     return ordered[:cut], ordered[cut:]
 
 
-def paired_gain(per_era: pd.DataFrame, variant: str, reference: str, eras: list[str]) -> dict[str, float]:
-    """Mean per-era corr difference of `variant` over `reference` on `eras`, its standard error and paired t."""
-    table = per_era.pivot_table(index="era", columns="variant", values="corr", aggfunc="first")
-    common = [e for e in eras if e in table.index]
-    diff = (table.loc[common, variant] - table.loc[common, reference]).dropna().to_numpy()
+def paired_difference(scores: pd.Series, reference: pd.Series) -> dict[str, float]:
+    """Mean of the per-era differences `scores - reference` (both indexed by era; eras either lacks are left out),
+    its Newey-West standard error and paired t; gain NaN and t 0 with fewer than three common eras."""
+    diff = (scores - reference).dropna().to_numpy()
     if len(diff) < 3:
         return {"gain": float("nan"), "se": float("nan"), "t": 0.0, "n_eras": int(len(diff))}
     t = float(newey_west_t(diff, NW_LAGS)[0])
     gain = float(diff.mean())
     return {"gain": gain, "se": abs(gain / t) if t else float("nan"), "t": t, "n_eras": int(len(diff))}
+
+
+def paired_gain(per_era: pd.DataFrame, variant: str, reference: str, eras: list[str]) -> dict[str, float]:
+    """`paired_difference` of `variant` over `reference` on `eras`, from per-era scores (columns variant, era, corr)."""
+    table = per_era.pivot_table(index="era", columns="variant", values="corr", aggfunc="first")
+    common = [e for e in eras if e in table.index]
+    return paired_difference(table.loc[common, variant], table.loc[common, reference])
 
 
 def choose_variant(per_era: pd.DataFrame, candidates: list[str], ship: str = "auto") -> dict[str, Any]:

@@ -8,7 +8,7 @@ Eras are ordered as eras (model.eras.era_key): "0002", 2 and "2" are the same po
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator
 
-from model.eras import ERA_COLUMN, era_number, sort_eras
+from model.eras import ERA_COLUMN, era_positions, sort_eras
 from validation.errors import NmuError
 
 EMBARGO_20 = 4
@@ -37,15 +37,6 @@ class EraSplit:
     embargoed: list[str]
 
 
-def _position_fn(eras: Sequence[str]) -> Callable[[str], float]:
-    """An era's position in time: its number when every era has one (so era downsampling keeps the real gap), else
-    its place in era order."""
-    if all(np.isfinite(era_number(e)) for e in eras):
-        return era_number
-    order = {e: float(i) for i, e in enumerate(sort_eras(eras))}
-    return order.__getitem__
-
-
 def embargo_split(train_eras: Sequence[Any], validation_eras: Sequence[Any], embargo: int) -> EraSplit:
     """Keep only validation eras more than `embargo` eras after the last training era (by era number, so era
     downsampling does not shrink the gap); NmuError when none is left."""
@@ -57,10 +48,11 @@ def embargo_split(train_eras: Sequence[Any], validation_eras: Sequence[Any], emb
         raise NmuError("there are no training eras to fit on.")
     if not validation:
         raise NmuError("there are no validation eras with a resolved target to score.")
-    pos = _position_fn(train + validation)
-    last = pos(train[-1])
-    kept = [e for e in validation if pos(e) - last > embargo]
-    dropped = [e for e in validation if pos(e) - last <= embargo]
+    every = sort_eras(train + validation)
+    position = dict(zip(every, era_positions(every)))
+    last = position[train[-1]]
+    kept = [e for e in validation if position[e] - last > embargo]
+    dropped = [e for e in validation if position[e] - last <= embargo]
     if not kept:
         raise NmuError(
             f"an embargo of {embargo} eras after the last training era {train[-1]} leaves none of the "
