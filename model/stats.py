@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtri
-from scipy.stats import t as student_t
+from scipy.special import ndtri, stdtrit
 
 from .eras import EraIndex
 
@@ -94,7 +93,9 @@ def familywise_threshold(n_tests: int, floor: float, alpha: float = 0.05, dof: i
         return floor
     p = alpha / (2.0 * n_tests)
     if dof is not None and dof > 0:
-        return max(floor, float(student_t.isf(p, dof)))
+        # scipy.special, not scipy.stats.t: a distribution object as a global of this by-value module would carry its
+        # RandomState into the pickle, which numpy 1.26 (the Python 3.10 image) cannot read from numpy 2
+        return max(floor, float(-stdtrit(dof, p)))
     return max(floor, float(-ndtri(p)))
 
 

@@ -17,6 +17,7 @@ from tests.stand_in import (
     TrainingReachingModel,
     UnshippableImportModel,
     fit_baseline,
+    fit_full,
     fit_stand_in_cached,
     replica_python,
 )
@@ -108,16 +109,57 @@ def _pins_like_this_machine(path, **changed):
 
 
 def test_version_mismatch_is_one_line_naming_the_packages_once(baseline, tmp_path, capsys):
-    pins = _pins_like_this_machine(tmp_path / "py3.X.txt", numpy="0.0.1", lightgbm="0.0.2")
+    numpy_pin = f"{np.__version__.split('.')[0]}.0.1"  # the same major: another major is refused, not warned
+    pins = _pins_like_this_machine(tmp_path / "py3.X.txt", numpy=numpy_pin, lightgbm="0.0.2")
     export_pickle(baseline, tmp_path / "m.pkl", pins=pins)
     export_pickle(baseline, tmp_path / "n.pkl", pins=pins)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1, lines  # once per run, not per export
     line = lines[0]
-    assert line.startswith("warning: ") and "numpy" in line and "0.0.1" in line and "lightgbm" in line and "0.0.2" in line
+    assert line.startswith("warning: ") and f"numpy {np.__version__} (runtime: {numpy_pin})" in line
+    assert "lightgbm" in line and "0.0.2" in line
     assert "pandas" not in line and "scikit-learn" not in line
     assert f"pip install -e . -c {pins}" in line
     assert (tmp_path / "m.pkl").exists()  # a warning, not a refusal
+
+
+@pytest.mark.parametrize("package", ["cloudpickle", "numpy"])
+def test_a_pickle_the_runtime_cannot_read_is_refused_before_writing(baseline, tmp_path, package):
+    """The runtime's cloudpickle of another major version, or its numpy of an older one, cannot read the pickle
+    (the Python 3.10 image's cloudpickle 2.2.1 and numpy 1.26.4 against cloudpickle 3 and numpy 2)."""
+    from importlib.metadata import version
+
+    major = int(version(package).split(".")[0])
+    runtime = f"{major - 1}.0.0" if package == "numpy" else f"{major + 1}.0.0"
+    pins = tmp_path / "py3.X.txt"
+    pins.write_text(f"{package}=={runtime}\n")
+    (tmp_path / "m.pkl").write_bytes(b"the previous model")
+    with pytest.raises(NmuError) as info:
+        export_pickle(baseline, tmp_path / "m.pkl", pins=pins)
+    message = str(info.value)
+    assert f"{package} {version(package)} (runtime: {runtime})" in message and "cannot read" in message
+    assert f"pip install '{package}=={runtime}'" in message
+    assert (tmp_path / "m.pkl").read_bytes() == b"the previous model"  # nothing lost
+
+
+def test_an_older_numpy_or_the_same_majors_export(baseline, tmp_path):
+    """numpy 2 reads numpy 1's arrays: building with an older numpy than the runtime's is only warned."""
+    from importlib.metadata import version
+
+    pins = tmp_path / "py3.X.txt"
+    numpy_major = int(version("numpy").split(".")[0])
+    pins.write_text(f"numpy=={numpy_major + 1}.0.0\ncloudpickle=={version('cloudpickle').split('.')[0]}.9.9\n")
+    export_pickle(baseline, tmp_path / "m.pkl", pins=pins)
+    assert (tmp_path / "m.pkl").stat().st_size > 0
+
+
+def test_the_full_model_pickle_carries_no_random_state(small_world, tmp_path):
+    """No numpy RandomState or Generator travels in the pickle: numpy 1.26 cannot read numpy 2's bit generators
+    (a scipy.stats distribution as a module global once brought one in)."""
+    export_pickle(fit_full(small_world), tmp_path / "m.pkl")
+    data = (tmp_path / "m.pkl").read_bytes()
+    for constructor in (b"__bit_generator_ctor", b"__randomstate_ctor", b"__generator_ctor", b"MT19937", b"PCG64"):
+        assert constructor not in data, constructor
 
 
 def test_matching_versions_print_nothing(baseline, tmp_path, capsys):

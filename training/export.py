@@ -33,7 +33,7 @@ import cloudpickle
 from model.live import make_predict
 from validation.artifacts import atomic_write_bytes, atomic_write_json, manifest_path
 from validation.errors import NmuError
-from validation.runtime.replica import note_version_mismatch, pins_file, python_tag, read_pins
+from validation.runtime.replica import note_version_mismatch, pickle_format_mismatch, pins_file, python_tag, read_pins
 
 FORBIDDEN_MODULES = ("pandera", "numerapi", "typer", "rich", "matplotlib", "training", "validation", "pytest",
                      "platformdirs", "psutil")
@@ -263,9 +263,13 @@ def export_pickle(fitted: Any, path: str | Path, *, pins: Path | None = None) ->
     Numerai's frames, fills gaps and ranks the output per era (model.live). This project's code, and the module of
     any estimator that is not installed, are pickled by value. Prints one warning line (once per process) when
     numpy/pandas/scikit-learn/lightgbm differ from the runtime's pins for this Python (`pins` overrides the pins
-    file). Refuses (NmuError, naming the module) a pickle that imports a project module at call time, references a
-    module that must not run live, or needs a module Numerai's runtime image lacks."""
+    file). Refuses (NmuError) a pickle the runtime's cloudpickle or numpy could not read, and (naming the module) one that
+    imports a project module at call time, references a module that must not run live, or needs a module
+    Numerai's runtime image lacks."""
     note_version_mismatch(pins)
+    unreadable = pickle_format_mismatch(pins)
+    if unreadable:
+        raise NmuError(f"cannot export {Path(path).name}: {unreadable}.")
     try:
         predict = make_predict(fitted)
     except ValueError as exc:

@@ -112,6 +112,45 @@ def version_mismatch_note(pins: Path | None = None) -> str | None:
             f"pip install -e . -c {_display(path)}")
 
 
+PICKLE_FORMATS = {"cloudpickle": "any", "numpy": "newer"}
+"""Packages whose major version fixes how the pickle is written, and which mismatch the image cannot read: a
+pickle from cloudpickle 3 names `cloudpickle.cloudpickle._function_setstate`, absent from cloudpickle 2.2.1, and
+numpy 2 writes arrays through `numpy._core.numeric._frombuffer`, absent from numpy 1.26 (both are the Python 3.10
+image's; measured: its `nmu check` fails with "Can't get attribute '_function_setstate'" and "No module named
+'numpy._core.numeric'"). numpy 2 reads numpy 1's arrays, so only a newer numpy is refused."""
+
+
+def pickle_format_mismatch(pins: Path | None = None) -> str | None:
+    """Why the runtime's own packages could not read a pickle this environment writes, or None when they can.
+
+    Unlike `version_mismatch_note`, this is not a warning: such a pickle is a missed submission, so export refuses
+    it (PICKLE_FORMATS says which major versions the image cannot read)."""
+    try:
+        path = pins or pins_file()
+    except NmuError as exc:
+        return str(exc)
+    pinned = read_pins(path)
+    unreadable = []
+    for name, rule in PICKLE_FORMATS.items():
+        want = pinned.get(name)
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if want is None:
+            continue
+        have_major, want_major = int(have.split(".")[0]), int(want.split(".")[0])
+        if have_major > want_major or (rule == "any" and have_major != want_major):
+            unreadable.append((name, have, want))
+    if not unreadable:
+        return None
+    names = ", ".join(f"{n} {have} (runtime: {want})" for n, have, want in unreadable)
+    wanted = " ".join(f"'{n}=={want}'" for n, _, want in unreadable)
+    return (f"Numerai's Python {python_tag()[2:]} runtime cannot read a pickle written with {names}; install its "
+            f"versions first: pip install {wanted} (or build with all of the runtime's versions: "
+            f"pip install -e . -c {_display(path)})")
+
+
 def note_version_mismatch(pins: Path | None = None) -> str | None:
     """Print `version_mismatch_note` as one `warning:` line on stderr, once per process; returns the note."""
     note = version_mismatch_note(pins)
