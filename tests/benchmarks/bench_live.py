@@ -138,10 +138,12 @@ def describe(model: NumeraiModel) -> str:
     depth = _max_depth(booster, sample=50)
     pairs = 0 if model.interactions_ is None else len(model.interactions_.names_)
     timing = 0 if model.timing_ is None else len(model.timing_.feature_names_)
+    cluster_id = model.clusters_ is not None and model.clusters_.cluster_id_used_  # the components own their state
+    parts = () if model.residualizer_ is None else model.residualizer_.parts_
     return (f"{booster.num_trees():,} trees, {np.mean(leaves):.0f} leaves a tree, depth up to {depth} (of 50 "
             f"sampled trees); engineered columns {len(model.engineered_names_)} (interactions {pairs}, timing "
-            f"{timing}, cluster id {'on' if model.cluster_id_used_ else 'gated off'}); residualized on "
-            f"{', '.join(model.residualize_parts_) or 'nothing (gated off)'}")
+            f"{timing}, cluster id {'on' if cluster_id else 'gated off'}); residualized on "
+            f"{', '.join(parts) or 'nothing (gated off)'}")
 
 
 def _max_depth(booster: Any, sample: int) -> int:
