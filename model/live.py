@@ -200,10 +200,22 @@ def _reads_eras(fitted: Any) -> bool:
     return any(getattr(v, "reads_eras", False) for v in nested if not isinstance(v, type))
 
 
+def trained_columns(fitted: Any) -> list[str]:
+    """The columns a fitted model was fitted on: scikit-learn's `feature_names_in_`, else LightGBM's own
+    `feature_name_` (LightGBM before 4.6, e.g. the Python 3.10 image's 4.0.0, sets only that), unless LightGBM made
+    those names up for an array ("Column_0", ...)."""
+    names = getattr(fitted, "feature_names_in_", None)
+    if names is None:
+        names = getattr(fitted, "feature_name_", None) or []
+        if all(str(n).startswith("Column_") and str(n)[7:].isdigit() for n in names):
+            names = []
+    return [str(f) for f in names]
+
+
 def _live_features(fitted: Any) -> tuple[list[str], bool]:
     """The trained feature columns of a fitted model (without `era`), and whether it gets the `era` column (it was
     fitted with one, or it reads eras itself)."""
-    names = [str(f) for f in getattr(fitted, "feature_names_in_", [])]
+    names = trained_columns(fitted)
     return [f for f in names if f != ERA_COLUMN], ERA_COLUMN in names or _reads_eras(fitted)
 
 

@@ -259,3 +259,16 @@ def test_empty_or_wrong_input_raises_clearly(baseline, live):
         predict(live.iloc[0:0], None)
     with pytest.raises(TypeError, match="DataFrame"):
         predict(live.to_numpy(), None)
+
+
+def test_trained_columns_fall_back_to_lightgbm_names_but_not_made_up_ones():
+    """LightGBM before 4.6 (the Python 3.10 image's 4.0.0) sets only `feature_name_`; names it made up for an
+    array ("Column_0", ...) are no names."""
+    from types import SimpleNamespace
+
+    from model.live import trained_columns
+
+    assert trained_columns(SimpleNamespace(feature_names_in_=["era", "feature_a"])) == ["era", "feature_a"]
+    assert trained_columns(SimpleNamespace(feature_name_=["feature_a", "feature_b"])) == ["feature_a", "feature_b"]
+    assert trained_columns(SimpleNamespace(feature_name_=["Column_0", "Column_1"])) == []
+    assert trained_columns(SimpleNamespace()) == []

@@ -30,7 +30,7 @@ from typing import Any
 
 import cloudpickle
 
-from model.live import make_predict
+from model.live import make_predict, trained_columns
 from validation.artifacts import atomic_write_bytes, atomic_write_json, manifest_path
 from validation.errors import NmuError
 from validation.runtime.replica import note_version_mismatch, pickle_format_mismatch, pins_file, python_tag, read_pins
@@ -303,7 +303,7 @@ def export_pickle(fitted: Any, path: str | Path, *, pins: Path | None = None) ->
     # a new pickle gets a new record (the previous pickle's check and upload no longer describe it)
     atomic_write_json(manifest_path(path), {
         "pickle": info, "python": platform.python_version(), "packages": build_packages(),
-        "features": [str(f) for f in fitted.feature_names_in_ if str(f) != "era"],
+        "features": [f for f in trained_columns(fitted) if f != "era"],
         "model": f"{type(fitted).__module__}.{type(fitted).__qualname__}", "written_by": "export_pickle",
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
