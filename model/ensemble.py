@@ -22,7 +22,7 @@ from sklearn.exceptions import NotFittedError
 
 from .benchmarks import benchmark_vector, filled_benchmark
 from .eras import EraIndex, era_key
-from .estimator import NumeraiModel
+from .estimator import NumeraiModel, lgbm_threads
 from .features import as_frame, chunk_rows, feature_matrix
 from .residualize import Residualizer
 
@@ -89,21 +89,58 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         -------
         self
         """
+        first = self.fit_member(0, X, Y, benchmark, callbacks)
+        others = [self.fit_member(i, X, Y, benchmark, callbacks, shared=first) for i in range(1, len(self.targets))]
+        return self.assemble([first, *others], X, Y)
+
+    def fit_member(self, index: int, X: pd.DataFrame, Y: pd.DataFrame | Mapping[str, Any],
+                   benchmark: pd.DataFrame | None = None, callbacks: list | None = None,
+                   shared: NumeraiModel | None = None) -> NumeraiModel:
+        """Fit the member of target `targets[index]` alone (an independent job: `nmu train` runs each on its
+        executor), on the rows where that target is known, with its own residualizer off.
+
+        Parameters
+        ----------
+        index : int
+            The member's position in `targets`.
+        X, Y, benchmark, callbacks
+            As `fit`.
+        shared : NumeraiModel, optional
+            The first member, fitted: its factor composites and cluster structure are reused (give it to every
+            member but the first).
+
+        Returns
+        -------
+        NumeraiModel, fitted (the ensemble itself is not changed: `assemble` makes it from its members).
+        """
+        template, targets, _ = self._check()
+        X = as_frame(X, owner=type(self).__name__)
+        if not 0 <= index < len(targets):
+            raise ValueError(f"TargetEnsemble: member {index} does not exist; the targets are {targets}")
+        if targets[index] not in Y:
+            raise ValueError(f"TargetEnsemble: Y lacks the target column {targets[index]!r}")
+        y = np.asarray(Y[targets[index]], dtype=np.float64).reshape(-1)
+        known = ~np.isnan(y)
+        rows = X if known.all() else X.loc[known]
+        bench = benchmark if benchmark is None or known.all() else benchmark.loc[known]
+        member = clone(template).set_params(residualizer=False)
+        return member.fit(rows, y[known], benchmark=bench, callbacks=callbacks, shared=shared)
+
+    def assemble(self, members: Sequence[NumeraiModel], X: pd.DataFrame,
+                 Y: pd.DataFrame | Mapping[str, Any]) -> TargetEnsemble:
+        """Make the fitted ensemble from its fitted members (one per target, in order, from `fit_member`): the live
+        interface from the first, and the residualizer of the combination fitted on X and the main target when the
+        template's residualizer is on.
+
+        Returns
+        -------
+        self
+        """
         template, targets, self.weights_ = self._check()
         X = as_frame(X, owner=type(self).__name__)
-        missing = [t for t in targets if t not in Y]
-        if missing:
-            raise ValueError(f"TargetEnsemble: Y lacks the target column(s) {missing}")
-        self.members_: list[NumeraiModel] = []
-        for target in targets:
-            y = np.asarray(Y[target], dtype=np.float64).reshape(-1)
-            known = ~np.isnan(y)
-            rows = X if known.all() else X.loc[known]
-            bench = benchmark if benchmark is None or known.all() else benchmark.loc[known]
-            member = clone(template).set_params(residualizer=False)
-            member.fit(rows, y[known], benchmark=bench, callbacks=callbacks,
-                       shared=self.members_[0] if self.members_ else None)
-            self.members_.append(member)
+        if len(members) != len(targets):
+            raise ValueError(f"TargetEnsemble: {len(members)} fitted member(s) for {len(targets)} targets {targets}")
+        self.members_: list[NumeraiModel] = list(members)
         first = self.members_[0]
         self.feature_names_in_ = first.feature_names_in_
         self.n_features_in_ = first.n_features_in_
@@ -138,26 +175,38 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
             raise NotFittedError("this TargetEnsemble is not fitted yet: call fit(X, Y) first")
 
     def predict_eras(self, raw: np.ndarray, eras: EraIndex, benchmark: np.ndarray | None = None) -> np.ndarray:
-        """The weighted average of the members' per-era ranks, residualized once (or ranked) per era."""
+        """The weighted average of the members' per-era ranks, residualized once (or ranked) per era.
+
+        Chunk by chunk of whole eras, the target-free pieces (composites, cluster labels, cluster-relative
+        composites) are computed once and given to every member that shares them: they cost about a tenth of a
+        member's predict at Numerai's width (1.1 of 14 s over 10 eras, 2,000 trees x 2,748 features, one thread).
+        """
         self._check_fitted()
-        combined = np.zeros(len(raw))
-        seconds = []
-        for weight, member in zip(self.weights_, self.members_):
-            start = time.perf_counter()
-            combined += weight * member.predict_eras(raw, eras, benchmark)
-            seconds.append(time.perf_counter() - start)
-        total = sum(seconds) or 1.0
-        _log.info("ensemble members' share of the predict time: %s",
-                  ", ".join(f"{t} {100 * s / total:.0f} %" for t, s in zip(self.targets, seconds)))
-        if self.residualizer_ is None:
-            return eras.rank(combined)
         first = self.members_[0]
+        for member in self.members_:
+            member._log_staleness(eras)
+        threads = lgbm_threads(first.n_jobs)
+        shares = [first.shares_target_free_work(m) for m in self.members_]
+        seconds = np.zeros(len(self.members_))
         out = np.empty(len(raw))
         for rows in eras.chunks(chunk_rows(raw.shape[1])):
-            sub = eras.take(rows)
-            labels = first.clusters_.predict(raw[rows], sub) if first.clusters_ is not None else None
+            sub, chunk = eras.take(rows), raw[rows]
             bench = None if benchmark is None else benchmark[rows]
-            out[rows] = self.residualizer_.transform(combined[rows], raw[rows], sub, labels, bench)
+            pieces = first._target_free(chunk, sub) if any(shares) else None
+            combined = np.zeros(len(rows))
+            for i, (weight, member) in enumerate(zip(self.weights_, self.members_)):
+                start = time.perf_counter()
+                combined += weight * member.predict_chunk(chunk, sub, bench, threads, pieces if shares[i] else None)
+                seconds[i] += time.perf_counter() - start
+            if self.residualizer_ is None:
+                out[rows] = sub.rank(combined)
+            else:
+                labels = pieces.labels if pieces is not None else (
+                    first.clusters_.predict(chunk, sub) if first.clusters_ is not None else None)
+                out[rows] = self.residualizer_.transform(combined, chunk, sub, labels, bench)
+        total = seconds.sum() or 1.0
+        _log.info("ensemble members' share of the predict time: %s",
+                  ", ".join(f"{t} {100 * s / total:.0f} %" for t, s in zip(self.targets, seconds)))
         return out
 
     def predict(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> np.ndarray:

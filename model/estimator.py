@@ -17,7 +17,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -77,6 +77,16 @@ def _stage(seconds: dict[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+class TargetFree(NamedTuple):
+    """The engineered pieces of some whole eras that do not depend on the target (one computation serves every
+    ensemble member that shares the factors and clusters)."""
+
+    comp_raw: np.ndarray
+    z: np.ndarray
+    labels: np.ndarray | None
+    relative: np.ndarray | None
 
 
 class NumeraiModel(RegressorMixin, BaseEstimator):
@@ -256,16 +266,35 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         return self._nw_lags + 1
 
     # ---- engineered features ------------------------------------------------------------------------
-    def _engineer(self, raw: np.ndarray, eras: EraIndex, bench: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Engineered columns (n, m) float32 for whole eras, and the cluster labels (or None)."""
+    def _target_free(self, raw: np.ndarray, eras: EraIndex) -> TargetFree | None:
+        """The engineered pieces that do not depend on the target, for whole eras: the composites (raw and per-era
+        z-scores), the cluster labels and the cluster-relative composites (None without factors)."""
         if not self._uses_factors:
-            return np.zeros((len(raw), 0), dtype=np.float32), None
+            return None
         comp_raw = self.factors_.raw(raw, eras)
         z = eras.standardize(comp_raw)
         labels = relative = None
         if self.clusters_ is not None:
             labels, relative = self.clusters_.pieces(raw, eras, z)
-        return self._assemble(comp_raw, z, labels, relative, eras, bench), labels
+        return TargetFree(comp_raw, z, labels, relative)
+
+    def shares_target_free_work(self, other: NumeraiModel) -> bool:
+        """Whether `other` (another target's ensemble member, fitted with `shared=`) computes the same target-free
+        pieces as this model: the same factor composites and the same cluster axes and centroids."""
+        mine, theirs = getattr(self, "clusters_", None), getattr(other, "clusters_", None)
+        same_clusters = (mine is None and theirs is None) or (
+            mine is not None and theirs is not None and mine.centroids_ is theirs.centroids_
+            and mine.components_ is theirs.components_)
+        return (self._uses_factors and other._uses_factors and self.factors_ is other.factors_ and same_clusters)
+
+    def _engineer(self, raw: np.ndarray, eras: EraIndex, bench: np.ndarray | None,
+                  pieces: TargetFree | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Engineered columns (n, m) float32 for whole eras, and the cluster labels (or None). `pieces`: the
+        target-free pieces of these rows when another member already computed them."""
+        if not self._uses_factors:
+            return np.zeros((len(raw), 0), dtype=np.float32), None
+        p = pieces if pieces is not None else self._target_free(raw, eras)
+        return self._assemble(p.comp_raw, p.z, p.labels, p.relative, eras, bench), p.labels
 
     def _assemble(self, comp_raw: np.ndarray, z: np.ndarray, labels: np.ndarray | None, relative: np.ndarray | None,
                   eras: EraIndex, bench: np.ndarray | None) -> np.ndarray:
@@ -485,13 +514,18 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
             chunk = raw if whole else raw[rows]
             bench = None if benchmark is None or whole else benchmark[rows]
             bench = benchmark if whole else bench
-            engineered, labels = self._engineer(chunk, sub, bench)
-            values = predict_raw(self.booster_, Rows(chunk, engineered, None), threads)
-            if self.residualizer_ is None:
-                out[rows] = sub.rank(values)
-            else:
-                out[rows] = self.residualizer_.transform(values, chunk, sub, labels, bench)
+            out[rows] = self.predict_chunk(chunk, sub, bench, threads)
         return out
+
+    def predict_chunk(self, chunk: np.ndarray, eras: EraIndex, bench: np.ndarray | None, threads: int,
+                      pieces: TargetFree | None = None) -> np.ndarray:
+        """`predict_eras` of one chunk of whole eras (per-era ranks, residualized when the model has a
+        residualizer); `pieces` as in `_engineer`."""
+        engineered, labels = self._engineer(chunk, eras, bench, pieces)
+        values = predict_raw(self.booster_, Rows(chunk, engineered, None), threads)
+        if self.residualizer_ is None:
+            return eras.rank(values)
+        return self.residualizer_.transform(values, chunk, eras, labels, bench)
 
     def _log_staleness(self, eras: EraIndex) -> None:
         """One log line (logger "model.timing") when an era's momentum lacks factor returns past the history."""

@@ -161,8 +161,9 @@ def _depth(node: dict) -> int:
 
 # ------------------------------------------------------------------------------------------- the runs
 def ensemble_of(model: Any, members: int) -> TargetEnsemble:
-    """A fitted TargetEnsemble whose members are copies of `model` (its residualizer moved to the combination): the
-    predict cost of an ensemble of that many such members."""
+    """A fitted TargetEnsemble whose members are copies of `model` (its residualizer moved to the combination), the
+    later ones sharing the first one's factor composites and cluster structure as `TargetEnsemble.fit` makes them:
+    the predict cost of an ensemble of that many such members."""
     import copy
 
     template = model.get_params()
@@ -171,6 +172,10 @@ def ensemble_of(model: Any, members: int) -> TargetEnsemble:
     for _ in range(members):
         member = copy.deepcopy(model)
         member.residualizer_ = None
+        if ensemble.members_:
+            first = ensemble.members_[0]
+            member.factors_ = first.factors_
+            member.clusters_ = None if first.clusters_ is None else copy.copy(first.clusters_)
         ensemble.members_.append(member)
     ensemble.weights_ = np.full(members, 1.0 / members)
     ensemble.residualizer_ = model.residualizer_
