@@ -91,6 +91,26 @@ def test_fits_on_the_cluster_equal_the_in_process_fits(small_world, tmp_path):
     assert strip[0] == strip[1]
 
 
+def test_ensemble_members_fit_on_the_cluster_as_in_process(small_world, tmp_path):
+    # each member of each variant is a job of its own on the cluster; the ensembles assembled from them are the
+    # in-process ones, tree for tree
+    config = tmp_path / "config.toml"
+    config.write_text('[ensemble]\ntargets = ["target", "target_jasper_20"]\n\n' + CONFIG)
+    here = train_command(data=small_world, out=tmp_path / "here", config_path=config, console=Console(quiet=True))
+    cluster = Cluster(workers=2)
+    try:
+        there = train_command(data=small_world, out=tmp_path / "there", config_path=config,
+                              console=Console(quiet=True), scheduler=cluster.address)
+    finally:
+        cluster.close()
+    assert there == here
+    fitted = [fitted_model(tmp_path / d / "model.pkl") for d in ("here", "there")]
+    assert [len(f.members_) for f in fitted] == [2, 2]
+    for a, b in zip(fitted[0].members_, fitted[1].members_):
+        strip = [m.booster_.model_to_string() for m in (a, b)]
+        assert strip[0][: strip[0].find("parameters:")] == strip[1][: strip[1].find("parameters:")]
+
+
 def test_a_killed_worker_ends_the_run_cleanly_with_the_previous_artifacts(small_world, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)

@@ -58,6 +58,24 @@ def test_one_pickle_predicts_live_with_the_residualizer_applied_once(frames, sma
     assert out.index.equals(live.index) and out["prediction"].between(0, 1).all() and out["prediction"].std() > 0
 
 
+def test_members_fitted_one_by_one_make_the_same_ensemble(frames):
+    # fit_member + assemble (what nmu train's executor runs as separate jobs) is fit, piece by piece
+    features, groups, train = frames
+    X, Y = train[["era", *features]], train[TARGETS[:2]]
+    model = NumeraiModel(feature_groups=groups, lgbm_params=FAST, n_jobs=1)
+    whole = TargetEnsemble(model, TARGETS[:2]).fit(X, Y)
+    pieces = TargetEnsemble(model, TARGETS[:2])
+    first = pieces.fit_member(0, X, Y)
+    pieces.assemble([first, pieces.fit_member(1, X, Y, shared=first)], X, Y)
+    np.testing.assert_array_equal(pieces.predict(X), whole.predict(X))
+    with pytest.raises(ValueError, match="member 2 does not exist"):
+        pieces.fit_member(2, X, Y)
+    with pytest.raises(ValueError, match="lacks the target column 'target_jasper_20'"):
+        pieces.fit_member(1, X, train[["target"]])
+    with pytest.raises(ValueError, match="1 fitted member"):
+        TargetEnsemble(model, TARGETS[:2]).assemble([first], X, Y)
+
+
 def test_nmu_train_scores_every_member_and_the_ensemble(small_world, tmp_path: Path):
     config = tmp_path / "ensemble.toml"
     config.write_text('[ensemble]\ntargets = ["target", "target_jasper_20"]\n\n[lightgbm]\nn_estimators = 40\n'
@@ -79,3 +97,47 @@ def test_nmu_train_scores_every_member_and_the_ensemble(small_world, tmp_path: P
     predict = pd.read_pickle(tmp_path / "out" / "model.pkl")
     live = pd.read_parquet(small_world / "live.parquet")
     assert predict(live, pd.read_parquet(small_world / "live_benchmark_models.parquet"))["prediction"].std() > 0
+
+
+def test_each_member_is_a_job_of_its_own_on_the_executor(small_world, tmp_path: Path):
+    # the executor sees every member of every variant as its own job (first members, then the others, which reuse
+    # their first member's target-free work), then the jobs that assemble and score the ensembles
+    from training.config import load_config
+    from training.console import Silent
+    from training.executor import InProcess
+    from training.experiment import load_dataset, run_experiment
+
+    class Recording(InProcess):
+        def __init__(self):
+            self.rounds: list[list[str]] = []
+            self.results: dict[str, object] = {}
+
+        def map(self, function, jobs):
+            self.rounds.append([j.title for j in jobs])
+            out = super().map(function, jobs)
+            self.results.update({j.title: r for j, r in zip(jobs, out)})
+            return out
+
+    config_path = tmp_path / "ensemble.toml"
+    config_path.write_text('[ensemble]\ntargets = ["target", "target_jasper_20", "target_teager_60"]\n\n'
+                           '[lightgbm]\nn_estimators = 20\nlearning_rate = 0.1\n')
+    config = load_config(config_path)
+    ds = load_dataset(small_world, "synthetic", config, Silent())
+    executor = Recording()
+    result = run_experiment(config, ds, executor=executor)
+    assert executor.rounds[:3] == [
+        ["baseline (member 1)", "full (member 1)"],
+        ["baseline (member 2)", "baseline (member 3)", "full (member 2)", "full (member 3)"],
+        ["baseline", "full"],
+    ]
+    refit = f"refit {result.shipped_variant}"
+    assert executor.rounds[3:] == [[f"{refit} (member 1)"], [f"{refit} (member 2)", f"{refit} (member 3)"], [refit]]
+    shipped = result.shipped
+    assert isinstance(shipped, TargetEnsemble) and len(shipped.members_) == 3
+    # the refit ensemble is made of the members its own jobs fitted, the later ones sharing the first's work
+    members = [executor.results[f"refit {result.shipped_variant} (member {i})"] for i in (1, 2, 3)]
+    assert all(a is b for a, b in zip(shipped.members_, members))
+    if members[0].factors_ is not None:
+        assert members[1].factors_ is members[0].factors_ and members[2].factors_ is members[0].factors_
+    # every member keeps the template's n_jobs for predicting, not the fit's threads
+    assert all(m.n_jobs == shipped.model.n_jobs for m in members)

@@ -1,5 +1,6 @@
-"""One executor for every independent fit of `nmu train` (variants, CV folds, the refit). An ensemble's members
-are fitted inside their variant's job, one after another, because they share its factors and clusters.
+"""One executor for every independent fit of `nmu train` (variants, CV folds, the refit, and each member of an
+ensemble: the first member of every job at once, then every other member at once, as they reuse their first
+member's factor composites and clusters; training.experiment.with_fitted_members).
 
 `InProcess` runs them one after another here, as always (nothing to install). `DaskExecutor` runs them on a Dask
 distributed cluster: `--scheduler tcp://HOST:8786` (or `[compute] scheduler = ...`) joins an existing one,

@@ -6,7 +6,8 @@ model (`run_experiment`). `training.pipeline` puts them together with the consol
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,11 +228,13 @@ def benchmark_for(frame: pd.DataFrame, *benchmarks: pd.DataFrame | None) -> pd.D
     return bench
 
 
-def fit_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, reporter: Reporter, title: str,
-              benchmark: pd.DataFrame | None, compute: dict[str, Any] | None = None) -> NumeraiModel:
+def fit_model(model: NumeraiModel | TargetEnsemble, frame: pd.DataFrame, ds: Dataset, reporter: Reporter, title: str,
+              benchmark: pd.DataFrame | None, compute: dict[str, Any] | None = None, member: int | None = None,
+              shared: NumeraiModel | None = None) -> NumeraiModel | TargetEnsemble:
     """Fit one estimator on `frame` (era + features → target) in the machine's fit slot with the cores free then
-    (training.compute), the reporter following the boosting rounds. The fitted model keeps its own n_jobs for
-    predicting (-1: in Numerai's runtime, its one CPU)."""
+    (training.compute), the reporter following the boosting rounds; with `member`, only that member of the ensemble
+    `model` (TargetEnsemble.fit_member, `shared` the fitted first member), which is returned. The fitted model (and
+    every fitted member) keeps its own n_jobs for predicting (-1: in Numerai's runtime, its one CPU)."""
     compute = compute or {}
     key = "n_jobs" if "n_jobs" in model.get_params(deep=False) else "model__n_jobs"  # an ensemble's members
     n_jobs = model.get_params()[key]
@@ -241,10 +244,16 @@ def fit_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, reporter: R
             reporter.say(f"  {fit_threads} of {available_cpus()} cores are free: {title} with {fit_threads} thread(s)")
         model.set_params(**{key: fit_threads})
         try:
-            model.fit(ds.X(frame), ds.y_fit(frame), benchmark=benchmark, callbacks=[callback] if callback else None)
+            callbacks = [callback] if callback else None
+            if member is None:
+                fitted = model.fit(ds.X(frame), ds.y_fit(frame), benchmark=benchmark, callbacks=callbacks)
+            else:
+                fitted = model.fit_member(member, ds.X(frame), ds.y_fit(frame), benchmark, callbacks, shared)
         finally:
             model.set_params(**{key: n_jobs})
-    return model
+    for fitted_member in getattr(fitted, "members_", [fitted]):  # the members were cloned with the fit's threads
+        fitted_member.set_params(n_jobs=n_jobs)
+    return fitted
 
 
 def score_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, predict_benchmark: pd.DataFrame | None,
@@ -265,17 +274,23 @@ def score_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, predict_b
 @dataclass(frozen=True)
 class Job:
     """One independent fit: a variant on the train eras (scored in both modes), a CV fold of a variant, or the refit
-    of the shipped variant on every era with a resolved target."""
+    of the shipped variant on every era with a resolved target. For an ensemble, each member is a job of its own
+    (`member`: its index; `shared`: the fitted first member, whose target-free work the others reuse), and the job
+    that scores it gets the fitted `members` to assemble instead of fitting them."""
 
     kind: str  # "variant", "fold" or "refit"
     variant: str
     fold: int = 0
+    member: int | None = None
+    shared: Any = field(default=None, compare=False, repr=False)
+    members: tuple | None = field(default=None, compare=False, repr=False)
 
     @property
     def title(self) -> str:
         """What the job fits, for the console and error messages."""
-        return {"variant": f"{self.variant}", "fold": f"fold {self.fold} {self.variant}",
-                "refit": f"refit {self.variant}"}[self.kind]
+        title = {"variant": f"{self.variant}", "fold": f"fold {self.fold} {self.variant}",
+                 "refit": f"refit {self.variant}"}[self.kind]
+        return title if self.member is None else f"{title} (member {self.member + 1})"
 
 
 def _validation_frames(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -297,19 +312,42 @@ def uses_benchmark(ds: Dataset) -> bool:
     return benchmark_for(ds.train, ds.train_benchmark) is not None
 
 
+def _fit_rows(job: Job, ds: Dataset, config: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The rows a job fits on and their benchmark (None when the model does not see one)."""
+    if job.kind == "variant":
+        return ds.train, benchmark_for(ds.train, ds.train_benchmark)
+    if job.kind == "fold":
+        fold = expanding_window_folds(ds.split.train, config.cv, config.resolved_embargo)[job.fold - 1]
+        fit_rows = ds.train.loc[np.isin(ds.train["era"].to_numpy(), fold.train)]
+        return fit_rows, benchmark_for(fit_rows, ds.train_benchmark)
+    everything = refit_rows(ds, config.era_step)
+    return everything, (benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark)
+                        if uses_benchmark(ds) else None)
+
+
 def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, compute: dict[str, Any]) -> Any:
     """Do one job: a variant → (fitted model, {"left_alone": per-era scores, "refreshed": per-era scores}); a fold →
-    its row of the CV table; the refit → (fitted model, its eras)."""
+    its row of the CV table; the refit → (fitted model, its eras); an ensemble member → the fitted member."""
     base = build_model(config, ds.groups)
     model = make_variant(base, job.variant, config)
+    fit_frame, fit_bench = _fit_rows(job, ds, config)
+    if job.member is not None:
+        with reporter.step(f"Fitting {job.title}"):
+            return fit_model(model, fit_frame, ds, reporter, f"{job.title}: boosting rounds", fit_bench, compute,
+                             member=job.member, shared=job.shared)
+
+    def fit(title: str) -> Any:  # the model, or the ensemble made from its members fitted as jobs of their own
+        if job.members is not None:
+            return model.assemble(job.members, ds.X(fit_frame), ds.y_fit(fit_frame))
+        return fit_model(model, fit_frame, ds, reporter, title, fit_bench, compute)
+
     resolved_validation, scored = _validation_frames(ds)
-    fit_bench = benchmark_for(ds.train, ds.train_benchmark)
     if job.kind == "variant":
         val_bench = benchmark_for(scored, ds.validation_benchmark)
         # the model sees benchmark predictions at validation only if it saw them in training (as it will live)
         val_bench_predict = val_bench if fit_bench is not None else None
         with reporter.step(f"Fitting and scoring {job.variant}"):
-            fit_model(model, ds.train, ds, reporter, f"{job.variant}: boosting rounds", fit_bench, compute)
+            model = fit(f"{job.variant}: boosting rounds")
             # left alone: no target after the training data reaches the model, as a pickle never refreshed
             scores = {"left_alone": score_model(model, scored, ds, val_bench_predict, val_bench)}
             # refreshed: each era's target once it would be known (era t's timing uses targets of eras <= t - lag)
@@ -323,22 +361,30 @@ def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, comp
     if job.kind == "fold":
         fold = expanding_window_folds(ds.split.train, config.cv, config.resolved_embargo)[job.fold - 1]
         eras = ds.train["era"].to_numpy()
-        fit_rows = ds.train.loc[np.isin(eras, fold.train)]
         test_rows = ds.train.loc[np.isin(eras, fold.validation)]
         later_rows = ds.train.loc[np.isin(eras, fold.embargoed + fold.validation)]
         test_bench = benchmark_for(test_rows, ds.train_benchmark)
         with reporter.step(f"CV fold {job.fold}/{config.cv}: {job.variant}"):
-            fit_model(model, fit_rows, ds, reporter, f"fold {job.fold} {job.variant}",
-                      benchmark_for(fit_rows, ds.train_benchmark), compute)
+            model = fit(f"fold {job.fold} {job.variant}")
             model.update_factor_returns(ds.X(later_rows), ds.y_fit(later_rows))
             summary = summarize(score_model(model, test_rows, ds, test_bench, test_bench))
         return {"fold": job.fold, "variant": job.variant, "train_first": fold.train[0], "train_last": fold.train[-1],
                 "scored_first": fold.validation[0], "scored_last": fold.validation[-1], **summary}
     with reporter.step(f"Refitting {job.variant} on every era with a resolved target (train + validation)"):
-        everything = refit_rows(ds, config.era_step)
-        bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark) if fit_bench is not None else None
-        fit_model(model, everything, ds, reporter, "refit: boosting rounds", bench, compute)
-    return model, sort_eras(everything["era"].unique())
+        model = fit("refit: boosting rounds")
+    return model, sort_eras(fit_frame["era"].unique())
+
+
+def with_fitted_members(jobs: list[Job], n_members: int, execute: Callable[[list[Job]], list[Any]]) -> list[Job]:
+    """The jobs of an ensemble config, each given its members fitted as jobs of their own on the executor: every
+    job's first member at once, then all the other members at once (they reuse their first member's target-free
+    work)."""
+    firsts = execute([replace(j, member=0) for j in jobs])
+    others = execute([replace(j, member=i, shared=first) for j, first in zip(jobs, firsts)
+                      for i in range(1, n_members)])
+    per_job = n_members - 1
+    return [replace(j, members=(first, *others[k * per_job:(k + 1) * per_job]))
+            for k, (j, first) in enumerate(zip(jobs, firsts))]
 
 
 @dataclass(frozen=True)
@@ -379,11 +425,16 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
     else:
         run = RemoteJobs(str(ds.data_dir.resolve()), ds.source, dataclasses.asdict(config))
 
-    def execute(jobs: list[Job]) -> list[Any]:
-        if isinstance(executor, InProcess):
+    def execute_now(jobs: list[Job]) -> list[Any]:
+        if isinstance(executor, InProcess) or not jobs:
             return executor.map(run, jobs)
         with reporter.step(f"Fitting {', '.join(j.title for j in jobs)} on the Dask cluster at {executor.name}"):
             return executor.map(run, jobs)
+
+    def execute(jobs: list[Job]) -> list[Any]:
+        if len(config.targets) > 1:  # an ensemble's members are independent fits too
+            jobs = with_fitted_members(jobs, len(config.targets), execute_now)
+        return execute_now(jobs)
 
     if ds.train_benchmark is None and ds.validation_benchmark is not None:
         reporter.say("  no benchmark for the training eras: the models fit and predict without it")
