@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -275,3 +276,32 @@ def test_planted_effects_are_worth_exploiting(small_world: Path, metadata: dict,
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_oracle_told_less_knows_less(small_world: Path, frames: dict[str, pd.DataFrame]) -> None:
+    # the oracle's partial versions measure what each planted effect is worth (bench_worlds --ablation)
+    from training.synthetic import ORACLE_EFFECTS, oracle_predictions
+
+    config = SyntheticConfig.default(eras=120, stocks=600, features=60, seed=1)
+    validation = frames["validation"]
+    validation = validation[validation["target"].notna()]
+    eras = sorted(int(e) for e in validation["era"].unique())
+    full = oracle_predictions(config, eras)
+    assert full.equals(oracle_predictions(config, eras, ORACLE_EFFECTS))
+
+    def corr(prediction: pd.Series) -> float:
+        joined = validation[["era", "target"]].join(prediction.rename("p"), how="inner")
+        assert len(joined) == len(validation)
+        return float(np.mean([numerai_corr(g[["p"]], g["target"]).iloc[0] for _, g in joined.groupby("era")]))
+
+    told_all = corr(full["prediction"])
+    for effect in ORACLE_EFFECTS:
+        partial = oracle_predictions(config, eras, [e for e in ORACLE_EFFECTS if e != effect])
+        assert partial.index.equals(full.index) and not np.allclose(partial["prediction"], full["prediction"]), effect
+    # momentum (the last resolved factor returns) is the effect a model left alone never sees: worth the most here
+    assert told_all > corr(oracle_predictions(config, eras, ["regime", "relative", "interaction"])["prediction"]) + 0.005
+    # a control world has no planted effect: telling the oracle less changes nothing
+    control = dataclasses.replace(config, planted=False)
+    assert oracle_predictions(control, eras[:3], []).equals(oracle_predictions(control, eras[:3]))
+    with pytest.raises(ValueError, match="unknown effect"):
+        oracle_predictions(config, eras[:3], ["momentum", "luck"])

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -649,16 +650,28 @@ def _write_live(out: Path, world: _World, era: _Era, columns: dict[str, np.ndarr
 
 
 # ---- the oracle: the true expected target given everything knowable at the era --------------------------------------
-def expected_payoff(world: _World, t: int) -> np.ndarray:
+ORACLE_EFFECTS = ("momentum", "regime", "relative", "interaction")
+"""What the oracle can be told about a planted world (all by default): the factor returns' momentum (the AR(1) from
+the last resolved era: knowable only with each era's target fed back, so never to a model left alone), the regime,
+the within-industry factor and the interaction. Leaving one out measures what that effect is worth."""
+
+
+def expected_payoff(world: _World, t: int, effects: Collection[str] = ORACLE_EFFECTS) -> np.ndarray:
     """Per group, the expected payoff of era t's main target given what is knowable at era t: the factor returns of
     the eras before t (resolved by then), the AR(1) that drives them, and era t's regime (visible in the
-    cross-section), taken to persist over the target's horizon."""
+    cross-section), taken to persist over the target's horizon. Without "momentum" in `effects`, the mean payoffs;
+    without "regime", the regime group's payoff carries its average sign over the world's eras."""
     config = world.config
     if not config.planted:
         return world.mu * config.horizon
     sign = np.ones(len(world.groups))
-    if world.regimes[t] == 1:
-        sign[world.regime_group] = -1.0
+    if "regime" in effects:
+        if world.regimes[t] == 1:
+            sign[world.regime_group] = -1.0
+    else:
+        sign[world.regime_group] = 1.0 - 2.0 * float(world.regimes[: config.eras].mean())
+    if "momentum" not in effects:
+        return world.mu * config.horizon * sign
     last = world.mu
     if t >= 1:
         last = world.returns[t - 1].copy()
@@ -669,10 +682,15 @@ def expected_payoff(world: _World, t: int) -> np.ndarray:
     return (raw * sign).sum(axis=0)
 
 
-def oracle_predictions(config: SyntheticConfig, era_numbers: list[int]) -> pd.DataFrame:
+def oracle_predictions(config: SyntheticConfig, era_numbers: list[int],
+                       effects: Collection[str] = ORACLE_EFFECTS) -> pd.DataFrame:
     """The oracle's predictions (index id, columns era and prediction) for the given era numbers (1-based): each
     stock's true paying styles times the expected payoff, plus the planted interaction; what no model can reach,
-    the ceiling of a world."""
+    the ceiling of a world. `effects` (of ORACLE_EFFECTS) says what the oracle is told: without "relative" it sees
+    the relative group's whole style, not its within-industry part; without "interaction", no interaction."""
+    unknown = set(effects) - set(ORACLE_EFFECTS)
+    if unknown:
+        raise ValueError(f"oracle_predictions: unknown effect(s) {sorted(unknown)}; known: {ORACLE_EFFECTS}")
     world = _make_world(config)
     frames = []
     row = sum(_era_size(config, u, _data_type(config, u)) for u in range(min(era_numbers) - 1))
@@ -681,8 +699,8 @@ def oracle_predictions(config: SyntheticConfig, era_numbers: list[int]) -> pd.Da
         n = _era_size(config, t, data_type)
         if t + 1 in era_numbers:
             _, _, styles, paying = _era_latents(world, t, n)
-            prediction = paying @ expected_payoff(world, t)
-            if config.planted:
+            prediction = (paying if "relative" in effects else styles) @ expected_payoff(world, t, effects)
+            if config.planted and "interaction" in effects:
                 a, b = world.interaction
                 prediction = prediction + config.interaction_strength * styles[:, a] * styles[:, b]
             frames.append(pd.DataFrame({"era": era_name(t + 1), "prediction": prediction},

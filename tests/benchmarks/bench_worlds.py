@@ -1,7 +1,7 @@
 """Benchmark 7: the battery of worlds. Does what `nmu train` ships do no harm where the components find nothing,
 and keep their gain where they find something, in the lab (validation) and in the field (later eras, left alone)?
 
-    python tests/benchmarks/bench_worlds.py [--data DIR] [--worlds NAME,NAME] [--no-assert]
+    python tests/benchmarks/bench_worlds.py [--data DIR] [--worlds NAME,NAME] [--ablation] [--no-assert]
 
 Six planted and six control worlds of different seeds, shapes and effect sizes (some weaker than the default
 world's), each made with `future_eras` eras after its validation eras. On each, `nmu train` runs with the default
@@ -9,7 +9,13 @@ settings (ship = "auto", refresh = "never"); then the baseline and full variants
 shipped model, and the three pickles are run as Numerai runs them, one era at a time through
 `predict(live_features, live_benchmark_models)`, over the future eras, never refreshed. Per planted world the oracle
 (training.synthetic.oracle_predictions: the true expected target given what is knowable at each era) gives the
-ceiling, and the table says what share of the oracle's gain over the baseline full captures.
+ceiling, and the table says what share of the oracle's gain over the baseline full captures. The oracle is told the
+factor returns' momentum, which needs each era's target fed back; the left-alone ceiling is the oracle without it.
+
+With --ablation, per planted world, which component leaves the most on the table: what each planted effect is worth
+to the oracle (its corr minus the corr of the oracle not told that effect, on the validation eras) beside what the
+component meant to catch it adds to full (full minus no_<component>, fitted on the train eras as `nmu train
+--ablation` does, scored left alone on the same eras). The shipping decision is the default run's, without ablation.
 
 Bounds (exit 1 when one fails, unless --no-assert):
 - control worlds, pooled: shipped - baseline >= -0.0003 corr on the validation report eras and on the future eras;
@@ -37,14 +43,26 @@ from rich.console import Console
 
 from training.config import load_config
 from training.console import Reporter
-from training.experiment import benchmark_for, build_model, fit_model, load_dataset, make_variant, resolved_rows
+from training.experiment import (
+    Job,
+    benchmark_for,
+    build_model,
+    fit_model,
+    load_dataset,
+    make_variant,
+    resolved_rows,
+    run_job,
+)
 from training.export import export_pickle
 from training.pipeline import train_command
-from training.synthetic import SyntheticConfig, oracle_predictions, write_synthetic_world
+from training.synthetic import ORACLE_EFFECTS, SyntheticConfig, oracle_predictions, write_synthetic_world
 
 FUTURE_ERAS = 60
 CONTROL_BOUND = -0.0003
 PLANTED_SHARE = 0.9
+# the component of the full model meant to catch each planted effect (industry returns are noise the oracle cannot
+# foresee either: what the residualizer removes is not in the oracle)
+CATCHES = {"momentum": "timing", "regime": "timing", "relative": "clusters", "interaction": "interactions"}
 WEAK = {"timing_strength": 0.5, "interaction_strength": 0.5, "regime_strength": 0.5, "relative_strength": 0.5,
         "industry_return_sd": 0.5}
 
@@ -87,7 +105,7 @@ def run_live(pickle_path: Path, future: pd.DataFrame, bench: pd.DataFrame) -> pd
     return pd.concat(parts)
 
 
-def run_world(name: str, config: SyntheticConfig, root: Path) -> dict:
+def run_world(name: str, config: SyntheticConfig, root: Path, ablation: bool = False) -> dict:
     data, out = root / name / "data", root / name / "artifacts"
     if not (data / "future.parquet").exists():
         write_synthetic_world(data, config)
@@ -136,12 +154,50 @@ def run_world(name: str, config: SyntheticConfig, root: Path) -> dict:
         oracle_future = oracle_predictions(config, sorted(int(e) for e in future["era"].unique()))["prediction"]
         row["future_oracle"] = float(per_era_corr(oracle_future, future).mean())
         row["share_captured_val"] = (row["val_full"] - row["val_baseline"]) / (row["val_oracle"] - row["val_baseline"])
+        all_val = lab.pivot_table(index="era", columns="variant", values="corr")
+        ceiling = oracle_predictions(config, [int(e) for e in validation_eras],
+                                     [e for e in ORACLE_EFFECTS if e != "momentum"])["prediction"]
+        row["val_ceiling_left_alone"] = float(per_era_corr(ceiling, val_frame).reindex(all_val.index).mean())
+        if ablation:
+            oracle_all = per_era_corr(oracle_val, val_frame).reindex(all_val.index)
+            row["_ablation"] = {"oracle": float(oracle_all.mean()),
+                                "ceiling": row["val_ceiling_left_alone"],
+                                "baseline": float(all_val["baseline"].mean()), "full": float(all_val["full"].mean())}
+            for effect in ORACLE_EFFECTS:
+                told = oracle_predictions(config, [int(e) for e in validation_eras],
+                                          [e for e in ORACLE_EFFECTS if e != effect])["prediction"]
+                row["_ablation"][f"worth_{effect}"] = float(
+                    (oracle_all - per_era_corr(told, val_frame).reindex(all_val.index)).mean())
+            for component in ("clusters", "interactions", "timing", "residualizer"):
+                _, scores = run_job(Job("variant", f"no_{component}"), ds, train_config, Reporter(quiet),
+                                    train_config.compute)
+                without = scores[metrics["ship"]["mode"]]["corr"].reindex(all_val.index)
+                diff = all_val["full"] - without
+                row["_ablation"][f"adds_{component}"] = float(diff.mean())
+                row["_ablation"][f"adds_{component}_se"] = float(diff.std(ddof=1) / np.sqrt(diff.notna().sum()))
     row["_val_diff"] = (validation["shipped"] - validation["baseline"]).to_numpy()
     row["_future_diff"] = (field["shipped"] - field["baseline"]).to_numpy()
     row["_future_full_diff"] = (field["full"] - field["baseline"]).to_numpy()
     print(f"{name}: shipped {shipped}, future shipped {row['future_shipped']:.4f} vs baseline "
           f"{row['future_baseline']:.4f} ({row['seconds']} s)", flush=True)
     return row
+
+
+def print_ablation(rows: list[dict]) -> None:
+    """Per planted world, each effect's worth to the oracle and what the component meant to catch it adds to full
+    (validation eras, the mode the model is judged in), then the means over the worlds."""
+    table = pd.DataFrame([{"world": r["world"], **{k: v for k, v in r["_ablation"].items() if not k.endswith("_se")}}
+                          for r in rows])
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:+.4f}".format):
+        print("which component leaves the most (validation eras; worth_X: oracle minus the oracle not told X; "
+              "adds_C: full minus no_C):")
+        print(table.to_string(index=False))
+    means = table.drop(columns="world").mean()
+    for effect, component in CATCHES.items():
+        print(f"  {effect}: worth {means[f'worth_{effect}']:+.4f} to the oracle; {component} adds "
+              f"{means[f'adds_{component}']:+.4f} to full")
+    print(f"  residualizer adds {means['adds_residualizer']:+.4f} (industry returns are noise the oracle cannot "
+          "foresee either)")
 
 
 def pooled(rows: list[dict], key: str) -> tuple[float, float, float]:
@@ -157,9 +213,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/worlds"))
     parser.add_argument("--worlds", default=",".join(WORLDS))
+    parser.add_argument("--ablation", action="store_true",
+                        help="per planted world, each effect's worth to the oracle beside each component's gain")
     parser.add_argument("--no-assert", action="store_true")
     args = parser.parse_args()
-    rows = [run_world(name, WORLDS[name], args.data.resolve()) for name in args.worlds.split(",")]
+    rows = [run_world(name, WORLDS[name], args.data.resolve(), args.ablation) for name in args.worlds.split(",")]
     table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(table.to_string(index=False))
@@ -186,6 +244,12 @@ def main() -> int:
         shares = [r["share_captured_val"] for r in planted]
         print(f"oracle: full captures {np.mean(shares):.0%} of the oracle's validation gain over the baseline "
               f"(per world {', '.join(f'{s:.0%}' for s in shares)})")
+        left = [(r["val_full"] - r["val_baseline"]) / (r["val_ceiling_left_alone"] - r["val_baseline"]) for r in planted]
+        print(f"left-alone ceiling (the oracle without momentum): full captures {np.mean(left):.0%} of its gain over "
+              f"the baseline (per world {', '.join(f'{s:.0%}' for s in left)})")
+        ablated = [r for r in planted if "_ablation" in r]
+        if ablated:
+            print_ablation(ablated)
     return 0 if ok or args.no_assert else 1
 
 
