@@ -1,8 +1,10 @@
-"""`TargetEnsemble`: one NumeraiModel per target, combined per era by a weighted rank average, in one pickle.
+"""`TargetEnsemble`: one NumeraiModel per target (and per seed), combined per era by a weighted rank average, in one
+pickle.
 
 Numerai's own examples and most serious users train on several targets and average the members' per-era ranks.
 Here every member is the same NumeraiModel variant fitted on its own target (an auxiliary target's NaN rows left
-out of that member only); the work that does not depend on the target (factor composites, the clusters' PCA and
+out of that member only), `seeds` times with as many LightGBM seeds (bagging over seeds: the columns each tree
+samples differ); the work that does not depend on the target (factor composites, the clusters' PCA and
 k-means) is fitted once, by the first member, and shared. The residualizer is applied once, to the combination.
 The ensemble has the estimator's live interface (`feature_names_in_`, `benchmark_columns_`, `predict_eras`), so
 Numerai's live function and `export_pickle` take it as they take one model.
@@ -37,16 +39,20 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
     model : NumeraiModel, optional
         The member template (its residualizer settings are the ensemble's); default NumeraiModel().
     targets : sequence of str
-        The target of each member, in order; the first is the main one (the residualizer's gate uses it).
+        The targets, in order; the first is the main one (the residualizer's gate uses it).
     weights : sequence of float, optional
-        Each member's weight in the average (default equal).
+        Each target's weight in the average (default equal), shared equally by its seeds.
+    seeds : int, default=1
+        Members per target: member k of a target has the template's random_state + k.
 
     Attributes
     ----------
     members_ : list of NumeraiModel
-        The fitted members (their own residualizers off).
+        The fitted members, target by target and seed by seed within a target (their own residualizers off).
+    member_names_ : list of str
+        Each member's name: its target, with " (seed k)" when seeds > 1.
     weights_ : ndarray
-        The normalised weights.
+        Each member's normalised weight.
     residualizer_ : Residualizer or None
         The residualizer of the combination.
     feature_names_in_, n_features_in_, benchmark_columns_, as_of_era_
@@ -56,10 +62,11 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
     reads_eras = True
 
     def __init__(self, model: NumeraiModel | None = None, targets: Sequence[str] = ("target",),
-                 weights: Sequence[float] | None = None):
+                 weights: Sequence[float] | None = None, seeds: int = 1):
         self.model = model
         self.targets = targets
         self.weights = weights
+        self.seeds = seeds
 
     def _check(self) -> tuple[NumeraiModel, list[str], np.ndarray]:
         targets = [str(t) for t in self.targets]
@@ -69,8 +76,28 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         if weights.shape != (len(targets),) or not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"TargetEnsemble: parameter `weights` is {self.weights!r}; it must give one non-negative "
                              f"weight per target ({len(targets)}), not all zero")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, (int, np.integer)) or self.seeds < 1:
+            raise ValueError(f"TargetEnsemble: parameter `seeds` is {self.seeds!r}; it must be a whole number >= 1")
         model = NumeraiModel() if self.model is None else self.model
-        return model, targets, weights / weights.sum()
+        return model, targets, np.repeat(weights / weights.sum() / self.seeds, self.seeds)
+
+    def _member_target(self, index: int) -> tuple[str, int]:
+        """The target and the seed offset of member `index`."""
+        seeds = int(self.seeds)
+        return str(list(self.targets)[index // seeds]), index % seeds
+
+    def _n_members(self) -> int:
+        return len(list(self.targets)) * int(self.seeds)
+
+    def _target_values(self, Y: Any, target: str) -> np.ndarray:
+        """The column of `target` in Y (a frame or mapping of targets, or one target's values when there is one)."""
+        if isinstance(Y, (pd.DataFrame, Mapping)):
+            if target not in Y:
+                raise ValueError(f"TargetEnsemble: Y lacks the target column {target!r}")
+            return np.asarray(Y[target], dtype=np.float64).reshape(-1)
+        if len(list(self.targets)) == 1:
+            return np.asarray(Y, dtype=np.float64).reshape(-1)
+        raise ValueError(f"TargetEnsemble: Y must hold one column per target {list(self.targets)}")
 
     def fit(self, X: pd.DataFrame, Y: pd.DataFrame | Mapping[str, Any], benchmark: pd.DataFrame | None = None,
             callbacks: list | None = None) -> TargetEnsemble:
@@ -81,7 +108,7 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         X : DataFrame
             The `era` column and the features.
         Y : DataFrame or mapping
-            One column per target (NaN: not known for that row).
+            One column per target (NaN: not known for that row); with one target, its values also do.
         benchmark, callbacks
             As NumeraiModel.fit.
 
@@ -90,19 +117,20 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         self
         """
         first = self.fit_member(0, X, Y, benchmark, callbacks)
-        others = [self.fit_member(i, X, Y, benchmark, callbacks, shared=first) for i in range(1, len(self.targets))]
+        others = [self.fit_member(i, X, Y, benchmark, callbacks, shared=first) for i in range(1, self._n_members())]
         return self.assemble([first, *others], X, Y)
 
     def fit_member(self, index: int, X: pd.DataFrame, Y: pd.DataFrame | Mapping[str, Any],
                    benchmark: pd.DataFrame | None = None, callbacks: list | None = None,
                    shared: NumeraiModel | None = None) -> NumeraiModel:
-        """Fit the member of target `targets[index]` alone (an independent job: `nmu train` runs each on its
-        executor), on the rows where that target is known, with its own residualizer off.
+        """Fit member `index` alone (an independent job: `nmu train` runs each on its executor): target
+        `targets[index // seeds]` with seed offset `index % seeds`, on the rows where that target is known, with its
+        own residualizer off.
 
         Parameters
         ----------
         index : int
-            The member's position in `targets`.
+            The member's position (target by target, seed by seed).
         X, Y, benchmark, callbacks
             As `fit`.
         shared : NumeraiModel, optional
@@ -115,15 +143,17 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         """
         template, targets, _ = self._check()
         X = as_frame(X, owner=type(self).__name__)
-        if not 0 <= index < len(targets):
-            raise ValueError(f"TargetEnsemble: member {index} does not exist; the targets are {targets}")
-        if targets[index] not in Y:
-            raise ValueError(f"TargetEnsemble: Y lacks the target column {targets[index]!r}")
-        y = np.asarray(Y[targets[index]], dtype=np.float64).reshape(-1)
+        if not 0 <= index < self._n_members():
+            raise ValueError(f"TargetEnsemble: member {index} does not exist; the targets are {targets} with "
+                             f"{self.seeds} seed(s) each")
+        target, seed = self._member_target(index)
+        y = self._target_values(Y, target)
         known = ~np.isnan(y)
         rows = X if known.all() else X.loc[known]
         bench = benchmark if benchmark is None or known.all() else benchmark.loc[known]
         member = clone(template).set_params(residualizer=False)
+        if seed:
+            member.set_params(random_state=int(template.random_state) + seed)
         return member.fit(rows, y[known], benchmark=bench, callbacks=callbacks, shared=shared)
 
     def assemble(self, members: Sequence[NumeraiModel], X: pd.DataFrame,
@@ -138,9 +168,12 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         """
         template, targets, self.weights_ = self._check()
         X = as_frame(X, owner=type(self).__name__)
-        if len(members) != len(targets):
-            raise ValueError(f"TargetEnsemble: {len(members)} fitted member(s) for {len(targets)} targets {targets}")
+        if len(members) != self._n_members():
+            raise ValueError(f"TargetEnsemble: {len(members)} fitted member(s) for {len(targets)} targets {targets} "
+                             f"with {self.seeds} seed(s) each")
         self.members_: list[NumeraiModel] = list(members)
+        self.member_names_ = [t if int(self.seeds) == 1 else f"{t} (seed {k + 1})"
+                              for t, k in map(self._member_target, range(len(members)))]
         first = self.members_[0]
         self.feature_names_in_ = first.feature_names_in_
         self.n_features_in_ = first.n_features_in_
@@ -149,7 +182,7 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
                               key=era_key)
         self.residualizer_ = None
         if template.residualizer:
-            main = np.asarray(Y[targets[0]], dtype=np.float64).reshape(-1)
+            main = self._target_values(Y, targets[0])
             eras = EraIndex.from_frame(X)
             raw = feature_matrix(X, list(self.feature_names_in_))
             labels = first.clusters_.predict(raw, eras) if first.clusters_ is not None else None
@@ -206,7 +239,7 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
                 out[rows] = self.residualizer_.transform(combined, chunk, sub, labels, bench)
         total = seconds.sum() or 1.0
         _log.info("ensemble members' share of the predict time: %s",
-                  ", ".join(f"{t} {100 * s / total:.0f} %" for t, s in zip(self.targets, seconds)))
+                  ", ".join(f"{t} {100 * s / total:.0f} %" for t, s in zip(self.member_names_, seconds)))
         return out
 
     def predict(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> np.ndarray:
@@ -219,16 +252,16 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         return self.predict_eras(feature_matrix(X, list(self.feature_names_in_)), eras, bench)
 
     def member_predictions(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
-        """Each member's own predictions (per-era ranks) of X, by target, given what the ensemble is given: for the
-        members' scores."""
+        """Each member's own predictions (per-era ranks) of X, by member name, given what the ensemble is given: for
+        the members' scores."""
         self._check_fitted()
-        return {str(t): m.predict(X, benchmark=benchmark) for t, m in zip(self.targets, self.members_)}
+        return {name: m.predict(X, benchmark=benchmark) for name, m in zip(self.member_names_, self.members_)}
 
     def update_factor_returns(self, X: pd.DataFrame, Y: pd.DataFrame | Mapping[str, Any]) -> TargetEnsemble:
         """Feed each member its own target's newly resolved eras (nothing is refitted)."""
         self._check_fitted()
-        for target, member in zip(self.targets, self.members_):
-            member.update_factor_returns(X, np.asarray(Y[target], dtype=np.float64))
+        for index, member in enumerate(self.members_):
+            member.update_factor_returns(X, self._target_values(Y, self._member_target(index)[0]))
         self.as_of_era_ = min((m.as_of_era_ for m in self.members_ if m.as_of_era_ is not None), default=None,
                               key=era_key)
         return self

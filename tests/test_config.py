@@ -10,6 +10,7 @@ from training.config import (
     DEFAULT_LIGHTGBM,
     TrainConfig,
     apply_flags,
+    check_config,
     config_to_toml,
     load_config,
     resolve_feature_set_name,
@@ -79,3 +80,28 @@ def test_printed_config_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "printed.toml"
     path.write_text(text)
     assert load_config(path).lightgbm == config.lightgbm
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [("seeds = 0\n", "ensemble.seeds` must be a whole number >= 1"), ("seeds = 2.5\n", "ensemble.seeds"),
+     ("seeds = true\n", "ensemble.seeds"), ("seed = 3\n", r"not an ensemble setting \(did you mean `seeds`\?\)")],
+)
+def test_bad_ensemble_settings_are_named_before_any_data(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[ensemble]\n" + text)
+    with pytest.raises(NmuError, match=match):
+        check_config(load_config(path))
+
+
+def test_ensemble_members_count_targets_and_seeds(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    assert TrainConfig().ensemble_members == 1
+    path.write_text('[ensemble]\nseeds = 3\n')
+    assert load_config(path).ensemble_members == 3
+    path.write_text('[ensemble]\ntargets = ["target", "target_jasper_20"]\nseeds = 2\n')
+    config = load_config(path)
+    assert config.ensemble_members == 4
+    printed = tmp_path / "printed.toml"
+    printed.write_text(config_to_toml(config))
+    assert load_config(printed).ensemble == config.ensemble

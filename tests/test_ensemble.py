@@ -76,6 +76,26 @@ def test_members_fitted_one_by_one_make_the_same_ensemble(frames):
         TargetEnsemble(model, TARGETS[:2]).assemble([first], X, Y)
 
 
+def test_seeds_bag_each_target_with_its_own_lightgbm_seeds(frames):
+    features, groups, train = frames
+    X = train[["era", *features]]
+    model = NumeraiModel(feature_groups=groups, lgbm_params=FAST, n_jobs=1, residualizer=False, random_state=5)
+    bagged = TargetEnsemble(model, ["target"], seeds=3).fit(X, train["target"].to_numpy())
+    assert bagged.member_names_ == ["target (seed 1)", "target (seed 2)", "target (seed 3)"]
+    assert [m.random_state for m in bagged.members_] == [5, 6, 7]
+    assert all(m.factors_ is bagged.members_[0].factors_ for m in bagged.members_)
+    preds = [m.predict(X) for m in bagged.members_]
+    assert not np.allclose(preds[0], preds[1])  # each tree samples other columns (colsample 0.1)
+    combined = sum(w * p for w, p in zip(bagged.weights_, preds))  # the equal weights, summed in the same order
+    np.testing.assert_allclose(bagged.weights_, [1 / 3] * 3)
+    np.testing.assert_allclose(bagged.predict(X), EraIndex.from_frame(X).rank(combined))
+    # weights are the targets', shared by their seeds
+    two = TargetEnsemble(model, TARGETS[:2], weights=[3, 1], seeds=2)
+    np.testing.assert_allclose(two._check()[2], [0.375, 0.375, 0.125, 0.125])
+    with pytest.raises(ValueError, match="`seeds` is 0"):
+        TargetEnsemble(model, ["target"], seeds=0).fit(X, train["target"])
+
+
 def test_nmu_train_scores_every_member_and_the_ensemble(small_world, tmp_path: Path):
     config = tmp_path / "ensemble.toml"
     config.write_text('[ensemble]\ntargets = ["target", "target_jasper_20"]\n\n[lightgbm]\nn_estimators = 40\n'
@@ -141,3 +161,16 @@ def test_each_member_is_a_job_of_its_own_on_the_executor(small_world, tmp_path: 
         assert members[1].factors_ is members[0].factors_ and members[2].factors_ is members[0].factors_
     # every member keeps the template's n_jobs for predicting, not the fit's threads
     assert all(m.n_jobs == shipped.model.n_jobs for m in members)
+
+
+def test_nmu_train_with_seeds_scores_every_seed(small_world, tmp_path: Path):
+    config = tmp_path / "seeds.toml"
+    config.write_text('[ensemble]\nseeds = 2\n\n[lightgbm]\nn_estimators = 30\nlearning_rate = 0.1\n')
+    metrics = train_command(data=small_world, out=tmp_path / "out", config_path=config, console=Console(quiet=True),
+                            no_baseline=True)
+    assert metrics["ensemble"]["seeds"] == 2 and metrics["ensemble"]["targets"] == ["target"]
+    members = metrics["ensemble"]["variants"]["full"]["members"]
+    assert set(members) == {"target (seed 1)", "target (seed 2)"}
+    predict = pd.read_pickle(tmp_path / "out" / "model.pkl")
+    live = pd.read_parquet(small_world / "live.parquet")
+    assert predict(live, pd.read_parquet(small_world / "live_benchmark_models.parquet"))["prediction"].std() > 0

@@ -31,11 +31,13 @@ Example (every key optional; `nmu train --print-config` prints the resolved conf
 
     [ensemble]
     targets = ["target", "target_jasper_20"]   # one model per target, averaged per era (empty: one model)
-    weights = [1, 1]                           # the members' weights (default equal)
+    weights = [1, 1]                           # the targets' weights (default equal)
+    seeds = 1                                  # fits per target, each with its own LightGBM seed, averaged
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -82,7 +84,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
 SHIP_CHOICES = ("auto", *VARIANTS)
 REFRESH_CHOICES = ("never", "weekly")
 _TABLES = ("components", "lightgbm", "compute", "ensemble")
-DEFAULT_ENSEMBLE: dict[str, Any] = {"targets": [], "weights": []}
+DEFAULT_ENSEMBLE: dict[str, Any] = {"targets": [], "weights": [], "seeds": 1}
 DEFAULT_COMPUTE: dict[str, Any] = {"threads": "auto", "one_fit_at_a_time": True, "scheduler": None}
 _MODEL_TABLES = ("feature_groups", "lgbm_params", "random_state")  # NumeraiModel parameters set otherwise (seed)
 
@@ -105,13 +107,18 @@ class TrainConfig:
     components: dict[str, Any] = field(default_factory=dict)
     lightgbm: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LIGHTGBM))
     compute: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_COMPUTE))
-    ensemble: dict[str, Any] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ENSEMBLE.items()})
+    ensemble: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_ENSEMBLE))
 
     @property
     def targets(self) -> list[str]:
         """The targets the model learns: the ensemble's ([ensemble] targets, the main target first), else `target`."""
         members = [str(t) for t in self.ensemble.get("targets") or []]
         return [self.target, *[t for t in members if t != self.target]] if members else [self.target]
+
+    @property
+    def ensemble_members(self) -> int:
+        """Members the model is made of: one per target and seed (1: a single NumeraiModel, no ensemble)."""
+        return len(self.targets) * int(self.ensemble.get("seeds", 1))
 
     @property
     def resolved_embargo(self) -> int:
@@ -333,7 +340,12 @@ def check_config(config: TrainConfig, source: str = "config") -> None:
     for key, value in config.ensemble.items():
         if key not in DEFAULT_ENSEMBLE:
             raise NmuError(f"{source}: `ensemble.{key}` is not an ensemble setting{_nearest(key, list(DEFAULT_ENSEMBLE))}; "
-                           "known: targets, weights.")
+                           "known: targets, weights, seeds.")
+        if key == "seeds":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise NmuError(f"{source}: `ensemble.seeds` must be a whole number >= 1 (fits per target), got "
+                               f"{value!r}.")
+            continue
         if not isinstance(value, list) or not all(isinstance(v, str if key == "targets" else (int, float))
                                                   and not isinstance(v, bool) for v in value):
             kind = "target names" if key == "targets" else "numbers"

@@ -210,8 +210,9 @@ def make_variant(base: NumeraiModel, name: str, config: TrainConfig) -> NumeraiM
     model = base.variant(name)
     off = {c: False for c in COMPONENTS if config.components.get(c, True) is False}
     model = model.set_params(**off) if off else model
-    if len(config.targets) > 1:
-        return TargetEnsemble(model, config.targets, config.ensemble.get("weights") or None)
+    if config.ensemble_members > 1:
+        return TargetEnsemble(model, config.targets, config.ensemble.get("weights") or None,
+                              int(config.ensemble.get("seeds", 1)))
     return model
 
 
@@ -432,8 +433,8 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
             return executor.map(run, jobs)
 
     def execute(jobs: list[Job]) -> list[Any]:
-        if len(config.targets) > 1:  # an ensemble's members are independent fits too
-            jobs = with_fitted_members(jobs, len(config.targets), execute_now)
+        if config.ensemble_members > 1:  # an ensemble's members are independent fits too
+            jobs = with_fitted_members(jobs, config.ensemble_members, execute_now)
         return execute_now(jobs)
 
     if ds.train_benchmark is None and ds.validation_benchmark is not None:
@@ -491,9 +492,9 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
     }
     if ensembles:
         metrics["ensemble"] = {"targets": ds.targets, "weights": config.ensemble.get("weights") or None,
-                               "variants": ensembles}
+                               "seeds": int(config.ensemble.get("seeds", 1)), "variants": ensembles}
         e = ensembles.get(shipped_variant) or next(iter(ensembles.values()))
-        reporter.say(f"  ensemble of {len(ds.targets)} targets: best member {e['best_member']} "
+        reporter.say(f"  ensemble of {config.ensemble_members} members: best member {e['best_member']} "
                      f"{fmt_score(e['members'][e['best_member']]['corr_mean'])}, ensemble "
                      f"{fmt_score(e['ensemble']['corr_mean'])} (refreshed)")
     return ExperimentResult(metrics=metrics, per_era=per_era_all, cv=cv_table, shipped=shipped,

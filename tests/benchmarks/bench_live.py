@@ -178,6 +178,7 @@ def ensemble_of(model: Any, members: int) -> TargetEnsemble:
             member.clusters_ = None if first.clusters_ is None else copy.copy(first.clusters_)
         ensemble.members_.append(member)
     ensemble.weights_ = np.full(members, 1.0 / members)
+    ensemble.member_names_ = list(ensemble.targets)
     ensemble.residualizer_ = model.residualizer_
     ensemble.feature_names_in_ = model.feature_names_in_
     ensemble.n_features_in_ = model.n_features_in_
