@@ -129,18 +129,12 @@ def pickle_format_mismatch(pins: Path | None = None) -> str | None:
         path = pins or pins_file()
     except NmuError as exc:
         return str(exc)
-    pinned = read_pins(path)
     unreadable = []
-    for name, rule in PICKLE_FORMATS.items():
-        want = pinned.get(name)
-        try:
-            have = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-        if want is None:
+    for name, (have, want) in version_mismatches(path, tuple(PICKLE_FORMATS)).items():
+        if have == "not installed":
             continue
         have_major, want_major = int(have.split(".")[0]), int(want.split(".")[0])
-        if have_major > want_major or (rule == "any" and have_major != want_major):
+        if have_major > want_major or (PICKLE_FORMATS[name] == "any" and have_major != want_major):
             unreadable.append((name, have, want))
     if not unreadable:
         return None
