@@ -91,6 +91,25 @@ def test_new_eras_extend_the_history_with_the_same_trees(worlds, artifacts):
     assert not again["changed"] and _state(artifacts) == state
 
 
+def test_an_ensemble_refreshes_every_member_with_its_own_target(worlds, tmp_path):
+    # two targets x two seeds: each member's history takes its own target's new eras; no tree changes
+    then, later, _ = worlds
+    config = tmp_path / "ensemble.toml"
+    config.write_text('[ensemble]\ntargets = ["target", "target_jasper_20"]\nseeds = 2\n\n' + CONFIG)
+    out = tmp_path / "ensemble"
+    train_command(data=then, out=out, config_path=config, no_baseline=True, console=Console(quiet=True))
+    before = fitted_model(out / "model.pkl")
+    result = refresh_command(out / "model.pkl", data=later, reporter=Reporter(Console(quiet=True)))
+    after = fitted_model(out / "model.pkl")
+    assert result["changed"] and after.member_names_ == [
+        "target (seed 1)", "target (seed 2)", "target_jasper_20 (seed 1)", "target_jasper_20 (seed 2)"]
+    assert int(after.as_of_era_) == int(before.as_of_era_) + NEW_ERAS + UNRESOLVED
+    for old, new in zip(before.members_, after.members_):
+        assert new.booster_.model_to_string() == old.booster_.model_to_string()
+        assert int(new.as_of_era_) == int(old.as_of_era_) + NEW_ERAS + UNRESOLVED
+    assert read_manifest(out / "model.pkl")["check"]["passed"] is True
+
+
 def test_nothing_new_writes_nothing_and_says_so(worlds, artifacts):
     then, _, _ = worlds
     state = _state(artifacts)
