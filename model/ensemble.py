@@ -24,7 +24,7 @@ from sklearn.exceptions import NotFittedError
 
 from .benchmarks import benchmark_vector, filled_benchmark
 from .eras import EraIndex, era_key
-from .estimator import NumeraiModel, lgbm_threads
+from .estimator import NumeraiModel, era_chunks, lgbm_threads
 from .features import as_frame, chunk_rows, feature_matrix
 from .residualize import Residualizer
 
@@ -222,9 +222,7 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         shares = [first.shares_target_free_work(m) for m in self.members_]
         seconds = np.zeros(len(self.members_))
         out = np.empty(len(raw))
-        for rows in eras.chunks(chunk_rows(raw.shape[1])):
-            sub, chunk = eras.take(rows), raw[rows]
-            bench = None if benchmark is None else benchmark[rows]
+        for rows, sub, chunk, bench in era_chunks(raw, eras, benchmark):
             pieces = first._target_free(chunk, sub) if any(shares) else None
             combined = np.zeros(len(rows))
             for i, (weight, member) in enumerate(zip(self.weights_, self.members_)):

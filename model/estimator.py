@@ -79,6 +79,17 @@ def _stage(seconds: dict[str, float], name: str) -> Iterator[None]:
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
 
 
+def era_chunks(raw: np.ndarray, eras: EraIndex, benchmark: np.ndarray | None
+               ) -> Iterator[tuple[np.ndarray, EraIndex, np.ndarray, np.ndarray | None]]:
+    """The predict path's chunks of whole eras (bounded memory): each chunk's row positions, eras, features and
+    benchmark. A call that is one sorted chunk (the live era) gets the arrays themselves, not copies."""
+    for rows in eras.chunks(chunk_rows(raw.shape[1])):
+        if len(rows) == len(raw) and bool(np.all(rows == np.arange(len(raw)))):
+            yield rows, eras, raw, benchmark
+        else:
+            yield rows, eras.take(rows), raw[rows], None if benchmark is None else benchmark[rows]
+
+
 class TargetFree(NamedTuple):
     """The engineered pieces of some whole eras that do not depend on the target (one computation serves every
     ensemble member that shares the factors and clusters)."""
@@ -508,12 +519,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         self._log_staleness(eras)
         out = np.empty(len(raw), dtype=np.float64)
         threads = lgbm_threads(self.n_jobs)
-        for rows in eras.chunks(chunk_rows(raw.shape[1])):
-            whole = len(rows) == len(raw) and bool(np.all(rows == np.arange(len(raw))))  # no copy of a sorted chunk
-            sub = eras if whole else eras.take(rows)
-            chunk = raw if whole else raw[rows]
-            bench = None if benchmark is None or whole else benchmark[rows]
-            bench = benchmark if whole else bench
+        for rows, sub, chunk, bench in era_chunks(raw, eras, benchmark):
             out[rows] = self.predict_chunk(chunk, sub, bench, threads)
         return out
 

@@ -313,12 +313,17 @@ def uses_benchmark(ds: Dataset) -> bool:
     return benchmark_for(ds.train, ds.train_benchmark) is not None
 
 
+def _fold(job: Job, ds: Dataset, config: TrainConfig) -> Any:
+    """The CV fold a fold job fits and scores (expanding windows over the train eras)."""
+    return expanding_window_folds(ds.split.train, config.cv, config.resolved_embargo)[job.fold - 1]
+
+
 def _fit_rows(job: Job, ds: Dataset, config: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The rows a job fits on and their benchmark (None when the model does not see one)."""
     if job.kind == "variant":
         return ds.train, benchmark_for(ds.train, ds.train_benchmark)
     if job.kind == "fold":
-        fold = expanding_window_folds(ds.split.train, config.cv, config.resolved_embargo)[job.fold - 1]
+        fold = _fold(job, ds, config)
         fit_rows = ds.train.loc[np.isin(ds.train["era"].to_numpy(), fold.train)]
         return fit_rows, benchmark_for(fit_rows, ds.train_benchmark)
     everything = refit_rows(ds, config.era_step)
@@ -360,7 +365,7 @@ def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, comp
                 scores["members"] = {t: score_eras(p, scored, ds.target, ds.features) for t, p in members.items()}
         return model, scores
     if job.kind == "fold":
-        fold = expanding_window_folds(ds.split.train, config.cv, config.resolved_embargo)[job.fold - 1]
+        fold = _fold(job, ds, config)
         eras = ds.train["era"].to_numpy()
         test_rows = ds.train.loc[np.isin(eras, fold.validation)]
         later_rows = ds.train.loc[np.isin(eras, fold.embargoed + fold.validation)]
