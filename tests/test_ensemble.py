@@ -33,7 +33,7 @@ def test_members_share_the_target_free_work_and_average_per_era(frames):
     features, groups, train = frames
     Y = train[TARGETS].copy()
     Y.iloc[::7, 2] = np.nan  # an auxiliary target's gaps: left out of its member only
-    model = NumeraiModel(feature_groups=groups, lgbm_params=FAST, n_jobs=1, residualizer=False)
+    model = NumeraiModel(feature_groups=groups, lgbm_params=FAST, n_jobs=1, residualizer=False, clusters=True)
     ensemble = TargetEnsemble(model, TARGETS, weights=[2, 1, 1]).fit(train[["era", *features]], Y)
     first, second, third = ensemble.members_
     assert second.factors_ is first.factors_  # fitted once, shared

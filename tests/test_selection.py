@@ -22,15 +22,25 @@ def _per_era(gain: float, noise: float = 0.01, eras: int = 80, seed: int = 0) ->
     return pd.concat([pd.DataFrame({"variant": v, "era": names, "corr": c}) for v, c in (("baseline", base), ("full", full))])
 
 
-@pytest.mark.parametrize("gain,shipped", [(0.01, "full"), (0.0, "baseline"), (-0.01, "baseline")])
-def test_the_rule_ships_only_a_gain_the_choosing_eras_show(gain, shipped):
+@pytest.mark.parametrize("gain,shipped", [(0.01, "full"), (0.0, "full"), (-0.01, "baseline")])
+def test_the_rule_ships_unless_the_choosing_eras_show_harm(gain, shipped):
     decision = choose_variant(_per_era(gain), ["baseline", "full"])
     assert decision["shipped"] == shipped
     evidence = decision["evidence"]["full"]
-    assert (evidence["t"] >= SHIP_T and evidence["gain"] > 0) == (shipped == "full")
+    assert (evidence["t"] >= SHIP_T) == (shipped == "full") and SHIP_T < 0
     choose, report = split_eras(sorted(_per_era(gain)["era"].unique()))
     assert decision["choose_eras"] == [choose[0], choose[-1]] and decision["report_eras"] == [report[0], report[-1]]
     assert decision["report"]["full"]["n_eras"] == len(report)  # reported on the eras that did not choose
+
+
+def test_of_the_variants_not_behind_the_largest_gain_ships_and_too_few_eras_ship_the_baseline():
+    better, worse = _per_era(0.01, seed=1), _per_era(-0.01, seed=1)
+    per_era = pd.concat([better, worse[worse["variant"] == "full"].assign(variant="no_timing"),
+                         better[better["variant"] == "full"].assign(variant="no_clusters",
+                                                                    corr=lambda f: f["corr"] - 0.005)])
+    assert choose_variant(per_era, ["baseline", "full", "no_timing", "no_clusters"])["shipped"] == "full"
+    few = _per_era(0.01, eras=4)  # two choosing eras: no t, so nothing shows it is not behind
+    assert choose_variant(few, ["baseline", "full"])["shipped"] == "baseline"
 
 
 def test_a_named_variant_ships_as_set():

@@ -18,7 +18,8 @@ Example (every key optional; `nmu train --print-config` prints the resolved conf
                                   # scores), or weekly (`nmu refresh`: judged on "refreshed" scores)
 
     [components]                  # NumeraiModel parameters: the four switches and their settings
-    n_clusters = 8                # a switch set to false is off in every variant (and not ablated)
+    clusters = true               # a switch left off is off in every variant (and not ablated); clusters is off
+                                  # unless switched on, the other three on unless switched off
 
     [lightgbm]                    # LightGBM parameters of every variant's booster, over the model's defaults
     n_estimators = 2000

@@ -191,10 +191,15 @@ def variant_names(config: TrainConfig, ablation: bool | None = None) -> list[str
     ablation one no_<component> per component the config leaves switched on, and the variant `ship` names."""
     names = (["baseline"] if config.baseline else []) + ["full"]
     if config.ablation if ablation is None else ablation:
-        names += [f"no_{c}" for c in COMPONENTS if config.components.get(c, True) is not False]
+        names += [f"no_{c}" for c in COMPONENTS if switched_on(config, c)]
     if config.ship not in ("auto", *names) and ablation is None:
         names.append(config.ship)
     return names
+
+
+def switched_on(config: TrainConfig, component: str) -> bool:
+    """Whether the config leaves a component on: its [components] switch, else NumeraiModel's default."""
+    return bool(config.components.get(component, NumeraiModel().get_params()[component]))
 
 
 def build_model(config: TrainConfig, groups: dict[str, list[str]]) -> NumeraiModel:
@@ -206,9 +211,9 @@ def build_model(config: TrainConfig, groups: dict[str, list[str]]) -> NumeraiMod
 
 def make_variant(base: NumeraiModel, name: str, config: TrainConfig) -> NumeraiModel | TargetEnsemble:
     """An unfitted variant of the base model (an ensemble of it over the targets when the config names several); a
-    component the config switches off stays off in every variant."""
+    component the config leaves off (clusters, unless switched on) stays off in every variant."""
     model = base.variant(name)
-    off = {c: False for c in COMPONENTS if config.components.get(c, True) is False}
+    off = {c: False for c in COMPONENTS if not switched_on(config, c)}
     model = model.set_params(**off) if off else model
     if config.ensemble_members > 1:
         return TargetEnsemble(model, config.targets, config.ensemble.get("weights") or None,

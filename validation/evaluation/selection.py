@@ -1,11 +1,19 @@
 """Which variant ships: chosen on evidence it was not tuned on, and reported on eras that did not choose it.
 
 The embargoed validation eras are cut in two in time. On the first half (the choosing eras) each variant's per-era
-numerai_corr is compared with the baseline's, era by era; a variant ships only if its mean gain there is positive
-with a paired Newey-West t of at least SHIP_T, the best such variant winning; otherwise the baseline ships, because
-a component that cannot show its value should cost nothing. The second half (the report eras) then scores the
-choice honestly. The scores compared are those of the mode the user will run the model in (left alone after
-upload, or refreshed weekly).
+numerai_corr is compared with the baseline's, era by era. The test is one of harm, not of benefit: a variant ships
+unless the choosing eras show it behind the baseline, with a paired Newey-West t below SHIP_T; of the variants that
+pass, the one with the largest gain ships; when none passes, the baseline ships. The second half (the report eras)
+then scores the choice honestly. The scores compared are those of the mode the user will run the model in (left
+alone after upload, or refreshed weekly).
+
+Why a test of harm: the components gain with the eras a model learns from, and the model that ships is refitted on
+about twice the eras that the choosing half can judge. On the battery of 12 worlds (README, benchmark 7), shipping
+only on a choosing-half t of at least 1 kept 40 % of the full model's gain on the 60 eras after the data (76 % with
+clusters off), because in 4 of 6 worlds with planted effects that half could not tell the gain from noise; shipping
+unless t < -1 kept 99 % and shipped the baseline in the 2 of 6 worlds without effects where the components were
+behind, so that there the shipped model was not behind the baseline (+0.0001 corr on the report eras, +0.0009 on the
+later eras).
 """
 
 from __future__ import annotations
@@ -19,12 +27,13 @@ from model.eras import sort_eras
 from model.stats import newey_west_t
 from validation.evaluation.scoring import summarize
 
-SHIP_T = 1.0
-"""Least paired t (choosing eras, Newey-West with NW_LAGS) of a variant's gain over the baseline for it to ship."""
+SHIP_T = -1.0
+"""Least paired t (choosing eras, Newey-West with NW_LAGS) of a variant's gain over the baseline for it to ship: a
+variant further behind the baseline than this does not ship."""
 NW_LAGS = 4
 RULE = (f"ship the variant with the largest mean per-era corr gain over the baseline on the first half of the "
-        f"embargoed validation eras, if its paired Newey-West t there is at least {SHIP_T:g}; else the baseline; "
-        f"report on the second half")
+        f"embargoed validation eras, unless its paired Newey-West t there is below {SHIP_T:g} (behind the baseline); "
+        f"else the baseline; report on the second half")
 
 
 def split_eras(eras: list[str]) -> tuple[list[str], list[str]]:
@@ -68,7 +77,7 @@ def choose_variant(per_era: pd.DataFrame, candidates: list[str], ship: str = "au
     elif "baseline" not in candidates:
         shipped, rule = "full", "ship full: no baseline was fitted to compare with (baseline = false)"
     else:
-        passing = {v: e for v, e in evidence.items() if e["gain"] > 0 and e["t"] >= SHIP_T}
+        passing = {v: e for v, e in evidence.items() if np.isfinite(e["gain"]) and e["t"] >= SHIP_T}
         shipped = max(passing, key=lambda v: passing[v]["gain"]) if passing else "baseline"
         rule = RULE
     reported = {v: summarize(per_era[(per_era["variant"] == v) & per_era["era"].isin(report)].set_index("era"))
