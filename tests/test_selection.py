@@ -10,7 +10,7 @@ from rich.console import Console
 
 from training.config import config_from_dict
 from training.console import Reporter
-from training.experiment import load_dataset, run_experiment
+from training.experiment import load_dataset, not_ahead_reason, run_experiment
 from validation.evaluation.selection import SHIP_T, choose_variant, split_eras
 
 
@@ -41,6 +41,17 @@ def test_of_the_variants_not_behind_the_largest_gain_ships_and_too_few_eras_ship
     assert choose_variant(per_era, ["baseline", "full", "no_timing", "no_clusters"])["shipped"] == "full"
     few = _per_era(0.01, eras=4)  # two choosing eras: no t, so nothing shows it is not behind
     assert choose_variant(few, ["baseline", "full"])["shipped"] == "baseline"
+
+
+def test_the_warning_says_why_a_model_not_ahead_shipped_and_what_ships_otherwise():
+    behind = choose_variant(_per_era(-0.002, seed=3), ["baseline", "full"])
+    assert behind["shipped"] == "full" and not behind["ahead_of_baseline"], behind["evidence"]
+    line = not_ahead_reason(behind)
+    t = behind["evidence"]["full"]["t"]
+    assert f"(t {t:.2f}; the rule refuses t < {SHIP_T:g})" in line and 'ship = "baseline"' in line
+    assert f"{behind['report']['full']['corr_mean']:+.4f} vs {behind['report']['baseline']['corr_mean']:+.4f}" in line
+    refused = choose_variant(_per_era(-0.01), ["baseline", "full"])
+    assert refused["shipped"] == "baseline" and 'ship = "full"' in not_ahead_reason(refused)
 
 
 def test_a_named_variant_ships_as_set():

@@ -32,7 +32,7 @@ from training.data import (
 from training.executor import InProcess, worker_threads
 from validation.errors import NmuError
 from validation.evaluation.scoring import ensemble_summary, score_eras, summarize
-from validation.evaluation.selection import choose_variant
+from validation.evaluation.selection import SHIP_T, choose_variant
 from validation.evaluation.splits import EraSplit, embargo_split, expanding_window_folds
 from validation.schemas import validate_benchmark_frame, validate_training_frame
 
@@ -276,6 +276,23 @@ def score_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, predict_b
     return score_eras(preds, frame, ds.target, ds.features, benchmark=reference)
 
 
+def not_ahead_reason(decision: dict[str, Any]) -> str:
+    """The console's one line when the shipped model is not ahead of the baseline on the report eras: why it
+    shipped, and what to set to ship otherwise."""
+    shipped, report = decision["shipped"], decision["report"]
+    scores = f"corr {fmt_score(report[shipped]['corr_mean'])} vs {fmt_score(report['baseline']['corr_mean'])}"
+    if shipped == "baseline":
+        others = ", ".join(f"{v} {fmt_score(r['corr_mean'])}" for v, r in report.items() if v != "baseline")
+        return (f"shipping the baseline (report eras corr {fmt_score(report['baseline']['corr_mean'])}; {others}): "
+                f"the components were behind it on the choosing eras beyond noise, or had too few eras to judge; "
+                f"ship = \"full\" in the config ships them anyway")
+    evidence = decision["evidence"].get(shipped)
+    why = (f"it shipped because the choosing eras did not show it behind beyond noise (t {evidence['t']:.2f}; the rule "
+           f"refuses t < {SHIP_T:g})" if evidence else f"it shipped as {decision['rule']}")
+    return (f"the shipped model ({shipped}) is not ahead of the baseline on the report eras ({scores}); {why}; "
+            f"ship = \"baseline\" in the config ships the plain model")
+
+
 # ---- the independent fits, as jobs any executor can run (training.executor) ---------------------------------------
 @dataclass(frozen=True)
 class Job:
@@ -484,9 +501,7 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
                     if evidence else "")
                  + f"report eras corr {fmt_score(report[shipped_variant]['corr_mean'])}")
     if not decision["ahead_of_baseline"] and "baseline" in report:
-        reporter.say(f"warning: the shipped model ({shipped_variant}) is not ahead of the baseline on the report eras "
-                     f"(corr {fmt_score(report[shipped_variant]['corr_mean'])} vs "
-                     f"{fmt_score(report['baseline']['corr_mean'])}): the components showed no value on this data")
+        reporter.say(f"warning: {not_ahead_reason(decision)}")
 
     shipped, refit_eras = fitted[shipped_variant], list(ds.split.train)
     if config.refit:
