@@ -15,7 +15,8 @@ factor returns' momentum, which needs each era's target fed back; the left-alone
 With --ablation, per planted world, which component leaves the most on the table: what each planted effect is worth
 to the oracle (its corr minus the corr of the oracle not told that effect, on the validation eras) beside what the
 component meant to catch it adds to full (full minus no_<component>, fitted on the train eras as `nmu train
---ablation` does, scored left alone on the same eras). The shipping decision is the default run's, without ablation.
+--ablation` does, scored left alone on the same eras; for a component off by default, clusters, full with it switched
+on minus full). The shipping decision is the default run's, without ablation.
 
 Bounds (exit 1 when one fails, unless --no-assert):
 - control worlds, pooled: shipped - baseline >= -0.0003 corr on the validation report eras and on the future eras;
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from numerai_tools.scoring import numerai_corr
 from rich.console import Console
 
+from model import COMPONENTS
 from training.config import load_config
 from training.console import Reporter
 from training.experiment import (
@@ -52,6 +54,7 @@ from training.experiment import (
     make_variant,
     resolved_rows,
     run_job,
+    switched_on,
 )
 from training.export import export_pickle
 from training.pipeline import train_command
@@ -168,11 +171,17 @@ def run_world(name: str, config: SyntheticConfig, root: Path, ablation: bool = F
                                           [e for e in ORACLE_EFFECTS if e != effect])["prediction"]
                 row["_ablation"][f"worth_{effect}"] = float(
                     (oracle_all - per_era_corr(told, val_frame).reindex(all_val.index)).mean())
-            for component in ("clusters", "interactions", "timing", "residualizer"):
-                _, scores = run_job(Job("variant", f"no_{component}"), ds, train_config, Reporter(quiet),
-                                    train_config.compute)
-                without = scores[metrics["ship"]["mode"]]["corr"].reindex(all_val.index)
-                diff = all_val["full"] - without
+            mode = metrics["ship"]["mode"]
+            for component in COMPONENTS:
+                # a component on by default: full minus no_<component>; one off by default (clusters): full with it
+                # switched on minus full
+                on = switched_on(train_config, component)
+                job = Job("variant", f"no_{component}" if on else "full")
+                config = train_config if on else dataclasses.replace(
+                    train_config, components={**train_config.components, component: True})
+                _, scores = run_job(job, ds, config, Reporter(quiet), config.compute)
+                other = scores[mode]["corr"].reindex(all_val.index)
+                diff = all_val["full"] - other if on else other - all_val["full"]
                 row["_ablation"][f"adds_{component}"] = float(diff.mean())
                 row["_ablation"][f"adds_{component}_se"] = float(diff.std(ddof=1) / np.sqrt(diff.notna().sum()))
     row["_val_diff"] = (validation["shipped"] - validation["baseline"]).to_numpy()
@@ -190,7 +199,7 @@ def print_ablation(rows: list[dict]) -> None:
                           for r in rows])
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:+.4f}".format):
         print("which component leaves the most (validation eras; worth_X: oracle minus the oracle not told X; "
-              "adds_C: full minus no_C):")
+              "adds_C: full minus no_C, or full with C switched on minus full for a component off by default):")
         print(table.to_string(index=False))
     means = table.drop(columns="world").mean()
     for effect, component in CATCHES.items():
