@@ -49,9 +49,12 @@ def test_the_warning_says_why_a_model_not_ahead_shipped_and_what_ships_otherwise
     line = not_ahead_reason(behind)
     t = behind["evidence"]["full"]["t"]
     assert f"(t {t:.2f}; the rule refuses t < {SHIP_T:g})" in line and 'ship = "baseline"' in line
-    assert f"{behind['report']['full']['corr_mean']:+.4f} vs {behind['report']['baseline']['corr_mean']:+.4f}" in line
+    assert (f"baseline {behind['report']['baseline']['corr_mean']:+.4f}, full {behind['report']['full']['corr_mean']:+.4f}"
+            in line)
     refused = choose_variant(_per_era(-0.01), ["baseline", "full"])
     assert refused["shipped"] == "baseline" and 'ship = "full"' in not_ahead_reason(refused)
+    as_set = choose_variant(_per_era(-0.01), ["baseline", "full"], ship="full")
+    assert "set in the config" in not_ahead_reason(as_set) and "the rule refuses" not in not_ahead_reason(as_set)
 
 
 def test_a_named_variant_ships_as_set():

@@ -32,7 +32,7 @@ from training.data import (
 from training.executor import InProcess, worker_threads
 from validation.errors import NmuError
 from validation.evaluation.scoring import ensemble_summary, score_eras, summarize
-from validation.evaluation.selection import SHIP_T, choose_variant
+from validation.evaluation.selection import RULE, SHIP_T, choose_variant
 from validation.evaluation.splits import EraSplit, embargo_split, expanding_window_folds
 from validation.schemas import validate_benchmark_frame, validate_training_frame
 
@@ -280,17 +280,23 @@ def not_ahead_reason(decision: dict[str, Any]) -> str:
     """The console's one line when the shipped model is not ahead of the baseline on the report eras: why it
     shipped, and what to set to ship otherwise."""
     shipped, report = decision["shipped"], decision["report"]
-    scores = f"corr {fmt_score(report[shipped]['corr_mean'])} vs {fmt_score(report['baseline']['corr_mean'])}"
+    if decision["rule"] != RULE:  # set in the config (or no baseline to compare with): the rule did not choose
+        return (f"the shipped model ({shipped}) is not ahead of the baseline on the report eras "
+                f"({_report_scores(report)}); it shipped as {decision['rule']}")
     if shipped == "baseline":
-        others = ", ".join(f"{v} {fmt_score(r['corr_mean'])}" for v, r in report.items() if v != "baseline")
-        return (f"shipping the baseline (report eras corr {fmt_score(report['baseline']['corr_mean'])}; {others}): "
-                f"the components were behind it on the choosing eras beyond noise, or had too few eras to judge; "
-                f"ship = \"full\" in the config ships them anyway")
-    evidence = decision["evidence"].get(shipped)
-    why = (f"it shipped because the choosing eras did not show it behind beyond noise (t {evidence['t']:.2f}; the rule "
-           f"refuses t < {SHIP_T:g})" if evidence else f"it shipped as {decision['rule']}")
-    return (f"the shipped model ({shipped}) is not ahead of the baseline on the report eras ({scores}); {why}; "
-            f"ship = \"baseline\" in the config ships the plain model")
+        return (f"shipping the baseline (report eras {_report_scores(report)}): the components were behind it on the "
+                f"choosing eras beyond noise, or had too few eras to judge; ship = \"full\" in the config ships them "
+                f"anyway")
+    t = decision["evidence"][shipped]["t"]
+    return (f"the shipped model ({shipped}) is not ahead of the baseline on the report eras ({_report_scores(report)}); "
+            f"it shipped because the choosing eras did not show it behind beyond noise (t {t:.2f}; the rule refuses "
+            f"t < {SHIP_T:g}); ship = \"baseline\" in the config ships the plain model")
+
+
+def _report_scores(report: dict[str, Any]) -> str:
+    """Every candidate's corr on the report eras, the baseline first."""
+    order = ["baseline", *(v for v in report if v != "baseline")]
+    return "corr " + ", ".join(f"{v} {fmt_score(report[v]['corr_mean'])}" for v in order if v in report)
 
 
 # ---- the independent fits, as jobs any executor can run (training.executor) ---------------------------------------
