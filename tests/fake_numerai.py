@@ -1,15 +1,21 @@
 """A loopback stand-in for Numerai's API that the real numerapi client talks to (no mocks of numerapi).
 
 `FakeNumerai` is a threaded stdlib HTTP server on 127.0.0.1 (ephemeral port). It answers numerapi 2.20.8's
-GraphQL POSTs by the root field each query selects — `listDatasets`, `dataset`, `account { models }`,
-`computePickleDockerImages`, `computePickleDataVersions`, `computePickleUploadAuth`,
-`createComputePickleUpload`, `rounds(number: 0)` (the current round), `submissions`, `submissionScores`
+GraphQL POSTs by the root field each query selects — `listDatasets`, `dataset`, `account { models }` (with each
+model's assigned `computePickleUpload`), `computePickleDockerImages`, `computePickleDataVersions`,
+`computePickleUploadAuth`, `createComputePickleUpload`, `computePickles`, `assignPickleToModel`, `triggerLogs`,
+`diagnostics`, `addModel`, `rounds(number: 0)` (the current round), `submissions`, `submissionScores`
 (numerapi 3.x) and `v2RoundModelPerformances` (numerapi 2.x) — checks the header numerapi sends
 (`Authorization: Token PUBLIC$SECRET`) on the authenticated ones (those numerapi sends it on: scores are
 public, as on numer.ai), serves data files over GET with Content-Length, and takes the pickle's PUT on a
 pre-signed-looking URL on itself. Everything it receives is recorded for the tests to assert on, and it
 can be told to fail: a file answering an HTTP error or cut off mid-way, the PUT answering 500 N times or
 always, bad keys answered as a GraphQL error (HTTP 200) or as HTTP 401, any root field answering a GraphQL error.
+
+Model uploads behave as Numerai's do in 2026: create does not assign; each created pickle's validation reads
+"pending" for `validation_polls` reads of `computePickles`, then ends as `validation_outcome` says ("validated",
+"failed" with `failure_statuses` and `failure_logs` on its trigger, or "never": pending forever); assignment is its own
+call (`assignPickleToModel`), after which the account's models show the new pickle.
 
 The `fake_numerai` fixture starts one per test and sets `NUMERAI_API_URL` to it.
 """
@@ -34,6 +40,11 @@ TOURNAMENT_CLASSIC = 8
 # `submissionScores { ... }`, which must not be taken for the root field of the same name).
 ROOT_FIELDS = (
     "createComputePickleUpload",
+    "assignPickleToModel",
+    "addModel",
+    "computePickles",
+    "triggerLogs",
+    "diagnostics",
     "computePickleUploadAuth",
     "computePickleDockerImages",
     "computePickleDataVersions",
@@ -48,7 +59,10 @@ ROOT_FIELDS = (
 AUTHENTICATED = {
     "account", "computePickleDockerImages", "computePickleDataVersions",
     "computePickleUploadAuth", "createComputePickleUpload", "submissions",
+    "computePickles", "assignPickleToModel", "addModel", "triggerLogs", "diagnostics",
 }
+SEGFAULT = "Segmentation fault! Ensure python and library versions match our environment."
+NO_OPEN_ROUNDS = "No currently open rounds!"
 BAD_AUTH_MESSAGE = "Your session is invalid or has expired."
 NO_ROUND_MESSAGE = "Current round not open for submissions"
 
@@ -65,6 +79,16 @@ def _default_open_time() -> str:
 def default_docker_images() -> dict[str, str]:
     """Names and ids like Numerai's model-upload images."""
     return {f"Python 3.{minor}": str(uuid.uuid5(uuid.NAMESPACE_URL, f"image-3.{minor}")) for minor in (9, 10, 11, 12, 13)}
+
+
+def pickle_record(pickle_id: str, filename: str, model_id: str | None, *, status: str = "validated",
+                  image: str = "Python 3.11", data_version: str = "v5.3", inserted_at: str | None = None) -> dict[str, Any]:
+    """A `ComputePickleUpload` as the fake keeps it (already validated unless `status` says otherwise)."""
+    when = inserted_at or _default_open_time()
+    return {"id": pickle_id, "filename": filename, "modelId": model_id, "assignedModelSlots": [],
+            "validationStatus": status, "triggerStatus": None, "diagnosticsStatus": None, "diagnosticsId": None,
+            "dockerImageName": image, "dataVersion": data_version, "insertedAt": when, "updatedAt": when,
+            "triggers": [], "reads": 0}
 
 
 def default_data_versions() -> dict[str, str]:
@@ -97,12 +121,27 @@ class FakeNumerai:
     put_failures: int = 0                  # answer 500 to this many PUTs, then accept
     put_always_status: int | None = None   # answer every PUT with this status
     fail_fields: dict[str, str] = field(default_factory=dict)  # root field -> GraphQL error message it answers
+    # Numerai's side of model uploads: pickles by id, which pickle each model runs, how validations end
+    pickles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    assigned: dict[str, str] = field(default_factory=dict)        # model name -> pickle id it runs
+    experimental_images: set[str] = field(default_factory=set)    # image names marked experimental
+    default_image: str | None = "Python 3.12"
+    validation_polls: int = 1              # reads of computePickles that answer "pending" before the outcome
+    validation_outcome: str = "validated"  # "validated", "failed" or "never"
+    failure_statuses: list[tuple[str, str | None]] = field(default_factory=lambda: [
+        ("pending", None), ("running", None), ("failed", SEGFAULT)])
+    failure_logs: list[str] = field(default_factory=lambda: [
+        "Loading model.pkl", "Running predict on live features", "Fatal Python error: Segmentation fault"])
+    no_open_round: bool = False            # a validated pickle's trigger says "No currently open rounds!"
+    trigger_logs: dict[str, list[str]] = field(default_factory=dict)   # trigger id -> its log lines
+    diagnostics_records: dict[str, dict[str, Any]] = field(default_factory=dict)
     # records
     graphql: list[dict[str, Any]] = field(default_factory=list)  # {"field", "variables", "authorization"}
     gets: list[str] = field(default_factory=list)
     put_attempts: int = 0
     puts: dict[str, bytes] = field(default_factory=dict)         # upload key -> bytes stored
     uploads: list[dict[str, Any]] = field(default_factory=list)  # createComputePickleUpload variables + id
+    assignments: list[dict[str, Any]] = field(default_factory=list)  # assignPickleToModel variables
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -176,8 +215,85 @@ class FakeNumerai:
         return f"{self.url}/files/{name}?X-Amz-Signature=fakesig"
 
     def _q_account(self, variables: dict[str, Any]) -> dict[str, Any]:
-        return {"models": [{"id": mid, "name": name, "tournament": TOURNAMENT_CLASSIC} for name, mid in self.models.items()]
-                + [{"id": str(uuid.uuid4()), "name": "a_signals_model", "tournament": 11}]}
+        return {"models": [{"id": mid, "name": name, "tournament": TOURNAMENT_CLASSIC,
+                            "computePickleUpload": self._public(self.pickles.get(self.assigned.get(name, "")))}
+                           for name, mid in self.models.items()]
+                + [{"id": str(uuid.uuid4()), "name": "a_signals_model", "tournament": 11, "computePickleUpload": None}]}
+
+    # ------------------------------------------------------------------ model uploads, Numerai's side
+    def assign_existing(self, model_name: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Make `record` (see `pickle_record`) the pickle `model_name` runs, as an earlier upload left it."""
+        with self._lock:
+            self.pickles[record["id"]] = record
+            self.assigned[model_name] = record["id"]
+            record["assignedModelSlots"] = [self.models[model_name]]
+        return record
+
+    @staticmethod
+    def _public(record: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if record is None else {k: v for k, v in record.items() if k != "reads"}
+
+    def _advance(self, record: dict[str, Any]) -> None:
+        """One read of a pending pickle: after `validation_polls` reads its validation ends as configured."""
+        record["reads"] += 1
+        if record["validationStatus"] != "pending" or record["reads"] <= self.validation_polls:
+            return
+        if self.validation_outcome == "never":
+            return
+        trigger_id = str(uuid.uuid4())
+        now = iso(datetime.now(timezone.utc))
+        if self.validation_outcome == "failed":
+            statuses, record["validationStatus"], record["triggerStatus"] = self.failure_statuses, "failed", "failed"
+            self.trigger_logs[trigger_id] = list(self.failure_logs)
+        else:
+            end = ("failed", NO_OPEN_ROUNDS) if self.no_open_round else ("succeeded", None)
+            statuses = [("pending", None), ("running", None), end]
+            record["validationStatus"], record["triggerStatus"] = "validated", end[0]
+            self.trigger_logs[trigger_id] = ["Loading model.pkl", "predictions written"]
+        record["triggers"].append({
+            "id": trigger_id, "status": statuses[-1][0], "insertedAt": now,
+            "statuses": [{"status": st, "description": desc, "insertedAt": now} for st, desc in statuses]})
+        record["updatedAt"] = now
+
+    def _q_computePickles(self, variables: dict[str, Any]) -> list[dict[str, Any]]:
+        with self._lock:
+            wanted = variables.get("id")
+            records = [r for r in self.pickles.values() if wanted in (None, r["id"])]
+            for record in records:
+                self._advance(record)
+            return [self._public(r) for r in records]
+
+    def _q_assignPickleToModel(self, variables: dict[str, Any]) -> str:
+        name = self._model_name(variables.get("modelId"))
+        with self._lock:
+            record = self.pickles.get(variables.get("pickleId") or "")
+            if record is None:
+                raise _GraphQLError("Pickle not found")
+            self.assignments.append(dict(variables))
+            old = self.pickles.get(self.assigned.get(name, ""))
+            if old is not None:
+                old["assignedModelSlots"] = [m for m in old["assignedModelSlots"] if m != variables["modelId"]]
+            self.assigned[name] = record["id"]
+            record["assignedModelSlots"] = [*record["assignedModelSlots"], variables["modelId"]]
+        return "true"
+
+    def _q_addModel(self, variables: dict[str, Any]) -> dict[str, Any]:
+        if variables.get("tournament") != TOURNAMENT_CLASSIC:
+            raise _GraphQLError("Invalid tournament")
+        name = str(variables.get("name") or "")
+        if not name or name in self.models:
+            raise _GraphQLError("Model name is taken")
+        with self._lock:
+            self.models[name] = str(uuid.uuid4())
+        return {"id": self.models[name], "name": name, "tournament": TOURNAMENT_CLASSIC}
+
+    def _q_triggerLogs(self, variables: dict[str, Any]) -> list[dict[str, Any]]:
+        lines = self.trigger_logs.get(variables.get("triggerId") or "", [])
+        return [{"timestamp": 1_700_000_000 + i, "message": line} for i, line in enumerate(lines)]
+
+    def _q_diagnostics(self, variables: dict[str, Any]) -> list[dict[str, Any]]:
+        record = self.diagnostics_records.get(variables.get("id") or "")
+        return [record] if record else []
 
     def _q_rounds(self, variables: dict[str, Any]) -> list[dict[str, Any]]:
         if variables.get("tournament") != TOURNAMENT_CLASSIC:
@@ -241,8 +357,10 @@ class FakeNumerai:
             } for r in rows],
         } for number, rows in rounds.items()]
 
-    def _q_computePickleDockerImages(self, variables: dict[str, Any]) -> list[dict[str, str]]:
-        return [{"name": name, "id": iid} for name, iid in self.docker_images.items()]
+    def _q_computePickleDockerImages(self, variables: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"name": name, "id": iid, "image": "numerai/model-upload", "tag": name.split()[-1],
+                 "default": name == self.default_image, "experimental": name in self.experimental_images}
+                for name, iid in self.docker_images.items()]
 
     def _q_computePickleDataVersions(self, variables: dict[str, Any]) -> list[dict[str, str]]:
         return [{"name": name, "id": vid} for name, vid in self.data_versions.items()]
@@ -264,8 +382,14 @@ class FakeNumerai:
         if variables.get("dataVersionId") not in (None, *self.data_versions.values()):
             raise _GraphQLError("Invalid data version")
         upload_id = str(uuid.uuid4())
+        images = {iid: name for name, iid in self.docker_images.items()}
+        versions = {vid: name for name, vid in self.data_versions.items()}
         with self._lock:
             self.uploads.append({**variables, "id": upload_id, "stored": variables.get("filename") in self.puts})
+            self.pickles[upload_id] = pickle_record(
+                upload_id, variables["filename"], variables["modelId"], status="pending",
+                image=images.get(variables.get("dockerImageId"), "Python 3.11"),
+                data_version=versions.get(variables.get("dataVersionId"), "v5.3"), inserted_at=iso(datetime.now(timezone.utc)))
         return {"id": upload_id}
 
     # ------------------------------------------------------------------ PUT

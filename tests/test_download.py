@@ -48,7 +48,7 @@ def test_download_writes_the_served_bytes(fake_numerai: FakeNumerai, tmp_path: P
         assert path.read_bytes() == fake_numerai.files[f"v5.2/{path.name}"]
     # no temp files, no other version's files; the version is recorded for `nmu train` and `nmu upload`
     assert sorted(p.name for p in out.iterdir()) == sorted([*names, "nmu-data.json"])
-    assert read_data_info(out) == {"version": "v5.2", "source": "numerai"}
+    assert read_data_info(out) == {"version": "v5.2", "source": "numerai", "version_from": "nmu-data.json"}
     assert fake_numerai.gets == [f"v5.2/{n}" for n in names]
 
 
@@ -71,7 +71,7 @@ def test_other_version(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
     written = download_data(tmp_path, version="v5.3")
     assert (tmp_path / "live.parquet").read_bytes() == fake_numerai.files["v5.3/live.parquet"]
     assert len(written) == 7
-    assert read_data_info(tmp_path) == {"version": "v5.3", "source": "numerai"}
+    assert read_data_info(tmp_path) == {"version": "v5.3", "source": "numerai", "version_from": "nmu-data.json"}
 
 
 def test_newest_version_is_the_default_and_said(fake_numerai: FakeNumerai, tmp_path: Path,
@@ -159,3 +159,22 @@ def test_make_client_without_override_uses_numerais_host(monkeypatch: pytest.Mon
     monkeypatch.setattr(numerapi.base_api, "API_TOURNAMENT_URL", "http://stale.invalid")
     make_client()
     assert numerapi.base_api.API_TOURNAMENT_URL == "https://api-tournament.numer.ai"
+
+
+def test_a_users_own_download_tells_its_version(tmp_path: Path) -> None:
+    """A directory `nmu data download` did not write: the benchmark columns' prefix tells the version, else the
+    directory's name; only when neither tells is it unknown (and `nmu upload` asks for --data-version)."""
+    import pandas as pd
+
+    own = tmp_path / "my_numerai_data"
+    own.mkdir()
+    pd.DataFrame({"v52_lgbm_ender20": [0.5], "v53_lgbm_ender20": [0.5], "v53_lgbm_ender60": [0.4]},
+                 index=pd.Index(["n1"], name="id")).to_parquet(own / "live_benchmark_models.parquet")
+    assert read_data_info(own) == {"version": "v5.3", "source": "numerai",
+                                   "version_from": "the benchmark columns' prefix v53_"}
+    named = tmp_path / "v5.2"
+    named.mkdir()
+    (named / "live_benchmark_models.parquet").write_bytes(b"not parquet")  # unreadable: the name still tells
+    assert read_data_info(named) == {"version": "v5.2", "source": "numerai", "version_from": "the directory name v5.2"}
+    unknown = read_data_info(tmp_path / "nothing")
+    assert unknown["version"] == "unknown" and unknown["version_from"].startswith("nothing")

@@ -18,12 +18,13 @@ from typer.testing import CliRunner
 
 import training.refresh as refresh_module
 import training.upload as upload_mod
-from tests.fake_numerai import FakeNumerai, fake_numerai  # noqa: F401  (fixture)
+from tests.fake_numerai import SEGFAULT, FakeNumerai, fake_numerai, pickle_record  # noqa: F401  (fixture)
 from training.cli import app
 from training.console import Reporter
 from training.pipeline import train_command
 from training.refresh import fitted_model, refresh_command
 from training.synthetic import SyntheticConfig, write_synthetic_world
+from training.upload import NotAssigned
 from validation.artifacts import file_sha256, read_manifest, update_manifest
 from validation.errors import NmuError
 
@@ -143,6 +144,7 @@ def server(fake_numerai: FakeNumerai, monkeypatch, tmp_path):
     monkeypatch.setenv("NUMERAI_PUBLIC_ID", fake_numerai.public_id)
     monkeypatch.setenv("NUMERAI_SECRET_KEY", fake_numerai.secret_key)
     monkeypatch.setattr(upload_mod, "PUT_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(upload_mod, "POLL_INTERVAL", 0.01)
     return fake_numerai
 
 
@@ -157,6 +159,22 @@ def test_a_failed_upload_leaves_local_files_and_the_uploaded_model(worlds, artif
     assert _state(artifacts) == state and server.uploads == []
 
 
+def test_a_refreshed_pickle_that_numerai_fails_leaves_the_previous_one_assigned(worlds, artifacts, server, tmp_path):
+    """Numerai's validation of the refreshed pickle fails: nothing is assigned, the model keeps the previous pickle,
+    and the local pickle and manifest are as they were."""
+    _, later, _ = worlds
+    _serve(server, later)
+    server.assign_existing("my_model", pickle_record("previous", "model-000000000000.pkl", server.models["my_model"]))
+    server.validation_outcome = "failed"
+    state = _state(artifacts)
+    with pytest.raises(NotAssigned, match=r"failed; nothing was assigned: model my_model keeps pickle previous") as info:
+        refresh_command(artifacts, data=tmp_path / "downloaded", download=True, upload=True, model_name="my_model",
+                        reporter=Reporter(Console(quiet=True)))
+    assert SEGFAULT in str(info.value)
+    assert len(server.uploads) == 1 and server.assignments == [] and server.assigned["my_model"] == "previous"
+    assert _state(artifacts) == state
+
+
 def test_the_scheduled_workflow_command_runs_as_written(worlds, artifacts, server, tmp_path, monkeypatch):
     _, later, _ = worlds
     _serve(server, later)
@@ -168,10 +186,13 @@ def test_the_scheduled_workflow_command_runs_as_written(worlds, artifacts, serve
     assert result.exit_code == 0, result.output
     [upload] = server.uploads
     assert upload["modelId"] == server.models["my_model"]
+    assert server.assigned["my_model"] == upload["id"]  # validated by Numerai, assigned and verified
+    assert "assigned and verified" in result.output
     assert list(server.puts.values()) == [artifacts.read_bytes()]
     # a refresh reads no training data: the multi-gigabyte train.parquet is not fetched
     assert server.gets and not any("train" in name for name in server.gets)
     assert read_manifest(artifacts)["upload"]["sha256"] == file_sha256(artifacts)
+    assert read_manifest(artifacts)["upload"]["outcome"] == "assigned"
 
 
 def test_refit_judges_on_the_unseen_eras_and_replaces_only_if_not_worse(worlds, artifacts, capsys):

@@ -11,15 +11,21 @@ import numerapi.base_api
 import pytest
 from typer.testing import CliRunner
 
-from tests.fake_numerai import FakeNumerai, fake_numerai, iso  # noqa: F401  (fixture)
+from tests.fake_numerai import SEGFAULT, FakeNumerai, fake_numerai, iso, pickle_record  # noqa: F401  (fixture)
 from training.cli import app
 from training.numerai_api import KeysRejected
-from training.status import pickle_status, status_command
+from training.status import pickle_status, status_command, status_lines
 from validation.artifacts import file_sha256, update_manifest
 from validation.errors import NmuError
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 OPENED = NOW - timedelta(hours=3)
+
+
+def shown(model: str, **kwargs) -> tuple[dict, str]:
+    """What `status_command` found and the text `nmu status` shows for it."""
+    status = status_command(model, **kwargs)
+    return status, "\n".join(status_lines(status))
 
 
 def score_rows(newest: int = 1233, count: int = 6) -> list[dict]:
@@ -66,9 +72,8 @@ def pkl(server: FakeNumerai) -> Path:
     return path
 
 
-def test_submitted_this_round(server: FakeNumerai, pkl: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = status_command("my_model")
-    out = capsys.readouterr().out
+def test_submitted_this_round(server: FakeNumerai, pkl: Path) -> None:
+    status, out = shown("my_model")
     assert status["round"] == 1234 and status["round_open_time"] == OPENED
     assert status["submitted"] is True and status["submission_time"] == OPENED + timedelta(minutes=7)
     assert "round 1234: opened" in out
@@ -103,9 +108,8 @@ def test_not_submitted_is_a_clear_line_not_an_error(server: FakeNumerai, pkl: Pa
     assert status["latest_submission_time"] == yesterday
 
 
-def test_a_model_that_never_submitted(server: FakeNumerai, pkl: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = status_command("other_model")
-    out = capsys.readouterr().out
+def test_a_model_that_never_submitted(server: FakeNumerai, pkl: Path) -> None:
+    status, out = shown("other_model")
     assert status["submitted"] is False and status["scores"] == []
     assert "NOT submitted for round 1234 yet; this model has no submissions at all" in out
     assert "scores: none yet" in out
@@ -114,11 +118,11 @@ def test_a_model_that_never_submitted(server: FakeNumerai, pkl: Path, capsys: py
     assert "upload record of artifacts/model.pkl is for model my_model, not other_model" in out
 
 
-def test_no_round_open(server: FakeNumerai, pkl: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_round_open(server: FakeNumerai, pkl: Path) -> None:
     server.round_number = None  # Numerai answers `rounds(number: 0)` with an error between rounds
-    status = status_command("my_model")
+    status, out = shown("my_model")
     assert status["round"] is None and status["submitted"] is False
-    assert "no round is open right now; latest submission" in capsys.readouterr().out
+    assert "no round is open right now; latest submission" in out
 
 
 def test_old_numerapi_path_and_its_deprecation_is_silent(server: FakeNumerai, pkl: Path,
@@ -134,19 +138,15 @@ def test_old_numerapi_path_and_its_deprecation_is_silent(server: FakeNumerai, pk
     assert status["scores"] == expected
 
 
-def test_scores_unavailable_do_not_hide_the_submission(server: FakeNumerai, pkl: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_scores_unavailable_do_not_hide_the_submission(server: FakeNumerai, pkl: Path) -> None:
     server.fail_fields = {"submissionScores": "Field removed", "v2RoundModelPerformances": "Field removed"}
-    status = status_command("my_model")
-    out = capsys.readouterr().out
+    status, out = shown("my_model")
     assert status["submitted"] is True and status["scores"] == []
     assert "scores: not available (" in out and "Field removed" in out
 
 
-def test_no_manifest_is_one_line_and_the_api_part_still_shows(server: FakeNumerai,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    status = status_command("my_model")
-    out = capsys.readouterr().out
+def test_no_manifest_is_one_line_and_the_api_part_still_shows(server: FakeNumerai) -> None:
+    status, out = shown("my_model")
     assert status["submitted"] is True and status["sha256"] is None and status["as_of_era"] is None
     assert [line for line in out.splitlines() if "manifest" in line] == [
         "no manifest for artifacts/model.pkl (artifacts/manifest.json): its sha256, as-of era, data version and image "
@@ -154,8 +154,7 @@ def test_no_manifest_is_one_line_and_the_api_part_still_shows(server: FakeNumera
     assert "submitted for round 1234" in out
 
 
-def test_pickle_option_and_a_changed_local_pickle(server: FakeNumerai, pkl: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_pickle_option_and_a_changed_local_pickle(server: FakeNumerai, pkl: Path, tmp_path: Path) -> None:
     other = tmp_path / "elsewhere" / "refreshed.pkl"
     other.parent.mkdir()
     other.write_bytes(b"a refreshed pickle")
@@ -164,8 +163,7 @@ def test_pickle_option_and_a_changed_local_pickle(server: FakeNumerai, pkl: Path
                     refreshed={"time": (NOW - timedelta(days=8)).isoformat(), "as_of_era": "1185"},
                     upload={"id": "upload-0", "model": "my_model", "time": (NOW - timedelta(days=29)).isoformat(),
                             "docker_image": "Python 3.12", "data_version": "v5.2", "sha256": "0" * 64})
-    status = status_command("my_model", pickle_path=other)
-    out = capsys.readouterr().out
+    status, out = shown("my_model", pickle_path=other)
     assert status["as_of_era"] == "1185" and status["weeks_since_refresh"] == 1  # the refresh is newer
     assert status["docker_image"] == "Python 3.12" and status["uploaded_sha256"] == "0" * 64
     [warning] = [line for line in out.splitlines() if line.startswith("warning")]
@@ -212,7 +210,8 @@ def test_unknown_model_is_one_line_listing_the_models(server: FakeNumerai, pkl: 
     result = CliRunner().invoke(app, ["status", "--model", "nope"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.strip().splitlines() == [
-        "error: You have no Numerai Classic model named 'nope'; your models: my_model, other_model."]
+        "error: You have no Numerai Classic model named 'nope'; your models: my_model, other_model "
+        "(`nmu upload --create-model` makes one)."]
     assert server.fields_called() == ["account"]
 
 
@@ -223,3 +222,72 @@ def test_cli_status_never_shows_the_secret(server: FakeNumerai, pkl: Path, caplo
     assert "submitted for round 1234" in result.output and "scores, latest 4 rounds:" in result.output
     for text in (result.output, caplog.text):
         assert server.secret_key not in text
+
+
+# ---- Numerai's side: the assigned pickle, its runs, diagnostics --------------------------------------------------
+def _trigger(server: FakeNumerai, statuses: list[tuple[str, str | None]], logs: list[str], hours_ago: float) -> dict:
+    trigger_id = f"trigger-{len(server.trigger_logs)}"
+    server.trigger_logs[trigger_id] = logs
+    when = iso(NOW - timedelta(hours=hours_ago))
+    return {"id": trigger_id, "status": statuses[-1][0], "insertedAt": when,
+            "statuses": [{"status": st, "description": d, "insertedAt": when} for st, d in statuses]}
+
+
+def test_a_failed_run_of_the_assigned_pickle_is_shown_with_numerais_reason(server: FakeNumerai, pkl: Path) -> None:
+    sha = file_sha256(pkl)
+    record = pickle_record("upload-1", f"model-{sha[:12]}-Xy12.pkl", server.models["my_model"])
+    record["triggerStatus"] = "failed"
+    record["triggers"] = [
+        _trigger(server, [("pending", None), ("failed", "No currently open rounds!")], ["no round"], 50),
+        _trigger(server, [("pending", None), ("running", None), ("failed", SEGFAULT)],
+                 ["Loading model.pkl", "Fatal Python error: Segmentation fault"], 2)]
+    server.assign_existing("my_model", record)
+    server.submissions["my_model"] = server.submissions["my_model"][:1]  # nothing this round
+    result = CliRunner().invoke(app, ["status", "--model", "my_model"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert f"Numerai runs pickle model-{sha[:12]}-Xy12.pkl (id upload-1), image Python 3.11, data v5.3" in out
+    assert "validation validated, latest run failed, diagnostics none" in out
+    assert "it is the local artifacts/model.pkl" in out
+    assert "pending → failed: No currently open rounds! (not a failure: the pickle ran, no round was open)" in out
+    assert f"pending → running → failed: {SEGFAULT}" in out
+    assert "last lines of the failed run's log:\n    Loading model.pkl\n    Fatal Python error: Segmentation fault" in out
+    [next_line] = [line for line in out.splitlines() if line.startswith("next:")]
+    assert next_line.startswith(f"next: the latest run of the assigned pickle failed (failed: {SEGFAULT}); likely "
+                                "cause: the pickle's Python or numpy does not match the image")
+    assert "`nmu upload artifacts/model.pkl --model my_model`" in next_line
+
+
+def test_diagnostics_beside_the_local_validation_and_a_pickle_that_is_not_local(server: FakeNumerai, pkl: Path) -> None:
+    record = pickle_record("someone-else", "model-ffffffffffff.pkl", server.models["my_model"])
+    record.update(diagnosticsId="diag-1", diagnosticsStatus="succeeded")
+    server.assign_existing("my_model", record)
+    server.diagnostics_records["diag-1"] = {"id": "diag-1", "status": "succeeded", "erasAcceptedCount": 120,
+                                            "validationCorrMean": 0.0211, "validationCorrSharpe": 1.12,
+                                            "validationMmcMean": 0.004, "validationBmcMean": None}
+    (pkl.parent / "metrics.json").write_text(
+        '{"ship": {"shipped": "full"}, "models": {"full": {"corr_mean": 0.0339, "corr_sharpe": 1.5, "bmc_mean": 0.002}}}')
+    status, out = shown("my_model")
+    assert status["assigned_is_local"] is False and status["assigned_is_last_upload"] is False
+    assert "it is NOT the local artifacts/model.pkl (nor the pickle its manifest last uploaded, upload-1)" in out
+    assert ("Numerai's diagnostics (succeeded, 120 eras): corr mean +0.0211, corr sharpe +1.1200, mmc mean +0.0040"
+            in out)
+    assert "local validation (metrics.json, full): corr mean +0.0339, corr sharpe +1.5000, bmc mean +0.0020" in out
+    assert out.splitlines()[-1] == ("next: Numerai runs pickle someone-else, not the local artifacts/model.pkl: "
+                                    "`nmu upload artifacts/model.pkl --model my_model` if the local one should run")
+
+
+def test_no_pickle_assigned_says_what_to_do(server: FakeNumerai, pkl: Path) -> None:
+    status, out = shown("my_model")
+    assert status["numerai_pickle"] is None
+    assert "Numerai runs no pickle for this model (none is assigned)" in out
+    assert out.splitlines()[-1].startswith("next: no pickle is assigned to my_model, so Numerai runs nothing for it")
+
+
+def test_a_failed_last_upload_is_the_next_step(server: FakeNumerai, pkl: Path) -> None:
+    server.assign_existing("my_model", pickle_record("old-pickle", "model-000000000000.pkl", server.models["my_model"]))
+    update_manifest(pkl, upload={"id": "upload-9", "model": "my_model", "sha256": file_sha256(pkl), "outcome": "failed"})
+    status, out = shown("my_model")
+    assert "(pickle id upload-9, failed)" in out
+    assert out.splitlines()[-1].startswith("next: the last upload of artifacts/model.pkl (pickle upload-9) ended failed, "
+                                           "so my_model still runs pickle old-pickle")

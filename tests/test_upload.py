@@ -1,4 +1,5 @@
-"""`nmu upload` with the real numerapi client against a loopback Numerai API (tests/fake_numerai.py)."""
+"""`nmu upload` with the real numerapi client against a loopback Numerai API (tests/fake_numerai.py): the whole
+lifecycle (upload, Numerai's validation, assignment, verification), and every way it fails."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 import training.upload as upload_mod
-from tests.fake_numerai import FakeNumerai, fake_numerai  # noqa: F401  (fixture)
+from tests.fake_numerai import SEGFAULT, FakeNumerai, fake_numerai, pickle_record  # noqa: F401  (fixture)
 from training.cli import app
 from training.numerai_api import KeysRejected, apply_api_url
-from training.upload import docker_image_name, read_dotenv, upload_command
+from training.upload import NotAssigned, UploadResult, docker_image_name, read_dotenv, upload_command, upload_filename
 from validation.artifacts import file_sha256, read_manifest, update_manifest
 from validation.errors import NmuError
 
@@ -40,30 +41,43 @@ def server(fake_numerai: FakeNumerai, monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("NUMERAI_PUBLIC_ID", fake_numerai.public_id)
     monkeypatch.setenv("NUMERAI_SECRET_KEY", fake_numerai.secret_key)
     monkeypatch.setattr(upload_mod, "PUT_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(upload_mod, "POLL_INTERVAL", 0.01)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     return fake_numerai
 
 
-def test_upload_success(server: FakeNumerai, pkl: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    upload_id = upload_command(pkl, "my_model")
+def test_upload_success(server: FakeNumerai, pkl: Path) -> None:
+    """Upload, wait for Numerai's validation (pending, then validated), assign, verify by reading the models."""
+    old = server.assign_existing("my_model", pickle_record("old-pickle", "model-000000000000.pkl", server.models["my_model"]))
+    server.validation_polls = 2
+    result = upload_command(pkl, "my_model")
+    assert isinstance(result, UploadResult) and result.outcome == "assigned"
     assert list(server.puts.values()) == [pkl.read_bytes()]
     [created] = server.uploads
-    assert created["id"] == upload_id
+    assert created["id"] == result.pickle_id
     assert created["modelId"] == server.models["my_model"]
     assert created["dockerImageId"] == server.docker_images[BUILD_IMAGE]
     assert created["dataVersionId"] == server.data_versions["v5.3"]  # the version the manifest records
     assert created["tournament"] == 8 and created["stored"]
-    assert created["filename"].endswith("/model.pkl")
-    assert upload_id in capsys.readouterr().out
+    sha = file_sha256(pkl)
+    assert created["filename"].endswith(f"/model-{sha[:12]}.pkl") and result.filename == upload_filename(pkl, sha)
+    # the model runs the new pickle now, and only after Numerai validated it
+    assert server.assigned["my_model"] == result.pickle_id and old["assignedModelSlots"] == []
+    assert server.assignments == [{"modelId": server.models["my_model"], "pickleId": result.pickle_id}]
+    assert result.validation_status == "validated" and result.previous_pickle_id == "old-pickle"
     record = read_manifest(pkl)["upload"]
-    assert record["id"] == upload_id and record["model"] == "my_model" and record["time"]
-    assert record["sha256"] == file_sha256(pkl) and record["docker_image"] == BUILD_IMAGE
+    assert record["id"] == result.pickle_id and record["model"] == "my_model" and record["time"]
+    assert record["sha256"] == sha and record["docker_image"] == BUILD_IMAGE
+    assert record["outcome"] == "assigned" and record["validation_status"] == "validated" and record["assigned_time"]
+    assert [a["outcome"] for a in read_manifest(pkl)["uploads"]] == ["assigned"]
     token = f"Token {server.public_id}${server.secret_key}"
     assert all(c["authorization"] == token for c in server.graphql)
     assert server.fields_called() == ["account", "computePickleDockerImages", "computePickleDataVersions",
-                                      "computePickleUploadAuth", "createComputePickleUpload"]
+                                      "computePickleUploadAuth", "createComputePickleUpload",
+                                      "computePickles", "computePickles", "computePickles",
+                                      "assignPickleToModel", "account"]
 
 
 def test_docker_image_name() -> None:
@@ -94,10 +108,10 @@ def test_numerapi_model_upload_would_have_reported_success(server: FakeNumerai, 
 
 def test_transient_put_500_is_retried(server: FakeNumerai, pkl: Path) -> None:
     server.put_failures = 2
-    upload_id = upload_command(pkl, "my_model")
+    result = upload_command(pkl, "my_model")
     assert server.put_attempts == 3
     assert list(server.puts.values()) == [pkl.read_bytes()]
-    assert server.uploads[0]["id"] == upload_id
+    assert server.uploads[0]["id"] == result.pickle_id == server.assigned["my_model"]
 
 
 def test_put_4xx_is_not_retried(server: FakeNumerai, pkl: Path) -> None:
@@ -119,7 +133,8 @@ def test_bad_keys_are_rejected(server: FakeNumerai, pkl: Path, monkeypatch: pyte
 
 
 def test_unknown_model_lists_the_names(server: FakeNumerai, pkl: Path) -> None:
-    with pytest.raises(NmuError, match=r"no Numerai Classic model named 'nope'; your models: my_model, other_model\.") as info:
+    with pytest.raises(NmuError, match=r"no Numerai Classic model named 'nope'; your models: my_model, other_model "
+                                       r"\(pass --create-model to make it\)\.") as info:
         upload_command(pkl, "nope")
     assert "a_signals_model" not in str(info.value)
     assert server.put_attempts == 0
@@ -226,14 +241,119 @@ def test_cli_upload_never_shows_the_secret(server: FakeNumerai, pkl: Path, caplo
     """Success and failure through `nmu upload`, with numerapi logging at DEBUG: the secret appears nowhere."""
     caplog.set_level(logging.DEBUG)
     runner = CliRunner()
-    ok = runner.invoke(app, ["upload", str(pkl), "--model", "my_model"])
+    ok = runner.invoke(app, ["upload", str(pkl), "--model", "my_model", "--poll-interval", "0"])
     assert ok.exit_code == 0, ok.output
-    assert server.uploads[0]["id"] in ok.output
+    assert server.uploads[0]["id"] in ok.output and "assigned and verified" in ok.output
     server.put_always_status = 500
-    failed = runner.invoke(app, ["upload", str(pkl), "--model", "my_model"])
+    failed = runner.invoke(app, ["upload", str(pkl), "--model", "my_model", "--force"])
     assert failed.exit_code == 2 and "step 2/3" in failed.output and "Traceback" not in failed.output
     monkeypatch.setenv("NUMERAI_SECRET_KEY", "another-secret-777")
     rejected = runner.invoke(app, ["upload", str(pkl), "--model", "my_model"])
     assert rejected.exit_code == 2 and "rejected the API keys" in rejected.output
     for text in (ok.output, failed.output, rejected.output, caplog.text):
         assert server.secret_key not in text and "another-secret-777" not in text
+
+
+# ---- Numerai's side: validation, assignment, images --------------------------------------------------------------
+def _old_pickle(server: FakeNumerai) -> dict:
+    return server.assign_existing("my_model", pickle_record("old-pickle", "model-000000000000.pkl",
+                                                            server.models["my_model"]))
+
+
+def test_a_failed_validation_assigns_nothing_and_shows_numerais_reason(server: FakeNumerai, pkl: Path) -> None:
+    _old_pickle(server)
+    server.validation_outcome = "failed"
+    result = CliRunner().invoke(app, ["upload", str(pkl), "--model", "my_model", "--poll-interval", "0"])
+    assert result.exit_code == 1, result.output  # non-zero, and not the exit code of a bad input (2)
+    out = result.output
+    assert "validation of pickle" in out and "failed; nothing was assigned: model my_model keeps pickle old-pickle" in out
+    assert SEGFAULT in out and "pending → running → failed: " + SEGFAULT in out      # the trigger's statuses
+    assert "Fatal Python error: Segmentation fault" in out                            # the run's last log lines
+    assert "likely cause: the pickle's Python or numpy does not match the image" in out
+    assert "Traceback" not in out
+    assert server.assigned["my_model"] == "old-pickle" and server.assignments == []
+    record = read_manifest(pkl)["upload"]
+    assert record["outcome"] == "failed" and record["validation_status"] == "failed" and record["reason"].endswith(SEGFAULT)
+
+
+def test_a_validation_that_never_finishes_times_out_and_a_rerun_goes_on_waiting(server: FakeNumerai, pkl: Path) -> None:
+    _old_pickle(server)
+    server.validation_outcome = "never"
+    with pytest.raises(NotAssigned, match=r"had not validated pickle .* after 0 s \(status pending\); nothing was "
+                                          r"assigned: model my_model keeps pickle old-pickle") as info:
+        upload_command(pkl, "my_model", timeout=0.2, poll_interval=0.05)
+    assert info.value.exit_code == 1
+    assert server.assigned["my_model"] == "old-pickle" and server.assignments == []
+    [pending] = server.uploads
+    assert read_manifest(pkl)["upload"]["outcome"] == "timed out"
+    # Numerai finishes later: the same command picks the pending pickle up, uploads nothing twice, and assigns it
+    server.validation_outcome = "validated"
+    result = upload_command(pkl, "my_model")
+    assert result.outcome == "assigned" and result.resumed and result.pickle_id == pending["id"]
+    assert len(server.uploads) == 1 and server.put_attempts == 1
+    assert server.assigned["my_model"] == pending["id"]
+    assert [a["outcome"] for a in read_manifest(pkl)["uploads"]] == ["assigned"]  # one attempt, its last outcome
+
+
+def test_no_wait_says_the_pickle_is_not_assigned(server: FakeNumerai, pkl: Path) -> None:
+    _old_pickle(server)
+    out = CliRunner().invoke(app, ["upload", str(pkl), "--model", "my_model", "--no-wait"])
+    assert out.exit_code == 0, out.output
+    assert "NOT assigned" in out.output and "still runs pickle old-pickle" in out.output
+    assert server.assigned["my_model"] == "old-pickle" and "computePickles" not in server.fields_called()
+    assert read_manifest(pkl)["upload"]["outcome"] == "not assigned"
+    again = upload_command(pkl, "my_model")  # waits for the validation of the same upload, then assigns it
+    assert again.outcome == "assigned" and again.resumed and len(server.uploads) == 1
+
+
+def test_the_assigned_bytes_are_not_uploaded_again_unless_forced(server: FakeNumerai, pkl: Path) -> None:
+    first = upload_command(pkl, "my_model")
+    calls = len(server.graphql)
+    again = CliRunner().invoke(app, ["upload", str(pkl), "--model", "my_model"])
+    assert again.exit_code == 0 and "already runs these bytes" in again.output and "nothing uploaded" in again.output
+    assert server.fields_called()[calls:] == ["account"] and len(server.uploads) == 1
+    forced = upload_command(pkl, "my_model", force=True)
+    assert forced.outcome == "assigned" and forced.pickle_id != first.pickle_id and len(server.uploads) == 2
+    assert forced.previous_pickle_id == first.pickle_id
+
+
+def test_no_currently_open_rounds_is_not_a_failure(server: FakeNumerai, pkl: Path) -> None:
+    server.no_open_round = True
+    result = upload_command(pkl, "my_model")
+    assert result.outcome == "assigned" and server.assigned["my_model"] == result.pickle_id
+    trigger = server.pickles[result.pickle_id]["triggers"][-1]
+    assert trigger["status"] == "failed" and trigger["statuses"][-1]["description"] == "No currently open rounds!"
+
+
+def test_images_numerai_does_not_serve_or_marks_experimental(server: FakeNumerai, pkl: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="training")
+    server.experimental_images = {BUILD_IMAGE}
+    upload_command(pkl, "my_model")
+    assert f"Numerai marks the image {BUILD_IMAGE} as experimental; its default is Python 3.12" in caplog.text
+    del server.docker_images[BUILD_IMAGE]
+    with pytest.raises(NmuError, match=rf"Numerai does not serve the image '{BUILD_IMAGE}'.*its default is Python 3\.12"):
+        upload_command(pkl, "my_model", force=True)
+    assert len(server.uploads) == 1 and server.put_attempts == 1
+
+
+def test_create_model_makes_the_slot_before_uploading(server: FakeNumerai, pkl: Path) -> None:
+    result = upload_command(pkl, "brand_new", create_model=True)
+    assert result.created_model and server.models["brand_new"] == result.model_id
+    assert server.fields_called()[:2] == ["account", "addModel"]
+    assert server.assigned["brand_new"] == result.pickle_id
+
+
+@pytest.mark.parametrize("command, option", [("upload", "--timeout"), ("upload", "--poll-interval"),
+                                             ("refresh", "--upload-timeout")])
+def test_the_cli_states_the_defaults_upload_command_uses(command: str, option: str) -> None:
+    """The options default to None (upload_command's own default applies); their help states that default."""
+    import typer.main
+
+    params = {o: p for p in typer.main.get_command(app).commands[command].params for o in p.opts}
+    help_text, default = params[option].help, params[option].default
+    assert default is None
+    if option == "--poll-interval" and command == "upload":
+        assert f"[default: {upload_mod.POLL_INTERVAL:g}]" in help_text
+    else:
+        assert f"[default: {upload_mod.VALIDATION_TIMEOUT}, {upload_mod.VALIDATION_TIMEOUT // 60} minutes]" in help_text

@@ -44,10 +44,14 @@ def _print_error(exc: NmuError) -> None:
 
 
 def user_errors(func: F) -> F:
-    """Turn an NmuError into its message (and failure table) on stderr and exit code 2, never a traceback."""
+    """Show the library's progress lines; turn an NmuError into its message (and failure table) on stderr and its
+    exit code (2 for input to fix, 1 when Numerai's run of an upload failed), never a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from training.console import show_progress_lines
+
+        show_progress_lines(console)
         try:
             return func(*args, **kwargs)
         except NmuError as exc:
@@ -164,11 +168,24 @@ def upload(
     docker_image: str = typer.Option(
         "auto", "--docker-image", help="Runtime image; auto: the image of the Python that built the pickle."),
     skip_check: bool = typer.Option(False, "--skip-check", help="Upload even if this pickle has not passed `nmu check`."),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait",
+        help="Wait for Numerai's validation, then assign the pickle to the model; --no-wait stops after the upload "
+             "(the pickle is then NOT assigned)."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0, help="Seconds to wait for Numerai's validation. [default: 2700, 45 minutes]"),
+    poll_interval: float | None = typer.Option(
+        None, "--poll-interval", min=0, help="Seconds between two reads of the validation status. [default: 15]"),
+    force: bool = typer.Option(False, "--force", help="Upload even when the model already runs these bytes."),
+    create_model: bool = typer.Option(False, "--create-model", help="Create the model slot first if you have none so named."),
 ) -> None:
-    """Upload a checked pickle to Numerai for daily auto-submission."""
-    from training.upload import upload_command
+    """Upload a checked pickle, wait for Numerai to validate it, and make it the pickle your model runs."""
+    from training.upload import describe, upload_command
 
-    upload_command(model_path, model_name=model, data_version=data_version, docker_image=docker_image, skip_check=skip_check)
+    waiting = {k: v for k, v in (("timeout", timeout), ("poll_interval", poll_interval)) if v is not None}
+    result = upload_command(model_path, model_name=model, data_version=data_version, docker_image=docker_image,
+                            skip_check=skip_check, wait=wait, force=force, create_model=create_model, **waiting)
+    typer.echo(describe(result))
 
 
 @app.command("refresh", short_help="Keep an uploaded model current: new resolved eras, check, upload.")
@@ -181,12 +198,18 @@ def refresh(
     model: str | None = typer.Option(None, "--model", help="Name of your Numerai model (with --upload)."),
     refit: bool = typer.Option(False, "--refit", help="Retrain on the newest data; replace only if not worse."),
     validation_eras: int = typer.Option(50, "--validation-eras", help="Eras of the diagnostics run of the check."),
+    upload_timeout: float | None = typer.Option(
+        None, "--upload-timeout", min=0,
+        help="With --upload: seconds to wait for Numerai's validation. [default: 2700, 45 minutes]"),
+    poll_interval: float | None = typer.Option(
+        None, "--poll-interval", min=0, help="With --upload: seconds between two reads of the validation status."),
 ) -> None:
     """Keep an uploaded model current: new resolved eras extend its timing history (same trees), or --refit."""
     from training.refresh import refresh_command
 
+    waiting = {k: v for k, v in (("timeout", upload_timeout), ("poll_interval", poll_interval)) if v is not None}
     refresh_command(model_path, data=data, download=download, upload=upload, model_name=model, refit=refit,
-                    validation_eras=validation_eras)
+                    validation_eras=validation_eras, upload_options=waiting)
 
 
 @app.command("status", short_help="Is auto-submission alive and current?")
@@ -196,10 +219,11 @@ def status(
     pickle: Path | None = typer.Option(
         None, "--pickle", help="The uploaded pickle's local path (default: artifacts/model.pkl) for its manifest."),
 ) -> None:
-    """One look: the current round, this model's submission for it, recent scores, and the uploaded pickle's age."""
-    from training.status import status_command
+    """One look: the pickle Numerai runs and its latest runs, this round's submission, scores, and what to do."""
+    from training.status import status_command, status_lines
 
-    status_command(model, pickle_path=pickle)
+    for line in status_lines(status_command(model, pickle_path=pickle)):
+        typer.echo(line)
 
 
 def main() -> None:

@@ -20,6 +20,34 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 PROGRESS_SECONDS = 20.0
 """In a log, a boosting progress line at least this often (the issue asks for one at least every 30 s)."""
 
+LIBRARY_LOGGERS = ("training", "validation")
+"""The loggers the library's progress lines go to; the command layer shows them (`show_progress_lines`)."""
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log records as plain lines on a rich Console (which finds sys.stderr when it prints, so a test runner's
+    captured stream gets them too)."""
+
+    def __init__(self, console: Console):
+        super().__init__(logging.INFO)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.format(record), highlight=False, markup=False, soft_wrap=True)
+        except Exception:  # noqa: BLE001 - a log line must never break the command
+            self.handleError(record)
+
+
+def show_progress_lines(console: Console) -> None:
+    """Show the library's INFO lines (progress of an upload, a refresh, ...) on `console`; once per process."""
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
+            logger.addHandler(_ConsoleHandler(console))
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
 
 @contextlib.contextmanager
 def quiet(logger_name: str) -> Iterator[None]:

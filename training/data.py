@@ -50,20 +50,54 @@ def write_data_info(data_dir: str | Path, version: str, source: str) -> None:
     atomic_write_json(Path(data_dir) / DATA_INFO, {"version": version, "source": source})
 
 
+_BENCHMARK_PREFIX = re.compile(r"v(\d)(\d+)_")
+"""Numerai's benchmark columns carry the data version: `v53_lgbm_ender20` belongs to v5.3."""
+BENCHMARK_FILES = ("live_benchmark_models.parquet", "validation_benchmark_models.parquet",
+                   "train_benchmark_models.parquet")
+
+
+def version_from_benchmarks(data_dir: str | Path) -> str | None:
+    """The data version the benchmark columns' prefix names (`v53_…` → "v5.3"; the newest when several), read from the
+    first benchmark file's schema only; None when no file or no column tells."""
+    for name in BENCHMARK_FILES:
+        path = Path(data_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            columns = pq.read_schema(path).names
+        except (OSError, pa.ArrowException):
+            continue
+        versions = {f"v{m.group(1)}.{m.group(2)}" for m in map(_BENCHMARK_PREFIX.match, columns) if m}
+        if versions:
+            return max(versions, key=version_key)
+    return None
+
+
 def read_data_info(data_dir: str | Path) -> dict[str, str]:
-    """A data directory's version and source: from nmu-data.json, else a `vX.Y` part of its path (source
-    "numerai"), else version "unknown"."""
+    """A data directory's version and source, and what told the version ("version_from").
+
+    In order: nmu-data.json (written by `nmu data download` and `nmu data synthetic`); else the benchmark columns'
+    prefix (`v53_…` → v5.3, a user's own numerapi download; source "numerai"); else a `vX.Y` part of its path (source
+    "numerai"); else version "unknown" (then `nmu upload` asks for --data-version).
+    """
     path = Path(data_dir) / DATA_INFO
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(info, dict) and isinstance(info.get("version"), str):
-            return {"version": info["version"], "source": str(info.get("source") or "numerai")}
+            return {"version": info["version"], "source": str(info.get("source") or "numerai"),
+                    "version_from": DATA_INFO}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         pass
+    from_benchmarks = version_from_benchmarks(data_dir)
+    if from_benchmarks is not None:
+        prefix = from_benchmarks.replace(".", "")
+        return {"version": from_benchmarks, "source": "numerai",
+                "version_from": f"the benchmark columns' prefix {prefix}_"}
     for part in reversed(Path(data_dir).resolve().parts):
         if _VERSION.fullmatch(part):
-            return {"version": part, "source": "numerai"}
-    return {"version": "unknown", "source": "unknown"}
+            return {"version": part, "source": "numerai", "version_from": f"the directory name {part}"}
+    return {"version": "unknown", "source": "unknown", "version_from": "nothing (no nmu-data.json, no v..._ benchmark "
+                                                                         "column, no vX.Y directory)"}
 
 
 def version_key(version: str) -> tuple[int, ...]:

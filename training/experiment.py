@@ -58,6 +58,7 @@ class Dataset:
     benchmark_column: str | None
     split: EraSplit = field(default=None)  # type: ignore[assignment]
     targets: list[str] = field(default_factory=list)  # an ensemble's targets, the main one first ([] or one: none)
+    version_from: str = ""  # what told the data version (training.data.read_data_info)
 
     def X(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's input of some rows: `era` and the features."""
@@ -177,8 +178,11 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
             f"{len(split.embargoed)}; scoring {len(split.validation)} eras {split.validation[0]}–{split.validation[-1]}"
             + (f"; BMC against {column}" if column else "; no benchmark file, BMC left empty"))
 
+    info = read_data_info(data_dir)
+    reporter.say(f"  data version {info['version']}, from {info['version_from']}")
     return Dataset(
-        data_dir=data_dir, source=source, version=read_data_info(data_dir)["version"], feature_set=feature_set,
+        data_dir=data_dir, source=source, version=info["version"], version_from=info["version_from"],
+        feature_set=feature_set,
         features=features, groups=feature_groups(metadata, features), target=target, train=train,
         validation=validation, train_benchmark=train_bench, validation_benchmark=val_bench, benchmark_column=column,
         split=split, targets=list(config.targets),

@@ -141,27 +141,3 @@ def raw(api: numerapi.NumerAPI, step: str, query: str, variables: dict[str, Any]
         return value
 
     return call(step, run, auth=auth)
-
-
-def resolve_model(api: Any, model_name: str) -> str:
-    """The id of the user's Numerai Classic model `model_name`.
-
-    Parameters
-    ----------
-    api : numerapi.NumerAPI
-        A client with the user's keys (from `training.numerai_api.make_client`).
-    model_name : str
-        The model's name on numer.ai.
-
-    Returns
-    -------
-    str
-        The model id. Raises `KeysRejected` when Numerai refuses the keys and NmuError listing the user's models
-        when there is no such model.
-    """
-    models: dict[str, str] = call("Reading your models (get_models)", api.get_models, auth=True, first_auth=True)
-    if model_name not in models:
-        raise NmuError(
-            f"You have no Numerai Classic model named {model_name!r}; your models: {', '.join(sorted(models)) or 'none'}."
-        )
-    return models[model_name]

@@ -123,7 +123,7 @@ def write_artifacts(out: Path, ds: Dataset, config: TrainConfig, result: Experim
         atomic_write_text(stage / "config.toml", config_to_toml(config))
         manifest = update_manifest(
             pkl,
-            data={"source": ds.source, "version": ds.version},
+            data={"source": ds.source, "version": ds.version, "version_from": ds.version_from},
             features=ds.features, target=ds.target, targets=ds.targets, feature_set=ds.feature_set,
             shipped_variant=result.shipped_variant, as_of_era=result.shipped.as_of_era_,
             eras={"train": ds.split.train, "validation": ds.split.validation, "embargoed": ds.split.embargoed,

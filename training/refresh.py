@@ -3,9 +3,11 @@
 Every week Numerai's validation file gains the eras whose targets resolved. `nmu refresh MODEL.pkl` feeds the ones
 after the pickle's as-of era to its factor-timing history (`NumeraiModel.update_factor_returns`: nothing else is
 refitted, the trees stay byte for byte), writes the new pickle and its manifest (new as-of era, the parent pickle's
-sha256), runs the runtime check, and with `--upload` uploads it. When nothing new has resolved it writes nothing and
-says so. Any failure leaves both the local files and the uploaded model as they were: the new files replace the old
-ones only together, after the check passed, and are put back if the upload fails.
+sha256), runs the runtime check, and with `--upload` takes it through Numerai's whole upload lifecycle (upload, Numerai's
+validation, assignment, verified: training.upload). When nothing new has resolved it writes nothing and says so. Any
+failure leaves both the local files and the uploaded model as they were: the new files replace the old ones only
+together, after the check passed, and are put back if the upload fails or Numerai's validation of the new pickle
+fails or times out (nothing is assigned then, so the model keeps running the previous pickle).
 
 `--refit` retrains the shipped variant with the config recorded at training on the newest data, scores it against
 the current model on the eras the current model never saw (REFIT_RULE), and replaces the current one only when the
@@ -41,7 +43,7 @@ from training.experiment import (
 )
 from training.export import export_pickle
 from training.predict import load_pickle
-from training.upload import upload_command
+from training.upload import describe, upload_command
 from validation.artifacts import file_sha256, manifest_path, read_manifest, replace_together, update_manifest
 from validation.errors import NmuError
 from validation.evaluation.scoring import era_corrs
@@ -114,18 +116,22 @@ def _new_eras(data: Path, manifest: dict[str, Any], as_of: str | None) -> pd.Dat
 
 def refresh_command(model_path: str | Path, data: str | Path | None = None, download: bool = False,
                     upload: bool = False, model_name: str | None = None, refit: bool = False,
-                    validation_eras: int = 50, reporter: Reporter | None = None) -> dict[str, Any]:
+                    validation_eras: int = 50, reporter: Reporter | None = None,
+                    upload_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Refresh (or, with `refit`, retrain) the pickle at `model_path` from the newest resolved eras; returns what was
-    done ({"changed": bool, "as_of_era", "eras_added", "upload_id", ...})."""
+    done ({"changed": bool, "as_of_era", "eras_added", "upload_id", "upload": UploadResult, ...}).
+
+    `upload_options` are passed to `training.upload.upload_command` (`timeout`, `poll_interval`, ...)."""
     reporter = reporter or Reporter()
     say = reporter.say
     model_path = Path(model_path)
     if upload and not model_name:
         raise NmuError("--upload needs --model NAME (the Numerai model to upload to).")
+    send = (lambda path: upload_command(path, model_name, **(upload_options or {}))) if upload else None
     manifest = _manifest_of(model_path)
     data_dir = _data_dir(Path(data) if data is not None else None, download, refit, say)
     if refit:
-        return _refit(model_path, manifest, data_dir, upload, model_name, validation_eras, reporter)
+        return _refit(model_path, manifest, data_dir, send, validation_eras, reporter)
 
     fitted = fitted_model(model_path)
     as_of = fitted.as_of_era_
@@ -146,17 +152,23 @@ def refresh_command(model_path: str | Path, data: str | Path | None = None, down
     record = {"parent_sha256": manifest["pickle"]["sha256"], "from_as_of_era": as_of, "to_as_of_era": fitted.as_of_era_,
               "eras_added": added, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "data": {"dir": str(data_dir.resolve()), "version": read_data_info(data_dir)["version"]}}
-    result = _replace(model_path, manifest, fitted, data_dir, record, upload, model_name, validation_eras, say)
+    result = _replace(model_path, manifest, fitted, data_dir, record, send, validation_eras)
     say(f"refreshed {model_path.name}: as of era {as_of} -> {fitted.as_of_era_} ({len(added)} new era(s): "
         f"{added[0]}-{added[-1]}); same trees; runtime check PASS"
-        + (f"; uploaded, upload id {result['upload_id']}" if result.get("upload_id") else ""))
+        + _uploaded(result))
     return {"changed": True, "as_of_era": fitted.as_of_era_, "eras_added": added, **result}
 
 
+def _uploaded(result: dict[str, Any]) -> str:
+    """The end of a refresh's line: what the upload did."""
+    sent = result.get("upload")
+    return "" if sent is None else f"; {describe(sent)}"
+
+
 def _replace(model_path: Path, manifest: dict[str, Any], fitted: Any, data_dir: Path, record: dict[str, Any],
-             upload: bool, model_name: str | None, validation_eras: int, say: Any) -> dict[str, Any]:
-    """Write the new pickle and manifest beside the old ones, check them, swap them in together, upload; put the old
-    ones back if the upload fails."""
+             send: Any, validation_eras: int) -> dict[str, Any]:
+    """Write the new pickle and manifest beside the old ones, check them, swap them in together, upload (`send`);
+    put the old ones back if the upload or Numerai's validation of it fails."""
     with tempfile.TemporaryDirectory(prefix=f".{model_path.stem}.refresh-", dir=model_path.parent) as tmp:
         staged = Path(tmp) / model_path.name
         export_pickle(fitted, staged)
@@ -170,13 +182,14 @@ def _replace(model_path: Path, manifest: dict[str, Any], fitted: Any, data_dir: 
             raise NmuError(f"the refreshed pickle failed the runtime check ({reason}); {model_path} was left as it was.")
         result: dict[str, Any] = {"sha256": file_sha256(staged)}
         with replace_together([(staged, model_path), (manifest_path(staged), manifest_path(model_path))]):
-            if upload:
-                result["upload_id"] = upload_command(model_path, model_name)
+            if send is not None:
+                result["upload"] = send(model_path)
+                result["upload_id"] = result["upload"].pickle_id
     return result
 
 
-def _refit(model_path: Path, manifest: dict[str, Any], data_dir: Path, upload: bool, model_name: str | None,
-           validation_eras: int, reporter: Reporter) -> dict[str, Any]:
+def _refit(model_path: Path, manifest: dict[str, Any], data_dir: Path, send: Any, validation_eras: int,
+           reporter: Reporter) -> dict[str, Any]:
     """Retrain with the recorded config on the newest data; replace the current model only if not worse."""
     say = reporter.say
     config = config_from_dict({k: v for k, v in (manifest.get("config") or {}).items() if v is not None},
@@ -225,7 +238,7 @@ def _refit(model_path: Path, manifest: dict[str, Any], data_dir: Path, upload: b
               "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "data": {"dir": str(data_dir.resolve()), "version": read_data_info(data_dir)["version"]}}
     manifest = {**manifest, "eras": {**manifest.get("eras", {}), "refit": sort_eras(everything["era"].unique())}}
-    result = _replace(model_path, manifest, final, data_dir, record, upload, model_name, validation_eras, say)
+    result = _replace(model_path, manifest, final, data_dir, record, send, validation_eras)
     say(f"refitted {model_path.name} on {everything['era'].nunique()} eras (as of era {final.as_of_era_}); runtime "
-        "check PASS" + (f"; uploaded, upload id {result['upload_id']}" if result.get("upload_id") else ""))
+        "check PASS" + _uploaded(result))
     return {"changed": True, "as_of_era": final.as_of_era_, "eras_added": unseen, "refit": "replaced", **result}
