@@ -29,7 +29,7 @@ def checked(small_world, tmp_path_factory):
     out = tmp_path_factory.mktemp("checked")
     path = out / "model.pkl"
     export_pickle(fit_baseline(small_world), path)
-    assert check_command(path, small_world, validation_eras=0) is True
+    assert check_command(path, small_world, validation_eras=0).passed is True
     return path
 
 
@@ -41,15 +41,16 @@ def _data(small_world: Path, tmp_path: Path, live: pd.DataFrame) -> Path:
     return data
 
 
-def test_an_unknown_pickle_gets_no_record_unless_asked(checked, small_world, tmp_path, capsys):
+def test_an_unknown_pickle_gets_no_record_unless_asked(checked, small_world, tmp_path):
     lone = tmp_path / "lone" / "model.pkl"
     lone.parent.mkdir()
     shutil.copy(checked, lone)  # the same bytes, but no manifest beside it
-    assert check_command(lone, small_world, validation_eras=0) is True
-    assert "not recorded" in capsys.readouterr().out
+    result = check_command(lone, small_world, validation_eras=0)
+    assert result.passed is True and result.record_path is None
+    assert "not recorded" in result.lines()[-1]
     assert list(lone.parent.iterdir()) == [lone]
     record = tmp_path / "elsewhere.json"
-    assert check_command(lone, small_world, validation_eras=0, record=record) is True
+    assert check_command(lone, small_world, validation_eras=0, record=record).passed is True
     assert json.loads(record.read_text())["check"]["sha256"] == file_sha256(lone)
 
 
@@ -68,7 +69,7 @@ def test_a_data_problem_is_named_and_keeps_the_earlier_pass(checked, small_world
     assert read_manifest(checked)["check"] == before
 
 
-def test_a_pass_on_filled_data_warns_and_upload_repeats_it(checked, small_world, tmp_path, capsys):
+def test_a_pass_on_filled_data_warns_and_upload_repeats_it(checked, small_world, tmp_path, caplog):
     copy = tmp_path / "pkl" / "model.pkl"
     copy.parent.mkdir()
     shutil.copy(checked, copy)
@@ -78,12 +79,12 @@ def test_a_pass_on_filled_data_warns_and_upload_repeats_it(checked, small_world,
     holes = live.copy()
     for c in features[: len(features) // 8]:  # an eighth of the features all NaN: 12.5 % of the cells
         holes[c] = np.nan
-    assert check_command(copy, _data(small_world, tmp_path, holes), validation_eras=0) is True
+    assert check_command(copy, _data(small_world, tmp_path, holes), validation_eras=0).passed is True
     check = read_manifest(copy)["check"]
     assert check["passed"] is True and check["fill_share"] > FILL_WARN_SHARE and "took the neutral value" in check["warning"]
-    capsys.readouterr()
+    caplog.clear()
     check_pickle(copy, read_manifest(copy), skip_check=False)
-    assert "passed with a caveat" in capsys.readouterr().out
+    assert "passed with a caveat" in caplog.text
 
 
 def test_a_manifest_that_is_not_an_object_is_one_line(checked, small_world, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -75,13 +76,14 @@ def test_other_version(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
 
 
 def test_newest_version_is_the_default_and_said(fake_numerai: FakeNumerai, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+                                                caplog: pytest.LogCaptureFixture) -> None:
     """Without --version the newest complete version is taken (v5.10 after v5.9), and the run says which."""
     fake_numerai.files = {**dataset_files("v5.9", extra_version=None), **dataset_files("v5.10", extra_version=None)}
     fake_numerai.files.pop("v5.10/live.parquet")  # incomplete: not a data directory
+    caplog.set_level(logging.INFO, logger="training")
     download_data(tmp_path)
     assert (tmp_path / "live.parquet").read_bytes() == fake_numerai.files["v5.9/live.parquet"]
-    assert "Data version v5.9: the newest" in capsys.readouterr().out
+    assert "Data version v5.9: the newest" in caplog.text
     assert read_data_info(tmp_path)["version"] == "v5.9"
     fake_numerai.files = dataset_files()  # v5.3 and v5.2, both complete
     download_data(tmp_path / "b")
@@ -150,8 +152,8 @@ def test_cli_download_subprocess_with_env_url(fake_numerai: FakeNumerai, tmp_pat
     assert proc.returncode == 0, proc.stderr
     for name in REQUIRED_FILES:
         assert (tmp_path / name).read_bytes() == fake_numerai.files[f"v5.3/{name}"]  # the newest by default
-    assert "v5.3/train.parquet" in proc.stdout + proc.stderr  # the progress bar's label
-    assert "Data version v5.3: the newest Numerai offers" in proc.stdout
+    assert "v5.3/train.parquet" in proc.stderr  # a line per file where no progress bar is drawn (not a terminal)
+    assert "Data version v5.3: the newest Numerai offers" in proc.stderr  # progress lines go to stderr
 
 
 def test_make_client_without_override_uses_numerais_host(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,12 +108,12 @@ def _pins_like_this_machine(path, **changed):
     return path
 
 
-def test_version_mismatch_is_one_line_naming_the_packages_once(baseline, tmp_path, capsys):
+def test_version_mismatch_is_one_line_naming_the_packages_once(baseline, tmp_path, caplog):
     numpy_pin = f"{np.__version__.split('.')[0]}.0.1"  # the same major: another major is refused, not warned
     pins = _pins_like_this_machine(tmp_path / "py3.X.txt", numpy=numpy_pin, lightgbm="0.0.2")
     export_pickle(baseline, tmp_path / "m.pkl", pins=pins)
     export_pickle(baseline, tmp_path / "n.pkl", pins=pins)
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    lines = [r.getMessage() for r in caplog.records if r.name == "validation.runtime.replica"]
     assert len(lines) == 1, lines  # once per run, not per export
     line = lines[0]
     assert line.startswith("warning: ") and f"numpy {np.__version__} (runtime: {numpy_pin})" in line
@@ -162,9 +162,9 @@ def test_the_full_model_pickle_carries_no_random_state(small_world, tmp_path):
         assert constructor not in data, constructor
 
 
-def test_matching_versions_print_nothing(baseline, tmp_path, capsys):
+def test_matching_versions_say_nothing(baseline, tmp_path, caplog, capsys):
     export_pickle(baseline, tmp_path / "m.pkl", pins=_pins_like_this_machine(tmp_path / "py3.Y.txt"))
-    assert capsys.readouterr().err == ""
+    assert caplog.records == [] and capsys.readouterr() == ("", "")
 
 
 def test_call_time_project_imports_are_found():
@@ -242,14 +242,14 @@ def test_pickle_loads_and_runs_in_the_replica_without_the_project(exported, smal
 # ---- nmu predict ------------------------------------------------------------------------------------------
 
 
-def test_predict_command_writes_validated_csv(exported, baseline, small_world, tmp_path, capsys):
+def test_predict_command_writes_validated_csv(exported, baseline, small_world, tmp_path):
     from training.predict import predict_command
 
     path, _ = exported
     live = pd.read_parquet(small_world / "live.parquet")
     out = tmp_path / "preds.csv"
-    predict_command(path, small_world, out)
-    printed = capsys.readouterr().out
+    result = predict_command(path, small_world, out)
+    printed = "\n".join(result.lines())
     assert f"{len(live):,} rows" in printed and "min" in printed and "mean" in printed and "predict" in printed
     n_nan = int(live[baseline.feature_names_in_].isna().sum().sum())
     assert f"note (live predict): filled {n_nan} NaN value(s)" in printed

@@ -4,6 +4,7 @@ runner would, under the 1 CPU / memory / time limits."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -136,11 +137,13 @@ def test_changed_pins_rebuild_the_replica_atomically(tmp_path, monkeypatch):
 
 
 @pytest.mark.network
-def test_good_pickle_passes_and_is_recorded(small_world, tmp_path, capsys):
+def test_good_pickle_passes_and_is_recorded(small_world, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="training")
     path = tmp_path / "model.pkl"
     export_pickle(fit_baseline(small_world), path)
-    assert check_command(path, small_world, validation_eras=20) is True
-    out = capsys.readouterr().out
+    result = check_command(path, small_world, validation_eras=20)
+    assert result.passed is True
+    out = caplog.text + "\n".join(result.lines())
     assert "PASS" in out and "peak memory" in out and "validation diagnostics (20 newest eras" in out
     check = read_manifest(path)["check"]
     assert check["passed"] is True and check["sha256"] == file_sha256(path) and check["reason"] == ""
@@ -168,11 +171,11 @@ def test_full_model_with_every_component_runs_in_the_replica(python, small_world
 
 
 @pytest.mark.network
-def test_failing_pickle_is_recorded_as_failed(small_world, tmp_path, capsys):
+def test_failing_pickle_is_recorded_as_failed(small_world, tmp_path):
     path = _write(tmp_path, returns_nan)
     record = tmp_path / "record.json"
-    assert check_command(path, small_world, validation_eras=0, record=record) is False
-    assert "FAIL" in capsys.readouterr().out
+    result = check_command(path, small_world, validation_eras=0, record=record)
+    assert result.passed is False and result.lines()[1].startswith("FAIL: live run: ")
     check = json.loads(record.read_text())["check"]
     assert check["passed"] is False and check["sha256"] == file_sha256(path)
     assert check["reason"] == "live run: Pickle function returned at least 1 NaN prediction"
@@ -182,7 +185,7 @@ def test_failing_pickle_is_recorded_as_failed(small_world, tmp_path, capsys):
 def test_diagnostics_run_failure_is_named(small_world, tmp_path):
     path = _write(tmp_path, single_era_only)
     record = tmp_path / "record.json"
-    assert check_command(path, small_world, validation_eras=5, record=record) is False
+    assert check_command(path, small_world, validation_eras=5, record=record).passed is False
     reason = json.loads(record.read_text())["check"]["reason"]
     assert reason.startswith("validation diagnostics run (5 eras in one call): Pickle function raised RuntimeError")
 

@@ -22,3 +22,31 @@ def test_no_docstring_points_outside_the_repository() -> None:
     offenders = [str(p.relative_to(ROOT)) for p in [*ROOT.rglob("*.py"), *ROOT.rglob("*.md")]
                  if "build" not in p.parts and outside in p.read_text(encoding="utf-8")]
     assert offenders == []
+
+
+COMMAND_LAYER = {"training/cli.py", "training/console.py"}
+"""The only modules that print: the CLI and its console (which renders the library's results, logs and progress)."""
+OWN_PROCESS = {"validation/runtime/runner.py"}
+"""A script of its own process (the replica's runner), whose stderr is its channel to `nmu check`."""
+
+
+def test_only_the_command_layer_prints() -> None:
+    """Library code returns results and logs through `logging`: no print(), no sys.stdout/sys.stderr writes, no rich
+    Console or Progress outside the command layer."""
+    import ast
+
+    offenders = []
+    for package in ("model", "training", "validation"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = str(path.relative_to(ROOT))
+            if name in COMMAND_LAYER | OWN_PROCESS:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                    offenders.append(f"{name}:{node.lineno} print()")
+                elif isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr") and \
+                        isinstance(node.value, ast.Name) and node.value.id == "sys":
+                    offenders.append(f"{name}:{node.lineno} sys.{node.attr}")
+                elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rich"):
+                    offenders.append(f"{name}:{node.lineno} imports {node.module}")
+    assert offenders == [], "\n".join(offenders)

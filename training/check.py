@@ -1,5 +1,6 @@
 """`nmu check`: run a pickle in the replica of Numerai's runtime (validation.runtime.replica) on the live era and
-on a multi-era validation slice, print the result, and record it bound to what was checked.
+on a multi-era validation slice, record the result bound to what was checked, and return it (`CheckResult`); the
+progress lines go to the `training.check` logger, the command layer shows them and the verdict.
 
 The record names the pickle's sha256, the data it ran on (each file's sha256) and the outcome. It is written into
 the pickle's manifest when the pickle has one (from `nmu train`, `nmu refresh` or `export_pickle`), or into an
@@ -11,9 +12,10 @@ cells is recorded with a warning, which `nmu upload` repeats.
 
 from __future__ import annotations
 
+import logging
 import platform
 import tempfile
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,8 @@ from validation.runtime.replica import (
     write_validation_slice,
 )
 
+_log = logging.getLogger(__name__)
+
 DEFAULT_DATA_DIR = Path("data/synthetic")
 FILL_WARN_SHARE = 0.05
 """A pass on live data where more than this share of the trained feature cells was missing or NaN (and so took the
@@ -41,6 +45,50 @@ neutral value 2) is recorded with a warning: Numerai's live era rarely lacks mor
 
 class DataProblem(NmuError):
     """The data cannot show whether the pickle works (not a verdict on the pickle)."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What `check_command` found.
+
+    Attributes
+    ----------
+    passed : bool
+        Both runs passed.
+    reason : str
+        Why it failed ("" on a pass).
+    warning : str
+        A caveat of a pass (most live feature cells filled), "" when none.
+    record : dict
+        The check record (the manifest's "check").
+    record_path : Path or None
+        Where it was written; None when the pickle has no manifest and no --record was given.
+    model_log : list of dict
+        The pickle's own log records of the live run ({"logger", "level", "message"}).
+    """
+
+    passed: bool
+    reason: str
+    warning: str
+    record: dict[str, Any]
+    record_path: Path | None
+    model_log: list[dict[str, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The verdict as the command layer shows it."""
+        lines = [f"pickle: {self.record['pickle_path']} {self.record['pickle_bytes'] / 2**20:.2f} MB, sha256 "
+                 f"{self.record['sha256'][:12]}"]
+        if self.passed:
+            lines.append(f"PASS: the pickle runs in the replica of Numerai's runtime (peak memory "
+                         f"{self.record['peak_rss_mb']:.0f} MB, live predict {self.record['predict_seconds']:.2f} s).")
+            if self.warning:
+                lines.append(f"warning: {self.warning}")
+        else:
+            lines.append(f"FAIL: {self.reason}")
+        if self.record_path is None:
+            lines.append(f"not recorded: {Path(self.record['pickle_path']).name} has no manifest from `nmu train` or "
+                         "`nmu refresh`; pass --record PATH to keep the result.")
+        return lines
 
 
 def _require(path: Path, what: str) -> None:
@@ -91,10 +139,9 @@ def live_fill_share(live: Path, features: list[str]) -> float:
 
 def check_command(model_path: str | Path, data_dir: str | Path | None = None, validation_eras: int = 50, *,
                   record: str | Path | None = None, memory_limit_mb: float = MEMORY_LIMIT_MB,
-                  time_limit_s: float = TIME_LIMIT_S, runtime_dir: Path | None = None,
-                  log: Callable[[str], None] = print) -> bool:
-    """Run a pickle in the replica of Numerai's runtime on the live era and on a multi-era validation slice, print
-    the result and record it (see the module docstring); True only when both runs pass.
+                  time_limit_s: float = TIME_LIMIT_S, runtime_dir: Path | None = None) -> CheckResult:
+    """Run a pickle in the replica of Numerai's runtime on the live era and on a multi-era validation slice, record
+    the result (see the module docstring) and return it; it passes only when both runs pass.
 
     Parameters
     ----------
@@ -110,7 +157,7 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
 
     Returns
     -------
-    bool
+    CheckResult
     """
     model_path = Path(model_path)
     data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
@@ -134,18 +181,18 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
     size = model_path.stat().st_size
     built = str(manifest.get("python") or "")
     if built and built.split(".")[:2] != platform.python_version().split(".")[:2]:
-        log(f"warning: the manifest says this pickle was built with Python {built}; this check (and the upload's "
-            f"runtime image) must use the same minor version, not {platform.python_version()}.")
-    python = ensure_runtime(root=runtime_dir, log=log)
-    log(f"runtime replica: {python} (Python {platform.python_version()}, pins {pins_file().name}); limits: 1 CPU, "
-        f"{memory_limit_mb:.0f} MB, {time_limit_s:g} s")
+        _log.warning("warning: the manifest says this pickle was built with Python %s; this check (and the upload's "
+                     "runtime image) must use the same minor version, not %s.", built, platform.python_version())
+    python = ensure_runtime(root=runtime_dir)
+    _log.info("runtime replica: %s (Python %s, pins %s); limits: 1 CPU, %.0f MB, %g s", python,
+              platform.python_version(), pins_file().name, memory_limit_mb, time_limit_s)
     limits = {"memory_limit_mb": memory_limit_mb, "time_limit_s": time_limit_s}
     live_result = run_pickle(python, model_path, live, live_bench, **limits)
     live_result["run"] = "live run"
-    log(_line("live", live_result))
-    for line in live_result.get("log_tail") or []:
-        if "share of the predict time" in line:  # an ensemble says where the time goes
-            log(f"  {line}")
+    _log.info("%s", _line("live", live_result))
+    model_log = [r for r in live_result.get("model_log") or [] if str(r.get("logger", "")).startswith("model")]
+    for record_ in model_log:  # the pickle's own words: filled values, a stale history, an ensemble's time shares
+        _log.info("  the pickle (%s): %s", record_["logger"], record_["message"])
     results = [live_result]
     validation_result: dict[str, Any] | None = None
     checked_files = [live, live_bench]
@@ -154,7 +201,7 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
             v_live, v_bench, n_eras, _ = write_validation_slice(data_dir, validation_eras, Path(tmp))
             validation_result = run_pickle(python, model_path, v_live, v_bench, all_eras_at_once=True, **limits)
         validation_result["run"] = f"validation diagnostics run ({n_eras} eras in one call)"
-        log(_line(f"validation diagnostics ({n_eras} newest eras in one call)", validation_result))
+        _log.info("%s", _line(f"validation diagnostics ({n_eras} newest eras in one call)", validation_result))
         results.append(validation_result)
         checked_files += [data_dir / "validation.parquet", data_dir / "validation_benchmark_models.parquet"]
 
@@ -166,29 +213,20 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
     if passed and fill_share is not None and fill_share > FILL_WARN_SHARE:
         warning = (f"{fill_share:.1%} of the live era's trained feature cells were missing or NaN and took the neutral "
                    f"value (more than {FILL_WARN_SHARE:.0%}): the pass says little about the model's predictions")
-    log(f"pickle: {model_path} {size / 2**20:.2f} MB, sha256 {sha[:12]}")
-    if passed:
-        log(f"PASS: the pickle runs in the replica of Numerai's runtime (peak memory {peak:.0f} MB, "
-            f"live predict {live_result['predict_seconds']:.2f} s).")
-        if warning:
-            log(f"warning: {warning}")
-    else:
-        log(f"FAIL: {reason}")
     check = {
         "passed": passed, "sha256": sha, "python": live_result.get("python") or platform.python_version(),
         "data": {"dir": str(data_dir.resolve()), "files": {p.name: file_sha256(p) for p in checked_files}},
         "fill_share": None if fill_share is None else round(fill_share, 6), "warning": warning,
         "peak_rss_mb": peak, "predict_seconds": live_result.get("predict_seconds"),
         "load_seconds": live_result.get("load_seconds"), "reason": reason, "pickle_bytes": size,
+        "pickle_path": str(model_path),
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "limits": {"cpus": 1, "memory_mb": memory_limit_mb, "seconds": time_limit_s},
     }
     if validation_result is not None:
         check["validation"] = {k: validation_result.get(k) for k in
                                ("status", "reason", "rows", "eras", "predict_seconds", "peak_rss_mb")}
-    if record_path is None:
-        log(f"not recorded: {model_path.name} has no manifest from `nmu train` or `nmu refresh`; pass --record PATH "
-            "to keep the result.")
-    else:
+    if record_path is not None:
         atomic_write_json(record_path, {**read_json_object(record_path, missing={}), "check": check})
-    return passed
+    return CheckResult(passed=passed, reason=reason, warning=warning, record=check, record_path=record_path,
+                       model_log=model_log)

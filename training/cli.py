@@ -51,9 +51,9 @@ def user_errors(func: F) -> F:
     def wrapper(*args, **kwargs):
         from training.console import show_progress_lines
 
-        show_progress_lines(console)
         try:
-            return func(*args, **kwargs)
+            with show_progress_lines(console):
+                return func(*args, **kwargs)
         except NmuError as exc:
             _print_error(exc)
             raise typer.Exit(exc.exit_code) from None
@@ -88,10 +88,12 @@ def data_synthetic(
     no_effects: bool = typer.Option(False, "--no-effects", help="A control world: no planted effects for the components."),
 ) -> None:
     """Write the built-in synthetic world in Numerai's layout."""
+    from training.console import progress_bars
     from training.synthetic import SyntheticConfig, write_synthetic_world
 
     config = SyntheticConfig.default(eras=eras, stocks=stocks, features=features, seed=seed, planted=not no_effects)
-    write_synthetic_world(out, config, progress=True)
+    with progress_bars(console) as progress:
+        write_synthetic_world(out, config, progress=progress)
 
 
 @data_app.command("download")
@@ -101,9 +103,11 @@ def data_download(
     version: str | None = typer.Option(None, "--version", help="Numerai data version, e.g. v5.3. [default: the newest]"),
 ) -> None:
     """Download a data version's files from Numerai with numerapi."""
+    from training.console import progress_bars
     from training.download import download_data
 
-    download_data(out, version=version, progress=True)
+    with progress_bars(console) as progress:
+        download_data(out, version=version, progress=progress)
 
 
 @app.command("train", short_help="Fit, score and write model.pkl, metrics and a report.")
@@ -121,11 +125,17 @@ def train(
         None, "--scheduler", help="Run the independent fits on a Dask cluster: tcp://HOST:PORT, or local:N workers."),
 ) -> None:
     """Fit baseline and full, score them on validation eras, and write model.pkl, metrics and a report."""
-    from training.pipeline import train_command
+    from training.pipeline import resolved_config, train_command
 
+    if print_config:
+        from training.config import config_to_toml
+
+        typer.echo(config_to_toml(resolved_config(config, ablation=ablation, cv=cv, no_baseline=no_baseline,
+                                                  no_refit=no_refit, scheduler=scheduler)), nl=False)
+        return
     train_command(
         data=data, out=out, config_path=config, ablation=ablation, cv=cv,
-        no_baseline=no_baseline, no_refit=no_refit, print_config=print_config, scheduler=scheduler,
+        no_baseline=no_baseline, no_refit=no_refit, scheduler=scheduler,
     )
 
 
@@ -139,7 +149,8 @@ def predict(
     """Run a pickle on the live era in this process and write id,prediction CSV."""
     from training.predict import predict_command
 
-    predict_command(model_path, data, out)
+    for line in predict_command(model_path, data, out).lines():
+        typer.echo(line)
 
 
 @app.command("check", short_help="Run a pickle in a replica of Numerai's runtime.")
@@ -154,8 +165,10 @@ def check(
     """Run a pickle in a replica of Numerai's runtime (1 CPU, 4 GB, 10 minutes, pinned packages)."""
     from training.check import check_command
 
-    ok = check_command(model_path, data, validation_eras=validation_eras, record=record)
-    raise typer.Exit(0 if ok else 1)
+    result = check_command(model_path, data, validation_eras=validation_eras, record=record)
+    for line in result.lines():
+        typer.echo(line)
+    raise typer.Exit(0 if result.passed else 1)
 
 
 @app.command("upload", short_help="Upload a checked pickle to Numerai for auto-submission.")

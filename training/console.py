@@ -39,14 +39,56 @@ class _ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-def show_progress_lines(console: Console) -> None:
-    """Show the library's INFO lines (progress of an upload, a refresh, ...) on `console`; once per process."""
+@contextlib.contextmanager
+def progress_bars(console: Console) -> Iterator[Callable[[str, int, int | None], None]]:
+    """A progress callback `(what, done, total)` for library code (a download's bytes, the synthetic world's eras),
+    drawn as one rich bar per `what` on `console`; on a console that is not a terminal it draws nothing."""
+    if not console.is_terminal:
+        yield lambda what, done, total: None
+        return
+    from rich.progress import DownloadColumn
+
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console)
+    byte_bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                         console=console)
+    tasks: dict[str, tuple[Progress, Any]] = {}
+
+    def advance(what: str, done: int, total: int | None) -> None:
+        if what not in tasks:
+            bar = byte_bars if "/" in what else bars  # a data file ("v5.3/train.parquet") counts bytes
+            bar.start()
+            tasks[what] = (bar, bar.add_task(what, total=total))
+        bar, task = tasks[what]
+        bar.update(task, advance=done, total=total)
+
+    try:
+        yield advance
+    finally:
+        bars.stop()
+        byte_bars.stop()
+
+
+@contextlib.contextmanager
+def show_progress_lines(console: Console) -> Iterator[None]:
+    """For the duration of a command, show the library's INFO lines (progress of an upload, a check, a download, ...)
+    on `console`, and only there (numerapi's client configures the root logger, which would print them twice);
+    everything is put back afterwards."""
+    handler = _ConsoleHandler(console)
+    saved = []
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
-            logger.addHandler(_ConsoleHandler(console))
+        saved.append((logger, logger.level, logger.propagate))
+        logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, level, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
 
 
 @contextlib.contextmanager
@@ -87,6 +129,19 @@ class Reporter:
     def say(self, text: str) -> None:
         """One plain line (no markup)."""
         self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    def scores_table(self, models: dict[str, dict[str, Any]]) -> None:
+        """The variants' headline scores (metrics.json's "models") as a table."""
+        from rich.table import Table
+
+        table = Table(title="validation scores (after the embargo)")
+        keys = ("corr_mean", "corr_sharpe", "max_drawdown", "bmc_mean", "feature_exposure_max", "n_eras")
+        table.add_column("variant")
+        for key in keys:
+            table.add_column(key, justify="right")
+        for name, scores in models.items():
+            table.add_row(name, *(str(scores[k]) if k == "n_eras" else fmt_score(scores[k]) for k in keys))
+        self.console.print(table)
 
     @contextlib.contextmanager
     def step(self, title: str) -> Iterator[None]:

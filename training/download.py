@@ -10,6 +10,7 @@ Public data needs no API keys. Honours env `NUMERAI_API_URL` (see training.numer
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,12 @@ from training.data import OPTIONAL_FILES, REQUIRED_FILES, version_key, write_dat
 from training.numerai_api import call, host_of, make_client, raw, scrub
 from validation.artifacts import atomic_path
 from validation.errors import NmuError
+
+_log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, "int | None"], None]
+"""A progress callback: (what, units just done, total units or None). The command layer renders it
+(training.console.progress_bars); library code only calls it."""
 
 # The query numerapi 2.20.8's `download_dataset` sends to learn a file's (pre-signed) URL.
 DATASET_QUERY = """
@@ -72,7 +79,7 @@ def _stream_to(url: str, target: Path, name: str, advance: Callable[[int, int | 
     return written
 
 
-def download_data(out: str | Path, version: str | None = None, progress: bool = False,
+def download_data(out: str | Path, version: str | None = None, progress: Progress | None = None,
                   files: Sequence[str] | None = None) -> list[Path]:
     """Download a data version's files (features.json, train/validation/live and benchmark parquet files) into
     `out`: `version`, or (None) the newest version Numerai offers complete, saying which it took. `files` limits
@@ -80,7 +87,8 @@ def download_data(out: str | Path, version: str | None = None, progress: bool = 
 
     Checks the version exists (NmuError listing the available ones), writes each file atomically, records the
     version in `out`/nmu-data.json, and on any failure leaves the files already in `out` as they were and raises
-    NmuError naming file and cause.
+    NmuError naming file and cause. `progress(dataset, bytes, total)` follows each file's bytes; the version taken
+    and the summary go to the `training.download` logger.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -92,7 +100,8 @@ def download_data(out: str | Path, version: str | None = None, progress: bool = 
         if version is None:
             raise NmuError(f"Numerai offers no complete data version (needs {', '.join(REQUIRED_FILES)}); "
                            f"listed versions: {', '.join(versions) or 'none'}.")
-        print(f"Data version {version}: the newest Numerai offers (of {', '.join(versions)}); pin one with --version.")
+        _log.info("Data version %s: the newest Numerai offers (of %s); pin one with --version.", version,
+                  ", ".join(versions))
     if version not in versions:
         raise NmuError(
             f"Data version {version!r} is not offered by Numerai; available versions: {', '.join(versions) or 'none'}."
@@ -111,49 +120,29 @@ def download_data(out: str | Path, version: str | None = None, progress: bool = 
     except OSError as exc:
         raise NmuError(f"Cannot create the output directory {out}: {exc.strerror or exc}.") from exc
 
-    progress_bar = None
-    if progress:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        progress_bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
-        progress_bar.start()
-
     written: list[Path] = []
-    try:
-        for name in names:
-            dataset = f"{version}/{name}"
-            url: str = raw(api, f"Asking Numerai where {dataset} is (dataset query)", DATASET_QUERY,
-                           {"filename": dataset, "round": None, "tournament": api.tournament_id}, field="dataset")
-            task = progress_bar.add_task(dataset, total=None) if progress_bar else None
+    for name in names:
+        dataset = f"{version}/{name}"
+        url: str = raw(api, f"Asking Numerai where {dataset} is (dataset query)", DATASET_QUERY,
+                       {"filename": dataset, "round": None, "tournament": api.tournament_id}, field="dataset")
 
-            def advance(n: int, total: int | None, task=task) -> None:
-                if progress_bar is not None and task is not None:
-                    progress_bar.update(task, advance=n, total=total)
+        def advance(n: int, total: int | None, dataset: str = dataset) -> None:
+            if progress is not None:
+                progress(dataset, n, total)
 
-            target = out / name
-            try:
-                with atomic_path(target) as tmp:
-                    _stream_to(url, tmp, dataset, advance)
-            except NmuError as exc:
-                raise NmuError(f"{exc}; {target} was left as it was.") from None
-            except (requests.RequestException, OSError) as exc:
-                cause = scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))
-                raise NmuError(f"Downloading {dataset} to {target} failed ({cause}); {target} was left as it was.") from None
-            written.append(target)
-        write_data_info(out, version, source="numerai")
-    finally:
-        if progress_bar is not None:
-            progress_bar.stop()
-    if progress:
-        size = sum(p.stat().st_size for p in written)
-        print(f"Downloaded {len(written)} files of {version} ({size / 1e6:,.1f} MB) into {out} "
-              f"in {time.perf_counter() - started:.1f} s.")
+        target = out / name
+        try:
+            with atomic_path(target) as tmp:
+                _stream_to(url, tmp, dataset, advance)
+        except NmuError as exc:
+            raise NmuError(f"{exc}; {target} was left as it was.") from None
+        except (requests.RequestException, OSError) as exc:
+            cause = scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))
+            raise NmuError(f"Downloading {dataset} to {target} failed ({cause}); {target} was left as it was.") from None
+        written.append(target)
+        _log.info("  %s: %s MB", dataset, f"{target.stat().st_size / 1e6:,.1f}")
+    write_data_info(out, version, source="numerai")
+    size = sum(p.stat().st_size for p in written)
+    _log.info("Downloaded %d files of %s (%s MB) into %s in %.1f s.", len(written), version, f"{size / 1e6:,.1f}", out,
+              time.perf_counter() - started)
     return written

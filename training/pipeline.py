@@ -18,11 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from training.config import TrainConfig, apply_flags, check_config, config_to_toml, load_config
-from training.console import Reporter, fmt_score
+from training.console import Reporter, progress_bars
 from training.data import REQUIRED_FILES, read_data_info
 from training.executor import check_scheduler, make_executor
 from training.experiment import Dataset, ExperimentResult, load_dataset, run_experiment
@@ -141,9 +138,18 @@ def ensure_synthetic_world(path: Path, reporter: Reporter) -> Path:
     if all((path / name).is_file() for name in REQUIRED_FILES):
         reporter.say(f"  using the synthetic world in {path}")
         return path
-    with reporter.step(f"Making the synthetic world in {path}"):
-        write_synthetic_world(path, SyntheticConfig.default(), progress=True)
+    with reporter.step(f"Making the synthetic world in {path}"), progress_bars(reporter.console) as progress:
+        write_synthetic_world(path, SyntheticConfig.default(), progress=progress)
     return path
+
+
+def resolved_config(config_path: Path | None, ablation: bool = False, cv: int | None = None,
+                    no_baseline: bool = False, no_refit: bool = False, scheduler: str | None = None) -> TrainConfig:
+    """The config `nmu train` runs with: the file (or the defaults) with the command's flags on top."""
+    config = apply_flags(load_config(config_path), ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit)
+    if scheduler is not None:
+        config.compute["scheduler"] = scheduler
+    return config
 
 
 def train_command(
@@ -154,17 +160,12 @@ def train_command(
     cv: int | None = None,
     no_baseline: bool = False,
     no_refit: bool = False,
-    print_config: bool = False,
-    console: Console | None = None,
+    console: Any = None,  # a rich Console for the Reporter (default: stderr); Console(quiet=True) is silent
     scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Run `nmu train` end to end and return metrics.json's content."""
-    config = apply_flags(load_config(config_path), ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit)
-    if scheduler is not None:
-        config.compute["scheduler"] = scheduler
-    if print_config:
-        print(config_to_toml(config), end="")
-        return {}
+    config = resolved_config(config_path, ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit,
+                             scheduler=scheduler)
     check_config(config)  # every setting, before any data is read
     check_scheduler(config.compute.get("scheduler"))
     out = Path(out)
@@ -185,18 +186,5 @@ def train_command(
         executor.close()
     with reporter.step(f"Writing model.pkl, manifest, metrics and report into {out}"):
         write_artifacts(out, ds, config, result, reporter.timings)
-    summary_table(reporter, result.models)
+    reporter.scores_table(result.models)
     return result.metrics
-
-
-def summary_table(reporter: Reporter, models: dict[str, dict[str, Any]]) -> None:
-    """The variants' headline scores as a table."""
-    table = Table(title="validation scores (after the embargo)")
-    keys = ("corr_mean", "corr_sharpe", "max_drawdown", "bmc_mean", "feature_exposure_max", "n_eras")
-    table.add_column("variant")
-    for key in keys:
-        table.add_column(key, justify="right")
-    for name, scores in models.items():
-        table.add_row(name, *(str(scores[k]) if k == "n_eras" else fmt_score(scores[k]) for k in keys))
-    reporter.console.print(table)
-

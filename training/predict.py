@@ -1,5 +1,5 @@
 """`nmu predict`: run a model.pkl on a data dir's live era in this process, validate the result with the
-predictions schema and write `id,prediction` CSV (atomically)."""
+predictions schema and write `id,prediction` CSV (atomically); returns what it wrote (`PredictResult`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import inspect
 import logging
 import pickle
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +17,26 @@ from validation.errors import NmuError
 from validation.schemas import validate_predictions
 
 
+@dataclass(frozen=True)
+class PredictResult:
+    """What `predict_command` wrote: the CSV, the validated predictions, the time of the call, and the pickle's own
+    notes (filled NaN, a missing benchmark, a stale history) from its `model.live` log."""
+
+    out: Path
+    predictions: pd.DataFrame
+    seconds: float
+    notes: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        """The notes and the summary, as the command layer shows them."""
+        col = self.predictions["prediction"]
+        return [*(f"note (live predict): {note}" for note in self.notes),
+                f"wrote {self.out}: {len(col):,} rows | min {col.min():.4f} | max {col.max():.4f} | mean "
+                f"{col.mean():.4f} | predict {self.seconds:.2f} s"]
+
+
 class _LiveNotes(logging.Handler):
-    """Collects the live predict's log lines (filled NaN, missing benchmark, ...) to print them as notes."""
+    """Collects the live predict's log lines (filled NaN, missing benchmark, ...) as the result's notes."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -40,8 +59,8 @@ def load_pickle(model_path: Path):
     return model
 
 
-def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Path | None = None) -> pd.DataFrame:
-    """Run the pickle on DIR/live.parquet (+ live_benchmark_models.parquet), validate, write CSV, print a summary."""
+def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Path | None = None) -> PredictResult:
+    """Run the pickle on DIR/live.parquet (+ live_benchmark_models.parquet), validate, write CSV; what it wrote."""
     model_path, data_dir = Path(model_path), Path(data_dir)
     out = Path(out) if out is not None else model_path.with_name("predictions.csv")
     if out.is_dir():
@@ -72,14 +91,9 @@ def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Pat
     finally:
         live_logger.removeHandler(notes)
     seconds = time.perf_counter() - start
-    for note in notes.lines:
-        print(f"note (live predict): {note}")
     if type(predictions) is not pd.DataFrame:
         raise NmuError(f"{model_path} returned a {type(predictions).__name__}; Numerai needs exactly a pandas DataFrame.")
     predictions = validate_predictions(predictions, live.index, source=f"predictions of {model_path.name}")
     with atomic_path(out) as tmp:
         predictions.to_csv(tmp, index_label="id")
-    col = predictions["prediction"]
-    print(f"wrote {out}: {len(predictions):,} rows | min {col.min():.4f} | max {col.max():.4f} | mean {col.mean():.4f} "
-          f"| predict {seconds:.2f} s")
-    return predictions
+    return PredictResult(out=out, predictions=predictions, seconds=seconds, notes=tuple(notes.lines))

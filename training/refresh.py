@@ -28,7 +28,7 @@ import pandas as pd
 from model.eras import era_key, sort_eras
 from training.check import check_command
 from training.config import config_from_dict
-from training.console import Reporter, Silent
+from training.console import Reporter, Silent, quiet
 from training.data import REQUIRED_FILES, load_frame, read_data_info
 from training.download import download_data
 from training.experiment import (
@@ -89,7 +89,7 @@ REFRESH_FILES = tuple(name for name in REQUIRED_FILES if name != "train.parquet"
 def _data_dir(data: Path | None, download: bool, refit: bool, say: Any) -> Path:
     if download:
         out = data or DEFAULT_DOWNLOAD_DIR
-        download_data(out, progress=False, files=None if refit else REFRESH_FILES)
+        download_data(out, files=None if refit else REFRESH_FILES)
         say(f"  downloaded the newest data{'' if refit else ' (all but train.parquet)'} into {out}")
         return out
     if data is None:
@@ -177,7 +177,9 @@ def _replace(model_path: Path, manifest: dict[str, Any], fitted: Any, data_dir: 
         kept = {k: v for k, v in manifest.items() if k not in fresh}
         history = [*manifest.get("refreshes", []), record]
         update_manifest(staged, **kept, as_of_era=fitted.as_of_era_, refreshed=record, refreshes=history)
-        if not check_command(staged, data_dir, validation_eras=validation_eras, log=lambda line: None):
+        with quiet("training.check"), quiet("validation.runtime"):  # the line below says how the check went
+            checked = check_command(staged, data_dir, validation_eras=validation_eras)
+        if not checked.passed:
             reason = read_manifest(staged)["check"]["reason"]
             raise NmuError(f"the refreshed pickle failed the runtime check ({reason}); {model_path} was left as it was.")
         result: dict[str, Any] = {"sha256": file_sha256(staged)}

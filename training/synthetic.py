@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -536,8 +536,10 @@ def _truth(world: _World) -> dict[str, Any]:
     }
 
 
-def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = False) -> Path:
-    """Write the synthetic world in Numerai's layout to `out` era by era (deterministic by seed); return `out`."""
+def write_synthetic_world(out: Path, config: SyntheticConfig,
+                          progress: Callable[[str, int, int | None], None] | None = None) -> Path:
+    """Write the synthetic world in Numerai's layout to `out` era by era (deterministic by seed); return `out`.
+    `progress("synthetic world", 1, eras)` is called after each era (the command layer renders it)."""
     config.check()
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -560,17 +562,6 @@ def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = F
 
     writers: dict[str, _EraWriter] = {}
     total = config.eras + config.future_eras + 1
-    bar = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(
-            TextColumn("synthetic world"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        bar.start()
-        task = bar.add_task("eras", total=total)
     ok = False
     try:
         writers["train"] = _EraWriter(out / "train.parquet", frame_schema, rows_per_group)
@@ -598,14 +589,12 @@ def write_synthetic_world(out: Path, config: SyntheticConfig, progress: bool = F
             else:
                 writers[data_type].add(columns)
                 writers[f"{data_type}_bench"].add(bench)
-            if bar is not None:
-                bar.advance(task)
+            if progress is not None:
+                progress("synthetic world", 1, total)
         ok = True
     finally:
         for writer in writers.values():
             writer.close(ok)
-        if bar is not None:
-            bar.stop()
     metadata = {"feature_sets": _feature_sets(world), "targets": list(TARGETS)}
     atomic_write_json(out / "features.json", metadata)
     atomic_write_json(out / "synthetic_truth.json", _truth(world))

@@ -268,7 +268,7 @@ def main() -> int:
             r = run_pickle(python, work / "ensemble.pkl", live, live_bench)
             ok &= report(f"ensemble ({ENSEMBLE_MEMBERS} members x {args.trees:,} trees, one era)", r, [
                 ("predict seconds", r.get("predict_seconds") or float("inf"), ENSEMBLE_SECONDS)])
-            shares = [line for line in r.get("log_tail") or [] if "share of the predict time" in line]
+            shares = [rec["message"] for rec in r.get("model_log") or [] if rec["logger"] == "model.ensemble"]
             print(f"  {shares[-1] if shares else 'no member shares logged'}")
             frame, bench, n_eras = validation_slice(args.data, args.validation_eras, work)
             r = run_pickle(python, work / "ensemble.pkl", frame, bench, all_eras_at_once=True)

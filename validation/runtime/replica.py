@@ -11,6 +11,7 @@ resident memory (watched, the child killed above it) and 10 minutes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -28,6 +29,8 @@ from model.eras import sort_eras
 from validation.artifacts import file_sha256
 from validation.errors import NmuError
 from validation.runtime.runner import status_bytes
+
+_log = logging.getLogger(__name__)
 
 CHECKED_PACKAGES = ("numpy", "pandas", "scikit-learn", "lightgbm")
 """Packages whose objects a pickle may hold: building with other versions than the runtime's is warned."""
@@ -146,11 +149,12 @@ def pickle_format_mismatch(pins: Path | None = None) -> str | None:
 
 
 def note_version_mismatch(pins: Path | None = None) -> str | None:
-    """Print `version_mismatch_note` as one `warning:` line on stderr, once per process; returns the note."""
+    """Log `version_mismatch_note` as one `warning:` line (logger validation.runtime.replica), once per process;
+    returns the note."""
     note = version_mismatch_note(pins)
     if note and note not in _NOTED:
         _NOTED.add(note)
-        print(f"warning: {note}", file=sys.stderr, flush=True)
+        _log.warning("warning: %s", note)
     return note
 
 
@@ -196,8 +200,10 @@ def _clean_env() -> dict[str, str]:
 
 
 def ensure_runtime(pins: Path | None = None, root: Path | None = None,
-                   log: Callable[[str], None] = print) -> Path:
-    """The replica's Python: builds the venv (atomically: temp dir, then rename) unless a current one exists."""
+                   log: Callable[[str], None] | None = None) -> Path:
+    """The replica's Python: builds the venv (atomically: temp dir, then rename) unless a current one exists; says so
+    through `log` (default: the logger validation.runtime.replica)."""
+    log = log or _log.info
     pins = pins or pins_file()
     root = root or runtime_root()
     venv = root / python_tag()

@@ -17,6 +17,7 @@ Usage: python -I runner.py --pickle P --live L [--benchmarks B] --result R [--pr
 import argparse
 import inspect
 import json
+import logging
 import os
 import pickle
 import platform
@@ -126,6 +127,20 @@ def _fail(result: dict, reason: str, path: str, code: int = 1) -> int:
     return code
 
 
+class _Records(logging.Handler):
+    """Keeps the pickle's first MAX_RECORDS log records (logger, level, message) in the result."""
+
+    MAX_RECORDS = 50
+
+    def __init__(self, result: dict) -> None:
+        super().__init__(logging.INFO)
+        self.records = result.setdefault("model_log", [])
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) < self.MAX_RECORDS:
+            self.records.append({"logger": record.name, "level": record.levelname, "message": record.getMessage()})
+
+
 def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
 
@@ -146,13 +161,12 @@ def main(argv=None) -> int:
               "predict_seconds": None, "rows": None, "eras": None, "n_parameters": None}
     _write(args.result, result)
 
-    import logging
-
     import pandas as pd
 
-    # the pickle's own log lines (filled values, a stale history, an ensemble's members' time) reach the log, which
-    # `nmu check` reads; Numerai's runner may show fewer of them
+    # the pickle's own log lines (filled values, a stale history, an ensemble's members' time) reach the log as on
+    # Numerai's runner, and as records in the result: `nmu check` shows them by logger and level, never by their text
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger().addHandler(_Records(result))
     result["packages"] = {"pandas": pd.__version__}
     start = time.perf_counter()
     try:
