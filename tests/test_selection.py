@@ -11,7 +11,7 @@ from rich.console import Console
 from training.config import config_from_dict
 from training.console import Reporter
 from training.experiment import load_dataset, not_ahead_reason, run_experiment
-from validation.evaluation.selection import SHIP_T, choose_variant, split_eras
+from validation.evaluation.selection import SHIP_T, VETO_T, choose_variant, gain_table, split_eras
 
 
 def _per_era(gain: float, noise: float = 0.01, eras: int = 80, seed: int = 0) -> pd.DataFrame:
@@ -41,6 +41,28 @@ def test_of_the_variants_not_behind_the_largest_gain_ships_and_too_few_eras_ship
     assert choose_variant(per_era, ["baseline", "full", "no_timing", "no_clusters"])["shipped"] == "full"
     few = _per_era(0.01, eras=4)  # two choosing eras: no t, so nothing shows it is not behind
     assert choose_variant(few, ["baseline", "full"])["shipped"] == "baseline"
+
+
+def test_the_veto_a_variant_the_whole_validation_shows_behind_does_not_ship():
+    """Issue 26's planted C in small: the choosing half cannot show the harm (t above SHIP_T), all the validation
+    eras can (t below VETO_T); the baseline ships, and the decision says what the veto saw."""
+    rng = np.random.default_rng(7)
+    eras = [f"{e:04d}" for e in range(100, 192)]
+    base = rng.normal(0.03, 0.02, len(eras))
+    gain = np.where(np.arange(len(eras)) < 46, 0.001, -0.01) + rng.normal(0, 0.01, len(eras))
+    per_era = pd.concat([pd.DataFrame({"variant": "baseline", "era": eras, "corr": base}),
+                         pd.DataFrame({"variant": "full", "era": eras, "corr": base + gain})])
+    decision = choose_variant(per_era, ["baseline", "full"])
+    assert decision["evidence"]["full"]["t"] >= SHIP_T, decision["evidence"]  # the choosing half alone would ship it
+    veto = decision["veto"]
+    assert veto["evidence"]["full"]["t"] < VETO_T and veto["vetoed"] == ["full"] and veto["eras"] == [eras[0], eras[-1]]
+    assert decision["shipped"] == "baseline" and "the veto" in decision["rule"]
+    line = not_ahead_reason(decision)
+    assert "the validation eras as a whole showed full behind it beyond noise" in line and 'ship = "full"' in line
+    table = gain_table(decision)
+    assert table.set_index("variant").loc["full", "paired t (all validation eras)"] < VETO_T
+    # a variant the whole validation does not show behind beyond noise is not vetoed
+    assert choose_variant(_per_era(0.0), ["baseline", "full"])["veto"]["vetoed"] == []
 
 
 def test_the_warning_says_why_a_model_not_ahead_shipped_and_what_ships_otherwise():

@@ -32,7 +32,7 @@ from training.data import (
 from training.executor import InProcess, worker_threads
 from validation.errors import NmuError
 from validation.evaluation.scoring import ensemble_summary, score_eras, summarize
-from validation.evaluation.selection import RULE, SHIP_T, choose_variant
+from validation.evaluation.selection import RULE, SHIP_T, VETO_T, choose_variant
 from validation.evaluation.splits import EraSplit, embargo_split, expanding_window_folds
 from validation.schemas import validate_benchmark_frame, validate_training_frame
 
@@ -288,9 +288,12 @@ def not_ahead_reason(decision: dict[str, Any]) -> str:
         return (f"the shipped model ({shipped}) is not ahead of the baseline on the report eras "
                 f"({_report_scores(report)}); it shipped as {decision['rule']}")
     if shipped == "baseline":
-        return (f"shipping the baseline (report eras {_report_scores(report)}): the components were behind it on the "
-                f"choosing eras beyond noise, or had too few eras to judge; ship = \"full\" in the config ships them "
-                f"anyway")
+        vetoed = (decision.get("veto") or {}).get("vetoed") or []
+        why = (f"the validation eras as a whole showed {', '.join(vetoed)} behind it beyond noise (t < {VETO_T:g}: the "
+               "veto)" if vetoed else "the components were behind it on the choosing eras beyond noise, or had too "
+               "few eras to judge")
+        return (f"shipping the baseline (report eras {_report_scores(report)}): {why}; ship = \"full\" in the config "
+                f"ships them anyway")
     t = decision["evidence"][shipped]["t"]
     return (f"the shipped model ({shipped}) is not ahead of the baseline on the report eras ({_report_scores(report)}); "
             f"it shipped because the choosing eras did not show it behind beyond noise (t {t:.2f}; the rule refuses "
