@@ -1,7 +1,8 @@
 """Benchmark 7: the battery of worlds. Does what `nmu train` ships do no harm where the components find nothing,
 and keep their gain where they find something, in the lab (validation) and in the field (later eras, left alone)?
 
-    python tests/benchmarks/bench_worlds.py [--data DIR] [--worlds NAME,NAME] [--held-out] [--ablation] [--no-assert]
+    python tests/benchmarks/bench_worlds.py [--data DIR] [--family built-in|drifting|both] [--worlds NAME,NAME]
+                                            [--held-out] [--ablation] [--no-assert]
 
 Six planted and six control worlds of different seeds, shapes and effect sizes (some weaker than the default
 world's), each made with `future_eras` eras after its validation eras. On each, `nmu train` runs with the default
@@ -18,7 +19,13 @@ component meant to catch it adds to full (full minus no_<component>, fitted on t
 --ablation` does, scored left alone on the same eras; for a component off by default, clusters, full with it switched
 on minus full). The shipping decision is the default run's, without ablation.
 
+`--family drifting` runs six worlds of a second family written from another description
+(training.drifting_world: persistent stocks with drifting correlated styles, groups that mix styles, only some styles
+paying, fat tails, a regime that appears part-way and an interaction that fades), three planted and three null; no
+oracle there. `--family both` runs both sets.
+
 Bounds (exit 1 when one fails, unless --no-assert):
+- every world: shipped - baseline >= -0.0015 on the future eras (issue 26);
 - control worlds, pooled: shipped - baseline >= -0.0003 corr on the validation report eras and on the future eras;
 - planted worlds, pooled on the future eras: shipped >= baseline, and shipped keeps >= 90 % of the best variant's
   gain over the baseline.
@@ -45,6 +52,7 @@ from rich.console import Console
 from model import COMPONENTS
 from training.config import load_config
 from training.console import Reporter
+from training.drifting_world import DriftingWorldConfig, write_drifting_world
 from training.experiment import (
     Job,
     benchmark_for,
@@ -92,6 +100,29 @@ WORLDS = dict([
 ])
 
 
+def _drifting(name: str, planted: bool, seed: int, **changes):
+    return name, DriftingWorldConfig(planted=planted, seed=seed, future_eras=80, **changes)
+
+
+WEAK_DRIFT = {"momentum_sd": 0.01, "interaction_strength": 0.02, "relative_strength": 0.012}
+DRIFTING_WORLDS = dict([
+    # the second family (training.drifting_world): persistent stocks with drifting, correlated styles, groups that
+    # mix styles, only some styles paying, fat tails, a regime that appears and an interaction that fades
+    _drifting("drift-planted-a", True, 101),
+    _drifting("drift-planted-b", True, 102, eras=300, train_eras=220, stocks=1200, groups=10, features_per_group=15,
+              paying=3, tail_df=3.0),
+    _drifting("drift-planted-weak", True, 103, eras=400, train_eras=300, stocks=1800, groups=6, features_per_group=30,
+              **WEAK_DRIFT),
+    _drifting("drift-null-a", False, 111),
+    _drifting("drift-null-b", False, 112, eras=300, train_eras=220, stocks=1200, groups=10, features_per_group=15,
+              paying=3, tail_df=3.0),
+    _drifting("drift-null-thin-tails", False, 113, eras=400, train_eras=300, stocks=1800, groups=6,
+              features_per_group=30, tail_df=30.0),
+])
+WORLD_BOUND = -0.0015
+"""Issue 26's per-world bound: in every world of both families, shipped - baseline on the future eras."""
+
+
 def per_era_corr(predictions: pd.Series, frame: pd.DataFrame) -> pd.Series:
     """numerai_corr per era of predictions (by id) with the frame's target."""
     joined = frame[["era", "target"]].join(predictions.rename("prediction"), how="inner")
@@ -108,10 +139,14 @@ def run_live(pickle_path: Path, future: pd.DataFrame, bench: pd.DataFrame) -> pd
     return pd.concat(parts)
 
 
-def run_world(name: str, config: SyntheticConfig, root: Path, ablation: bool = False) -> dict:
+def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Path, ablation: bool = False) -> dict:
     data, out = root / name / "data", root / name / "artifacts"
+    drifting = isinstance(config, DriftingWorldConfig)
     if not (data / "future.parquet").exists():
-        write_synthetic_world(data, config)
+        if drifting:
+            write_drifting_world(data, config)
+        else:
+            write_synthetic_world(data, config)
     quiet = Console(quiet=True)
     started = time.perf_counter()
     metrics = train_command(data=data, out=out, config_path=None, console=quiet)
@@ -143,12 +178,13 @@ def run_world(name: str, config: SyntheticConfig, root: Path, ablation: bool = F
     report = lab[(lab["era"] >= report_first) & (lab["era"] <= report_last)]
     validation = {v: report[report["variant"] == v].set_index("era")["corr"] for v in ("baseline", "full")}
     validation["shipped"] = validation[shipped]
-    row = {"world": name, "planted": config.planted, "shape": f"{config.eras}x{config.stocks}x{config.features}",
+    features = config.groups * config.features_per_group if drifting else config.features
+    row = {"world": name, "planted": config.planted, "shape": f"{config.eras}x{config.stocks}x{features}",
            "shipped": shipped, "seconds": round(time.perf_counter() - started)}
     for v in ("baseline", "full", "shipped"):
         row[f"val_{v}"] = float(validation[v].mean())
         row[f"future_{v}"] = float(field[v].mean())
-    if config.planted:
+    if config.planted and not drifting:  # the oracle knows the built-in world's truth only
         validation_eras = sorted(lab["era"].unique())
         oracle_val = oracle_predictions(config, [int(e) for e in validation_eras])["prediction"]
         val_frame = pd.read_parquet(data / "validation.parquet", columns=["era", "target"])
@@ -225,11 +261,14 @@ def main() -> int:
     parser.add_argument("--held-out", action="store_true",
                         help="the five worlds of benchmark 8 (bench_field.py), which took no part in choosing any "
                              "default, instead of the battery's twelve")
+    parser.add_argument("--family", choices=("built-in", "drifting", "both"), default="built-in",
+                        help="which family of worlds: the built-in generator's battery, the drifting worlds "
+                             "(training.drifting_world), or both")
     parser.add_argument("--ablation", action="store_true",
                         help="per planted world, each effect's worth to the oracle beside each component's gain")
     parser.add_argument("--no-assert", action="store_true")
     args = parser.parse_args()
-    worlds = WORLDS
+    worlds = {"built-in": WORLDS, "drifting": DRIFTING_WORLDS, "both": {**WORLDS, **DRIFTING_WORLDS}}[args.family]
     if args.held_out:  # imported here: bench_field imports this module
         from tests.benchmarks.bench_field import WORLDS as worlds
     names = args.worlds.split(",") if args.worlds else list(worlds)
@@ -241,6 +280,12 @@ def main() -> int:
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(table.to_string(index=False))
     ok = True
+    for r in rows:
+        world_mean = float(r["_future_diff"].mean())
+        passed = world_mean >= WORLD_BOUND
+        ok &= passed
+        print(f"{r['world']}: future eras shipped - baseline = {world_mean:+.4f}; bound >= {WORLD_BOUND}: "
+              f"{'ok' if passed else 'FAILED'}")
     control = [r for r in rows if not r["planted"]]
     planted = [r for r in rows if r["planted"]]
     if control:
@@ -260,6 +305,8 @@ def main() -> int:
         print(f"planted worlds, future eras: shipped - baseline = {mean:+.4f} +- {se:.4f} (t {t:+.2f}); best variant "
               f"(full) - baseline = {full_mean:+.4f} +- {full_se:.4f}; shipped keeps {share:.0%} of it; bounds >= 0 "
               f"and >= {PLANTED_SHARE:.0%}: {'ok' if passed else 'FAILED'}")
+        planted = [r for r in planted if "share_captured_val" in r]  # the oracle: built-in worlds only
+    if planted:
         shares = [r["share_captured_val"] for r in planted]
         print(f"oracle: full captures {np.mean(shares):.0%} of the oracle's validation gain over the baseline "
               f"(per world {', '.join(f'{s:.0%}' for s in shares)})")
