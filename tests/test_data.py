@@ -210,6 +210,7 @@ def _peak_memory(path: Path, code: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a measurement at size: writes and loads ~200 MB twice in subprocesses (7.5 s)
 def test_peak_memory_near_result_size(big_file: Path) -> None:
     """Loading ~200 MB of int8 features peaks at most ~1.5x the frame's size above the baseline."""
     lean = _peak_memory(big_file, "frame = load_frame(path, features)\n")

@@ -119,6 +119,7 @@ def test_nmu_train_scores_every_member_and_the_ensemble(small_world, tmp_path: P
     assert predict(live, pd.read_parquet(small_world / "live_benchmark_models.parquet"))["prediction"].std() > 0
 
 
+@pytest.mark.slow  # a whole three-member experiment with its refit (11 s)
 def test_each_member_is_a_job_of_its_own_on_the_executor(small_world, tmp_path: Path):
     # the executor sees every member of every variant as its own job (first members, then the others, which reuse
     # their first member's target-free work), then the jobs that assemble and score the ensembles
@@ -157,12 +158,13 @@ def test_each_member_is_a_job_of_its_own_on_the_executor(small_world, tmp_path: 
     # the refit ensemble is made of the members its own jobs fitted, the later ones sharing the first's work
     members = [executor.results[f"refit {result.shipped_variant} (member {i})"] for i in (1, 2, 3)]
     assert all(a is b for a, b in zip(shipped.members_, members))
-    if members[0].factors_ is not None:
-        assert members[1].factors_ is members[0].factors_ and members[2].factors_ is members[0].factors_
+    if members[0].target_free_ is not None:
+        assert members[1].target_free_ is members[0].target_free_ and members[2].target_free_ is members[0].target_free_
     # every member keeps the template's n_jobs for predicting, not the fit's threads
     assert all(m.n_jobs == shipped.model.n_jobs for m in members)
 
 
+@pytest.mark.slow  # a second whole nmu train (8 s); the default lane keeps the targets one and the seeds' bagging
 def test_nmu_train_with_seeds_scores_every_seed(small_world, tmp_path: Path):
     config = tmp_path / "seeds.toml"
     config.write_text('[ensemble]\nseeds = 2\n\n[lightgbm]\nn_estimators = 30\nlearning_rate = 0.1\n')

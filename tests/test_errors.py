@@ -185,6 +185,7 @@ def test_synthetic_out_that_is_a_file(tmp_path):
 
 
 # ---- artifacts move as one ----------------------------------------------------------------------------------------
+@pytest.mark.slow  # three whole nmu train runs (7 s); test_pipeline's failure-while-writing one stays in the default
 def test_a_swap_broken_halfway_leaves_the_previous_directory(small_world, tmp_path, monkeypatch):
     first = _train(small_world, tmp_path)
     assert first.exit_code == 0, first.output

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import training.refresh as refresh_module
 import training.upload as upload_mod
 from tests.fake_numerai import SEGFAULT, FakeNumerai, fake_numerai, pickle_record  # noqa: F401  (fixture)
+from training.check import CheckResult
 from training.cli import app
 from training.console import Reporter
 from training.pipeline import train_command
@@ -125,8 +126,9 @@ def test_a_failed_check_leaves_the_previous_files(worlds, artifacts, monkeypatch
     _, later, _ = worlds
     state = _state(artifacts)
     def failing(path, *args, **kwargs):  # as a pickle that returns NaN would
-        update_manifest(path, check={"passed": False, "reason": "live run: simulated NaN"})
-        return False
+        record = {"passed": False, "reason": "live run: simulated NaN"}
+        update_manifest(path, check=record)
+        return CheckResult(passed=False, reason=record["reason"], warning="", record=record, record_path=None)
 
     monkeypatch.setattr(refresh_module, "check_command", failing)
     with pytest.raises(NmuError, match="failed the runtime check.*simulated NaN.*left as it was"):
