@@ -6,6 +6,7 @@ Imports numpy, pandas, scipy, lightgbm and scikit-learn's base classes only (eve
 
 from .ensemble import TargetEnsemble
 from .estimator import COMPONENTS, VARIANTS, NumeraiModel
-from .residualize import ResidualizedRegressor, Residualizer
+from .residualized_regressor import ResidualizedRegressor
+from .residualizer import Residualizer
 
 __all__ = ["COMPONENTS", "VARIANTS", "NumeraiModel", "ResidualizedRegressor", "Residualizer", "TargetEnsemble"]

@@ -9,7 +9,7 @@ beat fixed sector labels. `Clusters` learns them with numpy only, so its fitted 
   LAPACK QR/SVD on large matrices) and clustered by k-means (k-means++ init, `n_init` restarts, empty
   clusters re-seeded). The sample is drawn from evenly spaced eras, at least MIN_ROWS_PER_ERA rows each.
 * predict / transform: every era is standardised with its own statistics (two passes over its rows) and
-  projected in bounded row chunks (float32, at most ~CHUNK_ELEMENTS values at a time, never a float64 copy
+  projected in bounded row chunks (float32, at most ~CLUSTER_CHUNK_ELEMENTS values at a time, never a float64 copy
   of the frame); predict gives each row its nearest centroid, transform the PCA scores.
 * relative / dummies: cluster-relative values (minus the era × cluster mean) and one-hot cluster
   exposures for the residualizer.
@@ -20,17 +20,17 @@ Labels are ordered by cluster size in the fitting sample (0 = largest), so they 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
 from .eras import EraIndex
+from .features import CLUSTER_CHUNK_ELEMENTS, rows_per_chunk
 from .params import check_params
-from .stats import confirm, era_coefficients, familywise_threshold, series_stat
+from .stats import confirm, era_coefficients, familywise_threshold, gate_embargo, series_stat
 
-# Upper bound on the values of one float32 working block (rows × features): 2^22 values = 16 MiB.
-CHUNK_ELEMENTS = 1 << 22
 # Sampled eras get at least this many rows (or all of theirs) so their mean and std are estimated well.
 MIN_ROWS_PER_ERA = 500
 # With at most this many features (or sample rows) the PCA is an exact eigen-decomposition of the smaller
@@ -39,8 +39,8 @@ GRAM_SIZE = 512
 
 
 def _chunk_rows(n_features: int) -> int:
-    """Rows per working block so that one float32 block holds at most CHUNK_ELEMENTS values."""
-    return max(1, CHUNK_ELEMENTS // max(1, n_features))
+    """Rows per working block so that one float32 block holds at most CLUSTER_CHUNK_ELEMENTS values."""
+    return rows_per_chunk(CLUSTER_CHUNK_ELEMENTS, n_features)
 
 
 def _era_stats(features: np.ndarray, rows: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
@@ -249,9 +249,12 @@ def cluster_dummies(labels: np.ndarray, n_clusters: int) -> np.ndarray:
     return out
 
 
-class Clusters(BaseEstimator):
-    """Data-driven industries: PCA of per-era standardised features + k-means, all numpy state; and the evidence
-    gate that decides which of its columns the model gets.
+class Clusters:
+    """Data-driven industries: PCA of per-era standardised features + k-means, all numpy state. It does not look at a
+    target (an ensemble's members share one); `ClusterGate` decides, per target, which of its columns a model gets.
+
+    A plain class, not a scikit-learn estimator: `fit(features, eras)` takes the rows' eras where scikit-learn's
+    contract has a target.
 
     Parameters
     ----------
@@ -265,24 +268,16 @@ class Clusters(BaseEstimator):
         k-means restarts and iterations.
     random_state : int, default=0
         Seed of the sample, the PCA's range finder and k-means.
-    threshold : float, default=3.0
-        Least |Newey-West t| of a gated column (raised to the family-wise critical value for the number of tests).
-    nw_lags : int, default=4
-        Newey-West lags (neighbouring eras' targets overlap).
 
     Attributes
     ----------
     components_, centroids_ : ndarray
         PCA axes (n_components, F) and k-means centroids, clusters ordered by size (0 = largest).
-    relative_keep_ : ndarray of int
-        The cluster-relative composites kept: those that explain the target beyond their composite on the first
-        training eras and still on the later, embargoed ones (model.stats.confirm; set by `gate`).
-    cluster_id_used_ : bool
-        Whether the cluster id is a column: some cluster's per-era mean target is non-zero, confirmed likewise.
-    relative_evidence_, cluster_evidence_ : model.stats.Evidence
-    relative_tstats_, cluster_tstats_ : ndarray
-        The gates' t-statistics.
     """
+
+    _parameter_rules: ClassVar[dict[str, tuple]] = {
+        "n_clusters": ("int", 1, None), "n_components": ("int", 1, None), "sample_size": ("int", 1, None),
+        "n_init": ("int", 1, None), "max_iter": ("int", 1, None), "random_state": ("int", 0, None)}
 
     def __init__(
         self,
@@ -292,8 +287,6 @@ class Clusters(BaseEstimator):
         n_init: int = 4,
         max_iter: int = 100,
         random_state: int = 0,
-        threshold: float = 3.0,
-        nw_lags: int = 4,
     ):
         self.n_clusters = n_clusters
         self.n_components = n_components
@@ -301,8 +294,6 @@ class Clusters(BaseEstimator):
         self.n_init = n_init
         self.max_iter = max_iter
         self.random_state = random_state
-        self.threshold = threshold
-        self.nw_lags = nw_lags
 
     # --- fitting --------------------------------------------------------------------------------------
     @staticmethod
@@ -318,9 +309,7 @@ class Clusters(BaseEstimator):
 
     def fit(self, features: np.ndarray, eras: EraIndex) -> Clusters:
         """Learn PCA axes and k-means centroids from a per-era standardised row sample of `features`."""
-        check_params(self, n_clusters=("int", 1, None), n_components=("int", 1, None), sample_size=("int", 1, None),
-                     n_init=("int", 1, None), max_iter=("int", 1, None), random_state=("int", 0, None),
-                     threshold=("real", 0, None), nw_lags=("int", 0, None))
+        check_params(self)
         x = self._check(features, eras)
         n, f = x.shape
         if n == 0 or f == 0:
@@ -367,7 +356,7 @@ class Clusters(BaseEstimator):
     # --- prediction -----------------------------------------------------------------------------------
     def _check_fitted(self, x: np.ndarray) -> None:
         if not hasattr(self, "centroids_"):
-            raise ValueError("Clusters is not fitted: call fit(features, eras) first")
+            raise NotFittedError("Clusters is not fitted: call fit(features, eras) first")
         if x.shape[1] != self.n_features_in_:
             raise ValueError(f"Clusters was fitted on {self.n_features_in_} features, got {x.shape[1]}")
 
@@ -423,12 +412,44 @@ class Clusters(BaseEstimator):
         labels = self.predict(features, eras)
         return labels, self.relative(composites, labels, eras)
 
-    def gate(self, composites: np.ndarray, relative: np.ndarray, labels: np.ndarray, target: np.ndarray,
-             eras: EraIndex) -> Clusters:
+
+
+class ClusterGate:
+    """Which of the clusters' columns a model gets for its target: the cluster id, and the cluster-relative
+    composites, each kept only with evidence from the training eras.
+
+    Parameters
+    ----------
+    threshold : float, default=3.0
+        Least |Newey-West t| of a gated column (raised to the family-wise critical value for the number of tests).
+    nw_lags : int, default=4
+        Newey-West lags (neighbouring eras' targets overlap).
+
+    Attributes
+    ----------
+    relative_keep_ : ndarray of int
+        The cluster-relative composites kept: those that explain the target beyond their composite on the first
+        training eras and still on the later, embargoed ones (model.stats.confirm).
+    cluster_id_used_ : bool
+        Whether the cluster id is a column: some cluster's per-era mean target is non-zero, confirmed likewise.
+    relative_evidence_, cluster_evidence_ : model.stats.Evidence
+    relative_tstats_, cluster_tstats_ : ndarray
+        The gates' t-statistics.
+    """
+
+    _parameter_rules: ClassVar[dict[str, tuple]] = {"threshold": ("real", 0, None), "nw_lags": ("int", 0, None)}
+
+    def __init__(self, threshold: float = 3.0, nw_lags: int = 4):
+        self.threshold = threshold
+        self.nw_lags = nw_lags
+
+    def fit(self, composites: np.ndarray, relative: np.ndarray, labels: np.ndarray, n_clusters: int,
+            target: np.ndarray, eras: EraIndex) -> ClusterGate:
         """Keep a cluster-relative composite only if it explains the target beyond its composite, and the cluster id
-        only if some cluster's per-era mean target is non-zero: chosen on the first training eras, confirmed on the
-        later, embargoed ones."""
-        lags, embargo = self.nw_lags, self.nw_lags + 1
+        only if some cluster's per-era mean target is non-zero (labels in 0..n_clusters-1): chosen on the first
+        training eras, confirmed on the later, embargoed ones."""
+        check_params(self)
+        lags, embargo = self.nw_lags, gate_embargo(self.nw_lags)
         k = composites.shape[1]
         series = np.column_stack([era_coefficients([composites[:, j], relative[:, j]], target, eras)[:, 1]
                                   for j in range(k)])
@@ -436,7 +457,6 @@ class Clusters(BaseEstimator):
                                           embargo)
         self.relative_tstats_ = self.relative_evidence_.select_t
         self.relative_keep_ = np.flatnonzero(self.relative_evidence_.passed).astype(np.int64)
-        n_clusters = len(self.centroids_)
         valid = ~np.isnan(target)
         yc = np.where(valid, target - eras.broadcast(eras.means(target)), 0.0)
         cell = eras.codes.astype(np.int64) * n_clusters + labels.astype(np.int64)

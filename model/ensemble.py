@@ -5,7 +5,9 @@ Numerai's own examples and most serious users train on several targets and avera
 Here every member is the same NumeraiModel variant fitted on its own target (an auxiliary target's NaN rows left
 out of that member only), `seeds` times with as many LightGBM seeds (bagging over seeds: the columns each tree
 samples differ); the work that does not depend on the target (factor composites, the clusters' PCA and
-k-means) is fitted once, by the first member, and shared. The residualizer is applied once, to the combination.
+k-means: a `model.target_free.TargetFree`) is fitted once, by the first member, and held by every member and the
+ensemble. The residualizer is applied once, to the combination (`model.estimator.fit_residualizer`, as a
+NumeraiModel fits its own).
 The ensemble has the estimator's live interface (`feature_names_in_`, `benchmark_columns_`, `predict_eras`), so
 Numerai's live function and `export_pickle` take it as they take one model.
 """
@@ -15,23 +17,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import NotFittedError
 
+from .base import RanksPerEraMixin
 from .benchmarks import benchmark_vector, filled_benchmark
 from .eras import EraIndex, era_key
-from .estimator import NumeraiModel, era_chunks, lgbm_threads
-from .features import as_frame, chunk_rows, feature_matrix
-from .residualize import Residualizer
+from .estimator import NumeraiModel, era_chunks, fit_residualizer, lgbm_threads
+from .features import as_frame, as_target, feature_matrix
+from .params import check_params
+from .target_free import TargetFree
 
 _log = logging.getLogger("model.ensemble")
 
 
-class TargetEnsemble(RegressorMixin, BaseEstimator):
+class TargetEnsemble(RanksPerEraMixin, RegressorMixin, BaseEstimator):
     """Several targets' NumeraiModels averaged per era (rank average), residualized once.
 
     Parameters
@@ -55,11 +59,16 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         Each member's normalised weight.
     residualizer_ : Residualizer or None
         The residualizer of the combination.
+    target_free_ : TargetFree or None
+        The target-free work the members share (the first member's).
     feature_names_in_, n_features_in_, benchmark_columns_, as_of_era_
         As NumeraiModel's (the as-of era is the oldest of the members').
     """
 
     reads_eras = True
+
+    _parameter_rules: ClassVar[dict[str, tuple]] = {"model": ("regressor", "none"), "seeds": ("int", 1, None)}
+    """What each parameter may be (model.params; `targets` and `weights`, which depend on each other, in `_check`)."""
 
     def __init__(self, model: NumeraiModel | None = None, targets: Sequence[str] = ("target",),
                  weights: Sequence[float] | None = None, seeds: int = 1):
@@ -69,6 +78,7 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         self.seeds = seeds
 
     def _check(self) -> tuple[NumeraiModel, list[str], np.ndarray]:
+        check_params(self)
         targets = [str(t) for t in self.targets]
         if not targets or len(set(targets)) != len(targets):
             raise ValueError(f"TargetEnsemble: parameter `targets` is {self.targets!r}; it must name distinct targets")
@@ -76,8 +86,6 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         if weights.shape != (len(targets),) or not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"TargetEnsemble: parameter `weights` is {self.weights!r}; it must give one non-negative "
                              f"weight per target ({len(targets)}), not all zero")
-        if isinstance(self.seeds, bool) or not isinstance(self.seeds, (int, np.integer)) or self.seeds < 1:
-            raise ValueError(f"TargetEnsemble: parameter `seeds` is {self.seeds!r}; it must be a whole number >= 1")
         model = NumeraiModel() if self.model is None else self.model
         return model, targets, np.repeat(weights / weights.sum() / self.seeds, self.seeds)
 
@@ -116,13 +124,17 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         -------
         self
         """
+        X = as_frame(X, owner=type(self).__name__)
+        if not isinstance(Y, (pd.DataFrame, Mapping)) and len(list(self.targets)) == 1:  # scikit-learn's checks of y
+            Y = as_target(Y, len(X), owner=type(self).__name__)
         first = self.fit_member(0, X, Y, benchmark, callbacks)
-        others = [self.fit_member(i, X, Y, benchmark, callbacks, shared=first) for i in range(1, self._n_members())]
+        others = [self.fit_member(i, X, Y, benchmark, callbacks, target_free=first.target_free_)
+                  for i in range(1, self._n_members())]
         return self.assemble([first, *others], X, Y)
 
     def fit_member(self, index: int, X: pd.DataFrame, Y: pd.DataFrame | Mapping[str, Any],
                    benchmark: pd.DataFrame | None = None, callbacks: list | None = None,
-                   shared: NumeraiModel | None = None) -> NumeraiModel:
+                   target_free: TargetFree | None = None) -> NumeraiModel:
         """Fit member `index` alone (an independent job: `nmu train` runs each on its executor): target
         `targets[index // seeds]` with seed offset `index % seeds`, on the rows where that target is known, with its
         own residualizer off.
@@ -133,9 +145,9 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
             The member's position (target by target, seed by seed).
         X, Y, benchmark, callbacks
             As `fit`.
-        shared : NumeraiModel, optional
-            The first member, fitted: its factor composites and cluster structure are reused (give it to every
-            member but the first).
+        target_free : TargetFree, optional
+            The first member's `target_free_`: its factor composites and cluster structure are used, not refitted
+            (give it to every member but the first).
 
         Returns
         -------
@@ -154,7 +166,7 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         member = clone(template).set_params(residualizer=False)
         if seed:
             member.set_params(random_state=int(template.random_state) + seed)
-        return member.fit(rows, y[known], benchmark=bench, callbacks=callbacks, shared=shared)
+        return member.fit(rows, y[known], benchmark=bench, callbacks=callbacks, target_free=target_free)
 
     def assemble(self, members: Sequence[NumeraiModel], X: pd.DataFrame,
                  Y: pd.DataFrame | Mapping[str, Any]) -> TargetEnsemble:
@@ -180,31 +192,19 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         self.benchmark_columns_ = first.benchmark_columns_
         self.as_of_era_ = min((m.as_of_era_ for m in self.members_ if m.as_of_era_ is not None), default=None,
                               key=era_key)
+        self.target_free_ = first.target_free_
         self.residualizer_ = None
         if template.residualizer:
-            main = self._target_values(Y, targets[0])
-            eras = EraIndex.from_frame(X)
-            raw = feature_matrix(X, list(self.feature_names_in_))
-            labels = first.clusters_.predict(raw, eras) if first.clusters_ is not None else None
-
-            def basis() -> np.ndarray | None:  # the composites, by chunks of whole eras, made only if the gate asks
-                if first.factors_ is None:
-                    return None
-                z = np.empty((len(raw), len(first.factors_.names_)), dtype=np.float32)
-                for rows in eras.chunks(chunk_rows(raw.shape[1])):
-                    z[rows] = first.factors_.transform(raw[rows], eras.take(rows))
-                return z
-
-            self.residualizer_ = Residualizer(
-                template.residualize_proportion, template.residualize_features, template.residualize_n_features,
-                clusters=template.residualize_clusters, benchmark=template.residualize_benchmark,
-            ).fit(raw, main, eras, basis=basis, labels=labels,
-                  n_clusters=len(first.clusters_.centroids_) if first.clusters_ is not None else None,
-                  embargo=template.gate_embargo)
+            features = list(self.feature_names_in_)
+            self.residualizer_ = fit_residualizer(template, self.target_free_, feature_matrix(X, features),
+                                                  self._target_values(Y, targets[0]), EraIndex.from_frame(X), features)
         return self
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "members_")
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "members_"):
+        if not self.__sklearn_is_fitted__():
             raise NotFittedError("this TargetEnsemble is not fitted yet: call fit(X, Y) first")
 
     def predict_eras(self, raw: np.ndarray, eras: EraIndex, benchmark: np.ndarray | None = None) -> np.ndarray:
@@ -215,15 +215,15 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
         member's predict at Numerai's width (1.1 of 14 s over 10 eras, 2,000 trees x 2,748 features, one thread).
         """
         self._check_fitted()
-        first = self.members_[0]
         for member in self.members_:
-            member._log_staleness(eras)
-        threads = lgbm_threads(first.n_jobs)
-        shares = [first.shares_target_free_work(m) for m in self.members_]
+            member.log_staleness(eras)
+        threads = lgbm_threads(self.members_[0].n_jobs)
+        shared = self.target_free_
+        shares = [shared is not None and m.target_free_ is shared for m in self.members_]
         seconds = np.zeros(len(self.members_))
         out = np.empty(len(raw))
         for rows, sub, chunk, bench in era_chunks(raw, eras, benchmark):
-            pieces = first._target_free(chunk, sub) if any(shares) else None
+            pieces = shared.pieces(chunk, sub) if any(shares) else None
             combined = np.zeros(len(rows))
             for i, (weight, member) in enumerate(zip(self.weights_, self.members_)):
                 start = time.perf_counter()
@@ -233,7 +233,7 @@ class TargetEnsemble(RegressorMixin, BaseEstimator):
                 out[rows] = sub.rank(combined)
             else:
                 labels = pieces.labels if pieces is not None else (
-                    first.clusters_.predict(chunk, sub) if first.clusters_ is not None else None)
+                    shared.labels(chunk, sub) if shared is not None else None)
                 out[rows] = self.residualizer_.transform(combined, chunk, sub, labels, bench)
         total = seconds.sum() or 1.0
         _log.info("ensemble members' share of the predict time: %s",

@@ -11,29 +11,36 @@ nothing for a component costs (almost) nothing. docs/design.md tells the idea be
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.exceptions import DataConversionWarning, NotFittedError
+from sklearn.exceptions import NotFittedError
 
+from .base import RanksPerEraMixin
 from .benchmarks import benchmark_vector, choose_benchmark_column, filled_benchmark
 from .booster import Rows, predict_raw, train_booster
-from .clusters import Clusters
+from .clusters import ClusterGate
 from .eras import EraIndex, check_era_labels, era_key, era_number
 from .factors import Factors, factor_returns
-from .features import CHUNK_CELLS, as_frame, chunk_rows, feature_columns, feature_matrix
+from .features import (
+    CHUNK_CELLS,
+    as_frame,
+    as_target,
+    chunk_rows,
+    feature_columns,
+    feature_matrix,
+)
 from .interactions import Interactions
 from .params import check_params, resolve_n_jobs
-from .residualize import RESIDUALIZE_FEATURES, Residualizer
-from .stats import era_coefficients
+from .residualizer import RESIDUALIZE_FEATURES, Residualizer
+from .stats import era_coefficients, gate_embargo
+from .target_free import Pieces, TargetFree
 from .timing import STALENESS_POLICIES, Timing
 
 COMPONENTS = ("clusters", "interactions", "timing", "residualizer")
@@ -42,25 +49,6 @@ _log = logging.getLogger("model.timing")
 _LOGGED_STALENESS = [""]  # the last staleness line logged by this process
 CLUSTER_T = 3.0
 """Least |t| of a cluster gate (raised to the family-wise critical value for the number of tests)."""
-
-
-def _as_target(y: Any, n_rows: int) -> np.ndarray:
-    """Y as a float64 vector of n_rows values, with scikit-learn's input errors; NaN marks a row without a target
-    (left out of the fit), so only an all-NaN or infinite y is refused."""
-    if y is None:
-        raise ValueError("NumeraiModel requires y to be passed, but the target y is None")
-    target = np.asarray(y, dtype=np.float64)
-    if target.ndim == 2 and target.shape[1] == 1:
-        warnings.warn("A column-vector y was passed when a 1d array was expected: it is raveled",
-                      DataConversionWarning, stacklevel=3)
-    target = target.reshape(-1)
-    if len(target) != n_rows:
-        raise ValueError(f"y has {len(target)} values but X has {n_rows} rows")
-    if np.isinf(target).any():
-        raise ValueError("Input y contains infinity: every target must be finite or NaN (no target)")
-    if np.isnan(target).all():
-        raise ValueError("Input y contains NaN in every row: no row has a target to fit on")
-    return target
 
 
 def lgbm_threads(n_jobs: Any) -> int:
@@ -90,17 +78,35 @@ def era_chunks(raw: np.ndarray, eras: EraIndex, benchmark: np.ndarray | None
             yield rows, eras.take(rows), raw[rows], None if benchmark is None else benchmark[rows]
 
 
-class TargetFree(NamedTuple):
-    """The engineered pieces of some whole eras that do not depend on the target (one computation serves every
-    ensemble member that shares the factors and clusters)."""
+def fit_residualizer(model: NumeraiModel, target_free: TargetFree | None, raw: np.ndarray, target: np.ndarray,
+                     eras: EraIndex, features: list[str], composites: np.ndarray | None = None,
+                     labels: np.ndarray | None = None) -> Residualizer:
+    """The residualizer of `model`'s settings (its residualize_* parameters and gate embargo) fitted on these rows:
+    NumeraiModel's own, and a TargetEnsemble's for the combination.
 
-    comp_raw: np.ndarray
-    z: np.ndarray
-    labels: np.ndarray | None
-    relative: np.ndarray | None
+    The gate's linear proxy regresses the target on the composites (`composites`, else made from `target_free` by
+    chunks of whole eras, else principal components of the features: made only if the gate asks); the cluster
+    dummies are exposures by the rows' labels (`labels`, else `target_free`'s)."""
+    chunk = chunk_rows(raw.shape[1])
+    if composites is not None:
+        basis: Any = composites
+    elif target_free is not None:
+        def basis() -> np.ndarray:
+            return target_free.composites(raw, eras, chunk)
+    else:
+        def basis() -> np.ndarray:
+            return Factors(None, model.n_factors, random_state=int(model.random_state)).fit(
+                raw, eras, features).transform(raw, eras)
+    if labels is None and target_free is not None:
+        labels = target_free.labels(raw, eras)
+    return Residualizer(
+        model.residualize_proportion, model.residualize_features, model.residualize_n_features,
+        clusters=model.residualize_clusters, benchmark=model.residualize_benchmark,
+    ).fit(raw, target, eras, basis=basis, labels=labels,
+          n_clusters=target_free.n_clusters_ if labels is not None else None, embargo=model.gate_embargo)
 
 
-class NumeraiModel(RegressorMixin, BaseEstimator):
+class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
     """Interaction-, timing- and cluster-aware LightGBM for Numerai with a residualization postprocessor.
 
     X is a DataFrame of the `era` column and the features (int8 0..4, NaN allowed); a frame without `era` is one
@@ -156,9 +162,14 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
     n_features_in_ : int
     benchmark_columns_ : list of str or None
         The benchmark column the model was fitted with (None: fitted without benchmark predictions).
+    target_free_ : model.target_free.TargetFree or None
+        The work that does not depend on the target: the composites and the clusters' structure (None for the
+        baseline); an ensemble's members hold the same one.
     factors_ : Factors or None
-        The composites (None for the baseline).
-    clusters_, interactions_, timing_, residualizer_ : component or None
+        The composites (`target_free_.factors_`).
+    clusters_ : ClusterGate or None
+        The clusters' gate: which cluster columns this target gets (the structure is `target_free_.clusters_`).
+    interactions_, timing_, residualizer_ : component or None
         The fitted components, each with its gate's choices (None when switched off).
     factor_premia_ : ndarray or None
         Mean per-era premia of the composites (only with factor_model).
@@ -173,6 +184,19 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
 
     reads_eras = True
     """Meta-estimators (ResidualizedRegressor) pass this model the `era` column."""
+
+    _parameter_rules: ClassVar[dict[str, tuple]] = {
+        "clusters": ("bool",), "interactions": ("bool",), "timing": ("bool",), "residualizer": ("bool",),
+        "n_factors": ("int", 1, None), "n_clusters": ("int", 1, None), "cluster_components": ("int", 1, None),
+        "max_interactions": ("int", 0, None), "interaction_threshold": ("real", 0, None),
+        "timing_window": ("int", 1, None), "timing_lag": ("int", 0, None), "timing_threshold": ("real", 0, None),
+        "timing_staleness": ("choice", *STALENESS_POLICIES),
+        "residualize_proportion": ("real", 0.0, 1.0), "residualize_features": ("choice", *RESIDUALIZE_FEATURES),
+        "residualize_n_features": ("int", 0, None), "residualize_clusters": ("bool",),
+        "residualize_benchmark": ("bool",), "factor_model": ("bool",), "random_state": ("int", 0, None),
+        "feature_groups": ("mapping", "none"), "lgbm_params": ("mapping", "none"), "n_jobs": ("n_jobs",),
+    }
+    """What each parameter may be (model.params): checked at fit, as scikit-learn checks, not in __init__."""
 
     def __init__(
         self,
@@ -224,12 +248,6 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def __sklearn_tags__(self):  # noqa: D105 - scikit-learn's tags
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True  # Numerai's features have NaN
-        tags.regressor_tags.poor_score = True  # predictions are per-era ranks in (0, 1], not on the target's scale
-        return tags
-
     # ---- variants -------------------------------------------------------------------------------------
     def variant(self, name: str) -> NumeraiModel:
         """An unfitted copy: "baseline" (all components off), "full" (all on) or "no_<component>"."""
@@ -246,24 +264,6 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         return type(self)(**params)
 
     # ---- parameters -----------------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        """ValueError naming any parameter whose value is not allowed (scikit-learn checks at fit, not __init__)."""
-        check_params(
-            self, clusters=("bool",), interactions=("bool",), timing=("bool",), residualizer=("bool",),
-            n_factors=("int", 1, None), n_clusters=("int", 1, None), cluster_components=("int", 1, None),
-            max_interactions=("int", 0, None), interaction_threshold=("real", 0, None),
-            timing_window=("int", 1, None), timing_lag=("int", 0, None), timing_threshold=("real", 0, None),
-            timing_staleness=("choice", *STALENESS_POLICIES),
-            residualize_proportion=("real", 0.0, 1.0), residualize_features=("choice", *RESIDUALIZE_FEATURES),
-            residualize_n_features=("int", 0, None), residualize_clusters=("bool",), residualize_benchmark=("bool",),
-            factor_model=("bool",), random_state=("int", 0, None),
-        )
-        for name in ("feature_groups", "lgbm_params"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, Mapping):
-                raise ValueError(f"NumeraiModel: parameter `{name}` is {value!r}; it must be a mapping or None.")
-        resolve_n_jobs(self.n_jobs)
-
     @property
     def _uses_factors(self) -> bool:
         return bool(self.clusters or self.interactions or self.timing)
@@ -275,39 +275,36 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
 
     @property
     def gate_embargo(self) -> int:
-        """Eras between the eras that choose and the eras that confirm, in every gate (the components use their
-        nw_lags + 1, which is this)."""
-        return self._nw_lags + 1
+        """Eras between the eras that choose and the eras that confirm, in every gate (model.stats.gate_embargo of
+        the gates' Newey-West lags)."""
+        return gate_embargo(self._nw_lags)
+
+    def make_target_free(self) -> TargetFree:
+        """An unfitted TargetFree with this model's settings (its composites, and the clusters' structure when
+        `clusters` is on)."""
+        return TargetFree(self.feature_groups, self.n_factors, clusters=bool(self.clusters), n_clusters=self.n_clusters,
+                          cluster_components=self.cluster_components, random_state=int(self.random_state))
+
+    def _checked_target_free(self, target_free: TargetFree | None) -> TargetFree | None:
+        """The target-free work fit was given (or None), refused unless fitted and with this model's clusters switch."""
+        if target_free is None:
+            return None
+        if not target_free.__sklearn_is_fitted__():
+            raise NotFittedError("NumeraiModel.fit: the given target_free is not fitted")
+        if (target_free.clusters_ is not None) != bool(self.clusters):
+            raise ValueError(f"NumeraiModel.fit: the given target_free {'has' if target_free.clusters_ else 'lacks'} "
+                             f"the clusters' structure but `clusters` is {self.clusters!r}; make it with "
+                             "model.make_target_free()")
+        return target_free
 
     # ---- engineered features ------------------------------------------------------------------------
-    def _target_free(self, raw: np.ndarray, eras: EraIndex) -> TargetFree | None:
-        """The engineered pieces that do not depend on the target, for whole eras: the composites (raw and per-era
-        z-scores), the cluster labels and the cluster-relative composites (None without factors)."""
-        if not self._uses_factors:
-            return None
-        comp_raw = self.factors_.raw(raw, eras)
-        z = eras.standardize(comp_raw)
-        labels = relative = None
-        if self.clusters_ is not None:
-            labels, relative = self.clusters_.pieces(raw, eras, z)
-        return TargetFree(comp_raw, z, labels, relative)
-
-    def shares_target_free_work(self, other: NumeraiModel) -> bool:
-        """Whether `other` (another target's ensemble member, fitted with `shared=`) computes the same target-free
-        pieces as this model: the same factor composites and the same cluster axes and centroids."""
-        mine, theirs = getattr(self, "clusters_", None), getattr(other, "clusters_", None)
-        same_clusters = (mine is None and theirs is None) or (
-            mine is not None and theirs is not None and mine.centroids_ is theirs.centroids_
-            and mine.components_ is theirs.components_)
-        return (self._uses_factors and other._uses_factors and self.factors_ is other.factors_ and same_clusters)
-
     def _engineer(self, raw: np.ndarray, eras: EraIndex, bench: np.ndarray | None,
-                  pieces: TargetFree | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                  pieces: Pieces | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Engineered columns (n, m) float32 for whole eras, and the cluster labels (or None). `pieces`: the
-        target-free pieces of these rows when another member already computed them."""
-        if not self._uses_factors:
+        target-free pieces of these rows when the caller (an ensemble) already computed them."""
+        if self.target_free_ is None:
             return np.zeros((len(raw), 0), dtype=np.float32), None
-        p = pieces if pieces is not None else self._target_free(raw, eras)
+        p = pieces if pieces is not None else self.target_free_.pieces(raw, eras)
         return self._assemble(p.comp_raw, p.z, p.labels, p.relative, eras, bench), p.labels
 
     def _assemble(self, comp_raw: np.ndarray, z: np.ndarray, labels: np.ndarray | None, relative: np.ndarray | None,
@@ -326,7 +323,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
 
     def _engineered_names(self) -> list[str]:
-        if not self._uses_factors:
+        if self.target_free_ is None:
             return []
         factor_names = self.factors_.names_
         names = [f"factor_{n}" for n in factor_names]
@@ -341,7 +338,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
 
     # ---- fit ------------------------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: Any, benchmark: pd.DataFrame | None = None,
-            callbacks: list | None = None, shared: NumeraiModel | None = None) -> NumeraiModel:
+            callbacks: list | None = None, target_free: TargetFree | None = None) -> NumeraiModel:
         """Fit the factors and the components on the training eras, then the booster on all columns.
 
         Parameters
@@ -354,18 +351,18 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
             Benchmark models' predictions indexed like X (timing's benchmark state, residualizer's exposure).
         callbacks : list, optional
             LightGBM callbacks (e.g. a progress bar).
-        shared : NumeraiModel, optional
-            A model fitted on the same features (another target's ensemble member): its factor composites and
-            cluster structure (PCA and k-means, which do not depend on the target) are reused, not refitted; the
-            gates still judge this target.
+        target_free : TargetFree, optional
+            The fitted target-free work (factor composites and the clusters' structure: PCA and k-means) to use
+            rather than fit, made with this model's settings (`self.make_target_free()`): a TargetEnsemble gives every
+            member the first member's. The gates still judge this target.
 
         Returns
         -------
         self
         """
-        self._check_params()
+        check_params(self)
         X = as_frame(X, owner=type(self).__name__)
-        target = _as_target(y, len(X))
+        target = as_target(y, len(X), owner=type(self).__name__)
         seconds: dict[str, float] = {}
         with _stage(seconds, "input"):
             features = feature_columns(X)
@@ -384,18 +381,16 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
                 self.benchmark_columns_ = [str(choose_benchmark_column(benchmark))]
         seed = int(self.random_state)
 
-        self.factors_ = self.clusters_ = self.interactions_ = self.timing_ = self.residualizer_ = None
+        self.target_free_ = self.factors_ = self.clusters_ = self.interactions_ = self.timing_ = None
+        self.residualizer_ = None
         z = comp_raw = relative = labels = returns = joint = None
         self.factor_premia_ = None
         if self._uses_factors:
             with _stage(seconds, "factors"):
-                reuse = shared is not None and getattr(shared, "factors_", None) is not None
-                self.factors_ = shared.factors_ if reuse else Factors(
-                    self.feature_groups, self.n_factors, random_state=seed).fit(raw, eras, features)
-                comp_raw = np.empty((len(raw), len(self.factors_.names_)), dtype=np.float64)
-                for rows in eras.chunks(chunk_rows(raw.shape[1])):
-                    comp_raw[rows] = self.factors_.raw(raw[rows], eras.take(rows))
-                z = eras.standardize(comp_raw)
+                self.target_free_ = self._checked_target_free(target_free) or \
+                    self.make_target_free().fit(raw, eras, features)
+                self.factors_ = self.target_free_.factors_
+                comp_raw, z, labels, relative = self.target_free_.pieces(raw, eras, chunk_rows(raw.shape[1]))
                 returns = factor_returns(z, target, eras)
                 # Fama-MacBeth: per-era multiple-regression slopes of the target on all composites, averaged
                 joint = era_coefficients([z[:, j] for j in range(z.shape[1])], target, eras)
@@ -403,13 +398,8 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
                 self.factor_premia_ = np.nan_to_num(premia).astype(np.float32) if self.factor_model else None
         if self.clusters:
             with _stage(seconds, "clusters"):
-                if shared is not None and getattr(shared, "clusters_", None) is not None:
-                    self.clusters_ = copy.copy(shared.clusters_)  # same axes and centroids; the gate is this target's
-                else:
-                    self.clusters_ = Clusters(self.n_clusters, self.cluster_components, random_state=seed,
-                                              threshold=CLUSTER_T, nw_lags=self._nw_lags).fit(raw, eras)
-                labels, relative = self.clusters_.pieces(raw, eras, z)
-                self.clusters_.gate(z, relative, labels, target, eras)
+                self.clusters_ = ClusterGate(CLUSTER_T, nw_lags=self._nw_lags).fit(
+                    z, relative, labels, self.target_free_.n_clusters_, target, eras)
         if self.interactions:
             with _stage(seconds, "interactions"):
                 self.interactions_ = Interactions(self.max_interactions, self.interaction_threshold, nw_lags=self._nw_lags)
@@ -424,20 +414,13 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
             self.as_of_era_ = str(eras.eras[resolved][-1]) if resolved.any() else None
         if self.residualizer:
             with _stage(seconds, "residualizer"):
-                # the composites, or principal components (made only if the gate needs them) when no factor is fitted
-                basis = z if z is not None else (lambda: Factors(None, self.n_factors, random_state=seed)
-                                                 .fit(raw, eras, features).transform(raw, eras))
-                self.residualizer_ = Residualizer(
-                    self.residualize_proportion, self.residualize_features, self.residualize_n_features,
-                    clusters=self.residualize_clusters, benchmark=self.residualize_benchmark,
-                ).fit(raw, target, eras, basis=basis, labels=labels if self.clusters else None,
-                      n_clusters=len(self.clusters_.centroids_) if self.clusters_ is not None else None,
-                      embargo=self.gate_embargo)
+                self.residualizer_ = fit_residualizer(self, self.target_free_, raw, target, eras, features,
+                                                      composites=z, labels=labels)
 
         with _stage(seconds, "engineered"):
             self.engineered_names_ = self._engineered_names()
             engineered = np.zeros((len(raw), 0), dtype=np.float32)
-            if self._uses_factors:
+            if self.target_free_ is not None:
                 engineered = np.empty((len(raw), len(self.engineered_names_)), dtype=np.float32)
                 for rows in eras.chunks(chunk_rows(raw.shape[1])):  # the pieces fit already has, by chunks
                     engineered[rows] = self._assemble(
@@ -473,8 +456,11 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         return self
 
     # ---- predict --------------------------------------------------------------------------------------
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "booster_")
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "booster_"):
+        if not self.__sklearn_is_fitted__():
             raise NotFittedError("this NumeraiModel is not fitted yet: call fit(X, y) first")
 
     def predict(self, X: pd.DataFrame, benchmark: pd.DataFrame | None = None) -> np.ndarray:
@@ -519,7 +505,7 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         ndarray (n,) float64: per-era ranks in (0, 1].
         """
         self._check_fitted()
-        self._log_staleness(eras)
+        self.log_staleness(eras)
         out = np.empty(len(raw), dtype=np.float64)
         threads = lgbm_threads(self.n_jobs)
         for rows, sub, chunk, bench in era_chunks(raw, eras, benchmark):
@@ -527,16 +513,16 @@ class NumeraiModel(RegressorMixin, BaseEstimator):
         return out
 
     def predict_chunk(self, chunk: np.ndarray, eras: EraIndex, bench: np.ndarray | None, threads: int,
-                      pieces: TargetFree | None = None) -> np.ndarray:
+                      pieces: Pieces | None = None) -> np.ndarray:
         """`predict_eras` of one chunk of whole eras (per-era ranks, residualized when the model has a
-        residualizer); `pieces` as in `_engineer`."""
+        residualizer); `pieces`: the chunk's `target_free_.pieces`, when the caller already computed them."""
         engineered, labels = self._engineer(chunk, eras, bench, pieces)
         values = predict_raw(self.booster_, Rows(chunk, engineered, None), threads)
         if self.residualizer_ is None:
             return eras.rank(values)
         return self.residualizer_.transform(values, chunk, eras, labels, bench)
 
-    def _log_staleness(self, eras: EraIndex) -> None:
+    def log_staleness(self, eras: EraIndex) -> None:
         """One log line (logger "model.timing") when an era's momentum lacks factor returns past the history."""
         if self.timing_ is None or not len(self.timing_.momentum_keep_):
             return

@@ -11,13 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from .eras import EraIndex
-from .features import FILL_VALUE
+from .features import FACTOR_CHUNK_ROWS, FILL_VALUE
 from .stats import era_correlations
-
-_ROW_CHUNK = 32_768
 
 
 def _chunked_matmul(features: np.ndarray, weights: np.ndarray, centre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -27,17 +24,17 @@ def _chunked_matmul(features: np.ndarray, weights: np.ndarray, centre: np.ndarra
     counts = np.empty((n, weights.shape[1]), dtype=np.float64)
     w = weights.astype(np.float32)
     has_nan = features.dtype.kind == "f"
-    for start in range(0, n, _ROW_CHUNK):
-        block = features[start : start + _ROW_CHUNK].astype(np.float32)
+    for start in range(0, n, FACTOR_CHUNK_ROWS):
+        block = features[start : start + FACTOR_CHUNK_ROWS].astype(np.float32)
         if centre is not None:
-            block -= centre[start : start + _ROW_CHUNK]
+            block -= centre[start : start + FACTOR_CHUNK_ROWS]
         if has_nan:
             valid = ~np.isnan(block)
             block = np.where(valid, block, np.float32(0.0))
-            counts[start : start + _ROW_CHUNK] = valid.astype(np.float32) @ w
+            counts[start : start + FACTOR_CHUNK_ROWS] = valid.astype(np.float32) @ w
         else:
-            counts[start : start + _ROW_CHUNK] = w.sum(axis=0)
-        sums[start : start + _ROW_CHUNK] = block @ w
+            counts[start : start + FACTOR_CHUNK_ROWS] = w.sum(axis=0)
+        sums[start : start + FACTOR_CHUNK_ROWS] = block @ w
     return sums, counts
 
 
@@ -47,8 +44,10 @@ def factor_returns(composites: np.ndarray, target: np.ndarray, eras: EraIndex) -
     return era_correlations(composites, target, eras)
 
 
-class Factors(BaseEstimator):
+class Factors:
     """Factor composites: feature-group means (or principal components), z-scored within each era.
+
+    A plain class, not a scikit-learn estimator: its fit takes the feature matrix, the rows' eras and the feature names, not (X, y).
 
     Parameters
     ----------

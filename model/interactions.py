@@ -11,17 +11,19 @@ at most `max_pairs`), so a world without interactions adds nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from .eras import EraIndex
 from .params import check_params
-from .stats import confirm, familywise_threshold, pair_coefficients, series_stat
+from .stats import confirm, familywise_threshold, gate_embargo, pair_coefficients, series_stat
 
 
-class Interactions(BaseEstimator):
+class Interactions:
     """Choose and build the products of composites whose per-era coefficient is consistently non-zero.
+
+    A plain class, not a scikit-learn estimator: its fit takes the composites, the target and the rows' eras, not (X, y).
 
     Parameters
     ----------
@@ -49,6 +51,9 @@ class Interactions(BaseEstimator):
         Column names of `transform`'s output.
     """
 
+    _parameter_rules: ClassVar[dict[str, tuple]] = {
+        "max_pairs": ("int", 0, None), "threshold": ("real", 0, None), "nw_lags": ("int", 0, None)}
+
     def __init__(self, max_pairs: int = 4, threshold: float = 3.0, nw_lags: int = 4):
         self.max_pairs = max_pairs
         self.threshold = threshold
@@ -63,7 +68,7 @@ class Interactions(BaseEstimator):
         relative: np.ndarray | None = None,
     ) -> Interactions:
         """Score every candidate pair on the training eras and keep the consistent ones."""
-        check_params(self, max_pairs=("int", 0, None), threshold=("real", 0, None), nw_lags=("int", 0, None))
+        check_params(self)
         k = composites.shape[1]
         candidates: list[tuple[int, int, int]] = [(i, j, 0) for i in range(k) for j in range(i + 1, k)]
         if relative is not None:
@@ -73,7 +78,8 @@ class Interactions(BaseEstimator):
         coef = pair_coefficients(composites, partners, pairs, target, eras)
         # chosen on the first training eras, confirmed on the later ones (NaN eras are the same for every pair)
         self.threshold_ = familywise_threshold(len(candidates), self.threshold)
-        self.evidence_ = confirm(series_stat(coef, self.nw_lags), eras.n_eras, self.threshold_, self.nw_lags + 1)
+        self.evidence_ = confirm(series_stat(coef, self.nw_lags), eras.n_eras, self.threshold_,
+                                 gate_embargo(self.nw_lags))
         tstats = self.evidence_.select_t
         order = np.argsort(-np.abs(tstats), kind="stable")
         keep = [c for c in order if self.evidence_.passed[c]][: self.max_pairs]

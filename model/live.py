@@ -30,14 +30,12 @@ import pandas as pd
 
 from .benchmarks import benchmark_columns, match_benchmark_column
 from .eras import ERA_COLUMN, EraIndex
-from .features import FILL_VALUE
+from .features import FILL_VALUE, fill_gaps, is_small_int, rows_per_chunk
+from .features import LIVE_CHUNK_CELLS as CHUNK_CELLS  # (model.features holds the chunk sizes)
 
 LOGGER_NAME = "model.live"
 MIN_FEATURE_FRACTION = 0.5
 """Below this share of the trained features present, predicting would be dishonest: raise instead."""
-CHUNK_CELLS = 10_000_000
-"""At most this many feature cells (rows × trained features; 1 byte each as int8) per chunk of whole eras, unless
-one era alone is larger."""
 _SHOW = 5  # how many names a message lists
 
 
@@ -78,17 +76,6 @@ def _era_index(live: pd.DataFrame) -> EraIndex:
     return EraIndex(live[ERA_COLUMN].astype(str).to_numpy())
 
 
-def _is_small_int(values: np.ndarray) -> bool:
-    """Every value a whole number in 0..127 (so int8 holds it exactly, as in training)."""
-    if values.size == 0:
-        return True
-    if values.min() < 0 or values.max() > 127:
-        return False
-    if values.dtype.kind in "iub":
-        return True
-    return bool(np.array_equal(values.astype(np.int8), values))  # in 0..127 already: the cast is exact iff whole
-
-
 def _column_sources(live: pd.DataFrame, present_pos: np.ndarray) -> list[Any]:
     """Each present trained feature column, fetched once per call: its numpy array (a view of the frame, cheap to
     slice per chunk) when it has a plain numpy dtype, else the Series (converted per chunk through float32)."""
@@ -119,7 +106,7 @@ def _feature_block(sources: list[Any], rows: np.ndarray, present_slot: np.ndarra
         values = np.empty((len(ints), m), dtype=np.result_type(*[sources[i].dtype for i in ints]))
         for k, i in enumerate(ints):
             values[k] = sources[i][take]
-        if not _is_small_int(values):
+        if not is_small_int(values):
             block = block.astype(np.float32)
         block[present_slot[ints]] = values
         del values
@@ -129,12 +116,8 @@ def _feature_block(sources: list[Any], rows: np.ndarray, present_slot: np.ndarra
             source = sources[i]
             values[k] = source[take] if isinstance(source, np.ndarray) else source.iloc[take].to_numpy(
                 dtype=np.float32, na_value=np.nan)
-        nan_mask = ~np.isfinite(values)
-        n_nan = int(nan_mask.sum())
-        if n_nan:
-            values[nan_mask] = FILL_VALUE
-        del nan_mask
-        if block.dtype == np.int8 and not _is_small_int(values):
+        values, n_nan = fill_gaps(values, in_place=True)
+        if block.dtype == np.int8 and not is_small_int(values):
             block = block.astype(np.float32)
         block[present_slot[floats]] = values
     return block.T, n_nan
@@ -291,7 +274,7 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | No
     out = np.empty(len(live), dtype=np.float64)
     n_nan = 0
     constant_eras: list[str] = []
-    for rows in eras.chunks(max(1, CHUNK_CELLS // len(features))):
+    for rows in eras.chunks(rows_per_chunk(CHUNK_CELLS, len(features))):
         sub = eras.take(rows)
         block, filled = _feature_block(sources, rows, present_slot, len(features))
         n_nan += filled

@@ -15,8 +15,7 @@ import numpy as np
 from scipy.special import ndtri, stdtrit
 
 from .eras import EraIndex
-
-_CORRELATION_CELLS = 4_000_000  # values per block of columns in era_correlations (float64 temporaries ~32 MB each)
+from .features import CORRELATION_CHUNK_CELLS, rows_per_chunk
 
 
 def era_correlations(columns: np.ndarray, target: np.ndarray, eras: EraIndex) -> np.ndarray:
@@ -31,7 +30,7 @@ def era_correlations(columns: np.ndarray, target: np.ndarray, eras: EraIndex) ->
     if x_all.ndim == 1:
         x_all = x_all[:, None]
     out = np.empty((eras.n_eras, x_all.shape[1]))
-    width = max(1, _CORRELATION_CELLS // max(1, len(x_all)))
+    width = rows_per_chunk(CORRELATION_CHUNK_CELLS, len(x_all))  # columns per block of len(x_all) rows
     for start in range(0, x_all.shape[1], width):
         block = np.asarray(x_all[:, start : start + width], dtype=np.float64)
         if np.isnan(block).any():
@@ -202,6 +201,12 @@ CONFIRM_SIZE = 0.4
 vanishes)."""
 MIN_CONFIRM_ERAS = 10
 """Fewer confirmation eras than this: nothing is confirmed (a component that cannot show evidence adds nothing)."""
+
+
+def gate_embargo(nw_lags: int) -> int:
+    """Eras between the eras that choose and the eras that confirm, in every gate: one more than the Newey-West lags,
+    i.e. past the eras whose targets overlap."""
+    return nw_lags + 1
 
 
 def evidence_blocks(n_eras: int, embargo: int) -> tuple[slice, slice]:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from .eras import EraIndex, era_number, era_positions
 from .params import check_params
-from .stats import confirm, evidence_blocks, familywise_threshold, newey_west_t
+from .stats import confirm, evidence_blocks, familywise_threshold, gate_embargo, newey_west_t
 
 
 def state_features(
@@ -72,8 +72,10 @@ STALENESS_POLICIES = ("hold", "neutral", "decay")
 WEEK_SECONDS = 7 * 24 * 3600
 
 
-class Timing(BaseEstimator):
+class Timing:
     """State features and lagged factor momentum, each kept only with evidence from the training eras.
+
+    A plain class, not a scikit-learn estimator: its fit takes the composites, the factor returns and the rows' eras, not (X, y).
 
     Parameters
     ----------
@@ -97,6 +99,9 @@ class Timing(BaseEstimator):
     feature_names_ : list of str
         Names of `transform`'s columns.
     """
+
+    _parameter_rules: ClassVar[dict[str, tuple]] = {
+        "window": ("int", 1, None), "lag": ("int", 0, None), "threshold": ("real", 0, None), "nw_lags": ("int", 0, None)}
 
     def __init__(self, window: int = 12, lag: int = 5, threshold: float = 3.0, nw_lags: int = 4):
         self.window = window
@@ -208,8 +213,7 @@ class Timing(BaseEstimator):
         `returns` (per-era correlations) make the momentum history; `joint_returns` (per-era multiple-regression
         slopes on all composites, Fama-MacBeth style; default `returns`) are what the state features must
         explain: unlike marginal correlations they do not move mechanically with the composites' correlations."""
-        check_params(self, window=("int", 1, None), lag=("int", 0, None), threshold=("real", 0, None),
-                     nw_lags=("int", 0, None))
+        check_params(self)
         k = composites.shape[1]
         self.names_ = list(names)
         self.benchmark_ = benchmark is not None
@@ -223,7 +227,7 @@ class Timing(BaseEstimator):
         s = (state - self.state_mean_) / self.state_std_
         live = std > 1e-12
         explained = returns if joint_returns is None else np.asarray(joint_returns, dtype=np.float64)
-        embargo = self.nw_lags + 1
+        embargo = gate_embargo(self.nw_lags)
         n_select = evidence_blocks(eras.n_eras, embargo)[0].stop
         # state features are many (pairs of composites): a family-wise 20 % level with Student-t tails for half the
         # choosing eras as degrees of freedom (overlapping targets); the later eras must confirm what was chosen

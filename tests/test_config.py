@@ -94,6 +94,33 @@ def test_bad_ensemble_settings_are_named_before_any_data(tmp_path: Path, text: s
         check_config(load_config(path))
 
 
+def test_compute_and_ensemble_are_typed_sections_that_stay_dicts(tmp_path: Path) -> None:
+    """[compute] and [ensemble] are typed (attributes with their defaults in one place) and still dicts for TOML,
+    JSON, dataclasses.asdict and the callers that index them."""
+    import dataclasses
+    import json
+
+    from training.config import ComputeSettings, EnsembleSettings, config_from_dict
+
+    config = TrainConfig()
+    assert isinstance(config.compute, ComputeSettings) and isinstance(config.ensemble, EnsembleSettings)
+    assert (config.compute.threads, config.compute.one_fit_at_a_time, config.compute.scheduler) == ("auto", True, None)
+    assert (config.ensemble.targets, config.ensemble.weights, config.ensemble.seeds) == ([], None, 1)
+    config.compute["scheduler"] = "local:2"
+    assert config.compute.scheduler == "local:2" and config.compute.get("scheduler") == "local:2"
+    with pytest.raises(KeyError, match="not a compute setting"):
+        config.compute["thread"] = 2
+    replaced = dataclasses.replace(config, compute={**config.compute, "threads": 3})  # a plain dict becomes typed
+    assert isinstance(replaced.compute, ComputeSettings) and replaced.compute.threads == 3
+    data = dataclasses.asdict(replaced)
+    assert json.loads(json.dumps(data))["compute"] == {"threads": 3, "one_fit_at_a_time": True, "scheduler": "local:2"}
+    assert config_from_dict({k: v for k, v in data.items() if v is not None}) == replaced
+    path = tmp_path / "c.toml"
+    path.write_text("[compute]\nthread = 2\n")
+    with pytest.raises(NmuError, match=r"`compute.thread` is not a compute setting \(did you mean `threads`\?\)"):
+        load_config(path)
+
+
 def test_ensemble_members_count_targets_and_seeds(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     assert TrainConfig().ensemble_members == 1

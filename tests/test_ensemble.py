@@ -36,8 +36,9 @@ def test_members_share_the_target_free_work_and_average_per_era(frames):
     model = NumeraiModel(feature_groups=groups, lgbm_params=FAST, n_jobs=1, residualizer=False, clusters=True)
     ensemble = TargetEnsemble(model, TARGETS, weights=[2, 1, 1]).fit(train[["era", *features]], Y)
     first, second, third = ensemble.members_
-    assert second.factors_ is first.factors_  # fitted once, shared
-    assert second.clusters_.centroids_ is first.clusters_.centroids_ and second.clusters_ is not first.clusters_
+    assert second.target_free_ is first.target_free_ is ensemble.target_free_  # fitted once, shared
+    assert second.factors_ is first.factors_ and first.target_free_.clusters_ is not None
+    assert second.clusters_ is not first.clusters_  # each target's own cluster gate
     assert not any(m.residualizer for m in ensemble.members_)
     X = train[["era", *features]]
     eras = EraIndex.from_frame(X)
@@ -66,7 +67,7 @@ def test_members_fitted_one_by_one_make_the_same_ensemble(frames):
     whole = TargetEnsemble(model, TARGETS[:2]).fit(X, Y)
     pieces = TargetEnsemble(model, TARGETS[:2])
     first = pieces.fit_member(0, X, Y)
-    pieces.assemble([first, pieces.fit_member(1, X, Y, shared=first)], X, Y)
+    pieces.assemble([first, pieces.fit_member(1, X, Y, target_free=first.target_free_)], X, Y)
     np.testing.assert_array_equal(pieces.predict(X), whole.predict(X))
     with pytest.raises(ValueError, match="member 2 does not exist"):
         pieces.fit_member(2, X, Y)

@@ -58,20 +58,23 @@ def test_params_round_trip_and_clone():
     assert not hasattr(c, "booster_")
 
 
-def test_every_component_is_a_scikit_learn_estimator():
-    """Each component and the estimator get scikit-learn's parameter protocol from BaseEstimator."""
+def test_estimators_are_scikit_learn_estimators_and_components_plain_classes():
+    """The estimators get scikit-learn's parameter protocol from BaseEstimator; the components, whose fit takes eras
+    and engineered arrays rather than (X, y), are plain classes that do not pretend to keep that contract."""
     from sklearn.base import BaseEstimator
 
-    from model.clusters import Clusters
+    from model import TargetEnsemble
+    from model.clusters import ClusterGate, Clusters
     from model.factors import Factors
     from model.interactions import Interactions
     from model.residualize import ResidualizedRegressor, Residualizer
+    from model.target_free import TargetFree
     from model.timing import Timing
 
-    for cls, changed in [(Clusters, {"n_clusters": 3}), (Factors, {"n_components": 2}),
-                         (Interactions, {"max_pairs": 2}), (Timing, {"window": 6}),
-                         (Residualizer, {"proportion": 0.3}), (ResidualizedRegressor, {"n_features": 3}),
-                         (NumeraiModel, {"timing_lag": 7})]:
+    for cls in (Clusters, ClusterGate, Factors, Interactions, Timing, Residualizer, TargetFree):
+        assert not isinstance(cls(), BaseEstimator), cls
+    for cls, changed in [(ResidualizedRegressor, {"n_features": 3}), (NumeraiModel, {"timing_lag": 7}),
+                         (TargetEnsemble, {"seeds": 2})]:
         original = cls(**changed)
         assert isinstance(original, BaseEstimator)
         copy = clone(original)
@@ -80,6 +83,26 @@ def test_every_component_is_a_scikit_learn_estimator():
         assert repr(cls()) == f"{cls.__name__}()"
         with pytest.raises(ValueError, match="Invalid parameter 'bogus'"):
             copy.set_params(bogus=1)
+
+
+def test_the_target_free_work_is_one_fitted_object_a_fit_can_be_given():
+    """factors and the clusters' structure: fitted once (`target_free_`), and a fit given it uses it as it is; one made
+    with other settings (clusters on or off) is refused."""
+    from sklearn.exceptions import NotFittedError
+
+    frame, y = _tiny()
+    m = NumeraiModel(feature_groups=_groups(frame), clusters=True, n_clusters=3, lgbm_params=TINY, n_jobs=1).fit(frame, y)
+    assert m.factors_ is m.target_free_.factors_ and m.target_free_.n_clusters_ == 3
+    other = clone(m).fit(frame, y[::-1].copy(), target_free=m.target_free_)
+    assert other.target_free_ is m.target_free_ and other.clusters_ is not m.clusters_  # the gate is this target's
+    np.testing.assert_array_equal(clone(m).fit(frame, y, target_free=m.target_free_).predict(frame), m.predict(frame))
+    with pytest.raises(ValueError, match="lacks the clusters' structure"):
+        clone(m).fit(frame, y, target_free=clone(m).set_params(clusters=False).make_target_free().fit(
+            frame.drop(columns="era").to_numpy(), EraIndex.from_frame(frame), list(m.feature_names_in_)))
+    with pytest.raises(NotFittedError):
+        clone(m).fit(frame, y, target_free=m.make_target_free())
+    assert NumeraiModel(feature_groups=_groups(frame), lgbm_params=TINY).variant("baseline").fit(frame, y).target_free_ \
+        is None
 
 
 def test_variants():
@@ -272,7 +295,7 @@ def test_fit_temporaries_are_bounded_and_exact(monkeypatch):
     features, per-era Gram matrices in era_coefficients) give what the one-shot formulas give."""
     import model.stats as stats
     from model.factors import factor_returns
-    from model.residualize import _riskiest
+    from model.residualizer import _riskiest
     from model.stats import era_coefficients, era_correlations
 
     frame, y = _tiny(7)
@@ -285,7 +308,7 @@ def test_fit_temporaries_are_bounded_and_exact(monkeypatch):
         corr = era_correlations(values, target, eras)
         expected = factor_returns(eras.standardize(values, dtype=np.float64), target, eras)
         np.testing.assert_allclose(corr, expected, rtol=1e-9, atol=1e-12)
-        monkeypatch.setattr(stats, "_CORRELATION_CELLS", 3 * len(raw))  # blocks of 3 features
+        monkeypatch.setattr(stats, "CORRELATION_CHUNK_CELLS", 3 * len(raw))  # blocks of 3 features
         np.testing.assert_allclose(era_correlations(values, target, eras), corr, rtol=1e-12, atol=1e-15)
         monkeypatch.undo()
     riskiest = _riskiest(corr, 4)

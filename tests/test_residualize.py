@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from numerai_tools.scoring import neutralize
 
-import model.residualize as residualize_module
+import model.lstsq as lstsq_module
 from model.eras import EraIndex
 from model.residualize import Residualizer, residualize, residualize_predictions
 
@@ -184,7 +184,7 @@ def test_shuffled_rows_eraindex_and_row_chunks_give_the_same_answer(monkeypatch:
     frame["bench"] = V[:, 0] * 0.3
     dense = np.hstack([X, V[:, :1] * 0.3])
     whole = residualize(V, dense, era)
-    monkeypatch.setattr(residualize_module, "_CHUNK_ELEMENTS", 13 * 37)  # 37-row chunks inside 400-row eras
+    monkeypatch.setattr(lstsq_module, "DESIGN_CHUNK_ELEMENTS", 13 * 37)  # 37-row chunks inside 400-row eras
     np.testing.assert_allclose(residualize(V, X, era), expected, rtol=0, atol=1e-10)
     np.testing.assert_allclose(residualize(V[perm], frame.iloc[perm], era[perm]), whole[perm], rtol=0, atol=1e-10)
 
@@ -199,7 +199,7 @@ def test_worker_threads_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) ->
     alone = residualize(V, X, era, 0.7)
     for n_jobs in (2, 3, -1, 50):
         np.testing.assert_array_equal(residualize(V, X, era, 0.7, n_jobs=n_jobs), alone)
-    monkeypatch.setattr(residualize_module, "_CHUNK_ELEMENTS", 21 * 37)  # eras split into 37-row chunks
+    monkeypatch.setattr(lstsq_module, "DESIGN_CHUNK_ELEMENTS", 21 * 37)  # eras split into 37-row chunks
     np.testing.assert_array_equal(residualize(V, X, era, 0.7, n_jobs=2), residualize(V, X, era, 0.7))
 
 
@@ -240,17 +240,15 @@ def test_postprocessor_returns_per_era_ranks_and_lowers_exposure() -> None:
     assert two.shape == (len(V), 2) and np.isfinite(two).all() and (two > 0).all() and (two <= 1).all()
 
 
-def test_residualizer_params_and_clone() -> None:
-    from sklearn.base import clone
+def test_residualizer_is_a_plain_component_that_checks_its_settings() -> None:
+    from sklearn.base import BaseEstimator
 
     era, X, V = _world(seed=14)
     r = Residualizer(proportion=0.6)
-    assert r.get_params()["proportion"] == 0.6
-    assert clone(r).get_params() == r.get_params()
-    assert r.set_params(proportion=0.3).proportion == 0.3
-    with pytest.raises(ValueError):
-        r.set_params(bogus=1)
+    assert not isinstance(r, BaseEstimator) and r.proportion == 0.6  # its fit takes eras and exposures, not (X, y)
     index = EraIndex(era)
+    with pytest.raises(ValueError, match="`proportion` is 1.5"):
+        Residualizer(proportion=1.5).fit(X, V[:, 0], index)
     fitted = Residualizer(proportion=0.3, features="all", gate=False).fit(X, V[:, 0], index)
     assert fitted.parts_ == ("features",)
     np.testing.assert_allclose(fitted.transform(V[:, 0], X, index), residualize_predictions(V[:, 0], X, era, 0.3))

@@ -45,7 +45,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightgbm.basic as lgb_basic
 
@@ -56,6 +56,7 @@ else:  # pragma: no cover - Python 3.10
 
 from model import VARIANTS, NumeraiModel
 from model.booster import ALIASES, DEFAULT_LGBM_PARAMS
+from model.params import check_params
 from validation.errors import NmuError
 from validation.evaluation.splits import embargo_for_target
 
@@ -85,9 +86,118 @@ _SCALARS: dict[str, tuple[type, ...]] = {
 SHIP_CHOICES = ("auto", *VARIANTS)
 REFRESH_CHOICES = ("never", "weekly")
 _TABLES = ("components", "lightgbm", "compute", "ensemble")
-DEFAULT_ENSEMBLE: dict[str, Any] = {"targets": [], "weights": [], "seeds": 1}
-DEFAULT_COMPUTE: dict[str, Any] = {"threads": "auto", "one_fit_at_a_time": True, "scheduler": None}
+_FREE_TABLES = ("tune", "tracking")  # tables that `nmu train` passes on: [tune] is never written back (config_to_toml)
 _MODEL_TABLES = ("feature_groups", "lgbm_params", "random_state")  # NumeraiModel parameters set otherwise (seed)
+
+
+class _Section(dict):
+    """A config table with a fixed set of keys, each with its default: its settings are typed attributes, and it
+    stays a dict for TOML, JSON, `dataclasses.asdict` and the callers that index it (`section["key"]`). A key it
+    does not have is refused (KeyError); `config_from_dict` names it with the nearest valid one first."""
+
+    NAME: ClassVar[str] = ""
+    NOUN: ClassVar[str] = ""  # what one of its keys is, in messages
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(copy.deepcopy(self.DEFAULTS))
+        self.update(*args, **kwargs)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self.DEFAULTS:
+            raise KeyError(f"`{self.NAME}.{key}` is not a {self.NAME} setting; known: {', '.join(self.DEFAULTS)}")
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102 - dict's, through __setitem__
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def unknown(self, table: dict[str, Any], source: str) -> None:
+        """NmuError naming the first key of `table` that is not a setting of this section (with the nearest one)."""
+        for key in table:
+            if key not in self.DEFAULTS:
+                raise NmuError(f"{source}: `{self.NAME}.{key}` is not {self.NOUN}{_nearest(key, list(self.DEFAULTS))}; "
+                               f"known: {', '.join(self.DEFAULTS)}.")
+
+
+class ComputeSettings(_Section):
+    """The [compute] table: how `nmu train` runs its fits (see the module docstring)."""
+
+    NAME = "compute"
+    NOUN = "a compute setting"
+    DEFAULTS: ClassVar[dict[str, Any]] = {"threads": "auto", "one_fit_at_a_time": True, "scheduler": None}
+
+    @property
+    def threads(self) -> str | int:
+        """LightGBM threads of a fit: "auto" (the cores free when it starts) or a fixed number."""
+        return self["threads"]
+
+    @property
+    def one_fit_at_a_time(self) -> bool:
+        """Whether nmu fits on one machine take turns (training.compute)."""
+        return bool(self["one_fit_at_a_time"])
+
+    @property
+    def scheduler(self) -> str | None:
+        """The Dask scheduler the independent fits run on (or "local:N"); None: in-process."""
+        return self["scheduler"]
+
+    def check(self, source: str) -> None:
+        """NmuError naming the first setting whose value cannot work."""
+        threads = self["threads"]
+        if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise NmuError(f"{source}: `compute.threads` must be \"auto\" or a whole number >= 1, got {threads!r}.")
+        if not isinstance(self["one_fit_at_a_time"], bool):
+            raise NmuError(f"{source}: `compute.one_fit_at_a_time` must be true or false, got "
+                           f"{self['one_fit_at_a_time']!r}.")
+        if self.scheduler is not None and not isinstance(self.scheduler, str):
+            raise NmuError(f"{source}: `compute.scheduler` must be a Dask address or \"local:N\", got "
+                           f"{self.scheduler!r}.")
+
+
+class EnsembleSettings(_Section):
+    """The [ensemble] table: the targets averaged per era, their weights and the seeds per target."""
+
+    NAME = "ensemble"
+    NOUN = "an ensemble setting"
+    DEFAULTS: ClassVar[dict[str, Any]] = {"targets": [], "weights": [], "seeds": 1}
+
+    @property
+    def targets(self) -> list[str]:
+        """The targets named in the table (the config's `targets` puts the main target first)."""
+        return [str(t) for t in self["targets"] or []]
+
+    @property
+    def weights(self) -> list[float] | None:
+        """The targets' weights; None: equal."""
+        return list(self["weights"]) if self["weights"] else None
+
+    @property
+    def seeds(self) -> int:
+        """Fits per target, each with its own LightGBM seed."""
+        return int(self["seeds"])
+
+    def check(self, source: str, targets: list[str]) -> None:
+        """NmuError naming the first setting whose value cannot work (`targets`: the config's, main target first)."""
+        for key, value in self.items():
+            if key == "seeds":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise NmuError(f"{source}: `ensemble.seeds` must be a whole number >= 1 (fits per target), got "
+                                   f"{value!r}.")
+                continue
+            if not isinstance(value, list) or not all(isinstance(v, str if key == "targets" else (int, float))
+                                                      and not isinstance(v, bool) for v in value):
+                kind = "target names" if key == "targets" else "numbers"
+                raise NmuError(f"{source}: `ensemble.{key}` must be a list of {kind}, got {value!r}.")
+        weights = self["weights"] or []
+        if weights and (len(weights) != len(targets) or min(weights) < 0 or sum(weights) <= 0):
+            raise NmuError(f"{source}: `ensemble.weights` must give one non-negative weight per target "
+                           f"({', '.join(targets)}), not all zero; got {weights!r}.")
+
+
+_SECTIONS: dict[str, type[_Section]] = {"compute": ComputeSettings, "ensemble": EnsembleSettings}
+DEFAULT_COMPUTE: dict[str, Any] = ComputeSettings.DEFAULTS
+DEFAULT_ENSEMBLE: dict[str, Any] = EnsembleSettings.DEFAULTS
 
 
 @dataclass
@@ -107,19 +217,31 @@ class TrainConfig:
     refresh: str = "never"  # how the user will run the model: "never" refreshed after upload, or "weekly"
     components: dict[str, Any] = field(default_factory=dict)
     lightgbm: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LIGHTGBM))
-    compute: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_COMPUTE))
-    ensemble: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_ENSEMBLE))
+    compute: ComputeSettings = field(default_factory=ComputeSettings)
+    ensemble: EnsembleSettings = field(default_factory=EnsembleSettings)
+    tune: dict[str, Any] = field(default_factory=dict)  # `nmu tune`'s search space and objective (training.tune)
+    tracking: dict[str, Any] = field(default_factory=dict)  # MLflow tracking (training.tracking)
+
+    def __post_init__(self) -> None:
+        # a table given as a plain mapping (TrainConfig(compute={...}), dataclasses.replace) becomes its typed section
+        for name, section in _SECTIONS.items():
+            if not isinstance(getattr(self, name), section):
+                setattr(self, name, section(getattr(self, name)))
 
     @property
     def targets(self) -> list[str]:
         """The targets the model learns: the ensemble's ([ensemble] targets, the main target first), else `target`."""
-        members = [str(t) for t in self.ensemble.get("targets") or []]
+        members = self.ensemble.targets
         return [self.target, *[t for t in members if t != self.target]] if members else [self.target]
 
     @property
     def ensemble_members(self) -> int:
         """Members the model is made of: one per target and seed (1: a single NumeraiModel, no ensemble)."""
-        return len(self.targets) * int(self.ensemble.get("seeds", 1))
+        return len(self.targets) * self.ensemble.seeds
+
+    def component(self, name: str) -> Any:
+        """A NumeraiModel setting as this config makes it: its [components] value, else the estimator's default."""
+        return self.components[name] if name in self.components else NumeraiModel().get_params()[name]
 
     @property
     def resolved_embargo(self) -> int:
@@ -162,12 +284,18 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> TrainConfi
             for sub, sub_value in value.items():
                 if isinstance(sub_value, dict):
                     raise NmuError(f"{source}: `{key}.{sub}` must be a plain value, not a table.")
+            if key in _SECTIONS:
+                getattr(config, key).unknown(value, source)
             getattr(config, key).update(value)
+        elif key in _FREE_TABLES:  # checked where they are used (training.tune, training.tracking)
+            if not isinstance(value, dict):
+                raise NmuError(f"{source}: `{key}` must be a table of settings, got {value!r}.")
+            setattr(config, key, copy.deepcopy(value))
         elif key in _SCALARS:
             _check_value(key, value, source)
             setattr(config, key, value)
         else:
-            known = ", ".join(_SCALARS) + " and the tables " + " and ".join(_TABLES)
+            known = ", ".join(_SCALARS) + " and the tables " + ", ".join(_TABLES + _FREE_TABLES)
             raise NmuError(f"{source}: unknown key `{key}`; known keys are {known}.")
     return config
 
@@ -259,6 +387,8 @@ def config_to_toml(config: TrainConfig) -> str:
             if value is None:  # unset (e.g. no scheduler): TOML has no null
                 continue
             lines.append(f"{_toml_key(sub)} = {_toml_value(value)}")
+    if config.tracking:  # [tune] is left out: a written config is one to train with
+        lines += ["", "[tracking]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in config.tracking.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -325,36 +455,11 @@ def check_config(config: TrainConfig, source: str = "config") -> None:
             raise NmuError(f"{source}: `components.{key}` is not a NumeraiModel setting{_nearest(key, known)}; "
                            f"known: {', '.join(sorted(known))}.")
     try:
-        NumeraiModel(**config.components)._check_params()
+        check_params(NumeraiModel(**config.components))
     except ValueError as exc:
         raise NmuError(f"{source}: [components] {str(exc).removeprefix('NumeraiModel: ')}") from None
-    for key, value in config.compute.items():
-        if key not in DEFAULT_COMPUTE:
-            raise NmuError(f"{source}: `compute.{key}` is not a compute setting{_nearest(key, list(DEFAULT_COMPUTE))}; "
-                           f"known: {', '.join(DEFAULT_COMPUTE)}.")
-        if key == "threads" and value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise NmuError(f"{source}: `compute.threads` must be \"auto\" or a whole number >= 1, got {value!r}.")
-        if key == "one_fit_at_a_time" and not isinstance(value, bool):
-            raise NmuError(f"{source}: `compute.one_fit_at_a_time` must be true or false, got {value!r}.")
-        if key == "scheduler" and value is not None and not isinstance(value, str):
-            raise NmuError(f"{source}: `compute.scheduler` must be a Dask address or \"local:N\", got {value!r}.")
-    for key, value in config.ensemble.items():
-        if key not in DEFAULT_ENSEMBLE:
-            raise NmuError(f"{source}: `ensemble.{key}` is not an ensemble setting{_nearest(key, list(DEFAULT_ENSEMBLE))}; "
-                           "known: targets, weights, seeds.")
-        if key == "seeds":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise NmuError(f"{source}: `ensemble.seeds` must be a whole number >= 1 (fits per target), got "
-                               f"{value!r}.")
-            continue
-        if not isinstance(value, list) or not all(isinstance(v, str if key == "targets" else (int, float))
-                                                  and not isinstance(v, bool) for v in value):
-            kind = "target names" if key == "targets" else "numbers"
-            raise NmuError(f"{source}: `ensemble.{key}` must be a list of {kind}, got {value!r}.")
-    weights = config.ensemble.get("weights") or []
-    if weights and (len(weights) != len(config.targets) or min(weights) < 0 or sum(weights) <= 0):
-        raise NmuError(f"{source}: `ensemble.weights` must give one non-negative weight per target "
-                       f"({', '.join(config.targets)}), not all zero; got {weights!r}.")
+    config.compute.check(source)
+    config.ensemble.check(source, config.targets)
     names = lightgbm_names()
     for key, value in config.lightgbm.items():
         if key not in names:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from model.benchmarks import choose_benchmark_column
 from model.eras import era_number, sort_eras
+from model.features import small_ints
 from validation.artifacts import atomic_write_json
 from validation.errors import NmuError
 
@@ -351,12 +352,10 @@ def _load(
     singles: dict[str, np.ndarray] = {}
     float_keep = []
     for i, name in enumerate(float_features):
-        values = float_block[i]
-        if not np.isnan(values).any():
-            as_int = values.astype(np.int8)
-            if np.array_equal(as_int, values):
-                singles[name] = as_int
-                continue
+        as_int = small_ints(float_block[i])  # None when the column holds a NaN (or a value that is not a bin)
+        if as_int is not None:
+            singles[name] = as_int
+            continue
         float_keep.append(i)
     if singles:
         rows_kept = float_keep + list(range(len(float_features), len(float_columns)))

@@ -6,7 +6,7 @@ model (`run_experiment`). `training.pipeline` puts them together with the consol
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from model import COMPONENTS, NumeraiModel, TargetEnsemble
 from model.eras import check_era_labels, sort_eras
 from model.params import available_cpus
 from training.compute import fit_slot
-from training.config import TrainConfig, config_from_dict, resolve_feature_set_name
+from training.config import ComputeSettings, TrainConfig, config_from_dict, resolve_feature_set_name
 from training.console import Reporter, Silent, fmt_score, quiet
 from training.data import (
     benchmark_column,
@@ -203,7 +203,7 @@ def variant_names(config: TrainConfig, ablation: bool | None = None) -> list[str
 
 def switched_on(config: TrainConfig, component: str) -> bool:
     """Whether the config leaves a component on: its [components] switch, else NumeraiModel's default."""
-    return bool(config.components.get(component, NumeraiModel().get_params()[component]))
+    return bool(config.component(component))
 
 
 def build_model(config: TrainConfig, groups: dict[str, list[str]]) -> NumeraiModel:
@@ -220,8 +220,7 @@ def make_variant(base: NumeraiModel, name: str, config: TrainConfig) -> NumeraiM
     off = {c: False for c in COMPONENTS if not switched_on(config, c)}
     model = model.set_params(**off) if off else model
     if config.ensemble_members > 1:
-        return TargetEnsemble(model, config.targets, config.ensemble.get("weights") or None,
-                              int(config.ensemble.get("seeds", 1)))
+        return TargetEnsemble(model, config.targets, config.ensemble.weights, config.ensemble.seeds)
     return model
 
 
@@ -239,18 +238,19 @@ def benchmark_for(frame: pd.DataFrame, *benchmarks: pd.DataFrame | None) -> pd.D
 
 
 def fit_model(model: NumeraiModel | TargetEnsemble, frame: pd.DataFrame, ds: Dataset, reporter: Reporter, title: str,
-              benchmark: pd.DataFrame | None, compute: dict[str, Any] | None = None, member: int | None = None,
+              benchmark: pd.DataFrame | None, compute: Mapping[str, Any] | None = None, member: int | None = None,
               shared: NumeraiModel | None = None) -> NumeraiModel | TargetEnsemble:
     """Fit one estimator on `frame` (era + features → target) in the machine's fit slot with the cores free then
     (training.compute), the reporter following the boosting rounds; with `member`, only that member of the ensemble
-    `model` (TargetEnsemble.fit_member, `shared` the fitted first member), which is returned. The fitted model (and
-    every fitted member) keeps its own n_jobs for predicting (-1: in Numerai's runtime, its one CPU)."""
-    compute = compute or {}
+    `model` (TargetEnsemble.fit_member, `shared` the fitted first member, whose `target_free_` it is given), which is
+    returned. The fitted model (and every fitted member) keeps its own n_jobs for predicting (-1: in Numerai's
+    runtime, its one CPU)."""
+    compute = ComputeSettings(compute or {})
     key = "n_jobs" if "n_jobs" in model.get_params(deep=False) else "model__n_jobs"  # an ensemble's members
     n_jobs = model.get_params()[key]
-    with fit_slot(compute.get("threads", "auto"), say=reporter.say, exclusive=compute.get("one_fit_at_a_time", True)) \
+    with fit_slot(compute.threads, say=reporter.say, exclusive=compute.one_fit_at_a_time) \
             as fit_threads, reporter.boosting(title) as callback:
-        if compute.get("threads", "auto") == "auto" and fit_threads < available_cpus():
+        if compute.threads == "auto" and fit_threads < available_cpus():
             reporter.say(f"  {fit_threads} of {available_cpus()} cores are free: {title} with {fit_threads} thread(s)")
         model.set_params(**{key: fit_threads})
         try:
@@ -258,7 +258,8 @@ def fit_model(model: NumeraiModel | TargetEnsemble, frame: pd.DataFrame, ds: Dat
             if member is None:
                 fitted = model.fit(ds.X(frame), ds.y_fit(frame), benchmark=benchmark, callbacks=callbacks)
             else:
-                fitted = model.fit_member(member, ds.X(frame), ds.y_fit(frame), benchmark, callbacks, shared)
+                fitted = model.fit_member(member, ds.X(frame), ds.y_fit(frame), benchmark, callbacks,
+                                          None if shared is None else shared.target_free_)
         finally:
             model.set_params(**{key: n_jobs})
     for fitted_member in getattr(fitted, "members_", [fitted]):  # the members were cloned with the fit's threads
@@ -529,8 +530,8 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
         "ship": decision,
     }
     if ensembles:
-        metrics["ensemble"] = {"targets": ds.targets, "weights": config.ensemble.get("weights") or None,
-                               "seeds": int(config.ensemble.get("seeds", 1)), "variants": ensembles}
+        metrics["ensemble"] = {"targets": ds.targets, "weights": config.ensemble.weights,
+                               "seeds": config.ensemble.seeds, "variants": ensembles}
         e = ensembles.get(shipped_variant) or next(iter(ensembles.values()))
         reporter.say(f"  ensemble of {config.ensemble_members} members: best member {e['best_member']} "
                      f"{fmt_score(e['members'][e['best_member']]['corr_mean'])}, ensemble "

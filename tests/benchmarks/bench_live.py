@@ -172,11 +172,12 @@ def ensemble_of(model: Any, members: int) -> TargetEnsemble:
     for _ in range(members):
         member = copy.deepcopy(model)
         member.residualizer_ = None
-        if ensemble.members_:
+        if ensemble.members_:  # the target-free work (factors, cluster structure) is the first member's, shared
             first = ensemble.members_[0]
+            member.target_free_ = first.target_free_
             member.factors_ = first.factors_
-            member.clusters_ = None if first.clusters_ is None else copy.copy(first.clusters_)
         ensemble.members_.append(member)
+    ensemble.target_free_ = ensemble.members_[0].target_free_
     ensemble.weights_ = np.full(members, 1.0 / members)
     ensemble.member_names_ = list(ensemble.targets)
     ensemble.residualizer_ = model.residualizer_
