@@ -60,7 +60,7 @@ def test_help_lists_every_command_on_one_line_each():
     assert result.exit_code == 0
     rows = panel_rows(result.output, "Commands")
     names = [row.split()[0] for row in rows]
-    assert sorted(names) == ["check", "data", "predict", "refresh", "status", "train", "upload"]  # one line each
+    assert sorted(names) == ["check", "data", "predict", "refresh", "status", "train", "tune", "upload"]  # one line each
     for row in rows:
         name, description = row.split(None, 1)
         assert len(description) > 15, row  # a real sentence, not a stub

@@ -123,6 +123,8 @@ def train(
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
     scheduler: str | None = typer.Option(
         None, "--scheduler", help="Run the independent fits on a Dask cluster: tcp://HOST:PORT, or local:N workers."),
+    track: bool = typer.Option(
+        False, "--track", help="Log the run to MLflow (MLFLOW_TRACKING_URI, else OUT/mlruns.db); needs the \\[tracking] extra."),
 ) -> None:
     """Fit baseline and full, score them on validation eras, and write model.pkl, metrics and a report."""
     from training.pipeline import resolved_config, train_command
@@ -135,8 +137,33 @@ def train(
         return
     train_command(
         data=data, out=out, config_path=config, ablation=ablation, cv=cv,
-        no_baseline=no_baseline, no_refit=no_refit, scheduler=scheduler,
+        no_baseline=no_baseline, no_refit=no_refit, scheduler=scheduler, track=track,
     )
+
+
+@app.command("tune", short_help="Tune the config with Optuna on the train eras; write the best.")
+@user_errors
+def tune(
+    data: Path | None = typer.Option(None, "--data", help="Data directory; default: the synthetic world in data/synthetic."),
+    out: Path = typer.Option(Path("tune"), "--out", help="Output directory (best_config.toml, tune_report.html, tune.db)."),
+    config: Path | None = typer.Option(None, "--config", help="TOML config file; its \\[tune] table is the search space."),
+    trials: int = typer.Option(20, "--trials", help="Finished (complete or pruned) trials the study should hold."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Seconds after which no new trial starts (trials in flight finish)."),
+    study: str = typer.Option("nmu-tune", "--study", help="Study name; the same name in the same storage resumes it."),
+    storage: str | None = typer.Option(
+        None, "--storage", help="Optuna storage URL (sqlite:///PATH, postgresql://...); default: sqlite:///OUT/tune.db."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Run the trials' fits on a Dask cluster: tcp://HOST:PORT, or local:N workers."),
+    track: bool = typer.Option(
+        False, "--track", help="Log the study to MLflow (MLFLOW_TRACKING_URI, else OUT/mlruns.db); needs the \\[tracking] extra."),
+) -> None:
+    """Tune the config on the train eras' folds (Optuna, pruned fold by fold), write best_config.toml and a report
+    that scores the default and the tuned config on the validation report eras, after the choice."""
+    from training.tune import tune_command
+
+    tune_command(data=data, out=out, config_path=config, trials=trials, timeout=timeout, study_name=study,
+                 storage=storage, scheduler=scheduler, track=track)
 
 
 @app.command("predict", short_help="Run a pickle on the live era and write id,prediction CSV.")

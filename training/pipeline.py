@@ -152,6 +152,17 @@ def resolved_config(config_path: Path | None, ablation: bool = False, cv: int | 
     return config
 
 
+def resolve_data(data: Path | None, reporter: Reporter) -> tuple[Path, str]:
+    """The data directory of `--data` (None: the built-in synthetic world) and its source label; NmuError when the
+    directory does not exist."""
+    if data is None:
+        return ensure_synthetic_world(DEFAULT_SYNTHETIC_DIR, reporter), "synthetic"
+    data_dir = Path(data)
+    if not data_dir.is_dir():
+        raise NmuError(f"data directory {data_dir} does not exist; make one with `nmu data synthetic` or `nmu data download`.")
+    return data_dir, "synthetic" if read_data_info(data_dir)["source"] == "synthetic" else str(data_dir)
+
+
 def train_command(
     data: Path | None,
     out: Path,
@@ -162,22 +173,23 @@ def train_command(
     no_refit: bool = False,
     console: Any = None,  # a rich Console for the Reporter (default: stderr); Console(quiet=True) is silent
     scheduler: str | None = None,
+    track: bool = False,
 ) -> dict[str, Any]:
-    """Run `nmu train` end to end and return metrics.json's content."""
+    """Run `nmu train` end to end and return metrics.json's content (with `track`, or [tracking] enabled, the run is
+    logged to MLflow: training.tracking)."""
     config = resolved_config(config_path, ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit,
                              scheduler=scheduler)
     check_config(config)  # every setting, before any data is read
     check_scheduler(config.compute.get("scheduler"))
+    track = track or bool(config.tracking.get("enabled"))
+    if track:
+        from training.tracking import check_tracking  # noqa: PLC0415 - the optional extra
+
+        check_tracking(config)
     out = Path(out)
     check_out_dir(out)
     reporter = Reporter(console)
-    if data is None:
-        data_dir, source = ensure_synthetic_world(DEFAULT_SYNTHETIC_DIR, reporter), "synthetic"
-    else:
-        data_dir = Path(data)
-        if not data_dir.is_dir():
-            raise NmuError(f"data directory {data_dir} does not exist; make one with `nmu data synthetic` or `nmu data download`.")
-        source = "synthetic" if read_data_info(data_dir)["source"] == "synthetic" else str(data_dir)
+    data_dir, source = resolve_data(data, reporter)
     ds = load_dataset(data_dir, source, config, reporter)
     executor = make_executor(config.compute.get("scheduler"))
     try:
@@ -187,4 +199,9 @@ def train_command(
     with reporter.step(f"Writing model.pkl, manifest, metrics and report into {out}"):
         write_artifacts(out, ds, config, result, reporter.timings)
     reporter.scores_table(result.models)
+    if track:
+        from training.tracking import log_train_run  # noqa: PLC0415 - the optional extra
+
+        with reporter.step("Logging the run to MLflow"):
+            log_train_run(out, config, result.metrics)
     return result.metrics
