@@ -110,10 +110,23 @@ def data_download(
         download_data(out, version=version, progress=progress)
 
 
+def _data_option() -> typer.models.OptionInfo:
+    return typer.Option(None, "--data", help="Data directory; default: the synthetic world in data/synthetic.")
+
+
+def _scheduler_option(fits: str) -> typer.models.OptionInfo:
+    return typer.Option(None, "--scheduler", help=f"Run {fits} on a Dask cluster: tcp://HOST:PORT, or local:N workers.")
+
+
+def _track_option(what: str) -> typer.models.OptionInfo:
+    return typer.Option(False, "--track", help=f"Log {what} to MLflow (MLFLOW_TRACKING_URI, else OUT/mlruns.db); needs "
+                                               "the \\[tracking] extra.")
+
+
 @app.command("train", short_help="Fit, score and write model.pkl, metrics and a report.")
 @user_errors
 def train(
-    data: Path | None = typer.Option(None, "--data", help="Data directory; default: the synthetic world in data/synthetic."),
+    data: Path | None = _data_option(),
     out: Path = typer.Option(Path("artifacts"), "--out", help="Output directory."),
     config: Path | None = typer.Option(None, "--config", help="TOML config file."),
     ablation: bool = typer.Option(False, "--ablation", help="Also fit one variant without each component."),
@@ -121,10 +134,8 @@ def train(
     no_baseline: bool = typer.Option(False, "--no-baseline", help="Skip the baseline variant."),
     no_refit: bool = typer.Option(False, "--no-refit", help="Ship the model fitted on train eras only."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
-    scheduler: str | None = typer.Option(
-        None, "--scheduler", help="Run the independent fits on a Dask cluster: tcp://HOST:PORT, or local:N workers."),
-    track: bool = typer.Option(
-        False, "--track", help="Log the run to MLflow (MLFLOW_TRACKING_URI, else OUT/mlruns.db); needs the \\[tracking] extra."),
+    scheduler: str | None = _scheduler_option("the independent fits"),
+    track: bool = _track_option("the run"),
 ) -> None:
     """Fit baseline and full, score them on validation eras, and write model.pkl, metrics and a report."""
     from training.pipeline import resolved_config, train_command
@@ -144,7 +155,7 @@ def train(
 @app.command("tune", short_help="Tune the config with Optuna on the train eras; write the best.")
 @user_errors
 def tune(
-    data: Path | None = typer.Option(None, "--data", help="Data directory; default: the synthetic world in data/synthetic."),
+    data: Path | None = _data_option(),
     out: Path = typer.Option(Path("tune"), "--out", help="Output directory (best_config.toml, tune_report.html, tune.db)."),
     config: Path | None = typer.Option(None, "--config", help="TOML config file; its \\[tune] table is the search space."),
     trials: int = typer.Option(20, "--trials", help="Finished (complete or pruned) trials the study should hold."),
@@ -153,10 +164,8 @@ def tune(
     study: str = typer.Option("nmu-tune", "--study", help="Study name; the same name in the same storage resumes it."),
     storage: str | None = typer.Option(
         None, "--storage", help="Optuna storage URL (sqlite:///PATH, postgresql://...); default: sqlite:///OUT/tune.db."),
-    scheduler: str | None = typer.Option(
-        None, "--scheduler", help="Run the trials' fits on a Dask cluster: tcp://HOST:PORT, or local:N workers."),
-    track: bool = typer.Option(
-        False, "--track", help="Log the study to MLflow (MLFLOW_TRACKING_URI, else OUT/mlruns.db); needs the \\[tracking] extra."),
+    scheduler: str | None = _scheduler_option("the trials' fits"),
+    track: bool = _track_option("the study"),
 ) -> None:
     """Tune the config on the train eras' folds (Optuna, pruned fold by fold), write best_config.toml and a report
     that scores the default and the tuned config on the validation report eras, after the choice."""
