@@ -148,7 +148,7 @@ def train(
         return
     train_command(
         data=data, out=out, config_path=config, ablation=ablation, cv=cv,
-        no_baseline=no_baseline, no_refit=no_refit, scheduler=scheduler, track=track,
+        no_baseline=no_baseline, no_refit=no_refit, scheduler=scheduler, track=track, console=console,
     )
 
 
@@ -172,7 +172,7 @@ def tune(
     from training.tune import tune_command
 
     tune_command(data=data, out=out, config_path=config, trials=trials, timeout=timeout, study_name=study,
-                 storage=storage, scheduler=scheduler, track=track)
+                 storage=storage, scheduler=scheduler, track=track, console=console)
 
 
 @app.command("predict", short_help="Run a pickle on the live era and write id,prediction CSV.")
@@ -257,7 +257,10 @@ def refresh(
     from training.refresh import refresh_command
 
     waiting = {k: v for k, v in (("timeout", upload_timeout), ("poll_interval", poll_interval)) if v is not None}
+    from training.console import Reporter
+
     refresh_command(model_path, data=data, download=download, upload=upload, model_name=model, refit=refit,
+                    reporter=Reporter(console),
                     validation_eras=validation_eras, upload_options=waiting)
 
 

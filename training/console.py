@@ -20,6 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 PROGRESS_SECONDS = 20.0
 """In a log, a boosting progress line at least this often (the issue asks for one at least every 30 s)."""
 
+_progress_log = logging.getLogger("training.progress")
+
 LIBRARY_LOGGERS = ("training", "validation")
 """The loggers the library's progress lines go to; the command layer shows them (`show_progress_lines`)."""
 
@@ -40,10 +42,10 @@ class _ConsoleHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def progress_bars(console: Console) -> Iterator[Callable[[str, int, int | None], None]]:
+def progress_bars(console: Console | None) -> Iterator[Callable[[str, int, int | None], None]]:
     """A progress callback `(what, done, total)` for library code (a download's bytes, the synthetic world's eras),
-    drawn as one rich bar per `what` on `console`; on a console that is not a terminal it draws nothing."""
-    if not console.is_terminal:
+    drawn as one rich bar per `what` on `console`; with no console, or one that is not a terminal, nothing is drawn."""
+    if console is None or not console.is_terminal:
         yield lambda what, done, total: None
         return
     from rich.progress import DownloadColumn
@@ -111,10 +113,13 @@ def fmt_score(value: float | None) -> str:
 class Reporter:
     """Stages on screen with their time, and a LightGBM callback that follows the boosting rounds.
 
+    The command layer gives it its console; without one (library code called from Python) every line goes to the
+    `training.progress` logger instead, plain, and nothing is drawn.
+
     Parameters
     ----------
     console : rich Console, optional
-        Where to print (stderr by default).
+        Where to draw; None: log through `logging` (logger training.progress).
 
     Attributes
     ----------
@@ -123,12 +128,21 @@ class Reporter:
     """
 
     def __init__(self, console: Console | None = None):
-        self.console = console or Console(stderr=True)
+        self.console = console
         self.timings: dict[str, float] = {}
+
+    def _print(self, rich_text: str, plain: str) -> None:
+        if self.console is None:
+            _progress_log.info("%s", plain)
+        else:
+            self.console.print(rich_text, highlight=False)
 
     def say(self, text: str) -> None:
         """One plain line (no markup)."""
-        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+        if self.console is None:
+            _progress_log.info("%s", text)
+        else:
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def scores_table(self, models: dict[str, dict[str, Any]]) -> None:
         """The variants' headline scores (metrics.json's "models") as a table."""
@@ -141,27 +155,32 @@ class Reporter:
             table.add_column(key, justify="right")
         for name, scores in models.items():
             table.add_row(name, *(str(scores[k]) if k == "n_eras" else fmt_score(scores[k]) for k in keys))
-        self.console.print(table)
+        if self.console is None:
+            for name, scores in models.items():
+                self.say(f"  {name}: " + ", ".join(f"{k} {scores[k] if k == 'n_eras' else fmt_score(scores[k])}"
+                                                   for k in keys))
+        else:
+            self.console.print(table)
 
     @contextlib.contextmanager
     def step(self, title: str) -> Iterator[None]:
         """Print a stage, run it, print its time (or that it failed)."""
-        self.console.print(f"[bold cyan]→[/bold cyan] {title} …", highlight=False)
+        self._print(f"[bold cyan]→[/bold cyan] {title} …", f"→ {title} …")
         start = time.perf_counter()
         try:
             yield
         except BaseException:
-            self.console.print(f"[bold red]✗[/bold red] {title} failed after {time.perf_counter() - start:.1f} s",
-                               highlight=False)
+            failed = f"{title} failed after {time.perf_counter() - start:.1f} s"
+            self._print(f"[bold red]✗[/bold red] {failed}", f"✗ {failed}")
             raise
         elapsed = time.perf_counter() - start
         self.timings[title] = round(elapsed, 2)
-        self.console.print(f"[bold green]✓[/bold green] {title} [dim]({elapsed:.1f} s)[/dim]", highlight=False)
+        self._print(f"[bold green]✓[/bold green] {title} [dim]({elapsed:.1f} s)[/dim]", f"✓ {title} ({elapsed:.1f} s)")
 
     @contextlib.contextmanager
     def boosting(self, title: str) -> Iterator[Callable[[Any], None]]:
         """A LightGBM callback that follows the rounds: a bar on a terminal, else a line every PROGRESS_SECONDS."""
-        if not self.console.is_terminal:
+        if self.console is None or not self.console.is_terminal:
             yield _LogProgress(self, title)
             return
         progress = Progress(

@@ -171,7 +171,7 @@ def train_command(
     cv: int | None = None,
     no_baseline: bool = False,
     no_refit: bool = False,
-    console: Any = None,  # a rich Console for the Reporter (default: stderr); Console(quiet=True) is silent
+    console: Any = None,  # a rich Console to draw on (the CLI's); None: progress lines go to logging
     scheduler: str | None = None,
     track: bool = False,
 ) -> dict[str, Any]:

@@ -750,7 +750,7 @@ def tune_command(
     storage: str | None = None,
     scheduler: str | None = None,
     track: bool = False,
-    console: Any = None,  # a rich Console for the Reporter (default: stderr); Console(quiet=True) is silent
+    console: Any = None,  # a rich Console to draw on (the CLI's); None: progress lines go to logging
 ) -> dict[str, Any]:
     """Run `nmu tune` end to end (see the module docstring) and return tune.json's content."""
     if trials < 1:
