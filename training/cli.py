@@ -207,7 +207,7 @@ def check(
     raise typer.Exit(0 if result.passed else 1)
 
 
-@app.command("upload", short_help="Upload a checked pickle to Numerai for auto-submission.")
+@app.command("upload", short_help="Upload a checked pickle, wait for Numerai to validate it, assign it.")
 @user_errors
 def upload(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to upload."),
@@ -264,7 +264,7 @@ def refresh(
                     validation_eras=validation_eras, upload_options=waiting)
 
 
-@app.command("status", short_help="Is auto-submission alive and current?")
+@app.command("status", short_help="What Numerai runs for a model, whether it submits, what to do.")
 @user_errors
 def status(
     model: str = typer.Option(..., "--model", help="Name of your Numerai model."),
