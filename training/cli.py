@@ -207,7 +207,7 @@ def check(
     raise typer.Exit(0 if result.passed else 1)
 
 
-@app.command("upload", short_help="Upload a checked pickle, wait for Numerai to validate it, assign it.")
+@app.command("upload", short_help="Upload a checked pickle; Numerai validates it; assign it.")
 @user_errors
 def upload(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to upload."),
