@@ -48,6 +48,8 @@ FACTOR_CHUNK_ROWS = 32_768
 def rows_per_chunk(cells: int, width: int) -> int:
     """How many rows of `width` columns fit in `cells` cells (at least one)."""
     return max(1, cells // max(1, width))
+
+
 _log = logging.getLogger("model.features")
 
 

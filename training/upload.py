@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -480,8 +480,3 @@ def describe(result: UploadResult) -> str:
                 "`nmu upload` again to wait for the validation and assign it")
     return (f"model {result.model} now runs pickle {result.pickle_id} ({result.filename}, {result.size_bytes:,} bytes): "
             f"validated by Numerai, assigned and verified; image {result.docker_image}, data {result.data_version}")
-
-
-def as_record(result: UploadResult) -> dict[str, Any]:
-    """The result as plain values (JSON-ready)."""
-    return asdict(result)
