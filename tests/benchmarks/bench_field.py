@@ -38,9 +38,10 @@ from rich.console import Console
 from model.estimator import NumeraiModel
 from model.live import make_predict
 from model.timing import STALENESS_POLICIES
-from tests.benchmarks.bench_worlds import per_era_corr, pooled
+from tests.benchmarks.bench_worlds import DRIFTING_WORLDS, per_era_corr, pooled
 from training.config import config_from_dict
 from training.console import Reporter
+from training.drifting_world import DriftingWorldConfig, write_drifting_world
 from training.experiment import benchmark_for, build_model, fit_model, load_dataset, make_variant, resolved_rows
 from training.pipeline import train_command
 from training.refresh import fitted_model
@@ -63,12 +64,14 @@ WORLDS = {
     "control-a": _world(False, 400, 2000, 120, 41),
     "control-b": _world(False, 350, 1500, 80, 42),
 }
+# with the second family (training.drifting_world), the same worlds as bench_worlds.py --family drifting, on request
+ALL_WORLDS = {**WORLDS, **DRIFTING_WORLDS}
 
 
-def run_world(name: str, config: SyntheticConfig, root: Path) -> dict:
+def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Path) -> dict:
     data, out = root / name / "data", root / name / "artifacts"
     if not (data / "future.parquet").exists():
-        write_synthetic_world(data, config)
+        (write_drifting_world if isinstance(config, DriftingWorldConfig) else write_synthetic_world)(data, config)
     (root / name / "full.toml").write_text('ship = "full"\n')
     quiet = Console(quiet=True)
     train_command(data=data, out=out, config_path=root / name / "full.toml", console=quiet)
@@ -123,10 +126,11 @@ def pooled_diff(rows: list[dict], a: str, b: str) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/field"))
-    parser.add_argument("--worlds", default=",".join(WORLDS))
+    parser.add_argument("--worlds", default=",".join(WORLDS),
+                        help="comma-separated names; the drifting family's (drift-*) on request")
     parser.add_argument("--no-assert", action="store_true")
     args = parser.parse_args()
-    rows = [run_world(name, WORLDS[name], args.data.resolve()) for name in args.worlds.split(",")]
+    rows = [run_world(name, ALL_WORLDS[name], args.data.resolve()) for name in args.worlds.split(",")]
     names = [*STALENESS_POLICIES, "refreshed", "baseline"]
     table = []
     for r in rows:
