@@ -22,7 +22,9 @@ from typer.testing import CliRunner
 from model.eras import sort_eras
 from training.cli import app
 from training.config import TrainConfig, config_from_dict, load_config
+from training.console import Silent
 from training.executor import InProcess
+from training.experiment import benchmark_for, build_model, fit_model, load_dataset, make_variant
 from training.synthetic import SyntheticConfig, write_synthetic_world
 from training.tune import (
     FoldJob,
@@ -31,10 +33,12 @@ from training.tune import (
     open_storage,
     requeue_orphans,
     run_trials,
+    score_fold,
     search_space,
     study_signature,
     tune_command,
     tune_settings,
+    tuned_variant,
 )
 from validation.errors import NmuError
 from validation.evaluation.selection import split_eras
@@ -104,8 +108,14 @@ def test_tune_writes_the_best_config_and_the_report(tuned, tiny_world: Path) -> 
     assert best.lightgbm["n_estimators"] == 15 and best.components["residualize_proportion"] == pytest.approx(
         summary["best_params"]["components.residualize_proportion"])
     assert json.loads((out / "tune.json").read_text())["best_value"] == pytest.approx(summary["best_value"])
+    # the default config ran first, on the same folds; its num_leaves (31) is outside [4, 16], so that one is sampled
+    first = _study(out).trials[0]
+    assert first.user_attrs.get("nmu_default") and first.params["components.residualize_proportion"] == 0.5
+    assert 4 <= first.params["lightgbm.num_leaves"] <= 16
+    assert [t.number for t in _study(out).trials if t.user_attrs.get("nmu_default")] == [0]
+    assert summary["default_trial"]["number"] == 0 and summary["default_trial"]["state"] == "complete"  # never pruned
     page = (out / "tune_report.html").read_text()
-    for text in ("After the choice", "never saw these eras", "Optimisation history", "Parameter importance",
+    for text in ("After the choice", "never saw these eras", "The default config, trial 0", "Optimisation history", "Parameter importance",
                  "Best trials", "data:image/png;base64,"):
         assert text in page, text
 
@@ -319,3 +329,40 @@ def test_trials_run_in_parallel_on_local_workers(tiny_world: Path, tmp_path: Pat
     assert summary["trials"]["complete"] + summary["trials"]["pruned"] == 4
     assert (tmp_path / "out" / "best_config.toml").is_file()
     assert dataclasses.asdict(load_config(tmp_path / "out" / "best_config.toml"))["compute"].get("scheduler") is None
+
+
+def test_the_bmc_objective_is_the_folds_mean_bmc(tiny_world: Path, tmp_path: Path) -> None:
+    """metric = "bmc", end to end: each complete trial's value is the mean BMC (against the train benchmark) of the
+    per-era scores of its folds, refitted here fold by fold; not the corr, which the folds also score."""
+    import numerai_tools.scoring as nt  # noqa: PLC0415 - a test dependency
+
+    text = CONFIG.replace("folds = 2", "folds = 2\nmetric = \"bmc\"")
+    summary = _tune(tiny_world, tmp_path / "out", _config(tmp_path, text), trials=3)
+    assert summary["metric"] == "bmc"
+    config = load_config(_config(tmp_path, text))
+    ds = load_dataset(tiny_world, "synthetic", config, Silent())
+    settings = tune_settings(config)
+    complete = [t for t in _study(tmp_path / "out").trials if t.state.name == "COMPLETE"]
+    fold_eras = expanding_window_folds(ds.split.train, 2, config.resolved_embargo)
+    assert complete
+    for trial in complete:
+        folds = [score_fold(FoldJob(trial.number, k, tuple(sorted(trial.params.items()))), ds, config, settings,
+                            config.compute) for k in (1, 2)]
+        scores = pd.concat(folds)
+        assert scores["bmc"].notna().all() and list(scores.index) == [e for f in fold_eras for e in f.validation]
+        assert trial.value == pytest.approx(scores["bmc"].mean(), abs=1e-12)
+        assert trial.value != pytest.approx(scores["corr"].mean(), abs=1e-6)
+    # one era's BMC, recomputed from the model's predictions with numerai-tools: the column is BMC, not a proxy
+    best = apply_params(config, summary["best_params"])
+    fold = expanding_window_folds(ds.split.train, 2, best.resolved_embargo)[0]
+    fit_rows = ds.train.loc[ds.train["era"].isin(fold.train)]
+    era_rows = ds.train.loc[ds.train["era"] == fold.validation[0]]
+    model = make_variant(build_model(best, ds.groups), tuned_variant(best), best)
+    model = fit_model(model, fit_rows, ds, Silent(), "check", benchmark_for(fit_rows, ds.train_benchmark),
+                      config.compute)
+    bench = benchmark_for(era_rows, ds.train_benchmark)
+    preds = pd.DataFrame({"p": model.predict(ds.X(era_rows), benchmark=bench)}, index=era_rows.index)
+    expected = nt.correlation_contribution(preds, bench[ds.benchmark_column], era_rows[ds.target]).iloc[0]
+    got = score_fold(FoldJob(summary["best_trial"], 1, tuple(sorted(summary["best_params"].items()))), ds, config,
+                     settings, config.compute)
+    assert got.loc[fold.validation[0], "bmc"] == pytest.approx(expected, abs=1e-9)

@@ -467,6 +467,36 @@ def requeue_orphans(study: Any, storage: Any, say: Callable[[str], None]) -> int
     return requeued
 
 
+def _contains(dim: Dimension, value: Any) -> bool:
+    if dim.kind == "choice":
+        return value in dim.choices
+    return _number(value) and dim.low <= value <= dim.high and (dim.kind == "float" or float(value).is_integer())
+
+
+def enqueue_default(study: Any, config: TrainConfig, space: list[Dimension], say: Callable[[str], None]) -> bool:
+    """Queue the default config (the one given to `nmu tune`) as the study's next trial, once per study, so that
+    the study measures it on the same folds as every other trial: the best trial is then the default unless a
+    sampled config beats it there, and the report shows by how much. A default outside the searched range is
+    sampled instead (said in one line). Returns whether it was queued."""
+    if any(t.user_attrs.get("nmu_default") for t in study.get_trials(deepcopy=False)):
+        return False
+    defaults = default_params(config, space)
+    fixed = {d.name: defaults[d.name] for d in space if _contains(d, defaults.get(d.name))}
+    outside = [f"{d.name} = {defaults.get(d.name)!r}" for d in space if d.name not in fixed]
+    if outside:
+        say(f"  the default config's {', '.join(outside)} lies outside the searched range: the default trial samples it")
+    study.enqueue_trial(fixed, user_attrs={"nmu_default": True}, skip_if_exists=False)
+    return True
+
+
+def default_trial(study: Any) -> Any:
+    """The study's finished trial of the default config (see `enqueue_default`), or None."""
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get("nmu_default") and trial.state.is_finished():
+            return trial
+    return None
+
+
 @dataclass
 class _Running:
     trial: Any
@@ -539,9 +569,11 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
                 r.trial.report(value, step=k)
                 if k == folds:
                     study.tell(r.trial, value)
-                    say(f"  trial {number}: {metric} {fmt_score(value)} over {folds} folds "
+                    label = " (the default config)" if r.trial.user_attrs.get("nmu_default") else ""
+                    say(f"  trial {number}{label}: {metric} {fmt_score(value)} over {folds} folds "
                         f"(best so far {fmt_score(study.best_value)})")
-                elif r.trial.should_prune():
+                elif not r.trial.user_attrs.get("nmu_default") and r.trial.should_prune():
+                    # the default is the reference every other trial is read against: measured on every fold
                     study.tell(r.trial, state=states.PRUNED)
                     say(f"  trial {number} pruned after fold {k}/{folds}: {metric} {fmt_score(value)} below the "
                         "median of earlier trials there")
@@ -647,6 +679,17 @@ def _table(rows: list[dict[str, Any]]) -> str:
                                       float_format=lambda v: f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}")
 
 
+def _default_sentence(summary: dict[str, Any]) -> str:
+    dt = summary.get("default_trial")
+    if dt is None:
+        return "The default config was not measured on the folds (a study made before nmu ran it as a trial)."
+    if dt["state"] != "complete":
+        return (f"The default config, trial {dt['number']}, was {html.escape(dt['state'])} after {dt['folds']} "
+                "fold(s) on the same folds.")
+    return (f"The default config, trial {dt['number']}, scored {dt['value']:.4f} on the same folds "
+            f"({summary['best_value'] - dt['value']:+.4f} for the best).")
+
+
 def render_tune_html(summary: dict[str, Any], plots: dict[str, bytes], best_rows: list[dict[str, Any]]) -> str:
     """The tune report as one self-contained page."""
     import base64  # noqa: PLC0415
@@ -684,6 +727,7 @@ on them; the default config is the one given to <code>nmu tune</code> (as <code>
 {_table(after_rows)}</div>
 <h2>The best trial's parameters</h2>
 <p>Trial {summary['best_trial']}: {html.escape(summary['metric'])} {summary['best_value']:.4f} on the train folds.
+{_default_sentence(summary)}
 <code>best_config.toml</code> holds this config for <code>nmu train --config</code>.</p>
 {_table(params_rows)}
 <h2>Best trials</h2>
@@ -740,6 +784,14 @@ def default_params(config: TrainConfig, space: list[Dimension]) -> dict[str, Any
     return out
 
 
+def _trial_record(trial: Any) -> dict[str, Any] | None:
+    if trial is None:
+        return None
+    return {"number": trial.number, "state": trial.state.name.lower(),
+            "value": None if trial.value is None else float(trial.value),
+            "folds": len(trial.intermediate_values), "params": trial.params}
+
+
 def tune_command(
     data: Path | None,
     out: Path,
@@ -784,6 +836,7 @@ def tune_command(
                                                           "version": str(info["version"])})
     study = load_study(study_name, store, signature, config.seed)
     requeue_orphans(study, store, reporter.say)
+    enqueue_default(study, config, space, reporter.say)
 
     ds = load_dataset(data_dir, source, run_config, reporter)
     if settings["metric"] == "bmc" and ds.train_benchmark is None:
@@ -829,6 +882,7 @@ def tune_command(
         "data": {"source": ds.source, "version": ds.version},
         "space": [d.as_dict() for d in space], "trials": counts, "best_trial": best.number,
         "best_value": float(best.value), "best_params": best.params, "default_params": default_params(config, space),
+        "default_trial": _trial_record(default_trial(study)),
         "after_choice": {"eras": after["eras"], "default": after["default"]["scores"],
                          "tuned": after["tuned"]["scores"]},
         "this_run": {**timing, "trials_per_hour": round(3600 * finished_now / timing["seconds"], 1)
@@ -838,6 +892,11 @@ def tune_command(
     d, t = after["default"]["scores"], after["tuned"]["scores"]
     reporter.say(f"  best trial {best.number}: {settings['metric']} {fmt_score(best.value)} on the train folds; "
                  f"written {out / 'best_config.toml'}")
+    if summary["default_trial"] is not None:
+        dt = summary["default_trial"]
+        reporter.say(f"  the default config (trial {dt['number']}): {settings['metric']} "
+                     + (f"{fmt_score(dt['value'])} on the train folds" if dt["state"] == "complete" else
+                        f"pruned after fold {dt['folds']}"))
     reporter.say(f"  after the choice, validation report eras {after['eras'][0]}–{after['eras'][1]} "
                  f"({MODE_OF_REFRESH[config.refresh].replace('_', ' ')}): default corr {fmt_score(d['corr_mean'])}, "
                  f"tuned corr {fmt_score(t['corr_mean'])}")
