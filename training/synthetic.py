@@ -50,6 +50,11 @@ lr 0.02, 31 leaves, colsample 0.3) on the train eras scores 0.034 (sharpe 1.3) i
 (sharpe 1.7) in the control; a linear predictor given the truth (payoffs known H eras later, the regime, the
 interaction, industry-relative styles) scores 0.054 in the planted world and 0.042 in the control. At the
 test size (120 eras x 600 stocks x 60 features, seeds 1-6) a small plain LightGBM scores 0.015-0.037.
+
+Two ceilings (validation eras with a target, seed 0, default size): `oracle_predictions`, the true expected target
+given each stock's true styles and the factor returns up to the era before, scores 0.064; `reachable_predictions`,
+the same construction from only what a model can know at each era (styles, industries and the regime estimated from
+the features, factor returns from resolved targets), scores 0.049.
 """
 
 from __future__ import annotations
@@ -696,3 +701,312 @@ def oracle_predictions(config: SyntheticConfig, era_numbers: list[int],
                                        index=pd.Index(_ids(row, n, world.id_key), name="id")))
         row += n
     return pd.concat(frames)
+
+
+# ---- the reachable oracle: the same construction from what a model can know at each era ----------------------------
+def _kmeans(x: np.ndarray, k: int, seed: int, starts: int = 3, iters: int = 100) -> np.ndarray:
+    """Centroids (k, d) of Lloyd's k-means on the rows of x, k-means++ starts, the best of `starts` by inertia."""
+    rng = np.random.default_rng(seed)
+    squared = (x * x).sum(axis=1)
+    best, best_inertia = None, np.inf
+    for _ in range(starts):
+        centroids = np.empty((k, x.shape[1]))
+        centroids[0] = x[rng.integers(len(x))]
+        nearest = squared - 2.0 * x @ centroids[0] + centroids[0] @ centroids[0]
+        for j in range(1, k):
+            weights = np.maximum(nearest, 0.0)
+            centroids[j] = x[rng.choice(len(x), p=weights / weights.sum())]
+            nearest = np.minimum(nearest, squared - 2.0 * x @ centroids[j] + centroids[j] @ centroids[j])
+        labels = np.full(len(x), -1)
+        for _ in range(iters):
+            distances = squared[:, None] - 2.0 * x @ centroids.T + (centroids * centroids).sum(axis=1)[None, :]
+            new = distances.argmin(axis=1)
+            if np.array_equal(new, labels):
+                break
+            labels = new
+            counts = np.bincount(labels, minlength=k)
+            sums = np.zeros_like(centroids)
+            np.add.at(sums, labels, x)
+            filled = counts > 0
+            centroids[filled] = sums[filled] / counts[filled, None]
+        inertia = float(distances.min(axis=1).sum())
+        if inertia < best_inertia:
+            best, best_inertia = centroids.copy(), inertia
+    assert best is not None
+    return best
+
+
+def _adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two labelings (1: the same partition, about 0: unrelated)."""
+    _, a = np.unique(a, return_inverse=True)
+    _, b = np.unique(b, return_inverse=True)
+    table = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(table, (a, b), 1.0)
+
+    def pairs(v: np.ndarray) -> float:
+        return float((v * (v - 1.0) / 2.0).sum())
+
+    both, rows, cols, total = pairs(table), pairs(table.sum(axis=1)), pairs(table.sum(axis=0)), pairs(np.array([a.size]))
+    expected = rows * cols / total
+    top = (rows + cols) / 2.0
+    return (both - expected) / (top - expected) if top != expected else 1.0
+
+
+def _within(values: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Subtract from each value the mean of its label's members (one era's cross-section)."""
+    counts = np.maximum(np.bincount(labels, minlength=k), 1)
+    return values - (np.bincount(labels, weights=values, minlength=k) / counts)[labels]
+
+
+@dataclass
+class _Reachable:
+    """What a model can know of a world's eras: estimated styles, clusters, the estimated regime and the targets."""
+
+    config: SyntheticConfig
+    world: _World
+    train: int  # eras (from the first) whose true latents fit the estimators
+    lag: int  # era t sees the targets of eras <= t - lag
+    rows: np.ndarray  # (T,) first global row of each era (for the ids)
+    sizes: np.ndarray  # (T,)
+    styles: list[np.ndarray]  # per era (n, G) float32: the estimated styles
+    clusters: list[np.ndarray]  # per era (n,) int8
+    targets: list[np.ndarray]  # per era (n,) float32, NaN where the world has none (the live era)
+    regime: np.ndarray  # (T,) int8 estimated regime
+    style_corr: np.ndarray  # (T, G) per-era corr of estimated and true styles
+    relative_corr: np.ndarray  # (T,) per-era corr of the within-cluster estimate and the true within-industry part
+    industry_ari: np.ndarray  # (T,) adjusted Rand index of clusters and true industries
+    true_regime: np.ndarray  # (T,)
+
+
+_REACHABLE_CACHE: dict[tuple[SyntheticConfig, int], _Reachable] = {}
+
+
+def _reachable_state(config: SyntheticConfig, train: int, targets: dict[int, np.ndarray] | None) -> _Reachable:
+    """Generate every era of the world (train, validation, future, live), fit the estimators on the first `train`
+    eras and estimate each era's styles, clusters and regime. The latest world without replaced targets is cached
+    (the battery asks for several effect sets and for the future eras of one world in turn)."""
+    key = (config, train)
+    if targets is None and key in _REACHABLE_CACHE:
+        return _REACHABLE_CACHE[key]
+    world = _make_world(config)
+    total = config.eras + config.future_eras + 1
+    g_count, f_count, k_count = len(world.groups), config.features, config.industries
+    member = np.zeros((f_count, g_count))
+    member[np.arange(f_count), world.group_of_feature] = 1.0
+    # each feature minus its group's mean: removes most of the styles and keeps the industry signatures, on which
+    # k-means finds the industries (adjusted Rand 0.99 on a validation era of the default world, against 0.77 on
+    # the plain features and 0.94 on their first 20 principal components). k-means runs on the unstyled features'
+    # first K principal components (K industries: the default world's sample shows 7 eigenvalues of 2.5 to 7.1
+    # above a flat 1.7): on all 120 dimensions 3 k-means++ starts stopped at a split industry (adjusted Rand 0.84)
+    # for one seed in two; on the components every seed and start found 0.99, in a tenth of a second.
+    unstyle = np.eye(f_count) - member @ (member / member.sum(axis=0)).T
+    a, b = world.regime_pair
+    rows, sizes = np.zeros(total, dtype=np.int64), np.zeros(total, dtype=np.int64)
+    state = _Reachable(
+        config=config, world=world, train=train, lag=config.unresolved_eras + 1, rows=rows, sizes=sizes, styles=[],
+        clusters=[], targets=[], regime=np.zeros(total, dtype=np.int8), style_corr=np.full((total, g_count), np.nan),
+        relative_corr=np.full(total, np.nan), industry_ari=np.full(total, np.nan),
+        true_regime=world.regimes[:total].astype(np.int8),
+    )
+    held: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # train eras (int8 bins) until the fit
+    xtx, xts = np.zeros((f_count, f_count)), np.zeros((f_count, g_count))
+    sum_x, sum_s, count = np.zeros(f_count), np.zeros(g_count), 0
+    weights = intercept = centroids = project = offset = None
+    statistic = np.zeros(total)
+    row = 0
+    for t in range(total):
+        data_type = _data_type(config, t)
+        n = _era_size(config, t, data_type)
+        rows[t], sizes[t] = row, n
+        row += n
+        # validation eras as resolved ones: era t uses them only once resolved (the lag below)
+        era = _make_era(world, t, n, row - n, "future" if data_type == "validation" else data_type)
+        _, industry, true_styles, paying = _era_latents(world, t, n)
+        target = era.targets["target"] if targets is None or t + 1 not in targets else targets[t + 1]
+        state.targets.append(np.asarray(target, dtype=np.float32))
+        if t < train:
+            x = era.features.T.astype(np.float64) - 2.0  # bins 0..4 in five equal per-era bins: mean 2 every era
+            xtx += x.T @ x
+            xts += x.T @ true_styles
+            sum_x += x.sum(axis=0)
+            sum_s += true_styles.sum(axis=0)
+            count += n
+            held.append((era.features, true_styles, industry, paying))
+            if t < train - 1:
+                continue
+            # per group, least squares of the true style on the group's features (and an intercept), train eras
+            weights, intercept = np.zeros((f_count, g_count)), np.zeros(g_count)
+            for g in range(g_count):
+                cols = np.flatnonzero(member[:, g])
+                mean_x = sum_x[cols] / count
+                cov = xtx[np.ix_(cols, cols)] / count - np.outer(mean_x, mean_x)
+                cross = xts[cols, g] / count - mean_x * sum_s[g] / count
+                weights[cols, g] = np.linalg.solve(cov, cross)
+                intercept[g] = sum_s[g] / count - mean_x @ weights[cols, g]
+            # k-means on the unstyled features of up to 12,000 train rows spread over the train eras
+            sample_rng = np.random.default_rng([config.seed, 4])
+            per_era = max(1, 12_000 // len(held))
+            sample = np.concatenate(
+                [h[0].T[sample_rng.permutation(h[0].shape[1])[:per_era]] for h in held]).astype(np.float64) - 2.0
+            sample = sample @ unstyle
+            center = sample.mean(axis=0)
+            components = np.linalg.svd(sample - center, full_matrices=False)[2][:k_count].T
+            project = unstyle @ components  # raw centred bins -> the unstyled features' first K components
+            offset = center @ components
+            centroids = _kmeans(sample @ components - offset, k_count, seed=config.seed, starts=5)
+            batch = held
+        else:
+            batch = [(era.features, true_styles, industry, paying)]
+        assert weights is not None and intercept is not None and centroids is not None and project is not None
+        for bins, s_u, k_u, pay_u in batch:
+            u = len(state.styles)
+            x_u = bins.T.astype(np.float64) - 2.0
+            estimated = (x_u @ weights + intercept).astype(np.float32)
+            projected = x_u @ project - offset
+            distances = -2.0 * projected @ centroids.T + (centroids * centroids).sum(axis=1)[None, :]
+            labels = distances.argmin(axis=1).astype(np.int8)
+            state.styles.append(estimated)
+            state.clusters.append(labels)
+            # the regime shows as a correlation of the regime pair's styles within industries
+            ea, eb = _within(estimated[:, a].astype(np.float64), labels, k_count), _within(
+                estimated[:, b].astype(np.float64), labels, k_count)
+            statistic[u] = float(np.corrcoef(ea, eb)[0, 1])
+            state.style_corr[u] = [np.corrcoef(estimated[:, g], s_u[:, g])[0, 1] for g in range(g_count)]
+            relative = _within(estimated[:, world.relative_group].astype(np.float64), labels, k_count)
+            state.relative_corr[u] = float(np.corrcoef(relative, pay_u[:, world.relative_group])[0, 1])
+            state.industry_ari[u] = _adjusted_rand(labels, k_u)
+        held = []
+    # the regime: the era's statistic against the midpoint of its means in the two regimes over the train eras
+    fit = statistic[:train]
+    regimes = state.true_regime[:train]
+    if (regimes == 0).any() and (regimes == 1).any():
+        low, high = fit[regimes == 0].mean(), fit[regimes == 1].mean()
+        state.regime = ((statistic - (low + high) / 2.0) * np.sign(high - low) > 0).astype(np.int8)
+    else:  # one regime in the train eras: nothing to tell them apart by
+        state.regime = np.full(total, regimes[0] if len(regimes) else 0, dtype=np.int8)
+    if targets is None:
+        _REACHABLE_CACHE.clear()
+        _REACHABLE_CACHE[key] = state
+    return state
+
+
+# windows measured on the validation eras (reachable corr in built-in / planted-default / planted-wide; without
+# momentum 0.0449 / 0.0440 / 0.0349): (1,) 0.0462 / 0.0450 / 0.0357, (12,) 0.0484 / 0.0457 / 0.0364, (1, 4, 12)
+# 0.0489 / 0.0462 / 0.0364, (1, 4, 12, 24) 0.0487 / 0.0462 / 0.0343: one era's slopes are noisy, a year of them stale
+MOMENTUM_WINDOWS = (1, 4, 12)
+"""The reachable oracle's momentum: the mean slopes of the newest 1, 4 and 12 resolved eras, each with a weight fitted
+on the train eras."""
+
+
+def _reachable_coefficients(state: _Reachable, effects: Collection[str]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per era, the design (centred columns: estimated styles, the relative group's within its cluster when told
+    "relative", the interaction's product when told "interaction") and its coefficients from resolved targets."""
+    config, world = state.config, state.world
+    total, g_count, k_count = len(state.styles), len(world.groups), config.industries
+    designs = []
+    for styles, labels in zip(state.styles, state.clusters):
+        design = styles.astype(np.float64)
+        if "relative" in effects:
+            design[:, world.relative_group] = _within(design[:, world.relative_group], labels, k_count)
+        if "interaction" in effects:
+            a, b = world.interaction
+            design = np.column_stack([design, design[:, a] * design[:, b]])
+        designs.append(design - design.mean(axis=0))
+    p = designs[0].shape[1]
+    # per era with a target, the cross-sectional least squares slopes of the target on the design
+    slopes = np.full((total, p), np.nan)
+    for u, (design, target) in enumerate(zip(designs, state.targets)):
+        if np.isfinite(target).all():
+            slopes[u] = np.linalg.lstsq(design, target - target.mean(), rcond=None)[0]
+    sign = np.ones((total, p))
+    if "regime" in effects:  # the regime group's return flips in regime 1: momentum runs on the unflipped return
+        sign[state.regime == 1, world.regime_group] = -1.0
+    unflipped = slopes * sign
+    # targets fit only eras resolved by the first era after the train eras (an embargo of lag - 1 train eras)
+    fit_end = max(1, state.train - state.lag + 1)
+    mean = np.nanmean(unflipped[:fit_end], axis=0)
+    coefficients = np.tile(mean, (total, 1))
+    if "momentum" in effects:
+        deviation = np.nan_to_num(unflipped - mean)
+        known = np.isfinite(unflipped[:, 0]).astype(float)
+        cumulative = np.vstack([np.zeros((1, p)), np.cumsum(deviation, axis=0)])
+        counts = np.concatenate([[0.0], np.cumsum(known)])
+        # for era t, the mean deviation over the window of resolved eras (t - lag - w, t - lag]
+        cut = np.arange(total) - state.lag + 1  # eras < cut are resolved
+        lagged = np.zeros((len(MOMENTUM_WINDOWS), total, p))
+        for i, w in enumerate(MOMENTUM_WINDOWS):
+            hi, lo = np.clip(cut, 0, total), np.clip(cut - w, 0, total)
+            n = np.maximum(counts[hi] - counts[lo], 1.0)
+            lagged[i] = (cumulative[hi] - cumulative[lo]) / n[:, None]
+        styles = slice(0, g_count)  # the interaction's coefficient is constant: no momentum
+        first = state.lag + max(MOMENTUM_WINDOWS) - 1  # eras with full windows
+        if fit_end > first + 1:
+            x = lagged[:, first:fit_end, styles].reshape(len(MOMENTUM_WINDOWS), -1).T
+            y = deviation[first:fit_end, styles].ravel()
+            beta = np.linalg.lstsq(x, y, rcond=None)[0]
+            coefficients[:, styles] += np.tensordot(beta, lagged[:, :, styles], axes=1)
+    return designs, coefficients * sign
+
+
+def reachable_predictions(config: SyntheticConfig, era_numbers: list[int],
+                          effects: Collection[str] = ORACLE_EFFECTS, train_eras: int | None = None,
+                          targets: dict[int, np.ndarray] | None = None) -> pd.DataFrame:
+    """The reachable oracle's predictions (index id, columns era and prediction) for the given era numbers (1-based):
+    the oracle's construction (paying styles times expected payoffs, plus the interaction) from only what a model can
+    know at each era, so a ceiling that a model could reach, where `oracle_predictions` knows each stock's true styles.
+    The world's structure (which group plays which role, the number of industries) is known; its latent values are
+    estimated. The estimators are fitted on the first `train_eras` eras (default: the world's train eras):
+
+    * styles: per group, the least squares fit of the true style on the group's binned features (train eras), applied
+      to every era's features;
+    * industries: k-means (K = the world's industries) on the features minus their group's mean (which removes most
+      of the styles and keeps the industries' signatures), fitted on a sample of train rows; the relative group's
+      within-industry part is its estimated style minus its cluster's mean in the era;
+    * regime: the era's correlation of the regime pair's estimated styles within clusters, regime 1 above the
+      midpoint of its means in the two regimes over the train eras;
+    * payoffs: per era with a target, the cross-sectional least squares slopes of the target on the estimated styles
+      (and the interaction's product). Era t sees only the targets of eras <= t - lag, lag = unresolved_eras + 1 (as
+      the data: the newest `unresolved_eras` eras before the live era lack targets). Without "momentum" a group's
+      coefficient is its mean slope; with it, plus the deviations of the mean slopes over the newest 1, 4 and 12
+      resolved eras, weighted by a least squares fit on the train eras. With "regime" the regime group's slopes are
+      unflipped by the estimated regime of their era before averaging, and flipped by era t's;
+    * the mean slopes and momentum weights use only train eras resolved by the first era after them (its targets),
+      so no era after the train eras depends on a target unresolved at that era.
+
+    `effects` (of ORACLE_EFFECTS) says what it is told, as for the oracle; a control world ignores them. `targets`
+    replaces the world's main target of the given era numbers (a test that the lag holds)."""
+    unknown = set(effects) - set(ORACLE_EFFECTS)
+    if unknown:
+        raise ValueError(f"reachable_predictions: unknown effect(s) {sorted(unknown)}; known: {ORACLE_EFFECTS}")
+    train = config.train_eras if train_eras is None else int(train_eras)
+    total = config.eras + config.future_eras + 1
+    if not 1 <= train < total:
+        raise ValueError(f"reachable_predictions: train_eras {train} must be between 1 and {total - 1}")
+    bad = [e for e in era_numbers if not 1 <= e <= total]
+    if bad:
+        raise ValueError(f"reachable_predictions: era numbers {bad[:5]} outside the world's 1..{total}")
+    state = _reachable_state(config, train, targets)
+    designs, coefficients = _reachable_coefficients(state, effects if config.planted else ())
+    frames = []
+    for number in sorted(set(era_numbers)):
+        t = number - 1
+        frames.append(pd.DataFrame(
+            {"era": era_name(number), "prediction": designs[t] @ coefficients[t]},
+            index=pd.Index(_ids(int(state.rows[t]), int(state.sizes[t]), state.world.id_key), name="id")))
+    return pd.concat(frames)
+
+
+def reachable_diagnostics(config: SyntheticConfig, train_eras: int | None = None) -> dict[str, Any]:
+    """How well the reachable oracle's estimates match the truth, as means over the eras after the train eras:
+    per group the corr of estimated and true styles ("style_corr"), the corr of the relative group's within-cluster
+    estimate and its true within-industry part ("relative_corr"), the clusters' adjusted Rand index against the true
+    industries ("industry_ari") and the share of eras whose regime is estimated right ("regime_accuracy")."""
+    train = config.train_eras if train_eras is None else int(train_eras)
+    state = _reachable_state(config, train, None)
+    later = slice(train, config.eras + config.future_eras + 1)
+    return {
+        "style_corr": dict(zip(state.world.groups, np.nanmean(state.style_corr[later], axis=0).tolist())),
+        "relative_corr": float(np.nanmean(state.relative_corr[later])),
+        "industry_ari": float(np.nanmean(state.industry_ari[later])),
+        "regime_accuracy": float((state.regime[later] == state.true_regime[later]).mean()),
+    }

@@ -12,12 +12,17 @@ shipped model, and the three pickles are run as Numerai runs them, one era at a 
 (training.synthetic.oracle_predictions: the true expected target given what is knowable at each era) gives the
 ceiling, and the table says what share of the oracle's gain over the baseline full captures. The oracle is told the
 factor returns' momentum, which needs each era's target fed back; the left-alone ceiling is the oracle without it.
+The reachable oracle (training.synthetic.reachable_predictions: the same construction from only what a model can
+know at each era: styles estimated from the features, clusters, the regime estimated from the cross-section, factor
+returns from resolved targets) gives a ceiling a model could reach; a second table beside the first gives it, and
+what share of its gain over the baseline full captures.
 
 With --ablation, per planted world, which component leaves the most on the table: what each planted effect is worth
-to the oracle (its corr minus the corr of the oracle not told that effect, on the validation eras) beside what the
-component meant to catch it adds to full (full minus no_<component>, fitted on the train eras as `nmu train
---ablation` does, scored left alone on the same eras; for a component off by default, clusters, full with it switched
-on minus full). The shipping decision is the default run's, without ablation.
+to the oracle (its corr minus the corr of the oracle not told that effect, on the validation eras) and to the
+reachable oracle, beside what the component meant to catch it adds to full (full minus no_<component>, fitted on the
+train eras as `nmu train --ablation` does, scored left alone on the same eras; for a component off by default,
+clusters, full with it switched on minus full), and what share of the reachable ceiling's gain over the baseline full
+captures. The shipping decision is the default run's, without ablation.
 
 `--family drifting` runs six worlds of a second family written from another description
 (training.drifting_world: persistent stocks with drifting correlated styles, groups that mix styles, only some styles
@@ -66,7 +71,13 @@ from training.experiment import (
 )
 from training.export import export_pickle
 from training.pipeline import train_command
-from training.synthetic import ORACLE_EFFECTS, SyntheticConfig, oracle_predictions, write_synthetic_world
+from training.synthetic import (
+    ORACLE_EFFECTS,
+    SyntheticConfig,
+    oracle_predictions,
+    reachable_predictions,
+    write_synthetic_world,
+)
 
 FUTURE_ERAS = 60
 CONTROL_BOUND = -0.0003
@@ -121,6 +132,9 @@ DRIFTING_WORLDS = dict([
 ])
 WORLD_BOUND = -0.0015
 """Issue 26's per-world bound: in every world of both families, shipped - baseline on the future eras."""
+REACHABLE_KEYS = ("val_reachable", "future_reachable", "share_reachable_val")
+"""The reachable oracle's columns of a planted built-in world's row: printed in a table of their own, so that the
+lines of the main table stay as they were."""
 
 
 def per_era_corr(predictions: pd.Series, frame: pd.DataFrame) -> pd.Series:
@@ -193,6 +207,12 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
         oracle_future = oracle_predictions(config, sorted(int(e) for e in future["era"].unique()))["prediction"]
         row["future_oracle"] = float(per_era_corr(oracle_future, future).mean())
         row["share_captured_val"] = (row["val_full"] - row["val_baseline"]) / (row["val_oracle"] - row["val_baseline"])
+        reachable_val = reachable_predictions(config, [int(e) for e in validation_eras])["prediction"]
+        row["val_reachable"] = float(per_era_corr(reachable_val, val_frame).mean())
+        reachable_future = reachable_predictions(config, sorted(int(e) for e in future["era"].unique()))["prediction"]
+        row["future_reachable"] = float(per_era_corr(reachable_future, future).mean())
+        row["share_reachable_val"] = ((row["val_full"] - row["val_baseline"])
+                                      / (row["val_reachable"] - row["val_baseline"]))
         all_val = lab.pivot_table(index="era", columns="variant", values="corr")
         ceiling = oracle_predictions(config, [int(e) for e in validation_eras],
                                      [e for e in ORACLE_EFFECTS if e != "momentum"])["prediction"]
@@ -202,11 +222,17 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
             row["_ablation"] = {"oracle": float(oracle_all.mean()),
                                 "ceiling": row["val_ceiling_left_alone"],
                                 "baseline": float(all_val["baseline"].mean()), "full": float(all_val["full"].mean())}
+            reachable_all = per_era_corr(reachable_val, val_frame).reindex(all_val.index)
+            row["_ablation"]["reachable"] = float(reachable_all.mean())
             for effect in ORACLE_EFFECTS:
                 told = oracle_predictions(config, [int(e) for e in validation_eras],
                                           [e for e in ORACLE_EFFECTS if e != effect])["prediction"]
                 row["_ablation"][f"worth_{effect}"] = float(
                     (oracle_all - per_era_corr(told, val_frame).reindex(all_val.index)).mean())
+                told = reachable_predictions(config, [int(e) for e in validation_eras],
+                                             [e for e in ORACLE_EFFECTS if e != effect])["prediction"]
+                row["_ablation"][f"reachable_worth_{effect}"] = float(
+                    (reachable_all - per_era_corr(told, val_frame).reindex(all_val.index)).mean())
             mode = metrics["ship"]["mode"]
             for component in COMPONENTS:
                 # a component on by default: full minus no_<component>; one off by default (clusters): full with it
@@ -231,8 +257,11 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
 def print_ablation(rows: list[dict]) -> None:
     """Per planted world, each effect's worth to the oracle and what the component meant to catch it adds to full
     (validation eras, the mode the model is judged in), then the means over the worlds."""
-    table = pd.DataFrame([{"world": r["world"], **{k: v for k, v in r["_ablation"].items() if not k.endswith("_se")}}
+    table = pd.DataFrame([{"world": r["world"], **{k: v for k, v in r["_ablation"].items()
+                                                  if not k.endswith("_se") and not k.startswith("reachable")}}
                           for r in rows])
+    reachable = pd.DataFrame([{"world": r["world"], **{k: v for k, v in r["_ablation"].items()
+                                                      if k.startswith("reachable")}} for r in rows])
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:+.4f}".format):
         print("which component leaves the most (validation eras; worth_X: oracle minus the oracle not told X; "
               "adds_C: full minus no_C, or full with C switched on minus full for a component off by default):")
@@ -243,6 +272,25 @@ def print_ablation(rows: list[dict]) -> None:
               f"{means[f'adds_{component}']:+.4f} to full")
     print(f"  residualizer adds {means['adds_residualizer']:+.4f} (industry returns are noise the oracle cannot "
           "foresee either)")
+    # the reachable oracle (styles, clusters, regime and factor returns estimated from what a model knows at the era)
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:+.4f}".format):
+        print("the reachable ceiling (validation eras; reachable: the reachable oracle's corr; reachable_worth_X: it "
+              "minus the reachable oracle not told X):")
+        print(reachable.to_string(index=False))
+    reachable_means = reachable.drop(columns="world").mean()
+    summary = pd.DataFrame([{
+        "effect": effect, "worth to the oracle": means[f"worth_{effect}"],
+        "reachable": reachable_means[f"reachable_worth_{effect}"], "component": component,
+        "adds to full": means[f"adds_{component}"]} for effect, component in CATCHES.items()])
+    with pd.option_context("display.float_format", "{:+.4f}".format):
+        print(summary.to_string(index=False))
+    gain = means["full"] - means["baseline"]
+    ceiling = reachable_means["reachable"] - means["baseline"]
+    shares = [(r["_ablation"]["full"] - r["_ablation"]["baseline"])
+              / (r["_ablation"]["reachable"] - r["_ablation"]["baseline"]) for r in rows]
+    print(f"  reachable ceiling {reachable_means['reachable']:.4f} (oracle {means['oracle']:.4f}, baseline "
+          f"{means['baseline']:.4f}, full {means['full']:.4f}): full captures {gain / ceiling:.0%} of the reachable "
+          f"ceiling's gain over the baseline (per world {', '.join(f'{s:.0%}' for s in shares)})")
 
 
 def pooled(rows: list[dict], key: str) -> tuple[float, float, float]:
@@ -276,9 +324,17 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown world(s) {', '.join(unknown)}; this set has {', '.join(worlds)}")
     rows = [run_world(name, worlds[name], args.data.resolve(), args.ablation) for name in names]
-    table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
+    table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_") and k not in REACHABLE_KEYS}
+                          for r in rows])
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(table.to_string(index=False))
+    reachable = [r for r in rows if "val_reachable" in r]
+    if reachable:  # the reachable oracle: planted built-in worlds only
+        with pd.option_context("display.width", 250, "display.float_format", "{:.4f}".format):
+            print(pd.DataFrame([{key: r[key] for key in ("world", "val_baseline", "val_full", "val_oracle",
+                                                         *REACHABLE_KEYS[:1], "future_baseline", "future_full",
+                                                         "future_oracle", *REACHABLE_KEYS[1:])}
+                                for r in reachable]).to_string(index=False))
     ok = True
     for r in rows:
         world_mean = float(r["_future_diff"].mean())
@@ -313,6 +369,9 @@ def main() -> int:
         left = [(r["val_full"] - r["val_baseline"]) / (r["val_ceiling_left_alone"] - r["val_baseline"]) for r in planted]
         print(f"left-alone ceiling (the oracle without momentum): full captures {np.mean(left):.0%} of its gain over "
               f"the baseline (per world {', '.join(f'{s:.0%}' for s in left)})")
+        reached = [r["share_reachable_val"] for r in planted]
+        print(f"reachable ceiling (the oracle from what a model knows at each era): full captures {np.mean(reached):.0%} "
+              f"of its validation gain over the baseline (per world {', '.join(f'{s:.0%}' for s in reached)})")
         ablated = [r for r in planted if "_ablation" in r]
         if ablated:
             print_ablation(ablated)
