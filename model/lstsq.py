@@ -23,7 +23,10 @@
   directions: results stay finite, never NaN.
 
 Eras are independent: `n_jobs` spreads them over worker threads. The Gram matrix already runs at the core's
-float32 peak (~40 ms of a ~57 ms era at 6,000 x 780), so a many-era call gains speed only from more cores.
+float32 peak (~31 ms of a ~45 ms era at 6,000 x 780, one BLAS thread), so a call gains speed only from more
+cores. When there are fewer eras than threads (one live era), the threads split each era's rows instead: the
+Gram matrix is summed from one syrk call per block of rows, bit-identical to one call since every product and
+partial sum it keeps is an integer below 2**24.
 
 Return value: the RAW residual `values - proportion * fit` as float64, which is what
 `numerai_tools.scoring.neutralize` returns (0.4.3: it does not rescale). One difference, on purpose:
@@ -119,6 +122,34 @@ class _Workspace:
 
 
 _MAX_SLICE_COLUMNS = 48  # beyond this many float32 slice columns a plain float64 product is cheaper
+# the Gram matrix of an era is split over worker threads only in blocks of at least this many rows x columns²
+# (multiply-adds; 2**26 is ~0.6 ms of one core's syrk here) and rows, so that handing a block to a worker (tens of
+# microseconds) stays small beside the work it moves to another core.
+_SPLIT_MIN_WORK = 2**26
+_SPLIT_MIN_ROWS = 256
+
+
+def _gram32(design: np.ndarray, pool: ThreadPoolExecutor | None = None, parts: int = 1) -> np.ndarray:
+    """designᵀdesign in float32: one BLAS syrk call (numpy runs syrk for a matrix times its own transpose), or with
+    a pool, one per block of rows on its workers, summed.
+
+    The split is what lets one era use several cores when BLAS has one thread per worker: at 6,000 x 788 on the
+    2-core development machine (numpy 2.4.6) the syrk takes 31 ms alone and 16-17 ms as two blocks on two workers. The sum equals
+    the single call bit for bit in every entry whose products and partial sums are integers below 2**24 (the
+    exposures' block and the exposures x value-slice block, the only ones read); the value slices' own block is
+    inexact either way and never used.
+    """
+    n, p = design.shape
+    parts = min(parts, n // _SPLIT_MIN_ROWS)
+    if pool is None or parts < 2 or n * p * p < parts * _SPLIT_MIN_WORK:
+        return design.T @ design
+    edges = np.linspace(0, n, parts + 1).astype(np.int64)
+    blocks = [design[start:stop] for start, stop in zip(edges[:-1], edges[1:])]
+    grams = list(pool.map(lambda block: block.T @ block, blocks))
+    total = grams[0]
+    for gram in grams[1:]:
+        total += gram
+    return total
 
 
 def _slice_plan(inner: int, bound: float, m: int) -> tuple[int, int] | None:
@@ -242,11 +273,12 @@ class _Design:
         self.perm = None if (b == 0 and (perm == np.arange(len(perm))).all()) else perm
         self.bound = bound
 
-    def normal_equations(self) -> tuple[np.ndarray, np.ndarray]:
-        """XᵀX (float64, symmetric; the small-integer block exact) and Xᵀv, in this design's column order."""
+    def normal_equations(self, pool: ThreadPoolExecutor | None = None, parts: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """XᵀX (float64, symmetric; the small-integer block exact) and Xᵀv, in this design's column order; with a pool,
+        the float32 Gram matrix is split over `parts` blocks of rows on its workers (`_gram32`)."""
         a = self.x32.shape[1]
         p = a + (0 if self.floats is None else self.floats.shape[1])
-        full = self._full.T @ self._full  # numpy runs BLAS syrk for a matrix times its own transpose
+        full = _gram32(self._full, pool, parts)
         if self._plan is None:
             rhs_top = _exact_product(self.x32.T, self._values, self.bound)
         else:
@@ -367,15 +399,19 @@ def _as_array(values: Any, name: str, dtype: Any = None) -> np.ndarray:
     return array
 
 
-def _workers(n_jobs: int | None, n_eras: int) -> int:
-    """Worker threads for `n_jobs` (scikit-learn's convention, model.params.resolve_n_jobs), at most one per era."""
-    return max(1, min(resolve_n_jobs(n_jobs), n_eras))
+def _workers(n_jobs: int | None, n_eras: int) -> tuple[int, int]:
+    """(threads, era workers) for `n_jobs` (scikit-learn's convention, model.params.resolve_n_jobs): at most one era
+    worker per era; threads beyond that split the eras' rows (`_gram32`)."""
+    threads = max(1, resolve_n_jobs(n_jobs))
+    return threads, max(1, min(threads, n_eras))
 
 
 def _residualize_eras(
-    out: np.ndarray, blocks: list[np.ndarray], index: EraIndex, eras: Sequence[int], proportion: float
+    out: np.ndarray, blocks: list[np.ndarray], index: EraIndex, eras: Sequence[int], proportion: float,
+    pool: ThreadPoolExecutor | None = None, parts: int = 1,
 ) -> None:
-    """Residualize `out` in place on the given eras (one workspace, reused era after era)."""
+    """Residualize `out` in place on the given eras (one workspace, reused era after era); with a pool, each era's
+    Gram matrix is split over `parts` of its workers."""
     p = 1 + sum(block.shape[1] for block in blocks)
     chunk_rows = rows_per_chunk(DESIGN_CHUNK_ELEMENTS, p)
     biggest = max((int(index.counts[era]) for era in eras), default=0)
@@ -388,7 +424,7 @@ def _residualize_eras(
             continue
         if n <= chunk_rows:
             design = _Design([block[rows] for block in blocks], work, v)
-            beta = _solve_with_intercept(*design.normal_equations())  # the design's column order
+            beta = _solve_with_intercept(*design.normal_equations(pool, parts))  # the design's column order
             out[rows] = v - proportion * design.dot(beta)
             continue
         # a huge era: accumulate XᵀX and Xᵀv over bounded chunks of rows, solve once, then fit chunk by chunk
@@ -398,7 +434,7 @@ def _residualize_eras(
         for start in range(0, n, chunk_rows):
             sub = positions[start : start + chunk_rows]
             design = _Design([block[sub] for block in blocks], work, out[sub])
-            g, r = design.normal_equations()
+            g, r = design.normal_equations(pool, parts)
             if design.perm is None:
                 gram += g
                 rhs += r
@@ -422,9 +458,10 @@ def residualize(
 ) -> np.ndarray:
     """Per era, subtract `proportion` x the least-squares fit of values on [exposures, 1]; raw residual, float64, values' shape.
 
-    `n_jobs` > 1 (or -1: every available CPU) residualizes eras in that many threads, each with its own buffers;
-    give BLAS one thread per worker then (e.g. `threadpoolctl.threadpool_limits(1)`), or the workers' BLAS threads
-    fight over the cores. Inside Numerai's one-CPU runtime -1 means one worker.
+    `n_jobs` > 1 (or -1: every available CPU) residualizes eras in that many threads, each with its own buffers; with
+    fewer eras than threads (one era), the threads share each era's Gram matrix instead, row block by row block. Give
+    BLAS one thread per worker then (e.g. `threadpoolctl.threadpool_limits(1)`), or the workers' BLAS threads fight
+    over the cores. Inside Numerai's one-CPU runtime -1 means one worker.
     """
     v_all = _as_array(values, "values")
     one_dim = v_all.ndim == 1
@@ -439,12 +476,15 @@ def residualize(
     proportion = float(proportion)
     out = np.array(v2, dtype=np.float64, copy=True)
     index = _era_index(eras, len(out))
-    workers = _workers(n_jobs, index.n_eras)
+    threads, workers = _workers(n_jobs, index.n_eras)
     if proportion == 0.0 or out.size == 0:
         return out[:, 0] if one_dim else out
     if len(blocks) == 0:  # no exposures: only the era mean is removed
         blocks = [np.zeros((len(out), 0), dtype=np.int8)]
-    if workers == 1:
+    if workers == 1 and threads > 1:  # fewer eras than threads: they split each era's rows
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            _residualize_eras(out, blocks, index, range(index.n_eras), proportion, pool, threads)
+    elif workers == 1:
         _residualize_eras(out, blocks, index, range(index.n_eras), proportion)
     else:
         # biggest eras first, dealt round-robin, so the workers finish together; rows of different eras are

@@ -203,6 +203,26 @@ def test_worker_threads_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) ->
     np.testing.assert_array_equal(residualize(V, X, era, 0.7, n_jobs=2), residualize(V, X, era, 0.7))
 
 
+def test_threads_splitting_one_era_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fewer eras than threads: the threads split each era's Gram matrix by rows, bit-identical to one syrk call."""
+    era, X, V = _world(seed=15, eras=1, rows=700, k=25, m=2)
+    dense = np.hstack([X, V[:, :1] * 0.3])  # a float exposure column too (the float64 part is not split)
+    alone = residualize(V, X, era, 0.6)
+    alone_dense = residualize(V, dense, era, 0.6)
+    monkeypatch.setattr(lstsq_module, "_SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(lstsq_module, "_SPLIT_MIN_ROWS", 100)
+    calls = []
+    gram32 = lstsq_module._gram32
+    monkeypatch.setattr(lstsq_module, "_gram32", lambda d, pool=None, parts=1: calls.append(parts) or gram32(d, pool, parts))
+    for n_jobs in (2, 3, 7, 50):
+        np.testing.assert_array_equal(residualize(V, X, era, 0.6, n_jobs=n_jobs), alone)
+        np.testing.assert_array_equal(residualize(V, dense, era, 0.6, n_jobs=n_jobs), alone_dense)
+    assert calls == [2, 2, 3, 3, 7, 7, 50, 50]  # capped inside _gram32 at 700 // 100 = 7 blocks
+    monkeypatch.setattr(lstsq_module, "DESIGN_CHUNK_ELEMENTS", 26 * 300)  # a huge era: chunks of 300 rows, each split
+    np.testing.assert_allclose(residualize(V, X, era, 0.6, n_jobs=2), alone, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(residualize(V, X, era, 0.6, n_jobs=2), residualize(V, X, era, 0.6))
+
+
 @pytest.mark.parametrize("n_jobs", [0, 1.5, "2", True])
 def test_bad_n_jobs_raise(n_jobs) -> None:
     era, X, V = _world(seed=14, eras=2, rows=50, k=6)

@@ -3,7 +3,8 @@
 Run: `python tests/benchmarks/bench_residualize.py` (defaults: 6,000 rows x 780 int8 0..4 exposures per era,
 1 column of values; 1 era, then 100 eras in one call). Reference: `neutralize` era by era, measured in the same
 run twice, with one BLAS thread and with the library's default threads; the faster is the reference. Ours:
-`residualize(..., n_jobs=--jobs)` (default -1: one worker per available CPU) with one BLAS thread per worker.
+`residualize(..., n_jobs=--jobs)` (default -1: one worker per available CPU) with one BLAS thread per worker; on
+one era the workers split the era's rows (its Gram matrix), on many eras they take whole eras.
 Prints wall and CPU seconds of both, the wall-time ratios (asserted: >= 5x on one era, >= 10x on 100 eras), the
 CPU-time ratio (the per-core gain) and the max deviation in units of the values' standard deviation
 (asserted <= 1e-5). Run it on an otherwise idle machine: multi-threaded OpenBLAS stalls when cores are busy.
