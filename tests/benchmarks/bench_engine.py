@@ -1,0 +1,171 @@
+"""Issue 23's measurements of where the engine leaves gain: two candidates, on both world families, in the lab.
+
+    python tests/benchmarks/bench_engine.py [--data DIR] [--family built-in|drifting|both] [--worlds NAME,NAME]
+                                            [--per-node]
+
+Per world (the battery's of bench_worlds.py, written to DIR/NAME/data when missing, the drifting family's too), the
+baseline and full are fitted on the train eras with nmu train's defaults and scored left alone on every validation
+era with a target (mean per-era corr; t: the paired t of the per-era differences with the baseline, plain, not
+Newey-West). Printed per world:
+
+- where the engineered columns sit in full's trees: their share of the columns, of the splits and of the gain
+  (LightGBM's feature_importance), to test whether colsample_bytree 0.1 keeps them out of the trees;
+- with --per-node, full with per-node instead of per-tree column sampling (feature_fraction 1.0,
+  feature_fraction_bynode 0.1);
+- the ship rule on these fits: full - baseline on the choosing half of the embargoed validation eras and on all of
+  them (paired Newey-West t, validation.evaluation.selection), whether the veto fires and which variant ships;
+- a linear layer: ridge regression of the era-centred target on the era-centred raw features (alpha 1 per 1,000
+  rows), fitted on the train eras, alone and blended with the trees by per-era rank, rank(trees) + w x rank(ridge),
+  for w in 0.25, 0.5, 1, 2, with full's trees and with the baseline's. Every w is shown, none chosen: this says
+  whether a blend can pay, not which weight would be chosen out of fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+
+from tests.benchmarks.bench_worlds import DRIFTING_WORLDS, WORLDS  # noqa: E402
+from training.config import load_config  # noqa: E402
+from training.console import Reporter  # noqa: E402
+from training.drifting_world import write_drifting_world  # noqa: E402
+from training.experiment import (  # noqa: E402
+    benchmark_for,
+    build_model,
+    fit_model,
+    load_dataset,
+    make_variant,
+    resolved_rows,
+)
+from training.synthetic import write_synthetic_world  # noqa: E402
+from validation.evaluation.scoring import score_eras  # noqa: E402
+from validation.evaluation.selection import SHIP_T, VETO_T, paired_difference, split_eras  # noqa: E402
+
+WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+RIDGE_ALPHA_PER_1000_ROWS = 1.0
+
+
+def era_centred(values: np.ndarray, eras: np.ndarray) -> np.ndarray:
+    """`values` (rows x columns, or rows) minus their era's mean."""
+    frame = pd.DataFrame(np.asarray(values, dtype=np.float64))
+    out = (frame - frame.groupby(eras).transform("mean")).to_numpy()
+    return out[:, 0] if np.ndim(values) == 1 else out
+
+
+def ridge_weights(frame: pd.DataFrame, features: list[str], target: str) -> np.ndarray:
+    """The linear layer: ridge of the era-centred target on the era-centred features, by the normal equations."""
+    eras = frame["era"].to_numpy()
+    x = era_centred(frame[features].to_numpy(np.float32), eras)
+    y = era_centred(frame[target].to_numpy(np.float64), eras)
+    gram = x.T @ x
+    gram[np.diag_indices_from(gram)] += RIDGE_ALPHA_PER_1000_ROWS * len(x) / 1000
+    return np.linalg.solve(gram, x.T @ y)
+
+
+def era_rank(values: np.ndarray, eras: np.ndarray) -> np.ndarray:
+    return pd.Series(values).groupby(eras).rank(pct=True).to_numpy()
+
+
+def paired_t(diff: pd.Series) -> float:
+    return float(diff.mean() / (diff.std() / np.sqrt(len(diff)))) if diff.std() > 0 else 0.0
+
+
+def run_world(name: str, data: Path, per_node: bool) -> tuple[pd.DataFrame, dict]:
+    quiet = Reporter(Console(quiet=True))
+    if not (data / "validation.parquet").exists():
+        if name in DRIFTING_WORLDS:
+            write_drifting_world(data, DRIFTING_WORLDS[name])
+        else:
+            write_synthetic_world(data, WORLDS[name])
+    config = load_config(None)
+    ds = load_dataset(data, "synthetic", config, quiet)
+    val = resolved_rows(ds.validation, ds.target)
+    fit_bench, val_bench = benchmark_for(ds.train, ds.train_benchmark), benchmark_for(val, ds.validation_benchmark)
+    eras = val["era"].to_numpy()
+
+    def corr(predictions: np.ndarray) -> pd.Series:
+        return score_eras(np.asarray(predictions, np.float64), val, ds.target, ds.features, benchmark=None)["corr"]
+
+    variants = {"baseline": ("baseline", {}), "full": ("full", {})}
+    if per_node:
+        variants["full_per_node"] = ("full", {"feature_fraction": 1.0, "feature_fraction_bynode": 0.1})
+    predictions, info = {}, {}
+    for label, (variant, extra) in variants.items():
+        base = build_model(config, ds.groups)
+        if extra:
+            base = base.set_params(lgbm_params={**(base.lgbm_params or {}), **extra})
+        started = time.perf_counter()
+        model = fit_model(make_variant(base, variant, config), ds.train, ds, quiet, label, fit_bench, config.compute)
+        info[f"{label}_seconds"] = time.perf_counter() - started
+        predictions[label] = np.asarray(model.predict(ds.X(val), benchmark=val_bench), np.float64)
+        if label == "full":
+            booster, engineered = model.booster_, set(model.engineered_names_)
+            names = booster.feature_name()
+            mine = [n for n in names if n in engineered]
+            for kind in ("split", "gain"):
+                importance = pd.Series(booster.feature_importance(kind), index=names)
+                info[f"engineered_{kind}_share"] = float(importance[mine].sum() / importance.sum())
+            info["engineered_column_share"] = len(mine) / len(names)
+    linear = (era_centred(val[ds.features].to_numpy(np.float32), eras)
+              @ ridge_weights(ds.train, ds.features, ds.target))
+    scores = {label: corr(p) for label, p in predictions.items()}
+    scores["ridge"] = corr(linear)
+    for w in WEIGHTS:
+        for trees in ("full", "baseline"):
+            scores[f"{trees}+{w:g}ridge"] = corr(era_rank(predictions[trees], eras) + w * era_rank(linear, eras))
+    table = pd.DataFrame(scores)
+    embargoed = sorted(table.index)[config.resolved_embargo:]
+    choosing, _ = split_eras(embargoed)
+    info["choosing"] = paired_difference(table.loc[choosing, "full"], table.loc[choosing, "baseline"])
+    info["all"] = paired_difference(table.loc[embargoed, "full"], table.loc[embargoed, "baseline"])
+    info["ships"] = "baseline" if info["choosing"]["t"] < SHIP_T or info["all"]["t"] < VETO_T else "full"
+    return table, info
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/worlds"))
+    parser.add_argument("--family", choices=("built-in", "drifting", "both"), default="both")
+    parser.add_argument("--worlds", default=None, help="comma-separated names (default: every world of the family)")
+    parser.add_argument("--per-node", action="store_true", help="also full with per-node column sampling")
+    args = parser.parse_args()
+    known = {**(WORLDS if args.family != "drifting" else {}), **(DRIFTING_WORLDS if args.family != "built-in" else {})}
+    names = args.worlds.split(",") if args.worlds else list(known)
+    unknown = [n for n in names if n not in {**WORLDS, **DRIFTING_WORLDS}]
+    if unknown:
+        parser.error(f"unknown world(s) {unknown}")
+    pooled = []
+    for name in names:
+        scores, info = run_world(name, args.data / name / "data", args.per_node)
+        diff = scores.sub(scores["baseline"], axis=0)
+        shares = (f"engineered columns {info['engineered_column_share']:.0%} of the columns, "
+                  f"{info['engineered_split_share']:.0%} of the splits, {info['engineered_gain_share']:.0%} of the gain")
+        print(f"{name}: {len(scores)} validation eras; {shares}; fits "
+              + ", ".join(f"{k.removesuffix('_seconds')} {v:.0f} s" for k, v in info.items() if k.endswith("seconds")))
+        ch, al = info["choosing"], info["all"]
+        print(f"  ship rule: choosing eras {ch['gain']:+.4f} (t {ch['t']:+.2f}), all embargoed eras {al['gain']:+.4f} "
+              f"(t {al['t']:+.2f}; veto {'fires' if al['t'] < VETO_T else 'silent'}): ships {info['ships']}")
+        for column in scores:
+            print(f"  {column:>18}: corr {scores[column].mean():.4f}, - baseline {diff[column].mean():+.4f} "
+                  f"(t {paired_t(diff[column]):+.1f})")
+        pooled.append(diff.mean().rename(name))
+    table = pd.DataFrame(pooled)
+    print("\nper world, minus the baseline (mean per-era corr):")
+    print(table.round(4).to_string())
+    print("\nmean over the worlds run:")
+    print(table.mean().round(4).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
