@@ -20,3 +20,17 @@ objects = 8 * len(frame) * int((frame.dtypes == object).sum())  # references to 
 size = int(numeric + objects + frame.index.memory_usage(deep=True))
 '''
 """Sets `size`: the bytes of `frame` (numeric blocks, object references and the index)."""
+
+
+DATASET_TIMER = r"""
+import lightgbm as lgb
+construct, dataset_seconds = lgb.Dataset.construct, [0.0]
+def timed_construct(self):
+    start = time.perf_counter()
+    try:
+        return construct(self)
+    finally:
+        dataset_seconds[0] += time.perf_counter() - start
+lgb.Dataset.construct = timed_construct
+"""
+"""A child's source lines that time LightGBM's Dataset construction into `dataset_seconds[0]` (after PRELUDE)."""

@@ -4,7 +4,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from model.booster import Rows, dataset_params, training_dataset
+from model.booster import Rows, RowsDataset, dataset_params, training_dataset
 
 
 @pytest.mark.parametrize("engineered_cols", [0, 3])
@@ -53,3 +53,32 @@ def test_batches_and_a_float32_matrix_grow_the_same_trees():
     trees = [_tree_section(lgb.train(params, d, num_boost_round=4)) for d in (reference, batches, matrix)]
     assert batches.num_data() == labelled.sum()
     assert "split_feature" in trees[0] and trees[1] == trees[0] and trees[2] == trees[0]
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.float32])
+@pytest.mark.parametrize("subset", [False, True])
+def test_the_bin_sample_is_lightgbms_own(dtype, subset):
+    """RowsDataset's vectorized sampling hands LightGBM the very arrays its own Sequence sampling makes (the same
+    rows, each column's non-zero values as float64, NaN kept, and their int32 positions), in blocks of columns."""
+    assert hasattr(lgb.Dataset, "_Dataset__sample")  # the private method RowsDataset overrides is still there
+    rng = np.random.default_rng(2)
+    n = 3_000
+    raw = rng.integers(0, 5, size=(n, 9)).astype(dtype)
+    if dtype == np.float32:
+        raw[::7, 3] = np.nan
+    engineered = rng.standard_normal((n, 2), dtype=np.float32)
+    engineered[::5, 1] = 0.0
+    rows = np.arange(0, n, 2) if subset else None
+    params = {"bin_construct_sample_cnt": 1_000, "data_random_seed": 3, "verbosity": -1}
+    ours = RowsDataset([Rows(raw, engineered, rows)], params=params)
+    theirs = lgb.Dataset([Rows(raw, engineered, rows)], params=params)
+    total = len(Rows(raw, engineered, rows))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("model.booster.SAMPLE_CELLS", 2_000)  # several blocks of columns
+        values, where = ours._Dataset__sample([Rows(raw, engineered, rows)], total)
+    expected_values, expected_where = theirs._Dataset__sample(seqs=[Rows(raw, engineered, rows)], total_nrow=total)
+    assert len(values) == len(expected_values) == 11
+    for v, w, ev, ew in zip(values, where, expected_values, expected_where):
+        assert v.dtype == ev.dtype == np.float64 and w.dtype == ew.dtype == np.int32
+        np.testing.assert_array_equal(v, ev)
+        np.testing.assert_array_equal(w, ew)

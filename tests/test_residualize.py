@@ -209,16 +209,24 @@ def test_threads_splitting_one_era_give_the_same_answer(monkeypatch: pytest.Monk
     dense = np.hstack([X, V[:, :1] * 0.3])  # a float exposure column too (the float64 part is not split)
     alone = residualize(V, X, era, 0.6)
     alone_dense = residualize(V, dense, era, 0.6)
-    monkeypatch.setattr(lstsq_module, "_SPLIT_MIN_WORK", 0)
-    monkeypatch.setattr(lstsq_module, "_SPLIT_MIN_ROWS", 100)
+    # patched where the code looks them up: a by-value pickle loaded in this process (test_export) rebinds the
+    # module's classes' methods to a copy of its globals (cloudpickle reuses a class it has seen and sets its
+    # methods from the pickle), so the design's methods may read another dict than `residualize`
+    module = residualize.__globals__
+    spaces = [module, module["_Design"].normal_equations.__globals__]
     calls = []
-    gram32 = lstsq_module._gram32
-    monkeypatch.setattr(lstsq_module, "_gram32", lambda d, pool=None, parts=1: calls.append(parts) or gram32(d, pool, parts))
+    gram32 = module["_gram32"]
+    for space in spaces:
+        monkeypatch.setitem(space, "_SPLIT_MIN_WORK", 0)
+        monkeypatch.setitem(space, "_SPLIT_MIN_ROWS", 100)
+        monkeypatch.setitem(space, "_gram32",
+                            lambda d, pool=None, parts=1: calls.append(parts) or gram32(d, pool, parts))
     for n_jobs in (2, 3, 7, 50):
         np.testing.assert_array_equal(residualize(V, X, era, 0.6, n_jobs=n_jobs), alone)
         np.testing.assert_array_equal(residualize(V, dense, era, 0.6, n_jobs=n_jobs), alone_dense)
     assert calls == [2, 2, 3, 3, 7, 7, 50, 50]  # capped inside _gram32 at 700 // 100 = 7 blocks
-    monkeypatch.setattr(lstsq_module, "DESIGN_CHUNK_ELEMENTS", 26 * 300)  # a huge era: chunks of 300 rows, each split
+    for space in spaces:  # a huge era: chunks of 300 rows, each split
+        monkeypatch.setitem(space, "DESIGN_CHUNK_ELEMENTS", 26 * 300)
     np.testing.assert_allclose(residualize(V, X, era, 0.6, n_jobs=2), alone, rtol=0, atol=1e-10)
     np.testing.assert_array_equal(residualize(V, X, era, 0.6, n_jobs=2), residualize(V, X, era, 0.6))
 

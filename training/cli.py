@@ -134,17 +134,24 @@ def train(
     no_baseline: bool = typer.Option(False, "--no-baseline", help="Skip the baseline variant."),
     no_refit: bool = typer.Option(False, "--no-refit", help="Ship the model fitted on train eras only."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    plan: bool = typer.Option(
+        False, "--plan", help="Print what the run would do (rows, columns, fits) and its estimated peak memory and "
+                              "time on this machine, fit nothing; exit 2 if it would not fit in memory."),
     scheduler: str | None = _scheduler_option("the independent fits"),
     track: bool = _track_option("the run"),
 ) -> None:
     """Fit baseline and full, score them on validation eras, and write model.pkl, metrics and a report."""
-    from training.pipeline import resolved_config, train_command
+    from training.pipeline import plan_command, resolved_config, train_command
 
     if print_config:
         from training.config import config_to_toml
 
         typer.echo(config_to_toml(resolved_config(config, ablation=ablation, cv=cv, no_baseline=no_baseline,
                                                   no_refit=no_refit, scheduler=scheduler)), nl=False)
+        return
+    if plan:
+        plan_command(data=data, config_path=config, ablation=ablation, cv=cv, no_baseline=no_baseline,
+                     no_refit=no_refit, scheduler=scheduler, console=console)
         return
     train_command(
         data=data, out=out, config_path=config, ablation=ablation, cv=cv,

@@ -335,6 +335,13 @@ def _validation_frames(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
     return resolved_validation, resolved_validation.loc[resolved_validation["era"].isin(ds.split.validation).to_numpy()]
 
 
+def history_free(model: Any) -> bool:
+    """Whether a fitted model's predictions ignore the factor-return history `update_factor_returns` extends: no
+    member has the timing component (the baseline, no_timing). Its refreshed predictions are then its left-alone
+    ones, so scoring predicts once instead of twice."""
+    return all(getattr(m, "timing_", True) is None for m in getattr(model, "members_", [model]))
+
+
 def refit_rows(ds: Dataset, era_step: int) -> pd.DataFrame:
     """Training rows plus every resolved validation era, the latter downsampled like training (every `era_step`-th
     era): what a refit learns from."""
@@ -383,18 +390,20 @@ def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, comp
             return model.assemble(job.members, ds.X(fit_frame), ds.y_fit(fit_frame))
         return fit_model(model, fit_frame, ds, reporter, title, fit_bench, compute)
 
-    resolved_validation, scored = _validation_frames(ds)
     if job.kind == "variant":
-        val_bench = benchmark_for(scored, ds.validation_benchmark)
-        # the model sees benchmark predictions at validation only if it saw them in training (as it will live)
-        val_bench_predict = val_bench if fit_bench is not None else None
         with reporter.step(f"Fitting and scoring {job.variant}"):
             model = fit(f"{job.variant}: boosting rounds")
+            # the validation rows are copied after the fit, so the fit's peak does not hold them
+            resolved_validation, scored = _validation_frames(ds)
+            val_bench = benchmark_for(scored, ds.validation_benchmark)
+            # the model sees benchmark predictions at validation only if it saw them in training (as it will live)
+            val_bench_predict = val_bench if fit_bench is not None else None
             # left alone: no target after the training data reaches the model, as a pickle never refreshed
             scores = {"left_alone": score_model(model, scored, ds, val_bench_predict, val_bench)}
             # refreshed: each era's target once it would be known (era t's timing uses targets of eras <= t - lag)
             model.update_factor_returns(ds.X(resolved_validation), ds.y_fit(resolved_validation))
-            scores["refreshed"] = score_model(model, scored, ds, val_bench_predict, val_bench)
+            scores["refreshed"] = scores["left_alone"].copy() if history_free(model) else \
+                score_model(model, scored, ds, val_bench_predict, val_bench)
             if isinstance(model, TargetEnsemble):  # each member's own predictions, scored on the main target
                 with quiet("model.timing"):
                     members = model.member_predictions(ds.X(scored), benchmark=val_bench_predict)

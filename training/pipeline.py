@@ -163,6 +163,36 @@ def resolve_data(data: Path | None, reporter: Reporter) -> tuple[Path, str]:
     return data_dir, "synthetic" if read_data_info(data_dir)["source"] == "synthetic" else str(data_dir)
 
 
+def estimate(config: TrainConfig, data_dir: Path, reporter: Reporter, details: bool = False) -> None:
+    """The plan of the run (training.plan): one line of its estimate (every line with `details`); NmuError before
+    any data is loaded when the estimated peak memory exceeds what is available."""
+    from training.plan import DataShape, check_memory, make_plan  # noqa: PLC0415 - only when a run starts
+
+    shape = DataShape(data_dir, config.target)
+    try:
+        plan = make_plan(config, data_dir, shape)
+    except NmuError:
+        if details:
+            raise
+        return  # a problem of the data: loading it names the problem in its own words
+    for line in plan.lines() if details else [plan.summary()]:
+        reporter.say(line)
+    check_memory(plan, config, shape)
+
+
+def plan_command(data: Path | None, config_path: Path | None, ablation: bool = False, cv: int | None = None,
+                 no_baseline: bool = False, no_refit: bool = False, console: Any = None,
+                 scheduler: str | None = None) -> None:
+    """`nmu train --plan`: print what the run would do and its estimated peak memory and time, fitting nothing;
+    NmuError (exit 2) when the estimate exceeds the memory available."""
+    config = resolved_config(config_path, ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit,
+                             scheduler=scheduler)
+    check_config(config)
+    reporter = Reporter(console)
+    data_dir, _ = resolve_data(data, reporter)
+    estimate(config, data_dir, reporter, details=True)
+
+
 def train_command(
     data: Path | None,
     out: Path,
@@ -190,6 +220,7 @@ def train_command(
     check_out_dir(out)
     reporter = Reporter(console)
     data_dir, source = resolve_data(data, reporter)
+    estimate(config, data_dir, reporter)  # one line, or NmuError when the run would not fit in memory
     ds = load_dataset(data_dir, source, config, reporter)
     executor = make_executor(config.compute.get("scheduler"))
     try:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for tests.peak_memory
-from tests.peak_memory import PRELUDE  # noqa: E402
+from tests.peak_memory import DATASET_TIMER, PRELUDE  # noqa: E402
 
 BOUND = 1.5  # full's fit wall time / baseline's
 STAGES = ("input", "factors", "clusters", "interactions", "timing", "residualizer", "engineered", "dataset", "booster")
@@ -56,14 +56,7 @@ if trees:
     config.lightgbm["num_iterations"] = trees
 model = make_variant(build_model(config, feature_groups(metadata, features)), variant, config)
 
-construct, dataset_seconds = lgb.Dataset.construct, [0.0]
-def timed_construct(self):
-    start = time.perf_counter()
-    try:
-        return construct(self)
-    finally:
-        dataset_seconds[0] += time.perf_counter() - start
-lgb.Dataset.construct = timed_construct
+""" + DATASET_TIMER + r"""
 
 baseline = _reset_peak()
 start, cpu = time.perf_counter(), time.process_time()
