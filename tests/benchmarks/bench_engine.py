@@ -1,7 +1,7 @@
 """Issue 23's measurements of where the engine leaves gain: two candidates, on both world families, in the lab.
 
     python tests/benchmarks/bench_engine.py [--data DIR] [--family built-in|drifting|both] [--worlds NAME,NAME]
-                                            [--per-node]
+                                            [--per-node] [--ablation]
 
 Per world (the battery's of bench_worlds.py, written to DIR/NAME/data when missing, the drifting family's too), the
 baseline and full are fitted on the train eras with nmu train's defaults and scored left alone on every validation
@@ -12,6 +12,8 @@ Newey-West). Printed per world:
   (LightGBM's feature_importance), to test whether colsample_bytree 0.1 keeps them out of the trees;
 - with --per-node, full with per-node instead of per-tree column sampling (feature_fraction 1.0,
   feature_fraction_bynode 0.1);
+- with --ablation, what the gates kept in full (interaction pairs of how many candidates, the engineered columns)
+  and full minus each no_interactions, no_timing and no_residualizer variant;
 - the ship rule on these fits: full - baseline on the choosing half of the embargoed validation eras and on all of
   them (paired Newey-West t, validation.evaluation.selection), whether the veto fires and which variant ships;
 - a linear layer: ridge regression of the era-centred target on the era-centred raw features (alpha 1 per 1,000
@@ -80,7 +82,7 @@ def paired_t(diff: pd.Series) -> float:
     return float(diff.mean() / (diff.std() / np.sqrt(len(diff)))) if diff.std() > 0 else 0.0
 
 
-def run_world(name: str, data: Path, per_node: bool) -> tuple[pd.DataFrame, dict]:
+def run_world(name: str, data: Path, per_node: bool, ablation: bool = False) -> tuple[pd.DataFrame, dict]:
     quiet = Reporter(Console(quiet=True))
     if not (data / "validation.parquet").exists():
         if name in DRIFTING_WORLDS:
@@ -97,6 +99,8 @@ def run_world(name: str, data: Path, per_node: bool) -> tuple[pd.DataFrame, dict
         return score_eras(np.asarray(predictions, np.float64), val, ds.target, ds.features, benchmark=None)["corr"]
 
     variants = {"baseline": ("baseline", {}), "full": ("full", {})}
+    if ablation:
+        variants.update({v: (v, {}) for v in ("no_interactions", "no_timing", "no_residualizer")})
     if per_node:
         variants["full_per_node"] = ("full", {"feature_fraction": 1.0, "feature_fraction_bynode": 0.1})
     predictions, info = {}, {}
@@ -116,9 +120,15 @@ def run_world(name: str, data: Path, per_node: bool) -> tuple[pd.DataFrame, dict
                 importance = pd.Series(booster.feature_importance(kind), index=names)
                 info[f"engineered_{kind}_share"] = float(importance[mine].sum() / importance.sum())
             info["engineered_column_share"] = len(mine) / len(names)
+            pairs = model.interactions_
+            info["gates"] = (f"interactions kept {len(pairs.names_) if pairs else 0} of "
+                             f"{len(pairs.candidates_) if pairs else 0} candidate pairs; engineered columns: "
+                             f"{', '.join(model.engineered_names_)}")
     linear = (era_centred(val[ds.features].to_numpy(np.float32), eras)
               @ ridge_weights(ds.train, ds.features, ds.target))
     scores = {label: corr(p) for label, p in predictions.items()}
+    for label in [k for k in scores if k.startswith("no_")]:  # shown as full minus the variant
+        info[f"full - {label}"] = paired_difference(scores["full"], scores.pop(label))
     scores["ridge"] = corr(linear)
     for w in WEIGHTS:
         for trees in ("full", "baseline"):
@@ -138,6 +148,7 @@ def main() -> int:
     parser.add_argument("--family", choices=("built-in", "drifting", "both"), default="both")
     parser.add_argument("--worlds", default=None, help="comma-separated names (default: every world of the family)")
     parser.add_argument("--per-node", action="store_true", help="also full with per-node column sampling")
+    parser.add_argument("--ablation", action="store_true", help="also full without each gated component")
     args = parser.parse_args()
     known = {**(WORLDS if args.family != "drifting" else {}), **(DRIFTING_WORLDS if args.family != "built-in" else {})}
     names = args.worlds.split(",") if args.worlds else list(known)
@@ -146,12 +157,16 @@ def main() -> int:
         parser.error(f"unknown world(s) {unknown}")
     pooled = []
     for name in names:
-        scores, info = run_world(name, args.data / name / "data", args.per_node)
+        scores, info = run_world(name, args.data / name / "data", args.per_node, args.ablation)
         diff = scores.sub(scores["baseline"], axis=0)
         shares = (f"engineered columns {info['engineered_column_share']:.0%} of the columns, "
                   f"{info['engineered_split_share']:.0%} of the splits, {info['engineered_gain_share']:.0%} of the gain")
         print(f"{name}: {len(scores)} validation eras; {shares}; fits "
               + ", ".join(f"{k.removesuffix('_seconds')} {v:.0f} s" for k, v in info.items() if k.endswith("seconds")))
+        if args.ablation:
+            print(f"  gates: {info['gates']}")
+            for key in [k for k in info if k.startswith("full - no_")]:
+                print(f"  {key}: {info[key]['gain']:+.4f} (t {info[key]['t']:+.2f})")
         ch, al = info["choosing"], info["all"]
         print(f"  ship rule: choosing eras {ch['gain']:+.4f} (t {ch['t']:+.2f}), all embargoed eras {al['gain']:+.4f} "
               f"(t {al['t']:+.2f}; veto {'fires' if al['t'] < VETO_T else 'silent'}): ships {info['ships']}")
