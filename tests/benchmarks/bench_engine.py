@@ -1,7 +1,7 @@
 """Issue 23's measurements of where the engine leaves gain: two candidates, on both world families, in the lab.
 
     python tests/benchmarks/bench_engine.py [--data DIR] [--family built-in|drifting|both] [--worlds NAME,NAME]
-                                            [--per-node] [--ablation]
+                                            [--per-node] [--ablation] [--out-of-fold]
 
 Per world (the battery's of bench_worlds.py, written to DIR/NAME/data when missing, the drifting family's too), the
 baseline and full are fitted on the train eras with nmu train's defaults and scored left alone on every validation
@@ -14,6 +14,9 @@ Newey-West). Printed per world:
   feature_fraction_bynode 0.1);
 - with --ablation, what the gates kept in full (interaction pairs of how many candidates, the engineered columns)
   and full minus each no_interactions, no_timing and no_residualizer variant;
+- with --out-of-fold, the blend's weight chosen without the validation eras: full and the ridge fitted on the
+  first two thirds of the train eras, w of (0, 0.25, 0.5, 1, 2) chosen by mean corr on the last third (after an
+  embargo), then that w applied to the fits on every train era ("full+oof ridge");
 - the ship rule on these fits: full - baseline on the choosing half of the embargoed validation eras and on all of
   them (paired Newey-West t, validation.evaluation.selection), whether the veto fires and which variant ships;
 - a linear layer: ridge regression of the era-centred target on the era-centred raw features (alpha 1 per 1,000
@@ -82,7 +85,27 @@ def paired_t(diff: pd.Series) -> float:
     return float(diff.mean() / (diff.std() / np.sqrt(len(diff)))) if diff.std() > 0 else 0.0
 
 
-def run_world(name: str, data: Path, per_node: bool, ablation: bool = False) -> tuple[pd.DataFrame, dict]:
+def out_of_fold_weight(ds, config, quiet) -> float:
+    """The blend weight chosen on the train eras alone: fits on their first two thirds, w scored on the last third
+    after the embargo."""
+    train_eras = sorted(ds.train["era"].unique())
+    cut = 2 * len(train_eras) // 3
+    fit_rows = ds.train.loc[ds.train["era"].isin(train_eras[:cut])]
+    test_rows = ds.train.loc[ds.train["era"].isin(train_eras[cut + config.resolved_embargo:])]
+    model = fit_model(make_variant(build_model(config, ds.groups), "full", config), fit_rows, ds, quiet, "oof",
+                      benchmark_for(fit_rows, ds.train_benchmark), config.compute)
+    trees = np.asarray(model.predict(ds.X(test_rows), benchmark=benchmark_for(test_rows, ds.train_benchmark)),
+                       np.float64)
+    eras = test_rows["era"].to_numpy()
+    linear = era_centred(test_rows[ds.features].to_numpy(np.float32), eras) @ ridge_weights(fit_rows, ds.features,
+                                                                                            ds.target)
+    means = {w: score_eras(era_rank(trees, eras) + w * era_rank(linear, eras), test_rows, ds.target, ds.features,
+                           benchmark=None)["corr"].mean() for w in (0.0, *WEIGHTS)}
+    return max(means, key=means.get)
+
+
+def run_world(name: str, data: Path, per_node: bool, ablation: bool = False,
+              out_of_fold: bool = False) -> tuple[pd.DataFrame, dict]:
     quiet = Reporter(Console(quiet=True))
     if not (data / "validation.parquet").exists():
         if name in DRIFTING_WORLDS:
@@ -133,6 +156,9 @@ def run_world(name: str, data: Path, per_node: bool, ablation: bool = False) -> 
     for w in WEIGHTS:
         for trees in ("full", "baseline"):
             scores[f"{trees}+{w:g}ridge"] = corr(era_rank(predictions[trees], eras) + w * era_rank(linear, eras))
+    if out_of_fold:
+        info["oof_weight"] = w = out_of_fold_weight(ds, config, quiet)
+        scores["full+oof ridge"] = corr(era_rank(predictions["full"], eras) + w * era_rank(linear, eras))
     table = pd.DataFrame(scores)
     embargoed = sorted(table.index)[config.resolved_embargo:]
     choosing, _ = split_eras(embargoed)
@@ -149,6 +175,7 @@ def main() -> int:
     parser.add_argument("--worlds", default=None, help="comma-separated names (default: every world of the family)")
     parser.add_argument("--per-node", action="store_true", help="also full with per-node column sampling")
     parser.add_argument("--ablation", action="store_true", help="also full without each gated component")
+    parser.add_argument("--out-of-fold", action="store_true", help="also the blend with w chosen on the train eras")
     args = parser.parse_args()
     known = {**(WORLDS if args.family != "drifting" else {}), **(DRIFTING_WORLDS if args.family != "built-in" else {})}
     names = args.worlds.split(",") if args.worlds else list(known)
@@ -157,7 +184,9 @@ def main() -> int:
         parser.error(f"unknown world(s) {unknown}")
     pooled = []
     for name in names:
-        scores, info = run_world(name, args.data / name / "data", args.per_node, args.ablation)
+        scores, info = run_world(name, args.data / name / "data", args.per_node, args.ablation, args.out_of_fold)
+        if args.out_of_fold:
+            print(f"{name}: the out-of-fold blend weight is {info['oof_weight']:g}")
         diff = scores.sub(scores["baseline"], axis=0)
         shares = (f"engineered columns {info['engineered_column_share']:.0%} of the columns, "
                   f"{info['engineered_split_share']:.0%} of the splits, {info['engineered_gain_share']:.0%} of the gain")
