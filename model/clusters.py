@@ -211,7 +211,7 @@ def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return centres
 
 
-def _kmeans(x: np.ndarray, k: int, max_iter: int, tol: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+def kmeans(x: np.ndarray, k: int, max_iter: int, tol: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """One Lloyd run from a k-means++ start; empty clusters are re-seeded at the worst-fitted points."""
     centres = _kmeans_pp(x, k, rng)
     xx = np.einsum("ij,ij->i", x, x)
@@ -336,7 +336,7 @@ class Clusters:
         tol = 1e-4 * float(scores.var(axis=0).mean()) * k if len(scores) > 1 else 0.0
         best: tuple[np.ndarray, float] | None = None
         for _ in range(max(1, int(self.n_init))):
-            centres, inertia = _kmeans(scores, k, max(1, int(self.max_iter)), tol, rng)
+            centres, inertia = kmeans(scores, k, max(1, int(self.max_iter)), tol, rng)
             if best is None or inertia < best[1] - 1e-12 * abs(best[1]):
                 best = (centres, inertia)
         centres, inertia = best

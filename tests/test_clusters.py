@@ -234,7 +234,7 @@ def test_empty_cluster_is_reseeded() -> None:
     """Two far-apart blobs and a k-means++ start that leaves a cluster empty still end with k used centroids."""
     rng = np.random.default_rng(0)
     points = np.vstack([rng.normal(0, 0.01, (50, 2)), rng.normal(10, 0.01, (50, 2)), [[5.0, 5.0]]])
-    centres, inertia = clusters_module._kmeans(points, 3, 100, 0.0, rng)
+    centres, inertia = clusters_module.kmeans(points, 3, 100, 0.0, rng)
     labels = clusters_module._sq_distances(points, centres).argmin(axis=1)
     assert len(np.unique(labels)) == 3 and np.isfinite(inertia)
 

@@ -342,6 +342,18 @@ def history_free(model: Any) -> bool:
     return all(getattr(m, "timing_", True) is None for m in getattr(model, "members_", [model]))
 
 
+def fold_jobs(config: TrainConfig) -> list[Job]:
+    """The CV's fits: one per fold and variant, the ablations left out."""
+    return [Job("fold", v, i) for i in range(1, config.cv + 1) for v in variant_names(config, ablation=False)]
+
+
+def planned_jobs(config: TrainConfig) -> list[Job]:
+    """Every independent fit `run_experiment` hands its executor, in its order: the variants, the CV folds, the
+    refit of the shipped variant (training.plan counts them before a run)."""
+    return ([Job("variant", n) for n in variant_names(config)] + (fold_jobs(config) if config.cv else [])
+            + ([Job("refit", "shipped")] if config.refit else []))
+
+
 def refit_rows(ds: Dataset, era_step: int) -> pd.DataFrame:
     """Training rows plus every resolved validation era, the latter downsampled like training (every `era_step`-th
     era): what a refit learns from."""
@@ -511,8 +523,7 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
     per_era_all = pd.concat(parts, ignore_index=True)[columns]
     cv_table = None
     if config.cv:
-        jobs = [Job("fold", v, i) for i in range(1, config.cv + 1) for v in variant_names(config, ablation=False)]
-        cv_table = pd.DataFrame(execute(jobs))
+        cv_table = pd.DataFrame(execute(fold_jobs(config)))
 
     decision = choose_variant(per_era_all[per_era_all["mode"] == mode], names, config.ship)
     decision["mode"] = mode

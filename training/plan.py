@@ -475,13 +475,9 @@ def planned_fits(config: TrainConfig, train_rows_of: Callable[[list[str]], int],
                  refit_rows: int) -> list[Fit]:
     """The run's independent fits as `run_experiment` makes them (training.experiment.Job): one per variant, one per
     CV fold and variant without the ablations, the refit of the shipped variant; an ensemble's members each."""
-    from training.experiment import Job, variant_names
+    from training.experiment import planned_jobs
 
-    jobs = [Job("variant", n) for n in variant_names(config)]
-    if config.cv:
-        jobs += [Job("fold", v, i) for i in range(1, config.cv + 1) for v in variant_names(config, ablation=False)]
-    if config.refit:
-        jobs.append(Job("refit", "shipped"))
+    jobs = planned_jobs(config)
     folds = expanding_window_folds(train_eras, config.cv, config.resolved_embargo) if config.cv else []
     fits = []
     for job in jobs:

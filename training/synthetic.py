@@ -71,6 +71,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.clusters import kmeans
 from training.data import write_data_info
 from validation.artifacts import atomic_path, atomic_write_json
 from validation.errors import NmuError
@@ -705,35 +706,10 @@ def oracle_predictions(config: SyntheticConfig, era_numbers: list[int],
 
 # ---- the reachable oracle: the same construction from what a model can know at each era ----------------------------
 def _kmeans(x: np.ndarray, k: int, seed: int, starts: int = 3, iters: int = 100) -> np.ndarray:
-    """Centroids (k, d) of Lloyd's k-means on the rows of x, k-means++ starts, the best of `starts` by inertia."""
+    """Centroids (k, d) of the best of `starts` runs of model.clusters' k-means (k-means++ starts) by inertia."""
     rng = np.random.default_rng(seed)
-    squared = (x * x).sum(axis=1)
-    best, best_inertia = None, np.inf
-    for _ in range(starts):
-        centroids = np.empty((k, x.shape[1]))
-        centroids[0] = x[rng.integers(len(x))]
-        nearest = squared - 2.0 * x @ centroids[0] + centroids[0] @ centroids[0]
-        for j in range(1, k):
-            weights = np.maximum(nearest, 0.0)
-            centroids[j] = x[rng.choice(len(x), p=weights / weights.sum())]
-            nearest = np.minimum(nearest, squared - 2.0 * x @ centroids[j] + centroids[j] @ centroids[j])
-        labels = np.full(len(x), -1)
-        for _ in range(iters):
-            distances = squared[:, None] - 2.0 * x @ centroids.T + (centroids * centroids).sum(axis=1)[None, :]
-            new = distances.argmin(axis=1)
-            if np.array_equal(new, labels):
-                break
-            labels = new
-            counts = np.bincount(labels, minlength=k)
-            sums = np.zeros_like(centroids)
-            np.add.at(sums, labels, x)
-            filled = counts > 0
-            centroids[filled] = sums[filled] / counts[filled, None]
-        inertia = float(distances.min(axis=1).sum())
-        if inertia < best_inertia:
-            best, best_inertia = centroids.copy(), inertia
-    assert best is not None
-    return best
+    runs = [kmeans(np.asarray(x, dtype=np.float64), k, iters, 0.0, rng) for _ in range(starts)]
+    return min(runs, key=lambda run: run[1])[0]
 
 
 def _adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:

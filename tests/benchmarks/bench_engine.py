@@ -5,8 +5,8 @@
 
 Per world (the battery's of bench_worlds.py, written to DIR/NAME/data when missing, the drifting family's too), the
 baseline and full are fitted on the train eras with nmu train's defaults and scored left alone on every validation
-era with a target (mean per-era corr; t: the paired t of the per-era differences with the baseline, plain, not
-Newey-West). Printed per world:
+era with a target (mean per-era corr; t: the paired Newey-West t of the per-era differences with the baseline, as
+the ship rule's). Printed per world:
 
 - where the engineered columns sit in full's trees: their share of the columns, of the splits and of the gain
   (LightGBM's feature_importance), to test whether colsample_bytree 0.1 keeps them out of the trees;
@@ -79,10 +79,6 @@ def ridge_weights(frame: pd.DataFrame, features: list[str], target: str) -> np.n
 
 def era_rank(values: np.ndarray, eras: np.ndarray) -> np.ndarray:
     return pd.Series(values).groupby(eras).rank(pct=True).to_numpy()
-
-
-def paired_t(diff: pd.Series) -> float:
-    return float(diff.mean() / (diff.std() / np.sqrt(len(diff)))) if diff.std() > 0 else 0.0
 
 
 def out_of_fold_weight(ds, config, quiet) -> float:
@@ -201,7 +197,7 @@ def main() -> int:
               f"(t {al['t']:+.2f}; veto {'fires' if al['t'] < VETO_T else 'silent'}): ships {info['ships']}")
         for column in scores:
             print(f"  {column:>18}: corr {scores[column].mean():.4f}, - baseline {diff[column].mean():+.4f} "
-                  f"(t {paired_t(diff[column]):+.1f})")
+                  f"(t {paired_difference(scores[column], scores['baseline'])['t']:+.1f})")
         pooled.append(diff.mean().rename(name))
     table = pd.DataFrame(pooled)
     print("\nper world, minus the baseline (mean per-era corr):")
