@@ -10,7 +10,8 @@ Run it by hand (pytest does not collect tests/benchmarks/), alone, under the sha
 The default shape runs in about 10 minutes on a 2-core machine. `--v53` is Numerai v5.3's shape: 900 eras x 5,000
 stocks (about 2.7 million train rows at every era, 1.8 million validation rows), 2,748 features of which the run fits
 780 (`--fit-features 780`: the synthetic world's "medium" set holds two thirds of the features, Numerai's 780 of
-2,748), every 4th era, 2,000 trees at learning rate 0.01: hours on two cores, and a ~10 GB world on disk.
+2,748), every 4th era, 2,000 trees at learning rate 0.01: on two cores 11 minutes to make the world (4.7 GB on
+disk) and 25 minutes to run (docs/scale.md).
 
 It makes the synthetic world once into DIR (reused when DIR/train.parquet exists), then in fresh processes, one
 after the other:
@@ -174,7 +175,7 @@ def main() -> int:
     parser.add_argument("--era-step", type=int, default=4)
     parser.add_argument("--trees", type=int, default=2000)
     parser.add_argument("--learning-rate", type=float, default=0.01)
-    parser.add_argument("--v53", action="store_true", help="Numerai v5.3's shape (hours; see the docstring).")
+    parser.add_argument("--v53", action="store_true", help="Numerai v5.3's shape (about 36 minutes on 2 cores; see the docstring).")
     parser.add_argument("--no-assert", action="store_true")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args()
