@@ -136,14 +136,15 @@ class EraIndex:
         for era, start, count in zip(self.eras, self.starts, self.counts):
             yield era, self.order[start : start + count]
 
-    def chunks(self, max_rows: int) -> Iterator[np.ndarray]:
+    def chunks(self, max_rows: int, part: slice = slice(None)) -> Iterator[np.ndarray]:
         """Row positions of consecutive groups of whole eras (in era order) with at most `max_rows` rows each, one
-        era alone when it is bigger: bounded memory for work on a multi-era frame."""
-        start = 0
-        while start < self.n_eras:
+        era alone when it is bigger: bounded memory for work on a multi-era frame. `part`: only the eras at these
+        positions (a slice of era positions)."""
+        start, end, _ = part.indices(self.n_eras)
+        while start < end:
             stop = start + 1
             total = int(self.counts[start])
-            while stop < self.n_eras and total + int(self.counts[stop]) <= max_rows:
+            while stop < end and total + int(self.counts[stop]) <= max_rows:
                 total += int(self.counts[stop])
                 stop += 1
             begin = int(self.starts[start])

@@ -1,9 +1,10 @@
 """`NumeraiModel`: LightGBM on the raw features plus factor composites, gated interactions, point-in-time factor
-timing and data-driven clusters, with a per-era residualization postprocessor; a scikit-learn regressor.
+timing and data-driven clusters, blended with a gated linear layer, with a per-era residualization postprocessor; a
+scikit-learn regressor.
 
 The estimator assembles the parts; each component owns its fit, its evidence gate, its transform and its column
-names (`Clusters`, `Interactions`, `Timing`, `Residualizer`), the statistics the gates share live in
-`model.stats`, and the booster in `model.booster`. The four components are switches of one class, so the baseline
+names (`Clusters`, `Interactions`, `Timing`, `Residualizer`, `LinearLayer`), the statistics the gates share live in
+`model.stats`, and the booster in `model.booster`. The five components are switches of one class, so the baseline
 (all off: plain LightGBM on the raw features, predictions ranked per era) and every ablation share the code path
 and the tree budget. Every component gates itself on evidence from the training eras, so a world that plants
 nothing for a component costs (almost) nothing. docs/design.md tells the idea behind each component.
@@ -37,18 +38,24 @@ from .features import (
     feature_matrix,
 )
 from .interactions import Interactions
+from .linear import LinearLayer
 from .params import check_params, resolve_n_jobs
 from .residualizer import RESIDUALIZE_FEATURES, Residualizer
 from .stats import era_coefficients, gate_embargo
 from .target_free import Pieces, TargetFree
 from .timing import STALENESS_POLICIES, Timing
 
-COMPONENTS = ("clusters", "interactions", "timing", "residualizer")
+COMPONENTS = ("clusters", "interactions", "timing", "residualizer", "linear")
 VARIANTS = ("baseline", "full") + tuple(f"no_{c}" for c in COMPONENTS)
 _log = logging.getLogger("model.timing")
 _LOGGED_STALENESS = [""]  # the last staleness line logged by this process
 CLUSTER_T = 3.0
 """Least |t| of a cluster gate (raised to the family-wise critical value for the number of tests)."""
+LINEAR_T = 3.0
+"""Least Newey-West t of the linear layer's gate: the per-era corr of its ridge fitted on the choosing block (60 % of
+the training eras), on the later block after the embargo, which it never saw. One test, so no family-wise
+correction; asked of the later block alone it is a stricter bar than the other gates' (their threshold scaled to
+the choosing block, then t 1.5 on the later one): a ridge that predicts only noise must not move the ranks."""
 
 
 def lgbm_threads(n_jobs: Any) -> int:
@@ -107,7 +114,8 @@ def fit_residualizer(model: NumeraiModel, target_free: TargetFree | None, raw: n
 
 
 class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
-    """Interaction-, timing- and cluster-aware LightGBM for Numerai with a residualization postprocessor.
+    """Interaction-, timing- and cluster-aware LightGBM for Numerai, blended with a linear layer, with a
+    residualization postprocessor.
 
     X is a DataFrame of the `era` column and the features (int8 0..4, NaN allowed); a frame without `era` is one
     era. Predictions are per-era ranks in (0, 1]. It works in Pipeline, cross_validate and GridSearchCV with an era
@@ -117,8 +125,8 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
     ----------
     feature_groups : mapping of group → feature names, or None
         features.json's groups, whose per-stock means are the factor composites; None: principal components.
-    clusters, interactions, timing, residualizer : bool, default=False, True, True, True
-        The four component switches; all False is the baseline (plain LightGBM, ranked per era). `clusters` is
+    clusters, interactions, timing, residualizer, linear : bool, default=False, True, True, True, True
+        The five component switches; all False is the baseline (plain LightGBM, ranked per era). `clusters` is
         off by default: on the battery of 12 synthetic worlds (README, benchmark 7) it took 0.0003 corr from the
         full model where effects were planted and 0.0004 where none were, its gate passing in every world without
         effects; switch it on to try it on your data.
@@ -145,6 +153,12 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
     residualize_n_features : int, default=10
     residualize_clusters, residualize_benchmark : bool, default=True, False
         Add the cluster dummies / the benchmark column as exposures.
+    linear_weight : float, default=0.5
+        The linear layer's weight in the per-era rank blend rank(trees) + w x rank(ridge) (model.linear: a ridge
+        of the era-centred target on the era-centred features, kept only if it predicts the later training eras, t
+        above LINEAR_T). 0.5: of the weights 0.25, 0.5, 1 and 2 on 17 worlds of both families, the one whose worst
+        world lost least against full without it (docs/benchmarks.md); a predict-time setting, so `set_params`
+        changes it on a fitted model.
     factor_model : bool, default=False
         Add the linear factor model's score (composites x Fama-MacBeth mean premia of training) as a column.
     lgbm_params : mapping or None
@@ -169,8 +183,9 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         The composites (`target_free_.factors_`).
     clusters_ : ClusterGate or None
         The clusters' gate: which cluster columns this target gets (the structure is `target_free_.clusters_`).
-    interactions_, timing_, residualizer_ : component or None
-        The fitted components, each with its gate's choices (None when switched off).
+    interactions_, timing_, residualizer_, linear_ : component or None
+        The fitted components, each with its gate's choices (None when switched off; the linear layer's `coef_` is
+        None when its gate refused it).
     factor_premia_ : ndarray or None
         Mean per-era premia of the composites (only with factor_model).
     engineered_names_ : list of str
@@ -187,6 +202,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
 
     _parameter_rules: ClassVar[dict[str, tuple]] = {
         "clusters": ("bool",), "interactions": ("bool",), "timing": ("bool",), "residualizer": ("bool",),
+        "linear": ("bool",), "linear_weight": ("real", 0.0, None),
         "n_factors": ("int", 1, None), "n_clusters": ("int", 1, None), "cluster_components": ("int", 1, None),
         "max_interactions": ("int", 0, None), "interaction_threshold": ("real", 0, None),
         "timing_window": ("int", 1, None), "timing_lag": ("int", 0, None), "timing_threshold": ("real", 0, None),
@@ -205,6 +221,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         interactions: bool = True,
         timing: bool = True,
         residualizer: bool = True,
+        linear: bool = True,
         n_factors: int = 8,
         n_clusters: int = 8,
         cluster_components: int = 10,
@@ -219,6 +236,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         residualize_n_features: int = 10,
         residualize_clusters: bool = True,
         residualize_benchmark: bool = False,
+        linear_weight: float = 0.5,
         factor_model: bool = False,
         lgbm_params: Mapping[str, Any] | None = None,
         n_jobs: int | None = -1,
@@ -229,6 +247,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         self.interactions = interactions
         self.timing = timing
         self.residualizer = residualizer
+        self.linear = linear
         self.n_factors = n_factors
         self.n_clusters = n_clusters
         self.cluster_components = cluster_components
@@ -243,6 +262,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         self.residualize_n_features = residualize_n_features
         self.residualize_clusters = residualize_clusters
         self.residualize_benchmark = residualize_benchmark
+        self.linear_weight = linear_weight
         self.factor_model = factor_model
         self.lgbm_params = lgbm_params
         self.n_jobs = n_jobs
@@ -382,7 +402,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         seed = int(self.random_state)
 
         self.target_free_ = self.factors_ = self.clusters_ = self.interactions_ = self.timing_ = None
-        self.residualizer_ = None
+        self.residualizer_ = self.linear_ = None
         z = comp_raw = relative = labels = returns = joint = None
         self.factor_premia_ = None
         if self._uses_factors:
@@ -416,6 +436,11 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
             with _stage(seconds, "residualizer"):
                 self.residualizer_ = fit_residualizer(self, self.target_free_, raw, target, eras, features,
                                                       composites=z, labels=labels)
+
+        if self.linear:
+            with _stage(seconds, "linear"):
+                self.linear_ = LinearLayer(LINEAR_T, self._nw_lags, self.gate_embargo).fit(
+                    raw, target, eras, chunk_rows(raw.shape[1]))
 
         with _stage(seconds, "engineered"):
             self.engineered_names_ = self._engineered_names()
@@ -518,6 +543,8 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         residualizer); `pieces`: the chunk's `target_free_.pieces`, when the caller already computed them."""
         engineered, labels = self._engineer(chunk, eras, bench, pieces)
         values = predict_raw(self.booster_, Rows(chunk, engineered, None), threads)
+        if getattr(self, "linear_", None) is not None:  # getattr: a model pickled before the layer existed
+            values = self.linear_.blend(values, chunk, eras, float(getattr(self, "linear_weight", 0.0)))
         if self.residualizer_ is None:
             return eras.rank(values)
         return self.residualizer_.transform(values, chunk, eras, labels, bench)

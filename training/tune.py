@@ -91,7 +91,8 @@ DEFAULT_SPACE: dict[str, dict[str, Any]] = {
 parameters Numerai's own tuning guides vary, at the trees the config sets), and one setting per switched-on
 component; an ensemble's auxiliary targets' weights (the main target's weight stays 1)."""
 _COMPONENT_OF = {"residualize_": "residualizer", "timing_": "timing", "interaction": "interactions",
-                 "max_interactions": "interactions", "n_clusters": "clusters", "cluster_": "clusters"}
+                 "max_interactions": "interactions", "n_clusters": "clusters", "cluster_": "clusters",
+                 "linear_": "linear"}
 REPORT_FILES = ("best_config.toml", "tune_report.html", "tune.json", "tune_trials.csv", "tune_history.png",
                 "tune_importance.png", "tune_best_trials.png")
 DEFAULT_STUDY = "nmu-tune"

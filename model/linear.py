@@ -1,0 +1,129 @@
+"""The linear layer: a ridge regression of the era-centred target on the era-centred raw features, blended with the
+trees by per-era rank, kept only where it predicts later eras it never saw.
+
+Why (issue 23, docs/benchmarks.md "What the trees leave is linear"): 1,000 to 2,000 trees of depth 5, each on a
+tenth of the columns, approximate a sum of many small linear terms poorly. On the battery's control worlds a ridge
+alone beat plain LightGBM in all six, and the rank blend rank(trees) + 0.5 x rank(ridge) added to full in 14 of 17
+worlds of both families (pooled +0.0010 over the planted worlds, +0.0028 over the controls).
+
+The gate: the ridge fitted on the choosing block of the training eras must predict the confirming block, after the
+embargo, with a per-era correlation whose Newey-West t exceeds `threshold`; otherwise the layer is off and the model
+predicts exactly as without it. A world without linear signal gets nothing from it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .eras import EraIndex
+from .features import FACTOR_CHUNK_ROWS, era_filled
+from .stats import MIN_CONFIRM_ERAS, _era_centred, era_correlations, evidence_blocks, newey_west_t
+
+RIDGE_ALPHA_PER_1000_ROWS = 1.0
+"""The ridge penalty per 1,000 rows with a target, on features of 0..4 (variance about 2): the value of the lab
+measurements (tests/benchmarks/bench_engine.py), not tuned; at these row counts it barely shrinks."""
+
+
+class LinearLayer:
+    """Ridge regression of the era-centred target on the era-centred raw features, behind an out-of-sample gate.
+
+    A plain class, not a scikit-learn estimator: its fit takes the feature matrix, the target and the rows' eras.
+
+    Parameters
+    ----------
+    threshold : float
+        The Newey-West t the choosing block's ridge must reach on the confirming block's per-era correlations.
+    nw_lags : int
+        Newey-West lags of that t (neighbouring eras' targets overlap).
+    embargo : int
+        Eras between the choosing and the confirming block.
+
+    Attributes
+    ----------
+    coef_ : ndarray (n_features,) float32 or None
+        The ridge's coefficients fitted on every training era with a target; None when the gate refused the layer.
+    confirm_t_ : float
+        The t of the choosing block's ridge on the confirming block (0 with fewer than MIN_CONFIRM_ERAS there).
+    confirm_corr_ : float
+        Its mean per-era correlation there.
+    """
+
+    def __init__(self, threshold: float, nw_lags: int, embargo: int):
+        self.threshold = threshold
+        self.nw_lags = nw_lags
+        self.embargo = embargo
+
+    def fit(self, raw: np.ndarray, target: np.ndarray, eras: EraIndex, chunk: int) -> LinearLayer:
+        """Fit the gate's ridge on the choosing block, test it on the confirming block, and (if it passes) the
+        layer's ridge on every era.
+
+        Parameters
+        ----------
+        raw : ndarray (n, n_features)
+            The features without NaN (int8, as `model.features.feature_matrix` gives them).
+        target : ndarray (n,)
+            The target; rows without one are left out.
+        eras : EraIndex
+            The rows' eras.
+        chunk : int
+            Rows of whole eras handled at once (bounded memory: about 20 bytes a cell of a chunk).
+
+        Returns
+        -------
+        self
+        """
+        p = raw.shape[1]
+        target = np.asarray(target, dtype=np.float64)
+        select, later = evidence_blocks(eras.n_eras, self.embargo)
+        gap = slice(select.stop, later.start)
+        gram, moment, rows = np.zeros((p, p)), np.zeros(p), 0
+        self.coef_, self.confirm_t_, self.confirm_corr_ = None, 0.0, 0.0
+        series: list[np.ndarray] = []
+        gate_coef = None
+        for block in (select, gap, later):
+            if block is gap and rows:  # the gate's ridge sees the choosing block only, not the embargoed eras
+                gate_coef = _solve(gram, moment, rows)
+            for sub_rows in eras.chunks(chunk, block):
+                sub = eras.take(sub_rows)
+                c, yc, count = _era_centred(raw[sub_rows], target[sub_rows], sub)
+                # float32 Gram (twice as fast; each chunk's sum is then added in float64): the ridge needs no more
+                c32 = c.astype(np.float32)
+                gram += c32.T @ c32
+                moment += c.T @ yc
+                rows += int(count.sum())
+                if block is later and gate_coef is not None:  # _era_centred's rows are in era order: back to the chunk's
+                    scores = np.empty(len(sub_rows))
+                    scores[sub.order] = c @ gate_coef
+                    series.append(era_correlations(scores, target[sub_rows], sub)[:, 0])
+        if series:
+            per_era = np.concatenate(series)  # NaN (an era without targets) kept: the t skips it, lags stay in place
+            if np.isfinite(per_era).sum() >= MIN_CONFIRM_ERAS:
+                self.confirm_t_ = float(newey_west_t(per_era[:, None], self.nw_lags)[0])
+                self.confirm_corr_ = float(np.nanmean(per_era))
+        if self.confirm_t_ > self.threshold and rows:
+            self.coef_ = _solve(gram, moment, rows).astype(np.float32)
+        return self
+
+    def scores(self, raw: np.ndarray, eras: EraIndex) -> np.ndarray:
+        """The layer's prediction (n,) float64 for whole eras, in blocks of rows (no float copy of the whole chunk);
+        a missing feature takes its era's mean (model.features.era_filled)."""
+        out = np.empty(len(raw), dtype=np.float64)
+        if raw.dtype.kind == "f" and np.isnan(raw).any():
+            raw = era_filled(raw, eras)
+        for start in range(0, len(raw), FACTOR_CHUNK_ROWS):
+            out[start : start + FACTOR_CHUNK_ROWS] = raw[start : start + FACTOR_CHUNK_ROWS].astype(np.float32) @ self.coef_
+        return out
+
+    def blend(self, values: np.ndarray, raw: np.ndarray, eras: EraIndex, weight: float) -> np.ndarray:
+        """rank(values) + weight x rank(the layer's scores) per era; `values` unchanged when the layer is off or the
+        weight is 0."""
+        if self.coef_ is None or weight == 0:
+            return values
+        return eras.rank(values) + weight * eras.rank(self.scores(raw, eras))
+
+
+def _solve(gram: np.ndarray, moment: np.ndarray, rows: int) -> np.ndarray:
+    """The ridge solution of the normal equations with RIDGE_ALPHA_PER_1000_ROWS x rows / 1000 on the diagonal."""
+    penalised = gram.copy()
+    penalised[np.diag_indices_from(penalised)] += RIDGE_ALPHA_PER_1000_ROWS * rows / 1000
+    return np.linalg.solve(penalised, moment)

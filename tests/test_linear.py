@@ -1,0 +1,129 @@
+"""The linear layer (model.linear): its gate, its blend with the trees, and what it costs where it finds nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import model.linear as linear_module
+from model import NumeraiModel
+from model.eras import EraIndex
+from model.linear import LinearLayer
+from model.stats import evidence_blocks
+
+FAST = {"n_estimators": 30, "learning_rate": 0.1}
+ERAS, ROWS, FEATURES = 100, 300, 20
+
+
+def _frame(seed: int, linear: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """Integer features 0..4; the target pure noise, or noise plus a small linear signal in five features."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 5, (ERAS * ROWS, FEATURES)).astype(np.int8)
+    X = pd.DataFrame(values, columns=[f"feature_{i}" for i in range(FEATURES)])
+    X.insert(0, "era", np.repeat([f"{e:04d}" for e in range(1, ERAS + 1)], ROWS))
+    y = rng.normal(size=len(X))
+    if linear:
+        y += 0.08 * values[:, :5].sum(axis=1)
+    return X, y
+
+
+def _model(**params) -> NumeraiModel:
+    return NumeraiModel(interactions=False, timing=False, residualizer=False, lgbm_params=FAST, n_jobs=1, **params)
+
+
+def test_nothing_linear_the_gate_refuses_and_predictions_are_the_trees_alone():
+    X, y = _frame(0, linear=False)
+    with_layer, without = _model().fit(X, y), _model(linear=False).fit(X, y)
+    assert with_layer.linear_.coef_ is None and abs(with_layer.linear_.confirm_t_) < 3
+    assert without.linear_ is None
+    np.testing.assert_array_equal(with_layer.predict(X.iloc[:3000]), without.predict(X.iloc[:3000]))
+
+
+def test_a_linear_signal_is_kept_and_blended_by_rank():
+    X, y = _frame(1, linear=True)
+    fitted = _model().fit(X, y)
+    layer = fitted.linear_
+    assert layer.confirm_t_ > 3 and layer.confirm_corr_ > 0.05
+    assert np.all(layer.coef_[:5] > 0.05) and np.all(np.abs(layer.coef_[5:]) < 0.03), layer.coef_
+    rows = X.iloc[: 4 * ROWS]
+    blended = fitted.predict(rows)
+    trees = fitted.set_params(linear_weight=0.0).predict(rows)
+    assert not np.allclose(blended, trees)
+    np.testing.assert_array_equal(trees, _model(linear=False).fit(X, y).predict(rows))  # same trees: w=0 is them
+    # the blend by hand: rank(trees) + 0.5 rank(ridge) per era, ranked again
+    eras = EraIndex.from_frame(rows)
+    raw = rows.drop(columns="era").to_numpy(np.float32)
+    expected = eras.rank(eras.rank(trees) + 0.5 * eras.rank(raw @ layer.coef_))
+    np.testing.assert_allclose(blended, expected, atol=1e-12)
+    # the blend scores better than the trees alone on later eras of the same world
+    X_new, y_new = _frame(2, linear=True)
+    corr = {w: np.mean([np.corrcoef(p, t)[0, 1] for p, t in zip(
+        np.split(fitted.set_params(linear_weight=w).predict(X_new), ERAS), np.split(y_new, ERAS))]) for w in (0.0, 0.5)}
+    assert corr[0.5] > corr[0.0], corr
+
+
+def test_the_fit_in_small_chunks_gives_the_same_ridge():
+    X, y = _frame(3, linear=True)
+    raw, eras = X.drop(columns="era").to_numpy(np.int8), EraIndex.from_frame(X)
+    big = LinearLayer(3.0, 4, 5).fit(raw, y, eras, chunk=10**7)
+    small = LinearLayer(3.0, 4, 5).fit(raw, y, eras, chunk=ROWS * 3 + 1)
+    np.testing.assert_allclose(small.coef_, big.coef_, rtol=1e-4, atol=1e-6)
+    assert small.confirm_t_ == pytest.approx(big.confirm_t_, rel=1e-6)
+
+
+def test_the_gate_ridge_sees_the_choosing_eras_only(monkeypatch):
+    """The embargoed eras between the blocks overlap the first confirming eras' targets: the gate's ridge must not
+    learn from them."""
+    X, y = _frame(7, linear=True)
+    raw, eras = X.drop(columns="era").to_numpy(np.int8), EraIndex.from_frame(X)
+    solved_rows = []
+    real = linear_module._solve
+    def recording(gram, moment, rows):
+        solved_rows.append(rows)
+        return real(gram, moment, rows)
+
+    # both dicts: after another test loads a by-value pickle in this process, cloudpickle may have rebound the class's
+    # methods to a copy of the module's globals
+    for namespace in {id(g): g for g in (vars(linear_module), LinearLayer.fit.__globals__)}.values():
+        monkeypatch.setitem(namespace, "_solve", recording)
+    layer = LinearLayer(3.0, 4, 5).fit(raw, y, eras, chunk=ROWS * 7)
+    select, later = evidence_blocks(ERAS, 5)
+    assert solved_rows == [select.stop * ROWS, ERAS * ROWS]  # the gate's ridge, then the layer's on every era
+    assert layer.coef_ is not None
+
+
+def test_missing_targets_and_features_are_handled():
+    X, y = _frame(4, linear=True)
+    y = y.copy()
+    y[::7] = np.nan
+    fitted = _model().fit(X, y)
+    layer = fitted.linear_
+    assert layer.coef_ is not None
+    live = X[X["era"] == "0100"].drop(columns="era").to_numpy(np.float32).copy()
+    complete = layer.scores(live, EraIndex(None, n_rows=ROWS))
+    original = live.copy()
+    live[::3, 2] = np.nan
+    live[:, 4] = np.nan  # a feature missing in the whole era: FILL_VALUE (2) for every row
+    scores = layer.scores(live, EraIndex(None, n_rows=ROWS))
+    assert np.isfinite(scores).all()
+    kept = np.arange(ROWS) % 3 != 0  # feature 2 present: only feature 4's term changed
+    expected = complete - layer.coef_[4] * (original[:, 4] - 2.0)
+    np.testing.assert_allclose(scores[kept], expected[kept], rtol=1e-5, atol=1e-5)
+    out = fitted.predict_eras(live, EraIndex(None, n_rows=ROWS))  # the array-level predict, NaN and all
+    assert out.shape == (ROWS,) and np.isfinite(out).all() and out.min() > 0 and out.max() <= 1
+
+
+def test_a_negative_weight_is_refused_at_fit():
+    X, y = _frame(5, linear=False)
+    with pytest.raises(ValueError, match="linear_weight"):
+        _model(linear_weight=-1.0).fit(X, y)
+
+
+def test_a_model_pickled_before_the_layer_existed_predicts_as_before():
+    X, y = _frame(6, linear=True)
+    fitted = _model().fit(X, y)
+    trees = fitted.set_params(linear_weight=0.0).predict(X.iloc[:ROWS])
+    old = _model().fit(X, y)
+    del old.linear_, old.linear_weight, old.linear  # what an older pickle's __dict__ lacks
+    np.testing.assert_array_equal(old.predict(X.iloc[:ROWS]), trees)
