@@ -305,3 +305,16 @@ def test_oracle_told_less_knows_less(small_world: Path, frames: dict[str, pd.Dat
     assert oracle_predictions(control, eras[:3], []).equals(oracle_predictions(control, eras[:3]))
     with pytest.raises(ValueError, match="unknown effect"):
         oracle_predictions(config, eras[:3], ["momentum", "luck"])
+
+
+def test_the_built_in_world_is_pinned() -> None:
+    """The Quick start's world (`nmu train` without --data) stays exactly as it is: the engine must earn its place on
+    it by the model's doing, not by a world tuned to the model (issue 23)."""
+    assert dataclasses.asdict(SyntheticConfig.default()) == {
+        "eras": 400, "stocks": 2000, "features": 120, "seed": 0, "planted": True, "industries": 8, "horizon": 4,
+        "long_horizon": 12, "train_fraction": 0.6, "unresolved_eras": 4, "momentum": 0.9, "regime_stay": 0.95,
+        "regime_correlation": 0.6, "static_strength": 0.038, "regime_strength": 0.03, "relative_strength": 0.022,
+        "timing_strength": 0.014, "interaction_strength": 0.03, "industry_return_sd": 0.1,
+        "industry_signature_sd": 0.5, "industry_style_sd": 0.5, "relative_industry_style_sd": 1.0,
+        "benchmark_noise": 0.6, "live_nan_fraction": 0.005, "future_eras": 0,
+    }
