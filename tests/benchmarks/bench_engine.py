@@ -20,7 +20,8 @@ the ship rule's). Printed per world:
 - the ship rule on these fits: full - baseline on the choosing half of the embargoed validation eras and on all of
   them (paired Newey-West t, validation.evaluation.selection), whether the veto fires and which variant ships;
 - a linear layer: ridge regression of the era-centred target on the era-centred raw features (alpha 1 per 1,000
-  rows), fitted on the train eras, alone and blended with the trees by per-era rank, rank(trees) + w x rank(ridge),
+  rows), fitted on the train eras, alone and blended with the trees by per-era rank, rank(trees) + w x rank(ridge)
+  (since the model holds this layer itself, `linear`, full's blends here add a second ridge over its own),
   for w in 0.25, 0.5, 1, 2, with full's trees and with the baseline's. Every w is shown, none chosen: this says
   whether a blend can pay, not which weight would be chosen out of fold.
 """
