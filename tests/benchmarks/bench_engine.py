@@ -41,10 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 
-from tests.benchmarks.bench_worlds import DRIFTING_WORLDS, WORLDS  # noqa: E402
+from tests.benchmarks.bench_worlds import DRIFTING_WORLDS, WORLDS, ensure_family_world  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.console import Reporter  # noqa: E402
-from training.drifting_world import write_drifting_world  # noqa: E402
 from training.experiment import (  # noqa: E402
     benchmark_for,
     build_model,
@@ -53,7 +52,6 @@ from training.experiment import (  # noqa: E402
     make_variant,
     resolved_rows,
 )
-from training.synthetic import write_synthetic_world  # noqa: E402
 from validation.evaluation.scoring import score_eras  # noqa: E402
 from validation.evaluation.selection import SHIP_T, VETO_T, paired_difference, split_eras  # noqa: E402
 
@@ -104,11 +102,7 @@ def out_of_fold_weight(ds, config, quiet) -> float:
 def run_world(name: str, data: Path, per_node: bool, ablation: bool = False,
               out_of_fold: bool = False) -> tuple[pd.DataFrame, dict]:
     quiet = Reporter(Console(quiet=True))
-    if not (data / "validation.parquet").exists():
-        if name in DRIFTING_WORLDS:
-            write_drifting_world(data, DRIFTING_WORLDS[name])
-        else:
-            write_synthetic_world(data, WORLDS[name])
+    ensure_family_world(data, {**WORLDS, **DRIFTING_WORLDS}[name])
     config = load_config(None)
     ds = load_dataset(data, "synthetic", config, quiet)
     val = resolved_rows(ds.validation, ds.target)

@@ -38,14 +38,14 @@ from rich.console import Console
 from model.estimator import NumeraiModel
 from model.live import make_predict
 from model.timing import STALENESS_POLICIES
-from tests.benchmarks.bench_worlds import DRIFTING_WORLDS, per_era_corr, pooled
+from tests.benchmarks.bench_worlds import DRIFTING_WORLDS, ensure_family_world, per_era_corr, pooled
 from training.config import config_from_dict
 from training.console import Reporter
-from training.drifting_world import DriftingWorldConfig, write_drifting_world
+from training.drifting_world import DriftingWorldConfig
 from training.experiment import benchmark_for, build_model, fit_model, load_dataset, make_variant, resolved_rows
 from training.pipeline import train_command
 from training.refresh import fitted_model
-from training.synthetic import SyntheticConfig, write_synthetic_world
+from training.synthetic import SyntheticConfig
 
 FUTURE_ERAS = 80
 UNRESOLVED = 5  # a target resolves about 5 eras after its era (the synthetic world leaves the newest 4 unresolved)
@@ -70,8 +70,7 @@ ALL_WORLDS = {**WORLDS, **DRIFTING_WORLDS}
 
 def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Path) -> dict:
     data, out = root / name / "data", root / name / "artifacts"
-    if not (data / "future.parquet").exists():
-        (write_drifting_world if isinstance(config, DriftingWorldConfig) else write_synthetic_world)(data, config)
+    ensure_family_world(data, config)
     (root / name / "full.toml").write_text('ship = "full"\n')
     quiet = Console(quiet=True)
     train_command(data=data, out=out, config_path=root / name / "full.toml", console=quiet)

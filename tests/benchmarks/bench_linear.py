@@ -37,10 +37,9 @@ from rich.console import Console  # noqa: E402
 
 from model.estimator import NumeraiModel  # noqa: E402
 from model.live import make_predict  # noqa: E402
-from tests.benchmarks.bench_worlds import DRIFTING_WORLDS, WORLDS, per_era_corr, pooled  # noqa: E402
+from tests.benchmarks.bench_worlds import DRIFTING_WORLDS, WORLDS, ensure_family_world, per_era_corr, pooled  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.console import Reporter  # noqa: E402
-from training.drifting_world import DriftingWorldConfig, write_drifting_world  # noqa: E402
 from training.experiment import (  # noqa: E402
     benchmark_for,
     build_model,
@@ -49,7 +48,6 @@ from training.experiment import (  # noqa: E402
     make_variant,
     resolved_rows,
 )
-from training.synthetic import write_synthetic_world  # noqa: E402
 from validation.evaluation.selection import paired_difference  # noqa: E402
 
 WEIGHTS = (0.25, 0.5, 1.0)
@@ -66,8 +64,7 @@ def worlds(family: str, fresh: bool) -> dict[str, object]:
 
 def run_world(name: str, config: object, data: Path) -> dict:
     quiet = Reporter(Console(quiet=True))
-    if not (data / "future.parquet").exists():
-        (write_drifting_world if isinstance(config, DriftingWorldConfig) else write_synthetic_world)(data, config)
+    ensure_family_world(data, config)
     train_config = load_config(None)
     ds = load_dataset(data, "synthetic", train_config, quiet)
     everything = pd.concat([ds.train, resolved_rows(ds.validation, ds.target)])
@@ -101,12 +98,13 @@ def run_world(name: str, config: object, data: Path) -> dict:
     return info
 
 
-def differences(row: dict) -> dict[str, pd.Series]:
+def comparisons(row: dict) -> dict[str, tuple[pd.Series, pd.Series]]:
+    """Each printed comparison as (scores, reference): per-era corr of the two predictions."""
     s = {k: pd.Series(v) for k, v in row["scores"].items()}
     default = NumeraiModel().linear_weight
-    out = {"full(w=0) - baseline": s["full w=0"] - s["baseline"],
-           f"full(w={default:g}) - baseline": s[f"full w={default:g}"] - s["baseline"]}
-    out.update({f"layer at w={w:g}": s[f"full w={w:g}"] - s["full w=0"] for w in WEIGHTS})
+    out = {"full(w=0) - baseline": (s["full w=0"], s["baseline"]),
+           f"full(w={default:g}) - baseline": (s[f"full w={default:g}"], s["baseline"])}
+    out.update({f"layer at w={w:g}": (s[f"full w={w:g}"], s["full w=0"]) for w in WEIGHTS})
     return out
 
 
@@ -127,7 +125,7 @@ def main() -> int:
         if args.json:
             args.json.write_text(json.dumps(rows, default=str))
         parts = [f"{k} {d['gain']:+.4f} (t {d['t']:+.2f})"
-                 for k, v in differences(row).items() for d in [paired_difference(v, pd.Series(0.0, index=v.index))]]
+                 for k, pair in comparisons(row).items() for d in [paired_difference(*pair)]]
         print(f"{name}: gate t {row['gate_t']:+.2f} ({'kept' if row['kept'] else 'off'}); " + "; ".join(parts)
               + f"; live era check {'ok' if row['live_matches'] else 'MISMATCH'}; fits "
               f"{row['baseline_seconds']:.0f} s / {row['full_seconds']:.0f} s", flush=True)
@@ -138,10 +136,11 @@ def main() -> int:
                      and (r["world"].startswith("drift-") == (family == "drifting"))]
             if not group:
                 continue
-            keys = differences(group[0]).keys()
+            keys = comparisons(group[0]).keys()
             parts = []
             for key in keys:
-                mean, se, t = pooled([{"d": differences(r)[key].to_numpy()} for r in group], "d")
+                per_world = [comparisons(r)[key] for r in group]
+                mean, se, t = pooled([{"d": (a - b).to_numpy()} for a, b in per_world], "d")
                 parts.append(f"{key} {mean:+.4f} +- {se:.4f} (t {t:+.1f})")
             print(f"  {family}, {'planted' if planted else 'null'} ({len(group)}): " + "; ".join(parts))
     return 0

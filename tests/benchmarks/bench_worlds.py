@@ -153,14 +153,16 @@ def run_live(pickle_path: Path, future: pd.DataFrame, bench: pd.DataFrame) -> pd
     return pd.concat(parts)
 
 
+def ensure_family_world(data: Path, config: SyntheticConfig | DriftingWorldConfig) -> None:
+    """Write the world of either family into `data` unless it is there (its future eras, the last file written)."""
+    if not (data / "future.parquet").exists():
+        (write_drifting_world if isinstance(config, DriftingWorldConfig) else write_synthetic_world)(data, config)
+
+
 def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Path, ablation: bool = False) -> dict:
     data, out = root / name / "data", root / name / "artifacts"
     drifting = isinstance(config, DriftingWorldConfig)
-    if not (data / "future.parquet").exists():
-        if drifting:
-            write_drifting_world(data, config)
-        else:
-            write_synthetic_world(data, config)
+    ensure_family_world(data, config)
     quiet = Console(quiet=True)
     started = time.perf_counter()
     metrics = train_command(data=data, out=out, config_path=None, console=quiet)
