@@ -57,6 +57,16 @@ def test_one_pickle_predicts_live_with_the_residualizer_applied_once(frames, sma
     bench = pd.read_parquet(small_world / "live_benchmark_models.parquet")
     out = make_predict(ensemble)(live, bench)
     assert out.index.equals(live.index) and out["prediction"].between(0, 1).all() and out["prediction"].std() > 0
+    # without its residualizer (nmu train's no_residualizer candidate): the members' rank average, template untouched
+    from training.experiment import without_residualizer
+
+    ensemble.residualizer_.parts_ = ("features",)  # as if its gate had kept the riskiest features
+    plain = without_residualizer(ensemble)
+    assert plain.residualizer_ is None and plain.model.residualizer is False and ensemble.model.residualizer is True
+    X = train[["era", *features]]
+    combined = sum(0.5 * m.predict(X) for m in ensemble.members_)
+    np.testing.assert_allclose(plain.predict(X), EraIndex.from_frame(X).rank(combined))
+    assert not np.allclose(plain.predict(X), ensemble.predict(X))
 
 
 def test_members_fitted_one_by_one_make_the_same_ensemble(frames):

@@ -96,3 +96,41 @@ def test_on_a_control_world_the_shipped_model_is_not_behind_the_baseline_beyond_
     # the tolerance is two standard errors of the paired per-era difference (a one-sided 2.5 % test), not a fixed number
     tolerance = 2 * diff.std(ddof=1) / np.sqrt(len(diff)) if decision["shipped"] != "baseline" else 0.0
     assert diff.mean() >= -tolerance, (decision["shipped"], diff.mean(), tolerance)
+
+
+def _forced_residualizer(monkeypatch: pytest.MonkeyPatch, parts: tuple[str, ...]) -> None:
+    """The residualizer's gate made to keep `parts` whatever its proxy says (the class every fit path uses)."""
+    from model.residualizer import Residualizer
+
+    monkeypatch.setattr(Residualizer, "_gated", lambda self, *args, **kwargs: parts)
+
+
+def test_full_without_its_residualizer_is_judged_on_the_validation_eras(small_world, monkeypatch):
+    from training.experiment import Job, run_job
+
+    _forced_residualizer(monkeypatch, ("features",))
+    config = config_from_dict({"lightgbm": {"n_estimators": 20, "learning_rate": 0.1}, "refit": False})
+    ds = load_dataset(small_world, "synthetic", config, Reporter(Console(quiet=True)))
+    result = run_experiment(config, ds)
+    decision = result.metrics["ship"]
+    assert "no_residualizer" in result.metrics["models"] and "no_residualizer" in decision["evidence"]
+    assert "features" in decision["derived"]["no_residualizer"]
+    # scored from full's fit, it scores exactly as no_residualizer fitted on its own
+    _, own = run_job(Job("variant", "no_residualizer"), ds, config, Reporter(Console(quiet=True)), config.compute)
+    derived = result.per_era[(result.per_era["variant"] == "no_residualizer")]
+    for mode in ("left_alone", "refreshed"):
+        scores = derived[derived["mode"] == mode].set_index("era")["corr"]
+        np.testing.assert_allclose(scores.to_numpy(), own[mode]["corr"].reindex(scores.index).to_numpy(), atol=1e-12)
+    full = result.per_era[(result.per_era["variant"] == "full") & (result.per_era["mode"] == "left_alone")]
+    assert not np.allclose(full["corr"].to_numpy(), derived[derived["mode"] == "left_alone"]["corr"].to_numpy())
+    # shipped without a refit it is the fitted model of its name: same settings, no residualizer
+    if decision["shipped"] == "no_residualizer":
+        assert result.shipped.residualizer_ is None and result.shipped.residualizer is False
+
+
+def test_no_candidate_is_derived_when_the_residualizer_keeps_nothing(small_world, monkeypatch):
+    _forced_residualizer(monkeypatch, ())
+    config = config_from_dict({"lightgbm": {"n_estimators": 20, "learning_rate": 0.1}, "refit": False})
+    ds = load_dataset(small_world, "synthetic", config, Reporter(Console(quiet=True)))
+    result = run_experiment(config, ds)
+    assert set(result.metrics["models"]) == {"baseline", "full"} and "derived" not in result.metrics["ship"]

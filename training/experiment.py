@@ -5,6 +5,7 @@ model (`run_experiment`). `training.pipeline` puts them together with the consol
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from model import COMPONENTS, NumeraiModel, TargetEnsemble
 from model.eras import check_era_labels, sort_eras
@@ -199,6 +201,41 @@ def variant_names(config: TrainConfig, ablation: bool | None = None) -> list[str
     if config.ship not in ("auto", *names) and ablation is None:
         names.append(config.ship)
     return names
+
+
+WITHOUT_RESIDUALIZER = "no_residualizer"
+"""The candidate derived from full's fit: the same trees, predicting without the residualizer (`without_residualizer`)."""
+
+
+def derives_without_residualizer(config: TrainConfig) -> bool:
+    """Whether the run scores full's fitted trees without the residualizer as a candidate of its own (no fit of its
+    own, `without_residualizer`): when the ship rule chooses, full has the residualizer, and no ablation fits
+    no_residualizer anyway.
+
+    Why: the residualizer's gate judges a linear proxy on the training eras, never the trees. On the drifting
+    family's planted worlds it turned the residualizer on where it then took 0.0049 and 0.0018 per era from full's
+    validation scores (t -4.6 and -5.6; docs/benchmarks.md); the validation eras are the only out-of-sample
+    predictions of the trees a run has, so they judge it, through the same rule as every variant."""
+    names = variant_names(config)
+    return (config.ship == "auto" and "baseline" in names and "full" in names and WITHOUT_RESIDUALIZER not in names
+            and switched_on(config, "residualizer"))
+
+
+def without_residualizer(model: NumeraiModel | TargetEnsemble) -> NumeraiModel | TargetEnsemble | None:
+    """The fitted `model` as its no_residualizer variant would predict: the residualizer is a postprocessor that
+    leaves the fit alone (its gate draws on no random state), so no_residualizer fitted with the same settings has
+    the same trees and predicts exactly as `model` with the residualizer removed. None when the residualizer does
+    nothing (its gate kept no exposure, or it is off). A shallow copy: the trees and the timing history are shared."""
+    residualizer = getattr(model, "residualizer_", None)
+    if residualizer is None or not (residualizer.parts_ or residualizer.benchmark):
+        return None
+    plain = copy.copy(model)
+    plain.residualizer_ = None
+    if isinstance(plain, TargetEnsemble):  # the template holds the ensemble's residualizer switch
+        plain.model = clone(plain.model).set_params(residualizer=False)
+    else:
+        plain.residualizer = False
+    return plain
 
 
 def switched_on(config: TrainConfig, component: str) -> bool:
@@ -410,12 +447,20 @@ def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, comp
             val_bench = benchmark_for(scored, ds.validation_benchmark)
             # the model sees benchmark predictions at validation only if it saw them in training (as it will live)
             val_bench_predict = val_bench if fit_bench is not None else None
+            # full's trees without the residualizer, judged on these eras too (derives_without_residualizer)
+            plain = without_residualizer(model) if job.variant == "full" and derives_without_residualizer(config) \
+                else None
             # left alone: no target after the training data reaches the model, as a pickle never refreshed
             scores = {"left_alone": score_model(model, scored, ds, val_bench_predict, val_bench)}
+            if plain is not None:
+                scores[WITHOUT_RESIDUALIZER] = {"left_alone": score_model(plain, scored, ds, val_bench_predict, val_bench)}
             # refreshed: each era's target once it would be known (era t's timing uses targets of eras <= t - lag)
             model.update_factor_returns(ds.X(resolved_validation), ds.y_fit(resolved_validation))
             scores["refreshed"] = scores["left_alone"].copy() if history_free(model) else \
                 score_model(model, scored, ds, val_bench_predict, val_bench)
+            if plain is not None:  # the copy shares the timing history the update just extended
+                scores[WITHOUT_RESIDUALIZER]["refreshed"] = scores[WITHOUT_RESIDUALIZER]["left_alone"].copy() \
+                    if history_free(model) else score_model(plain, scored, ds, val_bench_predict, val_bench)
             if isinstance(model, TargetEnsemble):  # each member's own predictions, scored on the main target
                 with quiet("model.timing"):
                     members = model.member_predictions(ds.X(scored), benchmark=val_bench_predict)
@@ -507,14 +552,24 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
     parts: list[pd.DataFrame] = []
     fitted = {}
     ensembles: dict[str, dict[str, Any]] = {}
+    derived: dict[str, Any] = {}
     for name, (model, scores) in zip(names, execute([Job("variant", n) for n in names])):
         fitted[name] = model
         members = scores.pop("members", None)
         if members:  # the members were predicted with the refreshed history, as the ensemble's refreshed scores
             ensembles[name] = ensemble_summary(members, scores["refreshed"])
+        if WITHOUT_RESIDUALIZER in scores:
+            derived[WITHOUT_RESIDUALIZER] = (without_residualizer(model), scores.pop(WITHOUT_RESIDUALIZER))
         for m, per_era in scores.items():
             summaries[m][name] = summarize(per_era)
             parts.append(per_era.reset_index().assign(variant=name, mode=m))
+    for name, (model, scores) in derived.items():
+        names.append(name)
+        fitted[name] = model
+        for m, per_era in scores.items():
+            summaries[m][name] = summarize(per_era)
+            parts.append(per_era.reset_index().assign(variant=name, mode=m))
+    for name in names:
         s = summaries[mode][name]
         reporter.say(f"  {name} ({mode.replace('_', ' ')}): corr_mean {fmt_score(s['corr_mean'])}, "
                      f"sharpe {fmt_score(s['corr_sharpe'])}, bmc_mean {fmt_score(s['bmc_mean'])}, "
@@ -527,6 +582,12 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
 
     decision = choose_variant(per_era_all[per_era_all["mode"] == mode], names, config.ship)
     decision["mode"] = mode
+    if derived:
+        kept = fitted["full"].residualizer_
+        decision["derived"] = {WITHOUT_RESIDUALIZER: (
+            f"full's trees without the residualizer (no fit of its own): the residualizer's gate kept "
+            f"{', '.join(kept.parts_) or 'the benchmark'} on a linear proxy of the training eras, so the validation "
+            "eras judge it on the trees' own predictions")}
     shipped_variant = decision["shipped"]
     report = decision["report"]
     evidence = decision["evidence"].get(shipped_variant)

@@ -316,6 +316,7 @@ class Plan:
     available_note: str = ""
     cv_scored_rows: int = 0
     timed_variants: int | None = None  # variants with the timing component (None: all)
+    derived: list[str] = field(default_factory=list)  # candidates scored from another's fit (no_residualizer)
     model: ScaleModel = field(default=None, repr=False)  # type: ignore[assignment]
 
     # -- memory --------------------------------------------------------------------------------------------------
@@ -364,6 +365,7 @@ class Plan:
         scored eras; on this machine."""
         timed = len(self.variants) if self.timed_variants is None else self.timed_variants
         rows = self.scored_rows * (len(self.variants) + timed + (len(self.variants) if self.members > 1 else 0))
+        rows += self.scored_rows * 2 * len(self.derived)  # at most: only when full's residualizer gate keeps exposures
         if self.cv:
             rows += self.cv_scored_rows
         return self.speed * self.model.predict_seconds(rows, self.trees, self.members)
@@ -400,7 +402,8 @@ class Plan:
             f"the embargo ({self.scored_rows:,} rows)",
             f"fits: {self.n_fits} of {self.trees:,} trees ({len(self.variants)} variant(s): {', '.join(self.variants)}"
             + (f"; {self.cv}-fold CV" if self.cv else "") + ("; the refit of the shipped variant" if self.refit else "")
-            + (f"; {self.members} ensemble members each" if self.members > 1 else "") + ")",
+            + (f"; {self.members} ensemble members each" if self.members > 1 else "") + ")"
+            + "".join(f"; {d} scored from full's fit when its residualizer acts" for d in self.derived),
             *fits,
             f"memory: peak ~{gb(self.peak_bytes)} = {gb(self.resident_bytes)} held throughout (process and frames) "
             f"+ {gb(steps[self.peak_step])} at its largest step ({self.peak_step}); {gb(self.available)} "
@@ -497,7 +500,7 @@ def make_plan(config: TrainConfig, data_dir: Path, shape: DataShape | None = Non
               model: ScaleModel | None = None) -> Plan:
     """The plan of `nmu train` with `config` on `data_dir` (see the module docstring); reads no feature column."""
     from model.booster import lgbm_params
-    from training.experiment import build_model, variant_names
+    from training.experiment import WITHOUT_RESIDUALIZER, build_model, derives_without_residualizer, variant_names
 
     shape = shape or DataShape(Path(data_dir), config.target)
     model = model or load_scale_model()
@@ -544,6 +547,7 @@ def make_plan(config: TrainConfig, data_dir: Path, shape: DataShape | None = Non
         scheduler=config.compute.get("scheduler"), speed=speed, speed_note=note, available=available,
         available_note=source, model=model, cv_scored_rows=cv_scored,
         timed_variants=timed_variants(config, variant_names(config)),
+        derived=[WITHOUT_RESIDUALIZER] if derives_without_residualizer(config) else [],
     )
 
 
