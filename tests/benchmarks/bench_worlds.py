@@ -192,8 +192,8 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
     lab = lab[lab["mode"] == metrics["ship"]["mode"]]
     report_first, report_last = metrics["ship"]["report_eras"]
     report = lab[(lab["era"] >= report_first) & (lab["era"] <= report_last)]
-    validation = {v: report[report["variant"] == v].set_index("era")["corr"] for v in ("baseline", "full")}
-    validation["shipped"] = validation[shipped]
+    validation = {v: report[report["variant"] == v].set_index("era")["corr"] for v in ("baseline", "full", shipped)}
+    validation["shipped"] = validation[shipped]  # no_residualizer too: scored from full's fit (training.experiment)
     features = config.groups * config.features_per_group if drifting else config.features
     row = {"world": name, "planted": config.planted, "shape": f"{config.eras}x{config.stocks}x{features}",
            "shipped": shipped, "seconds": round(time.perf_counter() - started)}
