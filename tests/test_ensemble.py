@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
+from sklearn.base import clone
 
 from model import NumeraiModel, TargetEnsemble
 from model.eras import EraIndex
@@ -67,6 +68,9 @@ def test_one_pickle_predicts_live_with_the_residualizer_applied_once(frames, sma
     combined = sum(0.5 * m.predict(X) for m in ensemble.members_)
     np.testing.assert_allclose(plain.predict(X), EraIndex.from_frame(X).rank(combined))
     assert not np.allclose(plain.predict(X), ensemble.predict(X))
+    # and exactly the ensemble fitted without the residualizer
+    fitted_plain = TargetEnsemble(clone(model).set_params(residualizer=False), TARGETS[:2]).fit(X, train[TARGETS[:2]])
+    np.testing.assert_array_equal(plain.predict(X), fitted_plain.predict(X))
 
 
 def test_members_fitted_one_by_one_make_the_same_ensemble(frames):

@@ -221,13 +221,20 @@ def derives_without_residualizer(config: TrainConfig) -> bool:
             and switched_on(config, "residualizer"))
 
 
+def residualized_on_benchmark(model: NumeraiModel | TargetEnsemble) -> bool:
+    """Whether the model's residualizer removes exposure to the benchmark column: asked to, and fitted with one (the
+    model then predicts with one; an exposure no gate judges)."""
+    residualizer = getattr(model, "residualizer_", None)
+    return bool(residualizer is not None and residualizer.benchmark and getattr(model, "benchmark_columns_", None))
+
+
 def without_residualizer(model: NumeraiModel | TargetEnsemble) -> NumeraiModel | TargetEnsemble | None:
     """The fitted `model` as its no_residualizer variant would predict: the residualizer is a postprocessor that
     leaves the fit alone (its gate draws on no random state), so no_residualizer fitted with the same settings has
     the same trees and predicts exactly as `model` with the residualizer removed. None when the residualizer does
     nothing (its gate kept no exposure, or it is off). A shallow copy: the trees and the timing history are shared."""
     residualizer = getattr(model, "residualizer_", None)
-    if residualizer is None or not (residualizer.parts_ or residualizer.benchmark):
+    if residualizer is None or not (residualizer.parts_ or residualized_on_benchmark(model)):
         return None
     plain = copy.copy(model)
     plain.residualizer_ = None
@@ -355,6 +362,7 @@ class Job:
     kind: str  # "variant", "fold" or "refit"
     variant: str
     fold: int = 0
+    derive: bool = False  # a variant job: also score the model without its residualizer (`without_residualizer`)
     member: int | None = None
     shared: Any = field(default=None, compare=False, repr=False)
     members: tuple | None = field(default=None, compare=False, repr=False)
@@ -379,6 +387,13 @@ def history_free(model: Any) -> bool:
     return all(getattr(m, "timing_", True) is None for m in getattr(model, "members_", [model]))
 
 
+def variant_jobs(config: TrainConfig) -> list[Job]:
+    """`nmu train`'s fits of the variants on the train eras; full's also scores its trees without the residualizer
+    when the run derives that candidate (`derives_without_residualizer`)."""
+    derive = derives_without_residualizer(config)
+    return [Job("variant", n, derive=derive and n == "full") for n in variant_names(config)]
+
+
 def fold_jobs(config: TrainConfig) -> list[Job]:
     """The CV's fits: one per fold and variant, the ablations left out."""
     return [Job("fold", v, i) for i in range(1, config.cv + 1) for v in variant_names(config, ablation=False)]
@@ -387,7 +402,7 @@ def fold_jobs(config: TrainConfig) -> list[Job]:
 def planned_jobs(config: TrainConfig) -> list[Job]:
     """Every independent fit `run_experiment` hands its executor, in its order: the variants, the CV folds, the
     refit of the shipped variant (training.plan counts them before a run)."""
-    return ([Job("variant", n) for n in variant_names(config)] + (fold_jobs(config) if config.cv else [])
+    return (variant_jobs(config) + (fold_jobs(config) if config.cv else [])
             + ([Job("refit", "shipped")] if config.refit else []))
 
 
@@ -448,8 +463,7 @@ def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, comp
             # the model sees benchmark predictions at validation only if it saw them in training (as it will live)
             val_bench_predict = val_bench if fit_bench is not None else None
             # full's trees without the residualizer, judged on these eras too (derives_without_residualizer)
-            plain = without_residualizer(model) if job.variant == "full" and derives_without_residualizer(config) \
-                else None
+            plain = without_residualizer(model) if job.derive else None
             # left alone: no target after the training data reaches the model, as a pickle never refreshed
             scores = {"left_alone": score_model(model, scored, ds, val_bench_predict, val_bench)}
             if plain is not None:
@@ -553,13 +567,15 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
     fitted = {}
     ensembles: dict[str, dict[str, Any]] = {}
     derived: dict[str, Any] = {}
-    for name, (model, scores) in zip(names, execute([Job("variant", n) for n in names])):
+    for name, (model, scores) in zip(names, execute(variant_jobs(config))):
         fitted[name] = model
         members = scores.pop("members", None)
         if members:  # the members were predicted with the refreshed history, as the ensemble's refreshed scores
             ensembles[name] = ensemble_summary(members, scores["refreshed"])
         if WITHOUT_RESIDUALIZER in scores:
             derived[WITHOUT_RESIDUALIZER] = (without_residualizer(model), scores.pop(WITHOUT_RESIDUALIZER))
+            if members:  # the same members as full's: only the combination's postprocessing differs
+                ensembles[WITHOUT_RESIDUALIZER] = ensemble_summary(members, derived[WITHOUT_RESIDUALIZER][1]["refreshed"])
         for m, per_era in scores.items():
             summaries[m][name] = summarize(per_era)
             parts.append(per_era.reset_index().assign(variant=name, mode=m))
@@ -583,11 +599,14 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
     decision = choose_variant(per_era_all[per_era_all["mode"] == mode], names, config.ship)
     decision["mode"] = mode
     if derived:
-        kept = fitted["full"].residualizer_
+        exposures = [f"the {p}" for p in fitted["full"].residualizer_.parts_]
+        why = (f"the residualizer's gate kept {' and '.join(exposures)} on a linear proxy of the training eras"
+               if exposures else "")
+        if residualized_on_benchmark(fitted["full"]):
+            why += (" and" if why else "the residualizer") + " removes exposure to the benchmark, which no gate judges"
         decision["derived"] = {WITHOUT_RESIDUALIZER: (
-            f"full's trees without the residualizer (no fit of its own): the residualizer's gate kept "
-            f"{', '.join(kept.parts_) or 'the benchmark'} on a linear proxy of the training eras, so the validation "
-            "eras judge it on the trees' own predictions")}
+            f"full's trees without the residualizer (no fit of its own): {why}; the validation eras judge it on the "
+            "trees' own predictions")}
     shipped_variant = decision["shipped"]
     report = decision["report"]
     evidence = decision["evidence"].get(shipped_variant)
