@@ -39,7 +39,7 @@ CHILD = PRELUDE + r"""
 import lightgbm as lgb
 from training.config import TrainConfig
 from training.data import feature_groups, load_benchmark, load_feature_metadata, load_frame, resolve_feature_set
-from training.pipeline import _benchmark_for, build_model, make_variant
+from training.experiment import benchmark_for, build_model, make_variant
 
 data, variant, feature_set, trees = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 metadata = load_feature_metadata(data)
@@ -48,7 +48,7 @@ frames = [load_frame(f"{data}/{name}.parquet", features, targets=("target",)) fo
 frame = pd.concat([f.loc[f["target"].notna().to_numpy()] for f in frames])
 del frames
 benchmarks = [load_benchmark(f"{data}/{name}_benchmark_models.parquet") for name in ("train", "validation")]
-bench = _benchmark_for(frame, *benchmarks)
+bench = benchmark_for(frame, *benchmarks)
 del benchmarks
 X, y = frame[["era", *features]], frame["target"].to_numpy(dtype=np.float32)
 del frame
