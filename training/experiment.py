@@ -462,19 +462,18 @@ def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, comp
             val_bench = benchmark_for(scored, ds.validation_benchmark)
             # the model sees benchmark predictions at validation only if it saw them in training (as it will live)
             val_bench_predict = val_bench if fit_bench is not None else None
-            # full's trees without the residualizer, judged on these eras too (derives_without_residualizer)
+            # the model, and full's trees without the residualizer when judged too (derives_without_residualizer); the
+            # copy shares the timing history, so the update below refreshes both
             plain = without_residualizer(model) if job.derive else None
+            judged = {"": model} if plain is None else {"": model, WITHOUT_RESIDUALIZER: plain}
             # left alone: no target after the training data reaches the model, as a pickle never refreshed
-            scores = {"left_alone": score_model(model, scored, ds, val_bench_predict, val_bench)}
-            if plain is not None:
-                scores[WITHOUT_RESIDUALIZER] = {"left_alone": score_model(plain, scored, ds, val_bench_predict, val_bench)}
+            left_alone = {k: score_model(m, scored, ds, val_bench_predict, val_bench) for k, m in judged.items()}
             # refreshed: each era's target once it would be known (era t's timing uses targets of eras <= t - lag)
             model.update_factor_returns(ds.X(resolved_validation), ds.y_fit(resolved_validation))
-            scores["refreshed"] = scores["left_alone"].copy() if history_free(model) else \
-                score_model(model, scored, ds, val_bench_predict, val_bench)
-            if plain is not None:  # the copy shares the timing history the update just extended
-                scores[WITHOUT_RESIDUALIZER]["refreshed"] = scores[WITHOUT_RESIDUALIZER]["left_alone"].copy() \
-                    if history_free(model) else score_model(plain, scored, ds, val_bench_predict, val_bench)
+            refreshed = {k: left_alone[k].copy() if history_free(model) else
+                         score_model(m, scored, ds, val_bench_predict, val_bench) for k, m in judged.items()}
+            scores = {"left_alone": left_alone.pop(""), "refreshed": refreshed.pop("")}
+            scores.update({k: {"left_alone": left_alone[k], "refreshed": refreshed[k]} for k in left_alone})
             if isinstance(model, TargetEnsemble):  # each member's own predictions, scored on the main target
                 with quiet("model.timing"):
                     members = model.member_predictions(ds.X(scored), benchmark=val_bench_predict)
@@ -566,25 +565,20 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
     parts: list[pd.DataFrame] = []
     fitted = {}
     ensembles: dict[str, dict[str, Any]] = {}
-    derived: dict[str, Any] = {}
-    for name, (model, scores) in zip(names, execute(variant_jobs(config))):
-        fitted[name] = model
+    for name, (model, scores) in zip(list(names), execute(variant_jobs(config))):
         members = scores.pop("members", None)
-        if members:  # the members were predicted with the refreshed history, as the ensemble's refreshed scores
-            ensembles[name] = ensemble_summary(members, scores["refreshed"])
-        if WITHOUT_RESIDUALIZER in scores:
-            derived[WITHOUT_RESIDUALIZER] = (without_residualizer(model), scores.pop(WITHOUT_RESIDUALIZER))
-            if members:  # the same members as full's: only the combination's postprocessing differs
-                ensembles[WITHOUT_RESIDUALIZER] = ensemble_summary(members, derived[WITHOUT_RESIDUALIZER][1]["refreshed"])
-        for m, per_era in scores.items():
-            summaries[m][name] = summarize(per_era)
-            parts.append(per_era.reset_index().assign(variant=name, mode=m))
-    for name, (model, scores) in derived.items():
-        names.append(name)
-        fitted[name] = model
-        for m, per_era in scores.items():
-            summaries[m][name] = summarize(per_era)
-            parts.append(per_era.reset_index().assign(variant=name, mode=m))
+        derived = scores.pop(WITHOUT_RESIDUALIZER, None)  # full's trees without the residualizer, when judged
+        judged = [(name, model, scores)]
+        if derived is not None:
+            names.append(WITHOUT_RESIDUALIZER)
+            judged.append((WITHOUT_RESIDUALIZER, without_residualizer(model), derived))
+        for n, fitted_model, by_mode in judged:
+            fitted[n] = fitted_model
+            if members:  # the members (full's, for the derived one) were predicted with the refreshed history
+                ensembles[n] = ensemble_summary(members, by_mode["refreshed"])
+            for m, per_era in by_mode.items():
+                summaries[m][n] = summarize(per_era)
+                parts.append(per_era.reset_index().assign(variant=n, mode=m))
     for name in names:
         s = summaries[mode][name]
         reporter.say(f"  {name} ({mode.replace('_', ' ')}): corr_mean {fmt_score(s['corr_mean'])}, "
@@ -598,7 +592,7 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
 
     decision = choose_variant(per_era_all[per_era_all["mode"] == mode], names, config.ship)
     decision["mode"] = mode
-    if derived:
+    if WITHOUT_RESIDUALIZER in fitted and WITHOUT_RESIDUALIZER not in variant_names(config):
         exposures = [f"the {p}" for p in fitted["full"].residualizer_.parts_]
         why = (f"the residualizer's gate kept {' and '.join(exposures)} on a linear proxy of the training eras"
                if exposures else "")
