@@ -1,10 +1,10 @@
 """`NumeraiModel`: LightGBM on the raw features plus factor composites, gated interactions, point-in-time factor
-timing and data-driven clusters, blended with a gated linear layer, with a per-era residualization postprocessor; a
-scikit-learn regressor.
+timing and data-driven clusters, blended with two gated linear layers (over the raw features and over the engineered
+columns), with a per-era residualization postprocessor; a scikit-learn regressor.
 
 The estimator assembles the parts; each component owns its fit, its evidence gate, its transform and its column
 names (`Clusters`, `Interactions`, `Timing`, `Residualizer`, `LinearLayer`), the statistics the gates share live in
-`model.stats`, and the booster in `model.booster`. The five components are switches of one class, so the baseline
+`model.stats`, and the booster in `model.booster`. The six components are switches of one class, so the baseline
 (all off: plain LightGBM on the raw features, predictions ranked per era) and every ablation share the code path
 and the tree budget. Every component gates itself on evidence from the training eras, so a world that plants
 nothing for a component costs (almost) nothing. docs/design.md tells the idea behind each component.
@@ -38,14 +38,14 @@ from .features import (
     feature_matrix,
 )
 from .interactions import Interactions
-from .linear import LinearLayer
+from .linear import LinearLayer, blend
 from .params import check_params, resolve_n_jobs
 from .residualizer import RESIDUALIZE_FEATURES, Residualizer
 from .stats import era_coefficients, gate_embargo
 from .target_free import Pieces, TargetFree
 from .timing import STALENESS_POLICIES, Timing
 
-COMPONENTS = ("clusters", "interactions", "timing", "residualizer", "linear")
+COMPONENTS = ("clusters", "interactions", "timing", "residualizer", "linear", "structural")
 VARIANTS = ("baseline", "full") + tuple(f"no_{c}" for c in COMPONENTS)
 _log = logging.getLogger("model.timing")
 _LOGGED_STALENESS = [""]  # the last staleness line logged by this process
@@ -125,8 +125,8 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
     ----------
     feature_groups : mapping of group → feature names, or None
         features.json's groups, whose per-stock means are the factor composites; None: principal components.
-    clusters, interactions, timing, residualizer, linear : bool, default=False, True, True, True, True
-        The five component switches; all False is the baseline (plain LightGBM, ranked per era). `clusters` is
+    clusters, interactions, timing, residualizer, linear, structural : bool, default=False, True, True, True, True, True
+        The six component switches; all False is the baseline (plain LightGBM, ranked per era). `clusters` is
         off by default: on the battery of 12 synthetic worlds (README, benchmark 7) it took 0.0003 corr from the
         full model where effects were planted and 0.0004 where none were, its gate passing in every world without
         effects; switch it on to try it on your data.
@@ -159,6 +159,13 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         above LINEAR_T). 0.5: of the weights 0.25, 0.5, 1 and 2 on 17 worlds of both families, the one whose worst
         world lost least against full without it (docs/benchmarks.md); a predict-time setting, so `set_params`
         changes it on a fitted model.
+    structural_weight : float, default=0.5
+        The structural layer's weight in the same blend, rank(trees) + linear_weight x rank(ridge) +
+        structural_weight x rank(structural ridge): a ridge over the engineered columns (composites, kept products,
+        timed exposures; each standardised), behind the same gate; it weighs what clusters, interactions and timing
+        engineer, so with all three off it has nothing to weigh and stays None. 0.5: the lab's weight (docs/benchmarks.md "A
+        linear layer over the engineered columns": 1.0 added a little more on most worlds and cost where effects
+        drift); a predict-time setting.
     factor_model : bool, default=False
         Add the linear factor model's score (composites x Fama-MacBeth mean premia of training) as a column.
     lgbm_params : mapping or None
@@ -183,8 +190,8 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         The composites (`target_free_.factors_`).
     clusters_ : ClusterGate or None
         The clusters' gate: which cluster columns this target gets (the structure is `target_free_.clusters_`).
-    interactions_, timing_, residualizer_, linear_ : component or None
-        The fitted components, each with its gate's choices (None when switched off; the linear layer's `coef_` is
+    interactions_, timing_, residualizer_, linear_, structural_ : component or None
+        The fitted components, each with its gate's choices (None when switched off; a linear layer's `coef_` is
         None when its gate refused it).
     factor_premia_ : ndarray or None
         Mean per-era premia of the composites (only with factor_model).
@@ -203,6 +210,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
     _parameter_rules: ClassVar[dict[str, tuple]] = {
         "clusters": ("bool",), "interactions": ("bool",), "timing": ("bool",), "residualizer": ("bool",),
         "linear": ("bool",), "linear_weight": ("real", 0.0, None),
+        "structural": ("bool",), "structural_weight": ("real", 0.0, None),
         "n_factors": ("int", 1, None), "n_clusters": ("int", 1, None), "cluster_components": ("int", 1, None),
         "max_interactions": ("int", 0, None), "interaction_threshold": ("real", 0, None),
         "timing_window": ("int", 1, None), "timing_lag": ("int", 0, None), "timing_threshold": ("real", 0, None),
@@ -222,6 +230,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         timing: bool = True,
         residualizer: bool = True,
         linear: bool = True,
+        structural: bool = True,
         n_factors: int = 8,
         n_clusters: int = 8,
         cluster_components: int = 10,
@@ -237,6 +246,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         residualize_clusters: bool = True,
         residualize_benchmark: bool = False,
         linear_weight: float = 0.5,
+        structural_weight: float = 0.5,
         factor_model: bool = False,
         lgbm_params: Mapping[str, Any] | None = None,
         n_jobs: int | None = -1,
@@ -248,6 +258,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         self.timing = timing
         self.residualizer = residualizer
         self.linear = linear
+        self.structural = structural
         self.n_factors = n_factors
         self.n_clusters = n_clusters
         self.cluster_components = cluster_components
@@ -263,6 +274,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         self.residualize_clusters = residualize_clusters
         self.residualize_benchmark = residualize_benchmark
         self.linear_weight = linear_weight
+        self.structural_weight = structural_weight
         self.factor_model = factor_model
         self.lgbm_params = lgbm_params
         self.n_jobs = n_jobs
@@ -342,6 +354,12 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
             parts.append(self.timing_.transform(z, comp_raw, eras, bench, getattr(self, "timing_staleness", "neutral")))
         return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
 
+    def _structural_columns(self, engineered: np.ndarray) -> np.ndarray:
+        """The engineered columns the structural layer weighs: all but the categorical `cluster_id` (a label, not
+        a quantity)."""
+        keep = [i for i, name in enumerate(self.engineered_names_) if name != "cluster_id"]
+        return engineered if len(keep) == engineered.shape[1] else engineered[:, keep]
+
     def _engineered_names(self) -> list[str]:
         if self.target_free_ is None:
             return []
@@ -402,7 +420,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         seed = int(self.random_state)
 
         self.target_free_ = self.factors_ = self.clusters_ = self.interactions_ = self.timing_ = None
-        self.residualizer_ = self.linear_ = None
+        self.residualizer_ = self.linear_ = self.structural_ = None
         z = comp_raw = relative = labels = returns = joint = None
         self.factor_premia_ = None
         if self._uses_factors:
@@ -452,6 +470,10 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
                         comp_raw[rows], z[rows], None if labels is None else labels[rows],
                         None if relative is None else relative[rows], eras.take(rows), None if bench is None else bench[rows])
             del z, comp_raw, relative
+        if self.structural and engineered.shape[1]:
+            with _stage(seconds, "structural"):
+                self.structural_ = LinearLayer(LINEAR_T, self._nw_lags, self.gate_embargo, standardised=True).fit(
+                    self._structural_columns(engineered), target, eras, chunk_rows(raw.shape[1]))
         with _stage(seconds, "lightgbm"):
             names = list(features) + list(self.engineered_names_)
             categorical = ["cluster_id"] if "cluster_id" in self.engineered_names_ else []
@@ -543,8 +565,11 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         residualizer); `pieces`: the chunk's `target_free_.pieces`, when the caller already computed them."""
         engineered, labels = self._engineer(chunk, eras, bench, pieces)
         values = predict_raw(self.booster_, Rows(chunk, engineered, None), threads)
-        if getattr(self, "linear_", None) is not None:  # getattr: a model pickled before the layer existed
-            values = self.linear_.blend(values, chunk, eras, float(getattr(self, "linear_weight", 0.0)))
+        structural = getattr(self, "structural_", None)  # getattr: a model pickled before the layers existed
+        values = blend(values, eras, [
+            (getattr(self, "linear_", None), chunk, float(getattr(self, "linear_weight", 0.0))),
+            (structural, None if structural is None else self._structural_columns(engineered),
+             float(getattr(self, "structural_weight", 0.0)))])
         if self.residualizer_ is None:
             return eras.rank(values)
         return self.residualizer_.transform(values, chunk, eras, labels, bench)

@@ -1,10 +1,17 @@
-"""The linear layer: a ridge regression of the era-centred target on the era-centred raw features, blended with the
-trees by per-era rank, kept only where it predicts later eras it never saw.
+"""The linear layers: ridge regressions of the era-centred target on era-centred columns (the raw features, or the
+engineered columns: composites, kept products, timed exposures), blended with the trees by per-era rank, each kept
+only where it predicts later eras it never saw.
 
 Why (issue 23, docs/benchmarks.md "What the trees leave is linear"): 1,000 to 2,000 trees of depth 5, each on a
 tenth of the columns, approximate a sum of many small linear terms poorly. On the battery's control worlds a ridge
 alone beat plain LightGBM in all six, and the rank blend rank(trees) + 0.5 x rank(ridge) added to full in 14 of 17
 worlds of both families (pooled +0.0010 over the planted worlds, +0.0028 over the controls).
+
+The structural layer (the same ridge over the engineered columns, each standardised): in the lab of session 9
+(docs/benchmarks.md "A linear layer over the engineered columns") trees + 0.5 x raw ridge + 0.5 x engineered ridge
+beat trees + 0.5 x raw ridge in all 18 worlds of both families and in all 18 fresh-seed worlds: a depth-5 tree
+that sees a tenth of the columns rarely splits on a product or a timed exposure beside what it interacts with,
+while a ridge weighs every one of them at once.
 
 The gate: the ridge fitted on the choosing block of the training eras must predict the confirming block, after the
 embargo, with a per-era correlation whose Newey-West t exceeds `threshold`; otherwise the layer is off and the model
@@ -20,8 +27,9 @@ from .features import FACTOR_CHUNK_ROWS, era_filled
 from .stats import MIN_CONFIRM_ERAS, _era_centred, era_correlations, evidence_blocks, newey_west_t
 
 RIDGE_ALPHA_PER_1000_ROWS = 1.0
-"""The ridge penalty per 1,000 rows with a target, on features of 0..4 (variance about 2): the value of the lab
-measurements (tests/benchmarks/bench_engine.py), not tuned; at these row counts it barely shrinks."""
+"""The ridge penalty per 1,000 rows with a target, on features of 0..4 (variance about 2), or per unit of each
+column's variance when the layer is `standardised`: the value of the lab measurements
+(tests/benchmarks/bench_engine.py), not tuned; at these row counts it barely shrinks."""
 
 
 class LinearLayer:
@@ -37,6 +45,9 @@ class LinearLayer:
         Newey-West lags of that t (neighbouring eras' targets overlap).
     embargo : int
         Eras between the choosing and the confirming block.
+    standardised : bool, default=False
+        Penalise each column in proportion to its era-centred variance: the ridge of standardised columns, for
+        columns of unlike scales (the engineered ones); False penalises all alike (the raw features, all 0..4).
 
     Attributes
     ----------
@@ -48,10 +59,11 @@ class LinearLayer:
         Its mean per-era correlation there.
     """
 
-    def __init__(self, threshold: float, nw_lags: int, embargo: int):
+    def __init__(self, threshold: float, nw_lags: int, embargo: int, standardised: bool = False):
         self.threshold = threshold
         self.nw_lags = nw_lags
         self.embargo = embargo
+        self.standardised = standardised
 
     def fit(self, raw: np.ndarray, target: np.ndarray, eras: EraIndex, chunk: int) -> LinearLayer:
         """Fit the gate's ridge on the choosing block, test it on the confirming block, and (if it passes) the
@@ -60,7 +72,8 @@ class LinearLayer:
         Parameters
         ----------
         raw : ndarray (n, n_features)
-            The features without NaN (int8, as `model.features.feature_matrix` gives them).
+            The columns: the features (int8, as `model.features.feature_matrix` gives them) or the engineered
+            columns (float32; a NaN counts as the era's mean).
         target : ndarray (n,)
             The target; rows without one are left out.
         eras : EraIndex
@@ -82,7 +95,7 @@ class LinearLayer:
         gate_coef = None
         for block in (select, gap, later):
             if block is gap and rows:  # the gate's ridge sees the choosing block only, not the embargoed eras
-                gate_coef = _solve(gram, moment, rows)
+                gate_coef = _solve(gram, moment, rows, getattr(self, "standardised", False))
             for sub_rows in eras.chunks(chunk, block):
                 sub = eras.take(sub_rows)
                 c, yc, count = _era_centred(raw[sub_rows], target[sub_rows], sub)
@@ -101,7 +114,7 @@ class LinearLayer:
                 self.confirm_t_ = float(newey_west_t(per_era[:, None], self.nw_lags)[0])
                 self.confirm_corr_ = float(np.nanmean(per_era))
         if self.confirm_t_ > self.threshold and rows:
-            self.coef_ = _solve(gram, moment, rows).astype(np.float32)
+            self.coef_ = _solve(gram, moment, rows, getattr(self, "standardised", False)).astype(np.float32)
         return self
 
     def scores(self, raw: np.ndarray, eras: EraIndex) -> np.ndarray:
@@ -114,16 +127,39 @@ class LinearLayer:
             out[start : start + FACTOR_CHUNK_ROWS] = raw[start : start + FACTOR_CHUNK_ROWS].astype(np.float32) @ self.coef_
         return out
 
-    def blend(self, values: np.ndarray, raw: np.ndarray, eras: EraIndex, weight: float) -> np.ndarray:
-        """rank(values) + weight x rank(the layer's scores) per era; `values` unchanged when the layer is off or the
-        weight is 0."""
-        if self.coef_ is None or weight == 0:
-            return values
-        return eras.rank(values) + weight * eras.rank(self.scores(raw, eras))
+
+def blend(values: np.ndarray, eras: EraIndex, layers: list[tuple[LinearLayer | None, np.ndarray, float]]) -> np.ndarray:
+    """rank(values) + sum of weight x rank(layer's scores) per era over the layers that are on (a fitted `coef_`)
+    with a weight above 0; `values` unchanged when none is.
+
+    Parameters
+    ----------
+    values : ndarray (n,)
+        The trees' raw predictions of whole eras.
+    eras : EraIndex
+        The rows' eras.
+    layers : list of (LinearLayer or None, ndarray (n, m), float)
+        Each layer, the columns it scores and its weight.
+    """
+    active = [(layer, columns, weight) for layer, columns, weight in layers
+              if layer is not None and layer.coef_ is not None and weight > 0]
+    if not active:
+        return values
+    out = eras.rank(values)
+    for layer, columns, weight in active:
+        out = out + weight * eras.rank(layer.scores(columns, eras))
+    return out
 
 
-def _solve(gram: np.ndarray, moment: np.ndarray, rows: int) -> np.ndarray:
-    """The ridge solution of the normal equations with RIDGE_ALPHA_PER_1000_ROWS x rows / 1000 on the diagonal."""
+def _solve(gram: np.ndarray, moment: np.ndarray, rows: int, standardised: bool = False) -> np.ndarray:
+    """The ridge solution of the normal equations with RIDGE_ALPHA_PER_1000_ROWS x rows / 1000 on the diagonal, or
+    (standardised) RIDGE_ALPHA_PER_1000_ROWS / 1000 x each column's sum of squares: the same ridge on the columns
+    divided by their standard deviations (a column without variance gets 1, so the system stays solvable)."""
     penalised = gram.copy()
-    penalised[np.diag_indices_from(penalised)] += RIDGE_ALPHA_PER_1000_ROWS * rows / 1000
+    diagonal = np.diag_indices_from(penalised)
+    if standardised:
+        squares = np.diag(gram).copy()
+        penalised[diagonal] += np.where(squares > 0, RIDGE_ALPHA_PER_1000_ROWS * squares / 1000, 1.0)
+    else:
+        penalised[diagonal] += RIDGE_ALPHA_PER_1000_ROWS * rows / 1000
     return np.linalg.solve(penalised, moment)

@@ -49,7 +49,8 @@ def test_params_round_trip_and_clone():
     m = NumeraiModel(feature_groups={"a": ["feature_1"]}, timing_lag=7, lgbm_params={"n_estimators": 5})
     params = m.get_params()
     assert params["timing_lag"] == 7 and params["lgbm_params"] == {"n_estimators": 5}
-    assert set(COMPONENTS) <= set(params) and model.COMPONENTS == ("clusters", "interactions", "timing", "residualizer", "linear")
+    assert set(COMPONENTS) <= set(params) and model.COMPONENTS == ("clusters", "interactions", "timing", "residualizer", "linear",
+                                                                   "structural")
     c = clone(m)
     assert c is not m and c.get_params() == params
     assert c.set_params(timing_lag=3) is c and c.timing_lag == 3 and m.timing_lag == 7

@@ -79,9 +79,9 @@ def test_the_gate_ridge_sees_the_choosing_eras_only(monkeypatch):
     raw, eras = X.drop(columns="era").to_numpy(np.int8), EraIndex.from_frame(X)
     solved_rows = []
     real = linear_module._solve
-    def recording(gram, moment, rows):
+    def recording(gram, moment, rows, *standardised):
         solved_rows.append(rows)
-        return real(gram, moment, rows)
+        return real(gram, moment, rows, *standardised)
 
     # both dicts: after another test loads a by-value pickle in this process, cloudpickle may have rebound the class's
     # methods to a copy of the module's globals
@@ -126,4 +126,99 @@ def test_a_model_pickled_before_the_layer_existed_predicts_as_before():
     trees = fitted.set_params(linear_weight=0.0).predict(X.iloc[:ROWS])
     old = _model().fit(X, y)
     del old.linear_, old.linear_weight, old.linear  # what an older pickle's __dict__ lacks
+    np.testing.assert_array_equal(old.predict(X.iloc[:ROWS]), trees)
+
+
+# ---- the structural layer: the same ridge over the engineered columns --------------------------------------------
+GROUPS = {g: [f"feature_{g}{i}" for i in range(5)] for g in "abcd"}
+
+
+def _styled_frame(seed: int, product: float) -> tuple[pd.DataFrame, np.ndarray]:
+    """Four feature groups, each five noisy quintiles of one style per stock and era; the target pure noise, or
+    noise plus `product` x style a x style b (an interaction the composites carry and a product column can show)."""
+    rng = np.random.default_rng(seed)
+    styles = rng.normal(size=(ERAS * ROWS, 4))
+    columns = {}
+    for j, group in enumerate(GROUPS.values()):
+        for name in group:
+            noisy = styles[:, j] + rng.normal(scale=0.7, size=len(styles))
+            ranks = pd.Series(noisy).groupby(np.repeat(np.arange(ERAS), ROWS)).rank(pct=True).to_numpy()
+            columns[name] = np.minimum((ranks * 5).astype(np.int8), 4)
+    X = pd.DataFrame(columns)
+    X.insert(0, "era", np.repeat([f"{e:04d}" for e in range(1, ERAS + 1)], ROWS))
+    return X, product * styles[:, 0] * styles[:, 1] + rng.normal(size=len(X))
+
+
+def _structural_model(**params) -> NumeraiModel:
+    return NumeraiModel(feature_groups=GROUPS, timing=False, residualizer=False, linear=False, lgbm_params=FAST,
+                        n_jobs=1, **params)
+
+
+def test_a_structural_signal_is_kept_on_its_product_column_and_blended_by_rank():
+    X, y = _styled_frame(11, product=0.3)
+    fitted = _structural_model().fit(X, y)
+    layer, names = fitted.structural_, fitted.engineered_names_
+    assert any("_x_" in n for n in names), names  # the interactions component kept the planted product
+    assert layer.coef_ is not None and layer.confirm_t_ > 3, layer.confirm_t_
+    assert layer.coef_.shape == (len(names),)
+    product = next(i for i, n in enumerate(names) if "_x_" in n)
+    assert np.argmax(np.abs(layer.coef_)) == product, dict(zip(names, layer.coef_))
+    rows = X.iloc[: 4 * ROWS]
+    blended = fitted.predict(rows)
+    trees = fitted.set_params(structural_weight=0.0).predict(rows)
+    np.testing.assert_array_equal(trees, _structural_model(structural=False).fit(X, y).predict(rows))
+    # by hand: rank(trees) + 0.5 rank(the layer's scores of the engineered columns) per era, ranked again
+    eras = EraIndex.from_frame(rows)
+    raw = rows.drop(columns="era").to_numpy(np.int8)
+    engineered, _ = fitted._engineer(raw, eras, None)
+    expected = eras.rank(eras.rank(trees) + 0.5 * eras.rank(engineered @ layer.coef_))
+    np.testing.assert_allclose(blended, expected, atol=1e-12)
+    # later eras of the same world, never seen: the blend beats the trees alone
+    X_new, y_new = _styled_frame(12, product=0.3)
+    corr = {w: np.mean([np.corrcoef(p, t)[0, 1] for p, t in zip(np.split(
+        fitted.set_params(structural_weight=w).predict(X_new), ERAS), np.split(y_new, ERAS))]) for w in (0.0, 0.5)}
+    assert corr[0.5] > corr[0.0], corr
+
+
+def test_nothing_structural_the_gate_refuses_and_costs_nothing():
+    X, y = _styled_frame(13, product=0.0)
+    with_layer, without = _structural_model().fit(X, y), _structural_model(structural=False).fit(X, y)
+    assert with_layer.structural_.coef_ is None and abs(with_layer.structural_.confirm_t_) < 3
+    assert without.structural_ is None
+    np.testing.assert_array_equal(with_layer.predict(X.iloc[:3000]), without.predict(X.iloc[:3000]))
+
+
+def test_the_standardised_ridge_is_the_ridge_of_standardised_columns():
+    rng = np.random.default_rng(14)
+    columns = rng.normal(size=(2000, 4)) * np.array([0.01, 1.0, 30.0, 1.0])
+    columns[:, 3] = 0.0  # a column without variance stays solvable, its coefficient 0
+    y = columns[:, :3] @ np.array([20.0, 0.3, 0.01]) + rng.normal(size=2000)
+    gram, moment, rows = columns.T @ columns, columns.T @ y, len(y)
+    sd = np.sqrt(np.diag(gram)[:3] / rows)
+    scaled = columns[:, :3] / sd
+    penalised = scaled.T @ scaled + linear_module.RIDGE_ALPHA_PER_1000_ROWS * rows / 1000 * np.eye(3)
+    expected = np.linalg.solve(penalised, scaled.T @ y) / sd
+    solved = linear_module._solve(gram, moment, rows, standardised=True)
+    np.testing.assert_allclose(solved[:3], expected, rtol=1e-10)
+    assert solved[3] == 0.0
+
+
+def test_the_structural_layer_skips_the_cluster_label_and_refuses_a_negative_weight():
+    X, y = _styled_frame(15, product=0.3)
+    with pytest.raises(ValueError, match="structural_weight"):
+        _structural_model(structural_weight=-0.5).fit(X, y)
+    model = _structural_model()
+    model.engineered_names_ = ["factor_a", "cluster_id", "rel_a", "ix_a_x_b"]  # as clusters names them
+    engineered = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_array_equal(model._structural_columns(engineered), engineered[:, [0, 2, 3]])
+    model.engineered_names_ = ["factor_a", "ix_a_x_b"]
+    assert model._structural_columns(engineered[:, :2]) is not None
+
+
+def test_a_model_pickled_before_the_structural_layer_predicts_as_before():
+    X, y = _styled_frame(16, product=0.3)
+    fitted = _structural_model().fit(X, y)
+    trees = fitted.set_params(structural_weight=0.0).predict(X.iloc[:ROWS])
+    old = _structural_model().fit(X, y)
+    del old.structural_, old.structural_weight, old.structural  # what an older pickle's __dict__ lacks
     np.testing.assert_array_equal(old.predict(X.iloc[:ROWS]), trees)

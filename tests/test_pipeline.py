@@ -191,7 +191,8 @@ def test_no_targets(small_world: Path, tmp_path: Path) -> None:
 
 
 # every component off: the cheapest fit, for the tests below that exercise the plumbing around fitting
-NO_COMPONENTS = "\n[components]\nclusters = false\ninteractions = false\ntiming = false\nresidualizer = false\nlinear = false\n"
+NO_COMPONENTS = ("\n[components]\nclusters = false\ninteractions = false\ntiming = false\nresidualizer = false\n"
+                 "linear = false\nstructural = false\n")
 
 
 def test_cv_folds_respect_the_embargo(small_world: Path, tmp_path: Path) -> None:

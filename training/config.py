@@ -17,9 +17,9 @@ Example (every key optional; `nmu train --print-config` prints the resolved conf
     refresh = "never"             # how the model will run after upload: never refreshed (judged on "left alone"
                                   # scores), or weekly (`nmu refresh`: judged on "refreshed" scores)
 
-    [components]                  # NumeraiModel parameters: the five switches and their settings
+    [components]                  # NumeraiModel parameters: the six switches and their settings
     clusters = true               # a switch left off is off in every variant (and not ablated); clusters is off
-                                  # unless switched on, the other four on unless switched off
+                                  # unless switched on, the other five on unless switched off
 
     [lightgbm]                    # LightGBM parameters of every variant's booster, over the model's defaults
     n_estimators = 2000

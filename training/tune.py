@@ -92,7 +92,7 @@ parameters Numerai's own tuning guides vary, at the trees the config sets), and 
 component; an ensemble's auxiliary targets' weights (the main target's weight stays 1)."""
 _COMPONENT_OF = {"residualize_": "residualizer", "timing_": "timing", "interaction": "interactions",
                  "max_interactions": "interactions", "n_clusters": "clusters", "cluster_": "clusters",
-                 "linear_": "linear"}
+                 "linear_": "linear", "structural_": "structural"}
 REPORT_FILES = ("best_config.toml", "tune_report.html", "tune.json", "tune_trials.csv", "tune_history.png",
                 "tune_importance.png", "tune_best_trials.png")
 DEFAULT_STUDY = "nmu-tune"

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, 
 from tests.peak_memory import DATASET_TIMER, PRELUDE  # noqa: E402
 
 BOUND = 1.5  # full's fit wall time / baseline's
-STAGES = ("input", "factors", "clusters", "interactions", "timing", "residualizer", "linear", "engineered", "dataset",
-          "booster")
+STAGES = ("input", "factors", "clusters", "interactions", "timing", "residualizer", "linear", "engineered", "structural",
+          "dataset", "booster")
 
 CHILD = PRELUDE + r"""
 import lightgbm as lgb
