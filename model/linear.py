@@ -27,13 +27,15 @@ from .features import FACTOR_CHUNK_ROWS, era_filled
 from .stats import MIN_CONFIRM_ERAS, _era_centred, era_correlations, evidence_blocks, newey_west_t
 
 RIDGE_ALPHA_PER_1000_ROWS = 1.0
-"""The ridge penalty per 1,000 rows with a target, on features of 0..4 (variance about 2), or per unit of each
-column's variance when the layer is `standardised`: the value of the lab measurements
-(tests/benchmarks/bench_engine.py), not tuned; at these row counts it barely shrinks."""
+"""The ridge penalty per 1,000 rows with a target, on features of 0..4 (variance about 2); when the layer is
+`standardised`, per 1,000 rows per unit of each column's variance (the same penalty on standardised columns). The
+value of the lab measurements (tests/benchmarks/bench_engine.py), not tuned; at these row counts it barely
+shrinks."""
 
 
 class LinearLayer:
-    """Ridge regression of the era-centred target on the era-centred raw features, behind an out-of-sample gate.
+    """Ridge regression of the era-centred target on era-centred columns (the raw features, or the engineered
+    columns when `standardised`), behind an out-of-sample gate.
 
     A plain class, not a scikit-learn estimator: its fit takes the feature matrix, the target and the rows' eras.
 
@@ -73,7 +75,9 @@ class LinearLayer:
         ----------
         raw : ndarray (n, n_features)
             The columns: the features (int8, as `model.features.feature_matrix` gives them) or the engineered
-            columns (float32; a NaN counts as the era's mean).
+            columns (float32). A NaN counts as 0 before the era's centring, where `scores` fills the era's mean:
+            the same wherever a column is NaN for a whole era or not at all, as every engineered column is (the
+            composites, products and timed columns are finite; the state and momentum columns one value an era).
         target : ndarray (n,)
             The target; rows without one are left out.
         eras : EraIndex

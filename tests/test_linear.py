@@ -150,8 +150,8 @@ def _styled_frame(seed: int, product: float) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def _structural_model(**params) -> NumeraiModel:
-    return NumeraiModel(feature_groups=GROUPS, timing=False, residualizer=False, linear=False, lgbm_params=FAST,
-                        n_jobs=1, **params)
+    return NumeraiModel(**{"feature_groups": GROUPS, "timing": False, "residualizer": False, "linear": False,
+                           "lgbm_params": FAST, "n_jobs": 1, **params})
 
 
 def test_a_structural_signal_is_kept_on_its_product_column_and_blended_by_rank():
@@ -178,6 +178,22 @@ def test_a_structural_signal_is_kept_on_its_product_column_and_blended_by_rank()
     corr = {w: np.mean([np.corrcoef(p, t)[0, 1] for p, t in zip(np.split(
         fitted.set_params(structural_weight=w).predict(X_new), ERAS), np.split(y_new, ERAS))]) for w in (0.0, 0.5)}
     assert corr[0.5] > corr[0.0], corr
+
+
+def test_both_layers_blend_with_the_trees_in_one_rank_sum():
+    X, y = _styled_frame(17, product=0.3)
+    y = y + 0.05 * X["feature_c0"].to_numpy()  # static signal in one raw feature, for the raw layer
+    fitted = _structural_model(linear=True).fit(X, y)
+    assert fitted.linear_.coef_ is not None and fitted.structural_.coef_ is not None
+    rows = X.iloc[: 3 * ROWS]
+    eras = EraIndex.from_frame(rows)
+    raw = rows.drop(columns="era").to_numpy(np.int8)
+    engineered, _ = fitted._engineer(raw, eras, None)
+    trees = fitted.set_params(linear_weight=0.0, structural_weight=0.0).predict(rows)
+    expected = eras.rank(eras.rank(trees) + 0.5 * eras.rank(raw.astype(np.float32) @ fitted.linear_.coef_)
+                         + 0.25 * eras.rank(engineered @ fitted.structural_.coef_))
+    blended = fitted.set_params(linear_weight=0.5, structural_weight=0.25).predict(rows)
+    np.testing.assert_allclose(blended, expected, atol=1e-12)
 
 
 def test_nothing_structural_the_gate_refuses_and_costs_nothing():
@@ -212,7 +228,8 @@ def test_the_structural_layer_skips_the_cluster_label_and_refuses_a_negative_wei
     engineered = np.arange(8, dtype=np.float32).reshape(2, 4)
     np.testing.assert_array_equal(model._structural_columns(engineered), engineered[:, [0, 2, 3]])
     model.engineered_names_ = ["factor_a", "ix_a_x_b"]
-    assert model._structural_columns(engineered[:, :2]) is not None
+    every = engineered[:, :2]
+    assert model._structural_columns(every) is every  # no cluster label: the columns as they are, no copy
 
 
 def test_a_model_pickled_before_the_structural_layer_predicts_as_before():
