@@ -1,7 +1,8 @@
-"""Issue 23: the linear layer judged in the field, on worlds and eras that took no part in choosing it.
+"""Issue 23: the linear layers judged in the field, on worlds and eras that took no part in choosing them.
 
     flock /tmp/nmu-cpu.lock python tests/benchmarks/bench_linear.py [--data DIR] [--family built-in|drifting|both]
-                                                                    [--fresh] [--worlds NAME,NAME] [--json FILE]
+                                                                    [--layer linear|structural] [--fresh]
+                                                                    [--worlds NAME,NAME] [--json FILE]
 
 The layer's weight (NumeraiModel's linear_weight, 0.5) was chosen on the validation eras of the 17 worlds of
 bench_engine.py's table. Here each world's baseline and full model (nmu train's defaults, the layer on) are fitted on
@@ -12,6 +13,10 @@ without the layer (w = 0) and with it at every weight: the differences are the l
 `--fresh` uses new seeds of every shape (the seed + 1000), worlds that took no part in any choice. Every prediction is
 made per era (trees, ranks, residualization, the layer), so predicting the future eras in one call gives what one live
 era at a time gives; the first future era is checked against `model.live.make_predict` on that era alone.
+
+`--layer structural` judges the structural layer (the ridge over the engineered columns, NumeraiModel's
+structural_weight, chosen in the lab on the validation eras of the 18 worlds of both families) the same way, the raw
+layer left at its default weight.
 
 Printed per world: the layer's gate (its t on the later training eras), full - baseline at w = 0 and at the default
 weight, and the layer's own gain (w minus w = 0) at 0.25, 0.5 and 1, with the paired Newey-West t; then the same
@@ -62,7 +67,7 @@ def worlds(family: str, fresh: bool) -> dict[str, object]:
     return {f"{name}-fresh": dataclasses.replace(config, seed=config.seed + FRESH_SEED) for name, config in chosen.items()}
 
 
-def run_world(name: str, config: object, data: Path) -> dict:
+def run_world(name: str, config: object, data: Path, layer: str = "linear") -> dict:
     quiet = Reporter(Console(quiet=True))
     ensure_family_world(data, config)
     train_config = load_config(None)
@@ -73,7 +78,8 @@ def run_world(name: str, config: object, data: Path) -> dict:
     future_bench = pd.read_parquet(data / "future_benchmark_models.parquet")
     future_bench = future_bench if bench is not None else None
     live = future.drop(columns=[c for c in future.columns if c.startswith("target")])
-    scores, info = {}, {"world": name, "planted": bool(config.planted)}
+    scores, info = {}, {"world": name, "planted": bool(config.planted), "layer": layer}
+    weight = f"{layer}_weight"
     for variant in ("baseline", "full"):
         started = time.perf_counter()
         model = fit_model(make_variant(build_model(train_config, ds.groups), variant, train_config), everything, ds,
@@ -82,14 +88,15 @@ def run_world(name: str, config: object, data: Path) -> dict:
         weights = (0.0, *WEIGHTS) if variant == "full" else (None,)
         for w in weights:
             if w is not None:
-                model.set_params(linear_weight=w)
+                model.set_params(**{weight: w})
             label = variant if w is None else f"full w={w:g}"
             predictions = pd.Series(model.predict(live, benchmark=future_bench), index=live.index)
             scores[label] = per_era_corr(predictions, future)
         if variant == "full":
-            layer = model.linear_
-            info["gate_t"], info["kept"] = layer.confirm_t_, layer.coef_ is not None
-            model.set_params(linear_weight=NumeraiModel().linear_weight)
+            fitted = getattr(model, f"{layer}_")
+            info["gate_t"] = fitted.confirm_t_ if fitted is not None else float("nan")
+            info["kept"] = fitted is not None and fitted.coef_ is not None
+            model.set_params(**{weight: NumeraiModel().get_params()[weight]})
             first = live[live["era"] == live["era"].iloc[0]]
             one = make_predict(model)(first, None if future_bench is None else future_bench.loc[first.index])
             together = model.predict(live, benchmark=future_bench)[: len(first)]
@@ -101,7 +108,7 @@ def run_world(name: str, config: object, data: Path) -> dict:
 def comparisons(row: dict) -> dict[str, tuple[pd.Series, pd.Series]]:
     """Each printed comparison as (scores, reference): per-era corr of the two predictions."""
     s = {k: pd.Series(v) for k, v in row["scores"].items()}
-    default = NumeraiModel().linear_weight
+    default = NumeraiModel().get_params()[f"{row.get('layer', 'linear')}_weight"]
     out = {"full(w=0) - baseline": (s["full w=0"], s["baseline"]),
            f"full(w={default:g}) - baseline": (s[f"full w={default:g}"], s["baseline"])}
     out.update({f"layer at w={w:g}": (s[f"full w={w:g}"], s["full w=0"]) for w in WEIGHTS})
@@ -112,6 +119,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/linear"))
     parser.add_argument("--family", choices=("built-in", "drifting", "both"), default="both")
+    parser.add_argument("--layer", choices=("linear", "structural"), default="linear",
+                        help="which layer's weight to vary: the raw features' or the engineered columns'")
     parser.add_argument("--fresh", action="store_true", help="new seeds of every shape (seed + 1000)")
     parser.add_argument("--worlds", help="comma-separated names (default: every world of the family)")
     parser.add_argument("--json", type=Path, help="also write every world's per-era scores here")
@@ -120,7 +129,7 @@ def main() -> int:
     names = args.worlds.split(",") if args.worlds else list(chosen)
     rows = []
     for name in names:
-        row = run_world(name, chosen[name], args.data.resolve() / name / "data")
+        row = run_world(name, chosen[name], args.data.resolve() / name / "data", args.layer)
         rows.append(row)
         if args.json:
             args.json.write_text(json.dumps(rows, default=str))
