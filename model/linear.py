@@ -100,7 +100,7 @@ class LinearLayer:
         gate_coef = None
         for block in (select, gap, later):
             if block is gap and rows:  # the gate's ridge sees the choosing block only, not the embargoed eras
-                gate_coef = _solve(gram, moment, rows, getattr(self, "standardised", False))
+                gate_coef = _solve(gram, moment, rows, self.standardised)
             for sub_rows in eras.chunks(chunk, block):
                 sub = eras.take(sub_rows)
                 c, yc, count = _era_centred(raw[sub_rows], target[sub_rows], sub)
@@ -119,7 +119,7 @@ class LinearLayer:
                 self.confirm_t_ = float(newey_west_t(per_era[:, None], self.nw_lags)[0])
                 self.confirm_corr_ = float(np.nanmean(per_era))
         if self.confirm_t_ > self.threshold and rows:
-            self.coef_ = _solve(gram, moment, rows, getattr(self, "standardised", False)).astype(np.float32)
+            self.coef_ = _solve(gram, moment, rows, self.standardised).astype(np.float32)
         return self
 
     def scores(self, raw: np.ndarray, eras: EraIndex) -> np.ndarray:
@@ -129,7 +129,9 @@ class LinearLayer:
         if raw.dtype.kind == "f" and np.isnan(raw).any():
             raw = era_filled(raw, eras)
         for start in range(0, len(raw), FACTOR_CHUNK_ROWS):
-            out[start : start + FACTOR_CHUNK_ROWS] = raw[start : start + FACTOR_CHUNK_ROWS].astype(np.float32) @ self.coef_
+            # copy=False: the engineered columns are float32 already (only int8 features need the conversion)
+            block = raw[start : start + FACTOR_CHUNK_ROWS].astype(np.float32, copy=False)
+            out[start : start + FACTOR_CHUNK_ROWS] = block @ self.coef_
         return out
 
 
@@ -163,7 +165,7 @@ def _solve(gram: np.ndarray, moment: np.ndarray, rows: int, standardised: bool =
     penalised = gram.copy()
     diagonal = np.diag_indices_from(penalised)
     if standardised:
-        squares = np.diag(gram).copy()
+        squares = np.diag(gram)
         penalised[diagonal] += np.where(squares > 0, RIDGE_ALPHA_PER_1000_ROWS * squares / 1000, 1.0)
     else:
         penalised[diagonal] += RIDGE_ALPHA_PER_1000_ROWS * rows / 1000
