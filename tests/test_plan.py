@@ -165,3 +165,20 @@ def test_the_curves_are_shipped() -> None:
     assert model.fit_seconds(675_000, 780, 2000) > model.fit_seconds(675_000, 780, 1000)
     assert model.fit_peak_bytes(2_700_000, 2748) > model.fit_peak_bytes(675_000, 780) > 0
     assert model.predict_era_seconds(2000, 4) > model.predict_era_seconds(2000, 1) > 0
+
+
+def test_the_linear_layer_is_counted_where_it_runs(small_world: Path, tmp_path: Path) -> None:
+    """The linear layer's cost (its era centring and Gram matrix) is in the estimate of the fits that run it: full's
+    and the refit's, not the baseline's, `no_linear`'s or any fit of a config that switches it off."""
+    config = experiment.dataclasses.replace(load_config(None), ablation=True)
+    linear = {f.title: f.linear for f in make_plan(config, small_world).fits}
+    assert linear["full"] and linear["refit of the shipped variant"] and linear["no_timing"]
+    assert not linear["baseline"] and not linear["no_linear"]
+    off = load_config(_config(tmp_path, "[components]\nlinear = false"))
+    assert not any(f.linear for f in make_plan(off, small_world).fits)
+    model = load_scale_model()
+    layer = {features: model.fit_seconds(675_000, features, 2000, True, linear=True)
+             - model.fit_seconds(675_000, features, 2000, True) for features in (780, 2748)}
+    # its era centring grows with rows x features, its Gram matrix with rows x features squared
+    per_fit = model.data["linear_layer_seconds"].get("per_fit", 0.0)
+    assert 0 < layer[780] and layer[2748] - per_fit >= 0.999 * 2748 / 780 * (layer[780] - per_fit), layer

@@ -73,9 +73,10 @@ class ScaleModel:
             out *= max(float(values[key]), 1.0) ** float(exponent)
         return out
 
-    def fit_seconds(self, rows: float, features: float, trees: float, components: bool = False) -> float:
-        """Wall time of one fit on the reference machine: LightGBM's Dataset, its boosting rounds, and the
-        components' extra when `components`."""
+    def fit_seconds(self, rows: float, features: float, trees: float, components: bool = False,
+                    linear: bool = False) -> float:
+        """Wall time of one fit on the reference machine: LightGBM's Dataset, its boosting rounds, the components'
+        extra when `components`, and the linear layer's when `linear` (curves without that term: none)."""
         if "dataset_seconds" in self.data:
             seconds = self._law(self.data["dataset_seconds"], rows=rows, features=features) + \
                 self._law(self.data["boosting_seconds"], rows=rows, features=features, trees=trees)
@@ -83,6 +84,10 @@ class ScaleModel:
             seconds = self._law(self.data["fit_seconds"], rows=rows, features=features, trees=trees)
         if components:
             seconds += self._law(self.data["components_seconds"], rows=rows, features=features)
+        if linear and "linear_layer_seconds" in self.data:
+            layer = self.data["linear_layer_seconds"]  # the era centring (rows x features) and the Gram matrix
+            seconds += float(layer.get("per_fit", 0.0)) + rows * features * (
+                float(layer["per_cell"]) + float(layer["per_gram_cell"]) * features)
         return seconds
 
     def fit_peak_bytes(self, rows: float, features: float, components: bool = False) -> float:
@@ -277,12 +282,15 @@ def _resolved(column: pa.ChunkedArray) -> np.ndarray:
 # ---- the plan --------------------------------------------------------------------------------------------------
 @dataclass
 class Fit:
-    """One independent fit of the run: what it fits, on how many rows, with the components or without."""
+    """One independent fit of the run: what it fits, on how many rows, with the components or without, with the
+    linear layer (its Gram matrix grows with rows x features squared: 18 s at 714,499 rows x 780 features on 2 cores
+    in benchmark 5) or without."""
 
     title: str
     rows: int
     components: bool
     members: int = 1
+    linear: bool = False
 
 
 @dataclass
@@ -356,8 +364,9 @@ class Plan:
     # -- time ----------------------------------------------------------------------------------------------------
     def fit_seconds(self) -> float:
         """Every fit, on this machine."""
-        return self.speed * sum(f.members * self.model.fit_seconds(f.rows, self.features, self.trees, f.components)
-                                for f in self.fits)
+        return self.speed * sum(
+            f.members * self.model.fit_seconds(f.rows, self.features, self.trees, f.components, f.linear)
+            for f in self.fits)
 
     def predict_seconds(self) -> float:
         """Scoring's predictions: each variant on the scored eras in two modes (once for a variant without the
@@ -478,7 +487,7 @@ def planned_fits(config: TrainConfig, train_rows_of: Callable[[list[str]], int],
                  refit_rows: int) -> list[Fit]:
     """The run's independent fits as `run_experiment` makes them (training.experiment.Job): one per variant, one per
     CV fold and variant without the ablations, the refit of the shipped variant; an ensemble's members each."""
-    from training.experiment import planned_jobs
+    from training.experiment import planned_jobs, switched_on
 
     jobs = planned_jobs(config)
     folds = expanding_window_folds(train_eras, config.cv, config.resolved_embargo) if config.cv else []
@@ -491,8 +500,9 @@ def planned_fits(config: TrainConfig, train_rows_of: Callable[[list[str]], int],
         else:
             rows = refit_rows
         components = job.variant != "baseline"
+        linear = components and job.variant != "no_linear" and switched_on(config, "linear")
         title = "refit of the shipped variant" if job.kind == "refit" else job.title
-        fits.append(Fit(title, rows, components, config.ensemble_members))
+        fits.append(Fit(title, rows, components, config.ensemble_members, linear))
     return fits
 
 

@@ -18,18 +18,24 @@ time; memory is the process's resident high-water mark (VmHWM, reset after the f
 size with the frame in memory: what the fit adds over its input, not the input.
 
 The components' extra (the full model against the baseline) is measured at the base point, at twice its rows
-and at twice its features. Predict: one era of `stocks` rows through `model.predict` of a baseline fitted with the
-most trees, cut to fewer trees (each cut from the full booster), and of a TargetEnsemble of 1, 2 and 4 baseline members.
+and at twice its features. The linear layer (model.linear, on in full by default) is timed on its own at up to
+2,748 features (Numerai's widest set): its Gram matrix grows with rows x features squared, a term the components' three points around 200
+features cannot see (0.3 s there, 18 s at benchmark 5's 714,499 rows x 780 features). Its chunk buffers also lift
+full's peak at the base point to about 2.2 x the baseline's, a factor the plan would apply at every size (the run at
+v5.3's shape measured 1.14 x): the shipped curves keep e9e14b2's memory figures (docs/scale.md). Predict: one era of
+`stocks` rows through `model.predict` of a baseline fitted with the most trees, cut to fewer trees (each cut from
+the full booster), and of a TargetEnsemble of 1, 2 and 4 baseline members.
 
 Fitted models (least squares in log-log space): a fit's time = LightGBM's Dataset (a * rows^r * features^f: it bins
 a sample of 100,000 rows, then pushes every row) + the boosting rounds and the rest (b * rows^r * features^f *
 trees^t); one power law over all three is printed beside them (it misses the Dataset's fixed cost). The components'
 extra time = a * rows^r * features^f from the three pairs. Memory = c0 + c_sample * features * min(rows, 100,000) +
 c_cells * rows * features (LightGBM holds the bin sample of 100,000 rows as float64 twice while it builds the
-Dataset, then 4-bit bins), and its plain power-law exponents for the figure. The probe that calibrates the curves
-on another machine (`training.plan.probe_seconds`) is timed here too. `--table` prints, from the written curves,
-the plan's estimate of the standard recipe at Numerai v5.3's shape. Fails unless the time model is within 35 % of
-every measured fit.
+Dataset, then 4-bit bins), and its plain power-law exponents for the figure. The linear layer's time =
+c + a * rows * features (its per-era centring) + b * rows * features^2 (its Gram matrix), from its own points. The
+probe that calibrates the curves on another machine (`training.plan.probe_seconds`) is timed here too. `--table`
+prints, from the written curves, the plan's estimate of the standard recipe at Numerai v5.3's shape. Fails unless
+the time model is within 35 % of every measured fit.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ BOUND = 0.35  # largest relative error of the fitted time power law on a measure
 BASE = {"eras": 40, "stocks": 5000, "features": 200, "trees": 200}
 SWEEPS = {"eras": [20, 40, 80, 160], "features": [100, 200, 400, 800], "trees": [100, 200, 400, 800]}
 QUICK_SWEEPS = {"eras": [20, 40, 80], "features": [100, 200, 400], "trees": [100, 200, 400]}
+LINEAR_POINTS = [(40, 400), (40, 800), (40, 1600), (40, 2748), (80, 800), (80, 2748)]
+"""(eras, features) of the linear layer's own timings, `BASE["stocks"]` rows an era."""
 PREDICT_TREES = [250, 500, 1000, 2000]
 PREDICT_MEMBERS = [1, 2, 4]
 
@@ -106,6 +114,25 @@ print(json.dumps({"eras": eras, "stocks": stocks, "rows": len(frame), "features"
                   "variant": variant, "seconds": seconds, "dataset": dataset_seconds[0],
                   "boosting": seconds - dataset_seconds[0], "peak": peak, "input_rss": baseline,
                   "stages": model.fit_seconds_}))
+"""
+
+LINEAR_CHILD = PRELUDE + FRAME + r"""
+from model import NumeraiModel
+from model.eras import EraIndex
+from model.estimator import LINEAR_T
+from model.features import chunk_rows, feature_matrix
+from model.linear import LinearLayer
+
+eras, stocks, features = (int(a) for a in sys.argv[1:4])
+frame, names, Y = make_frame(eras, stocks, features)
+raw = feature_matrix(frame, names)
+index = EraIndex.from_frame(frame)
+y = Y["target_0"].to_numpy()
+defaults = NumeraiModel()  # the gate's lags and embargo as NumeraiModel.fit passes them
+start = time.perf_counter()
+LinearLayer(LINEAR_T, defaults._nw_lags, defaults.gate_embargo).fit(raw, y, index, chunk_rows(features))
+print(json.dumps({"eras": eras, "stocks": stocks, "rows": len(frame), "features": features,
+                  "seconds": time.perf_counter() - start}))
 """
 
 PREDICT_CHILD = PRELUDE + FRAME + r"""
@@ -176,22 +203,36 @@ def power_law(points: list[dict], keys: tuple[str, ...], value: str) -> dict:
             "max_relative_error": worst}
 
 
-def memory_model(points: list[dict], sample_rows: int) -> dict:
-    """peak = c0 + c_sample * features * min(rows, sample_rows) + c_cells * rows * features (non-negative least
-    squares by dropping a negative term)."""
-    rows = np.array([p["rows"] for p in points], float)
-    feats = np.array([p["features"] for p in points], float)
-    peak = np.array([p["peak"] for p in points], float)
-    columns = {"c0": np.ones_like(rows), "c_sample": feats * np.minimum(rows, sample_rows), "c_cells": rows * feats}
+def nonnegative_terms(columns: dict[str, np.ndarray], values: np.ndarray) -> dict:
+    """values = sum of coefficient x column, least squares with no negative coefficient (a negative term is dropped
+    and the rest refitted), and the worst relative miss."""
     names = list(columns)
     while True:
-        coef, *_ = np.linalg.lstsq(np.column_stack([columns[n] for n in names]), peak, rcond=None)
+        coef, *_ = np.linalg.lstsq(np.column_stack([columns[n] for n in names]), values, rcond=None)
         if (coef >= 0).all() or len(names) == 1:
             break
         names.pop(int(np.argmin(coef)))
     out = {n: 0.0 for n in columns} | {n: float(c) for n, c in zip(names, coef)}
     fitted = sum(out[n] * columns[n] for n in columns)
-    return out | {"sample_rows": sample_rows, "max_relative_error": float(np.max(np.abs(fitted / peak - 1)))}
+    return out | {"max_relative_error": float(np.max(np.abs(fitted / values - 1)))}
+
+
+def memory_model(points: list[dict], sample_rows: int) -> dict:
+    """peak = c0 + c_sample * features * min(rows, sample_rows) + c_cells * rows * features."""
+    rows = np.array([p["rows"] for p in points], float)
+    feats = np.array([p["features"] for p in points], float)
+    columns = {"c0": np.ones_like(rows), "c_sample": feats * np.minimum(rows, sample_rows), "c_cells": rows * feats}
+    return nonnegative_terms(columns, np.array([p["peak"] for p in points], float)) | {"sample_rows": sample_rows}
+
+
+def linear_layer_model(points: list[dict]) -> dict:
+    """seconds = per_fit + per_cell * rows * features (centring every era's rows, in float64) + per_gram_cell *
+    rows * features^2 (the Gram matrix): the terms of model.linear.LinearLayer.fit, measured up to Numerai's widest
+    feature set so that no term is extrapolated in the features."""
+    rows = np.array([p["rows"] for p in points], float)
+    feats = np.array([p["features"] for p in points], float)
+    columns = {"per_fit": np.ones_like(rows), "per_cell": rows * feats, "per_gram_cell": rows * feats * feats}
+    return nonnegative_terms(columns, np.array([p["seconds"] for p in points], float))
 
 
 def machine() -> dict:
@@ -315,8 +356,8 @@ def numerai_table(model_path: Path = SCALE_MODEL) -> list[str]:
                 validation_rows=v["validation_rows"], validation_eras=v["validation_eras"], scored_eras=scored_eras,
                 scored_rows=int(scored_eras * per_val_era), refit_rows=refit_rows,
                 benchmark_columns=v["benchmark_columns"], trees=2000, members=1,
-                fits=[Fit("baseline", train_rows, False), Fit("full", train_rows, True),
-                      Fit("refit of the shipped variant", refit_rows, True)],
+                fits=[Fit("baseline", train_rows, False), Fit("full", train_rows, True, linear=True),
+                      Fit("refit of the shipped variant", refit_rows, True, linear=True)],
                 variants=["baseline", "full"], cv=0, refit=True, model=model)
             peak = plan.peak_bytes
             fits = ["yes" if peak <= gb_ * 2**30 * 0.9 else "no" for gb_ in (16, 32, 64)]
@@ -363,6 +404,12 @@ def main() -> int:
         fits.append(full)
         pairs.append({"rows": full["rows"], "features": feats, "extra": max(full["seconds"] - base["seconds"], 1e-3),
                       "peak_ratio": full["peak"] / base["peak"]})
+    print("the linear layer alone:")
+    linear_points = []
+    for eras, feats in LINEAR_POINTS:
+        point = run_child(LINEAR_CHILD, eras, BASE["stocks"], feats)
+        print(f"  {point['rows']:,} rows x {feats} features: {point['seconds']:.2f} s")
+        linear_points.append(point)
     print("predict one era:")
     predict = run_child(PREDICT_CHILD, BASE["stocks"], BASE["features"], json.dumps(PREDICT_TREES),
                         json.dumps(PREDICT_MEMBERS), 500)
@@ -377,6 +424,7 @@ def main() -> int:
     memory = memory_model(baseline_fits, BIN_SAMPLE_ROWS)
     memory_law = power_law(baseline_fits, ("rows", "features", "trees"), "peak")
     components = power_law(pairs, ("rows", "features"), "extra")
+    linear_law = linear_layer_model(linear_points)
     predict_points = ([{"trees": int(t), "members": 1, "seconds": s} for t, s in predict["trees"].items()]
                       + [{"trees": predict["member_trees"], "members": int(m), "seconds": s}
                          for m, s in predict["members"].items() if int(m) > 1])
@@ -394,8 +442,9 @@ def main() -> int:
         "fit_peak_power_law": memory_law,
         "components_seconds": components,
         "components_peak_factor": max(p["peak_ratio"] for p in pairs),
+        "linear_layer_seconds": linear_law,
         "predict_era_seconds": predict_law | {"stocks": predict["stocks"], "features": predict["features"]},
-        "points": {"fits": fits, "components": pairs, "predict": predict},
+        "points": {"fits": fits, "components": pairs, "linear_layer": linear_points, "predict": predict},
     }
     from training.plan import ScaleModel
 
@@ -414,6 +463,9 @@ def main() -> int:
           f"trees^{memory_law['exponents']['trees']:.2f}")
     print(f"components: + {components['coefficient']:.3g} x rows^{components['exponents']['rows']:.2f} x "
           f"features^{components['exponents']['features']:.2f} s; peak x {model['components_peak_factor']:.2f}")
+    print(f"linear layer: + {linear_law['per_fit']:.3g} + {linear_law['per_cell']:.3g} x rows x features + "
+          f"{linear_law['per_gram_cell']:.3g} x rows x features^2 s (worst point off by "
+          f"{linear_law['max_relative_error']:.0%})")
     print(f"predict one era of {predict['stocks']:,} rows = {predict_law['coefficient']:.3g} x "
           f"trees^{predict_law['exponents']['trees']:.2f} x members^{predict_law['exponents']['members']:.2f} s")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
