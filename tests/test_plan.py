@@ -180,5 +180,5 @@ def test_the_linear_layer_is_counted_where_it_runs(small_world: Path, tmp_path: 
     layer = {features: model.fit_seconds(675_000, features, 2000, True, linear=True)
              - model.fit_seconds(675_000, features, 2000, True) for features in (780, 2748)}
     # its era centring grows with rows x features, its Gram matrix with rows x features squared
-    per_fit = model.data["linear_layer_seconds"].get("per_fit", 0.0)
+    per_fit = model.data["linear_layer_seconds"]["per_fit"]
     assert 0 < layer[780] and layer[2748] - per_fit >= 0.999 * 2748 / 780 * (layer[780] - per_fit), layer
