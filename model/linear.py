@@ -10,8 +10,9 @@ worlds of both families (pooled +0.0010 over the planted worlds, +0.0028 over th
 The structural layer (the same ridge over the engineered columns, each standardised): in the lab of session 9
 (docs/benchmarks.md "A linear layer over the engineered columns too") trees + 0.5 x raw ridge + 0.5 x engineered
 ridge beat trees + 0.5 x raw ridge in all 18 worlds of both families, and in the model it gained on the later eras
-of all 18 fresh-seed worlds ("The structural layer in the model"); its weight in the blend is 1
-(NumeraiModel.structural_weight says why). The composites are a less noisy view of the
+of all 18 fresh-seed worlds ("The structural layer in the model"); its weight in the blend is 2
+(NumeraiModel.structural_weight says why; trees grown from its prediction instead, LightGBM's init_score, gained
+nothing over the blend: "The weight of 2"). The composites are a less noisy view of the
 styles than any one feature, and the products and timed exposures enter the target about linearly: a line through
 them weighs every one at once, where trees of depth 5 approximate a sum of small linear terms poorly.
 

@@ -59,8 +59,8 @@ def test_a_linear_signal_is_kept_and_blended_by_rank():
     # the blend scores better than the trees alone on later eras of the same world
     X_new, y_new = _frame(2, linear=True)
     corr = {w: np.mean([np.corrcoef(p, t)[0, 1] for p, t in zip(
-        np.split(fitted.set_params(linear_weight=w).predict(X_new), ERAS), np.split(y_new, ERAS))]) for w in (0.0, 1.0)}
-    assert corr[1.0] > corr[0.0], corr
+        np.split(fitted.set_params(linear_weight=w).predict(X_new), ERAS), np.split(y_new, ERAS))]) for w in (0.0, 2.0)}
+    assert corr[2.0] > corr[0.0], corr
 
 
 def test_the_fit_in_small_chunks_gives_the_same_ridge():
@@ -167,18 +167,18 @@ def test_a_structural_signal_is_kept_on_its_product_column_and_blended_by_rank()
     blended = fitted.predict(rows)
     trees = fitted.set_params(structural_weight=0.0).predict(rows)
     np.testing.assert_array_equal(trees, _structural_model(structural=False).fit(X, y).predict(rows))
-    # by hand: rank(trees) + 1 x rank(the layer's scores of the engineered columns) per era (the default weight),
+    # by hand: rank(trees) + 2 x rank(the layer's scores of the engineered columns) per era (the default weight),
     # ranked again
     eras = EraIndex.from_frame(rows)
     raw = rows.drop(columns="era").to_numpy(np.int8)
     engineered, _ = fitted._engineer(raw, eras, None)
-    expected = eras.rank(eras.rank(trees) + 1.0 * eras.rank(engineered @ layer.coef_))
+    expected = eras.rank(eras.rank(trees) + 2.0 * eras.rank(engineered @ layer.coef_))
     np.testing.assert_allclose(blended, expected, atol=1e-12)
     # later eras of the same world, never seen: the blend beats the trees alone
     X_new, y_new = _styled_frame(12, product=0.3)
     corr = {w: np.mean([np.corrcoef(p, t)[0, 1] for p, t in zip(np.split(
-        fitted.set_params(structural_weight=w).predict(X_new), ERAS), np.split(y_new, ERAS))]) for w in (0.0, 1.0)}
-    assert corr[1.0] > corr[0.0], corr
+        fitted.set_params(structural_weight=w).predict(X_new), ERAS), np.split(y_new, ERAS))]) for w in (0.0, 2.0)}
+    assert corr[2.0] > corr[0.0], corr
 
 
 def test_both_layers_blend_with_the_trees_in_one_rank_sum():

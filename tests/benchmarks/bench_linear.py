@@ -55,7 +55,7 @@ from training.experiment import (  # noqa: E402
 )
 from validation.evaluation.selection import paired_difference  # noqa: E402
 
-WEIGHTS = (0.25, 0.5, 1.0)
+WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 FRESH_SEED = 1000
 
 
@@ -67,31 +67,70 @@ def worlds(family: str, fresh: bool) -> dict[str, object]:
     return {f"{name}-fresh": dataclasses.replace(config, seed=config.seed + FRESH_SEED) for name, config in chosen.items()}
 
 
+@dataclasses.dataclass
+class FieldWorld:
+    """A world written (on first use) and loaded for a field run: every resolved era to fit on, as `nmu train`
+    refits, and the future eras to run left alone."""
+
+    train_config: object
+    ds: object
+    everything: pd.DataFrame
+    bench: pd.DataFrame | None
+    future: pd.DataFrame
+    future_bench: pd.DataFrame | None
+    live: pd.DataFrame
+    quiet: Reporter
+
+    @classmethod
+    def load(cls, config: object, data: Path) -> FieldWorld:
+        quiet = Reporter(Console(quiet=True))
+        ensure_family_world(data, config)
+        train_config = load_config(None)
+        ds = load_dataset(data, "synthetic", train_config, quiet)
+        everything = pd.concat([ds.train, resolved_rows(ds.validation, ds.target)])
+        bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark)
+        future = pd.read_parquet(data / "future.parquet")
+        future_bench = pd.read_parquet(data / "future_benchmark_models.parquet") if bench is not None else None
+        live = future.drop(columns=[c for c in future.columns if c.startswith("target")])
+        return cls(train_config, ds, everything, bench, future, future_bench, live, quiet)
+
+    def fit(self, variant: str) -> NumeraiModel:
+        """The variant fitted on every resolved era."""
+        return fit_model(make_variant(build_model(self.train_config, self.ds.groups), variant, self.train_config),
+                         self.everything, self.ds, self.quiet, variant, self.bench, self.train_config.compute)
+
+    def scores(self, model: NumeraiModel) -> pd.Series:
+        """Per-era corr of the model's predictions of the future eras (every prediction is made per era)."""
+        predictions = pd.Series(model.predict(self.live, benchmark=self.future_bench), index=self.live.index)
+        return per_era_corr(predictions, self.future)
+
+
+def family_groups(rows: list[dict]) -> list[tuple[str, list[dict]]]:
+    """The rows per family and kind ("built-in, planted", ..., "drifting, null"), the empty groups left out."""
+    out = []
+    for family in ("built-in", "drifting"):
+        for planted in (True, False):
+            group = [r for r in rows if r["planted"] == planted
+                     and (r["world"].startswith("drift-") == (family == "drifting"))]
+            if group:
+                out.append((f"{family}, {'planted' if planted else 'null'} ({len(group)})", group))
+    return out
+
+
 def run_world(name: str, config: object, data: Path, layer: str = "linear") -> dict:
-    quiet = Reporter(Console(quiet=True))
-    ensure_family_world(data, config)
-    train_config = load_config(None)
-    ds = load_dataset(data, "synthetic", train_config, quiet)
-    everything = pd.concat([ds.train, resolved_rows(ds.validation, ds.target)])
-    bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark)
-    future = pd.read_parquet(data / "future.parquet")
-    future_bench = pd.read_parquet(data / "future_benchmark_models.parquet")
-    future_bench = future_bench if bench is not None else None
-    live = future.drop(columns=[c for c in future.columns if c.startswith("target")])
+    world = FieldWorld.load(config, data)
+    live, future_bench = world.live, world.future_bench
     scores, info = {}, {"world": name, "planted": bool(config.planted), "layer": layer}
     weight = f"{layer}_weight"
     for variant in ("baseline", "full"):
         started = time.perf_counter()
-        model = fit_model(make_variant(build_model(train_config, ds.groups), variant, train_config), everything, ds,
-                          quiet, variant, bench, train_config.compute)
+        model = world.fit(variant)
         info[f"{variant}_seconds"] = time.perf_counter() - started
         weights = (0.0, *WEIGHTS) if variant == "full" else (None,)
         for w in weights:
             if w is not None:
                 model.set_params(**{weight: w})
-            label = variant if w is None else f"full w={w:g}"
-            predictions = pd.Series(model.predict(live, benchmark=future_bench), index=live.index)
-            scores[label] = per_era_corr(predictions, future)
+            scores[variant if w is None else f"full w={w:g}"] = world.scores(model)
         if variant == "full":
             fitted = getattr(model, f"{layer}_")
             info["gate_t"] = fitted.confirm_t_ if fitted is not None else float("nan")
@@ -139,19 +178,13 @@ def main() -> int:
               + f"; live era check {'ok' if row['live_matches'] else 'MISMATCH'}; fits "
               f"{row['baseline_seconds']:.0f} s / {row['full_seconds']:.0f} s", flush=True)
     print("pooled (world means weighted equally; mean +- standard error, t):")
-    for family in ("built-in", "drifting"):
-        for planted in (True, False):
-            group = [r for r in rows if r["planted"] == planted
-                     and (r["world"].startswith("drift-") == (family == "drifting"))]
-            if not group:
-                continue
-            keys = comparisons(group[0]).keys()
-            parts = []
-            for key in keys:
-                per_world = [comparisons(r)[key] for r in group]
-                mean, se, t = pooled([{"d": (a - b).to_numpy()} for a, b in per_world], "d")
-                parts.append(f"{key} {mean:+.4f} +- {se:.4f} (t {t:+.1f})")
-            print(f"  {family}, {'planted' if planted else 'null'} ({len(group)}): " + "; ".join(parts))
+    for label, group in family_groups(rows):
+        parts = []
+        for key in comparisons(group[0]):
+            per_world = [comparisons(r)[key] for r in group]
+            mean, se, t = pooled([{"d": (a - b).to_numpy()} for a, b in per_world], "d")
+            parts.append(f"{key} {mean:+.4f} +- {se:.4f} (t {t:+.1f})")
+        print(f"  {label}: " + "; ".join(parts))
     return 0
 
 
