@@ -1,7 +1,8 @@
 """Issue 23: how the trees and the two ridges are best put together, measured on the fresh-seed worlds' future eras.
 
     flock /tmp/nmu-cpu.lock python tests/benchmarks/bench_blend.py --data DIR [--family built-in|drifting|both]
-                                                                   [--worlds NAME,NAME] [--json FILE]
+                                                                   [--worlds NAME,NAME] [--seed-offset N]
+                                                                   [--no-started] [--json FILE]
 
 Two questions, on every shape of both families with a new seed (seed + 1000, bench_linear.py `--fresh`), baseline and
 full fitted on every resolved era as `nmu train` refits, run left alone over the future eras:
@@ -40,7 +41,7 @@ import model.estimator as estimator_module  # noqa: E402
 from model.booster import Rows, lgbm_params, predict_raw, safe_name, training_dataset  # noqa: E402
 from model.eras import EraIndex  # noqa: E402
 from model.linear import blend  # noqa: E402
-from tests.benchmarks.bench_linear import FieldWorld, family_groups, worlds  # noqa: E402
+from tests.benchmarks.bench_linear import FRESH_SEED, FieldWorld, family_groups, worlds  # noqa: E402
 from tests.benchmarks.bench_worlds import pooled  # noqa: E402
 from validation.evaluation.selection import paired_difference  # noqa: E402
 
@@ -83,7 +84,7 @@ def started_chunk(model, booster):
     return predict_chunk
 
 
-def run_world(name: str, config: object, data: Path) -> dict:
+def run_world(name: str, config: object, data: Path, from_ridge: bool = True) -> dict:
     world = FieldWorld.load(config, data)
     scores, info = {}, {"world": name, "planted": bool(config.planted)}
     started = time.perf_counter()
@@ -112,7 +113,7 @@ def run_world(name: str, config: object, data: Path) -> dict:
             scores[f"full l={wl:g} s={ws:g}"] = world.scores(full)
     kept = full.structural_ is not None and full.structural_.coef_ is not None
     info["structural_kept"] = kept
-    if kept:
+    if kept and from_ridge:
         eras = EraIndex.from_frame(world.ds.X(world.everything))
         started = time.perf_counter()
         booster = started_booster(full, captured, eras, estimator_module.lgbm_threads(-1))
@@ -137,13 +138,17 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path("data/linear"))
     parser.add_argument("--family", choices=("built-in", "drifting", "both"), default="both")
     parser.add_argument("--worlds", help="comma-separated names (default: every fresh world of the family)")
+    parser.add_argument("--seed-offset", type=int, default=FRESH_SEED,
+                        help="the worlds' seeds + N (1000: the fresh seeds that chose the weights; another N: worlds "
+                             "that chose nothing)")
+    parser.add_argument("--no-started", action="store_true", help="only the weights, not the trees grown from the ridge")
     parser.add_argument("--json", type=Path, help="also write every world's per-era scores here")
     args = parser.parse_args()
-    chosen = worlds(args.family, True)
+    chosen = worlds(args.family, True, args.seed_offset)
     names = args.worlds.split(",") if args.worlds else list(chosen)
     rows = []
     for name in names:
-        row = run_world(name, chosen[name], args.data.resolve() / name / "data")
+        row = run_world(name, chosen[name], args.data.resolve() / name / "data", from_ridge=not args.no_started)
         rows.append(row)
         if args.json:
             args.json.write_text(json.dumps(rows, default=str))

@@ -59,12 +59,16 @@ WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 FRESH_SEED = 1000
 
 
-def worlds(family: str, fresh: bool) -> dict[str, object]:
+def worlds(family: str, fresh: bool, seed_offset: int = FRESH_SEED) -> dict[str, object]:
+    """The family's worlds; `fresh`: new seeds (the seed + `seed_offset`), named NAME-fresh for the first set of
+    fresh seeds (+1000) and NAME-seedN for any other."""
     chosen = {**(WORLDS if family in ("built-in", "both") else {}),
               **(DRIFTING_WORLDS if family in ("drifting", "both") else {})}
     if not fresh:
         return chosen
-    return {f"{name}-fresh": dataclasses.replace(config, seed=config.seed + FRESH_SEED) for name, config in chosen.items()}
+    suffix = "fresh" if seed_offset == FRESH_SEED else f"seed{seed_offset}"
+    return {f"{name}-{suffix}": dataclasses.replace(config, seed=config.seed + seed_offset)
+            for name, config in chosen.items()}
 
 
 @dataclasses.dataclass
