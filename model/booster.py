@@ -211,8 +211,9 @@ def safe_name(name: str) -> str:
 
 def train_booster(raw: np.ndarray, engineered: np.ndarray, target: np.ndarray, user_params: Mapping[str, Any] | None,
                   names: Sequence[str], categorical: Sequence[str], seed: int, threads: int, dense_cells: int,
-                  callbacks: list | None = None) -> lgb.Booster:
-    """Train the booster on the raw and engineered columns (deterministic for a seed and thread count)."""
+                  callbacks: list | None = None, init_score: np.ndarray | None = None) -> lgb.Booster:
+    """Train the booster on the raw and engineered columns (deterministic for a seed and thread count); `init_score`
+    (n,): a starting score per row for the trees to grow from (rows without a target are left out with them)."""
     params = lgbm_params(user_params)
     params.update(seed=int(seed), deterministic=True, force_col_wise=True,
                   num_threads=int(params.get("num_threads") or threads))
@@ -224,6 +225,8 @@ def train_booster(raw: np.ndarray, engineered: np.ndarray, target: np.ndarray, u
         categorical_feature=[safe_name(c) for c in categorical] if categorical else "auto",
         dense_cells=dense_cells,
     )
+    if init_score is not None:
+        data.set_init_score(np.asarray(init_score)[~np.isnan(np.asarray(target))])
     booster = lgb.train(params, data, num_boost_round=rounds, callbacks=callbacks)
     booster.free_dataset()
     return booster

@@ -30,7 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import model.estimator as estimator_module  # noqa: E402
-from model.booster import Rows, lgbm_params, predict_raw, safe_name, training_dataset  # noqa: E402
+from model.booster import Rows, predict_raw, safe_name  # noqa: E402
 from model.eras import EraIndex  # noqa: E402
 from model.linear import blend  # noqa: E402
 from tests.benchmarks.bench_linear import FRESH_SEED, FieldWorld, family_groups, worlds  # noqa: E402
@@ -56,16 +55,9 @@ def started_booster(model, captured: dict, eras: EraIndex, threads: int):
     columns = model._structural_columns(engineered)
     start = model.structural_.scores(columns, eras)
     start = start - eras.broadcast(eras.means(start)) + np.nanmean(target)
-    params = lgbm_params(model.lgbm_params)
-    params.update(seed=int(model.random_state), deterministic=True, force_col_wise=True, num_threads=threads)
-    rounds = int(params.pop("num_iterations"))
-    names, categorical = captured["names"], captured["categorical"]
-    data = training_dataset(raw, engineered, target, params, feature_name=names,
-                            categorical_feature=categorical or "auto", dense_cells=estimator_module.CHUNK_CELLS)
-    data.set_init_score(start[~np.isnan(target)])
-    booster = lgb.train(params, data, num_boost_round=rounds)
-    booster.free_dataset()
-    return booster
+    return estimator_module.train_booster(raw, engineered, target, model.lgbm_params, captured["names"],
+                                          captured["categorical"], int(model.random_state), threads,
+                                          estimator_module.CHUNK_CELLS, init_score=start)
 
 
 def started_chunk(model, booster):
