@@ -54,6 +54,15 @@ def test_pickle_round_trip_on_every_runtime_python(minor: str, build: str, tmp_p
     if python is None:
         pytest.skip(f"no Python {minor} on this machine (looked for python{minor} on PATH and ~/.pyenv/versions/{minor}.*)")
     venv = tmp_path / "venv"
+    try:
+        _round_trip(minor, build, python, venv, tmp_path)
+    finally:
+        # A venv per case is 0.6-1 GB; eight of them (with the replicas) filled a CI machine's disk on 2026-12-05
+        # (3.10's replica build: "No space left on device"). What failed is in the assertion's message, not the venv.
+        shutil.rmtree(venv, ignore_errors=True)
+
+
+def _round_trip(minor: str, build: str, python: str, venv: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
     _run([python, "-m", "venv", str(venv)], tmp_path, env, 300)
     bin_dir = venv / "bin"
