@@ -1,7 +1,8 @@
 """The replica of Numerai's model-upload runtime (`nmu check`), and the check that a build uses its versions.
 
 The replica is a virtual environment of the running Python's minor version holding exactly the runtime's
-pinned packages (validation/runtime/pins/py3.X.txt) and NOT this project. It is built once into the user cache
+pinned packages (validation/runtime/pins/py3.X.txt; not torch, which 3.10's file pins for a build's sake) and NOT
+this project. It is built once into the user cache
 directory (or $NMU_RUNTIME_DIR) and rebuilt when the pins change. The pickle runs there in a subprocess that
 cannot import this project (`python -I`, a temporary working directory, a clean environment), driven by the
 standalone `runner.py` (what Numerai's numerai-predict runner does), limited to one CPU, 4 GB of
@@ -40,6 +41,13 @@ POLL_S = 0.05
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "LIGHTGBM_NUM_THREADS")
 STAMP = "nmu-runtime.json"
+NOT_IN_REPLICA = frozenset({"torch"})
+"""Pins that a build needs and no pickle touches (py3.10.txt pins torch only because numerai-tools 0.3.3 declares
+it): the replica leaves them out."""
+REPLICA_IMPORTS = {"numpy": "numpy", "pandas": "pandas", "pyarrow": "pyarrow", "scipy": "scipy",
+                   "scikit-learn": "sklearn", "lightgbm": "lightgbm", "cloudpickle": "cloudpickle"}
+"""{pinned package: module}: what the runner and a pickle built here import inside the replica, each imported once
+after the build where the pins name it."""
 
 
 # ----------------------------------------------------------------------------------------------- the pins
@@ -217,8 +225,18 @@ def ensure_runtime(pins: Path | None = None, root: Path | None = None,
     try:
         base = getattr(sys, "_base_executable", sys.executable)
         _run_build([base, "-m", "venv", str(tmp)], tmp, "create the virtual environment")
-        _run_build([str(_venv_python(tmp)), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-                    "-q", "-r", str(pins)], tmp, f"install the runtime's packages from {pins.name}")
+        # Exactly the pinned packages, --no-deps: the pins are the runtime lock's closure of what a pickle may touch.
+        # Resolving dependencies instead would pull in torch for 3.10 (numerai-tools 0.3.3 declares it; the image has
+        # it, no pickle built here imports it), a CUDA build of several GB.
+        wanted = [f"{name}=={version}" for name, version in read_pins(pins).items() if name not in NOT_IN_REPLICA]
+        if wanted:
+            _run_build([str(_venv_python(tmp)), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+                        "-q", "--no-deps", *wanted], tmp, f"install the runtime's packages from {pins.name}")
+        # A pin whose own dependency is missing from the file fails here, at the build, not in the first check.
+        modules = [module for name, module in REPLICA_IMPORTS.items() if name in read_pins(pins)]
+        if modules:
+            _run_build([str(_venv_python(tmp)), "-c", f"import {', '.join(modules)}"], tmp,
+                       f"import {', '.join(modules)} from the packages of {pins.name}")
         (tmp / STAMP).write_text(json.dumps(want, indent=2))
         old = None
         if venv.exists():
