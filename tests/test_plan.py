@@ -47,7 +47,8 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
 
 @pytest.mark.parametrize("extra, flags", [
     ("", {}),
-    ('era_step = 3\nfeature_set = "small"', {"ablation": True, "cv": 2}),
+    # the ablation's variants and two folds end to end: 18 s of the default lane's 238 s (2026-12-05), so slow
+    pytest.param('era_step = 3\nfeature_set = "small"', {"ablation": True, "cv": 2}, marks=pytest.mark.slow),
 ])
 def test_the_plan_is_what_the_pipeline_does(small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             extra: str, flags: dict) -> None:
