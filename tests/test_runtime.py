@@ -20,7 +20,16 @@ from training.check import check_command
 from training.export import dumps_by_value, export_pickle
 from validation.artifacts import file_sha256, read_manifest
 from validation.errors import NmuError
-from validation.runtime.replica import THREAD_VARS, ensure_runtime, pins_file, read_pins, run_pickle, runtime_root
+from validation.runtime.replica import (
+    NOT_IN_REPLICA,
+    THREAD_VARS,
+    _norm,
+    ensure_runtime,
+    pins_file,
+    read_pins,
+    run_pickle,
+    runtime_root,
+)
 
 # ---- broken predict functions (pickled by value with the tests package) -------------------------------
 
@@ -110,6 +119,13 @@ def test_replica_has_the_pins_and_not_the_project(python):
     found = json.loads(proc.stdout)
     assert found["project"] == []
     assert found["versions"] == {p: pins[p] for p in found["versions"]}
+    # exactly the pins (--no-deps), torch left out: nothing pip resolved on its own, no multi-GB CUDA build
+    listing = subprocess.run([str(python), "-I", "-c", "import importlib.metadata as m, json; print(json.dumps("
+                              "{d.metadata['Name']: d.version for d in m.distributions()}))"],
+                             capture_output=True, text=True, cwd="/", timeout=120)
+    installed = {_norm(name): version for name, version in json.loads(listing.stdout).items()}
+    installed = {name: v for name, v in installed.items() if name not in ("pip", "setuptools", "wheel")}
+    assert installed == {name: v for name, v in pins.items() if name not in NOT_IN_REPLICA}
     assert str(python).startswith(str(runtime_root()))
     assert ensure_runtime(log=lambda m: pytest.fail(f"rebuilt: {m}")) == python  # reused, not rebuilt
 
