@@ -57,8 +57,9 @@ def test_pickle_round_trip_on_every_runtime_python(minor: str, build: str, tmp_p
     try:
         _round_trip(minor, build, python, venv, tmp_path)
     finally:
-        # A venv per case is 0.6-1 GB; eight of them (with the replicas) filled a CI machine's disk on 2026-12-05
-        # (3.10's replica build: "No space left on device"). What failed is in the assertion's message, not the venv.
+        # A venv per case is about 1 GB, 4.8 GB on 3.10's pins (torch); a failed case's tmp_path is kept (pyproject's
+        # tmp_path_retention_policy), its venv is not: the last CI run's disk ran out in this lane on 2026-12-05. What
+        # failed is in the assertion's message.
         shutil.rmtree(venv, ignore_errors=True)
 
 

@@ -13,6 +13,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
+from packaging.utils import canonicalize_name
 
 from model.live import make_predict
 from tests.stand_in import fit_baseline, fit_full, fit_stand_in_cached, replica_python
@@ -23,7 +24,6 @@ from validation.errors import NmuError
 from validation.runtime.replica import (
     NOT_IN_REPLICA,
     THREAD_VARS,
-    _norm,
     ensure_runtime,
     pins_file,
     read_pins,
@@ -109,21 +109,17 @@ def _run(python, path, live_files, **limits):
 
 @pytest.mark.network
 def test_replica_has_the_pins_and_not_the_project(python):
-    import subprocess
-
     pins = read_pins(pins_file())
     code = ("import importlib.metadata as m, importlib.util as u, json; "
-            "print(json.dumps({'versions': {p: m.version(p) for p in ['numpy', 'pandas', 'lightgbm', 'scikit-learn', "
-            "'cloudpickle']}, 'project': [n for n in ['model', 'training', 'validation', 'pandera'] if u.find_spec(n)]}))")
+            "print(json.dumps({'installed': {d.metadata['Name']: d.version for d in m.distributions()}, "
+            "'project': [n for n in ['model', 'training', 'validation', 'pandera'] if u.find_spec(n)]}))")
     proc = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, cwd="/", timeout=120)
     found = json.loads(proc.stdout)
     assert found["project"] == []
-    assert found["versions"] == {p: pins[p] for p in found["versions"]}
+    installed = {canonicalize_name(name): version for name, version in found["installed"].items()}
+    versions = {p: installed[p] for p in ["numpy", "pandas", "lightgbm", "scikit-learn", "cloudpickle"]}
+    assert versions == {p: pins[p] for p in versions}
     # exactly the pins (--no-deps), torch left out: nothing pip resolved on its own, no multi-GB CUDA build
-    listing = subprocess.run([str(python), "-I", "-c", "import importlib.metadata as m, json; print(json.dumps("
-                              "{d.metadata['Name']: d.version for d in m.distributions()}))"],
-                             capture_output=True, text=True, cwd="/", timeout=120)
-    installed = {_norm(name): version for name, version in json.loads(listing.stdout).items()}
     installed = {name: v for name, v in installed.items() if name not in ("pip", "setuptools", "wheel")}
     assert installed == {name: v for name, v in pins.items() if name not in NOT_IN_REPLICA}
     assert str(python).startswith(str(runtime_root()))

@@ -191,7 +191,14 @@ def _venv_python(venv: Path) -> Path:
 
 def _stamp_for(pins: Path) -> dict[str, str]:
     return {"pins_sha256": file_sha256(pins), "python": platform.python_version(),
-            "base_executable": os.path.realpath(getattr(sys, "_base_executable", sys.executable))}
+            "base_executable": _base_python()}
+
+
+def _base_python() -> str:
+    """The interpreter the replica is made from, symlinks resolved: on Python 3.10, `sys._base_executable` inside a
+    venv is that venv's own python, so a replica made from it pointed into the user's (or a test's) venv and broke
+    when that venv was removed (seen: 3.10's replica rebuilt for the second pythons-lane case)."""
+    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 
 
 def _stamp_ok(venv: Path, want: dict[str, str]) -> bool:
@@ -223,17 +230,17 @@ def ensure_runtime(pins: Path | None = None, root: Path | None = None,
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{python_tag()}-", dir=root))
     try:
-        base = getattr(sys, "_base_executable", sys.executable)
-        _run_build([base, "-m", "venv", str(tmp)], tmp, "create the virtual environment")
+        _run_build([_base_python(), "-m", "venv", str(tmp)], tmp, "create the virtual environment")
         # Exactly the pinned packages, --no-deps: the pins are the runtime lock's closure of what a pickle may touch.
         # Resolving dependencies instead would pull in torch for 3.10 (numerai-tools 0.3.3 declares it; the image has
         # it, no pickle built here imports it), a CUDA build of several GB.
-        wanted = [f"{name}=={version}" for name, version in read_pins(pins).items() if name not in NOT_IN_REPLICA]
+        pinned = read_pins(pins)
+        wanted = [f"{name}=={version}" for name, version in pinned.items() if name not in NOT_IN_REPLICA]
         if wanted:
             _run_build([str(_venv_python(tmp)), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
                         "-q", "--no-deps", *wanted], tmp, f"install the runtime's packages from {pins.name}")
         # A pin whose own dependency is missing from the file fails here, at the build, not in the first check.
-        modules = [module for name, module in REPLICA_IMPORTS.items() if name in read_pins(pins)]
+        modules = [module for name, module in REPLICA_IMPORTS.items() if name in pinned]
         if modules:
             _run_build([str(_venv_python(tmp)), "-c", f"import {', '.join(modules)}"], tmp,
                        f"import {', '.join(modules)} from the packages of {pins.name}")
