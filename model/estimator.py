@@ -145,6 +145,10 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
     timing_window, timing_lag, timing_threshold : int, int, float, default=12, 5, 3.0
         Trailing mean of factor returns over `window` eras, lagged by `lag` eras (more than the target's horizon: a
         20-day target resolves about 4 eras later); evidence threshold of the timing gates (0 switches them off).
+    timing_pooled : bool, default=False
+        Also keep factor momentum on a test pooled over the factors (`model.timing.Timing`'s `pooled`): more momentum
+        columns, which pay when the model is refreshed weekly and cost a little left alone. `nmu train` with
+        `refresh = "weekly"` switches it on with a window of 4 (training.experiment.WEEKLY_TIMING).
     timing_staleness : {"neutral", "decay", "hold"}, default="neutral"
         Momentum for an era past the factor-return history (a pickle left alone after upload): the history's mean
         return, a decay towards it, or the newest window held. Chosen by measurement (README, "Leave it to
@@ -221,7 +225,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         "n_factors": ("int", 1, None), "n_clusters": ("int", 1, None), "cluster_components": ("int", 1, None),
         "max_interactions": ("int", 0, None), "interaction_threshold": ("real", 0, None),
         "timing_window": ("int", 1, None), "timing_lag": ("int", 0, None), "timing_threshold": ("real", 0, None),
-        "timing_staleness": ("choice", *STALENESS_POLICIES),
+        "timing_pooled": ("bool",), "timing_staleness": ("choice", *STALENESS_POLICIES),
         "residualize_proportion": ("real", 0.0, 1.0), "residualize_features": ("choice", *RESIDUALIZE_FEATURES),
         "residualize_n_features": ("int", 0, None), "residualize_clusters": ("bool",),
         "residualize_benchmark": ("bool",), "factor_model": ("bool",), "random_state": ("int", 0, None),
@@ -246,6 +250,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         timing_window: int = 12,
         timing_lag: int = 5,
         timing_threshold: float = 3.0,
+        timing_pooled: bool = False,
         timing_staleness: str = "neutral",
         residualize_proportion: float = 0.5,
         residualize_features: str | None = "riskiest",
@@ -274,6 +279,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         self.timing_window = timing_window
         self.timing_lag = timing_lag
         self.timing_threshold = timing_threshold
+        self.timing_pooled = timing_pooled
         self.timing_staleness = timing_staleness
         self.residualize_proportion = residualize_proportion
         self.residualize_features = residualize_features
@@ -451,7 +457,8 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
                 self.interactions_.fit(z, target, eras, self.factors_.names_, relative)
         if self.timing:
             with _stage(seconds, "timing"):
-                self.timing_ = Timing(self.timing_window, self.timing_lag, self.timing_threshold, nw_lags=self._nw_lags)
+                self.timing_ = Timing(self.timing_window, self.timing_lag, self.timing_threshold, nw_lags=self._nw_lags,
+                                      pooled=self.timing_pooled)
                 self.timing_.fit(z, comp_raw, returns, eras, self.factors_.names_, bench, joint_returns=joint)
                 self.as_of_era_ = self.timing_.as_of_era_
         else:

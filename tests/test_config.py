@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from model import NumeraiModel
 from training.config import (
     DEFAULT_LIGHTGBM,
     TrainConfig,
@@ -16,6 +17,7 @@ from training.config import (
     resolve_feature_set_name,
     tomllib,  # guarded: Python 3.10 has only tomli
 )
+from training.experiment import WEEKLY_TIMING, build_model
 from validation.errors import NmuError
 
 
@@ -132,3 +134,22 @@ def test_ensemble_members_count_targets_and_seeds(tmp_path: Path) -> None:
     printed = tmp_path / "printed.toml"
     printed.write_text(config_to_toml(config))
     assert load_config(printed).ensemble == config.ensemble
+
+
+def test_a_weekly_refreshed_model_pools_its_momentum_evidence_unless_components_say_otherwise(tmp_path: Path) -> None:
+    def settings(text: str) -> dict:
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        params = build_model(load_config(path), {}).get_params(deep=False)
+        return {k: params[k] for k in ("timing_pooled", "timing_window")}
+
+    defaults = NumeraiModel()
+    # left alone (the default): the estimator's own defaults, per-factor momentum over 12 eras
+    assert settings("") == {"timing_pooled": defaults.timing_pooled, "timing_window": defaults.timing_window}
+    assert settings("") == {"timing_pooled": False, "timing_window": 12}
+    assert settings('refresh = "weekly"\n') == WEEKLY_TIMING == {"timing_pooled": True, "timing_window": 4}
+    # what [components] sets wins in either mode
+    assert settings('refresh = "weekly"\n[components]\ntiming_window = 8\n') == {"timing_pooled": True, "timing_window": 8}
+    assert settings('refresh = "weekly"\n[components]\ntiming_pooled = false\n') == {"timing_pooled": False,
+                                                                                     "timing_window": 4}
+    assert settings('[components]\ntiming_pooled = true\n') == {"timing_pooled": True, "timing_window": 12}

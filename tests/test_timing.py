@@ -109,3 +109,42 @@ def test_benchmark_state_columns_exist_only_when_fitted_with_a_benchmark(planted
     assert sum(n.startswith("state_bench") for n in with_bench.state_names_) == len(names)
     missing = with_bench.state(z, comp_raw, eras, None)
     assert np.isnan(missing[:, -len(names):]).all()
+
+
+def _factor_return_world(seed: int, phi: float, eras: int = 300, k: int = 8, rows: int = 20):
+    """Composites of a few rows per era and per-era factor returns: an AR(1) with persistence `phi` (0: none) seen
+    through estimation noise as large as the process, so each factor's own momentum evidence is thin."""
+    rng = np.random.default_rng(seed)
+    index = EraIndex(np.repeat([f"{e + 1:04d}" for e in range(eras)], rows))
+    z = rng.standard_normal((eras * rows, k))
+    x = np.empty((eras, k))
+    x[0] = rng.standard_normal(k)
+    for t in range(1, eras):
+        x[t] = phi * x[t - 1] + np.sqrt(1 - phi**2) * rng.standard_normal(k)
+    returns = 0.01 * (x + 1.5 * rng.standard_normal((eras, k)))
+    return z, returns, index, [f"g{j}" for j in range(k)]
+
+
+def test_pooled_momentum_keeps_the_factors_that_per_factor_evidence_misses():
+    kept, alone = [], []
+    for seed in range(3):
+        z, returns, eras, names = _factor_return_world(seed, phi=0.9)
+        pooled = Timing(window=4, pooled=True).fit(z, z, returns, eras, names)
+        single = Timing(window=4, pooled=False).fit(z, z, returns, eras, names)
+        assert pooled.momentum_pooled_ and pooled.momentum_pooled_evidence_.select_t[0] > 3
+        assert single.momentum_pooled_evidence_ is None and not single.momentum_pooled_
+        assert set(single.momentum_keep_) <= set(pooled.momentum_keep_)
+        kept.append(len(pooled.momentum_keep_))
+        alone.append(len(single.momentum_keep_))
+    assert sum(kept) >= 2 * len(names) and sum(kept) > sum(alone) + len(names), (kept, alone)
+
+
+@pytest.mark.parametrize("phi", [0.0, -0.6])
+def test_pooled_momentum_keeps_nothing_without_momentum_or_under_reversal(phi):
+    for seed in range(4):
+        z, returns, eras, names = _factor_return_world(10 + seed, phi=phi)
+        timing = Timing(window=4, pooled=True).fit(z, z, returns, eras, names)
+        single = Timing(window=4, pooled=False).fit(z, z, returns, eras, names)
+        assert not timing.momentum_pooled_
+        # the pooled test adds nothing: only the per-factor gate (either sign) can keep a factor
+        np.testing.assert_array_equal(timing.momentum_keep_, single.momentum_keep_)

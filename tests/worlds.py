@@ -13,17 +13,22 @@ from model.eras import EraIndex
 from model.factors import Factors
 
 
-def train_composites(world: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, EraIndex, list[str], dict[str, Any]]:
-    """(z-scored composites, raw composites, target, eras, group names, truth) of the world's train split."""
+def train_composites(world: Path, files: tuple[str, ...] = ("train.parquet",)
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, EraIndex, list[str], dict[str, Any]]:
+    """(z-scored composites, raw composites, target, eras, group names, truth) of the world's train split, or of the
+    rows with a target in the given files (train and validation: the eras `nmu train` refits on); the truth of either
+    family's world ({} when it has none)."""
     meta = json.loads((world / "features.json").read_text())
     features = meta["feature_sets"]["all"]
     groups = {k: v for k, v in meta["feature_sets"].items() if k not in ("small", "medium", "all")}
-    train = pd.read_parquet(world / "train.parquet", columns=["era", "target"] + features)
+    train = pd.concat([pd.read_parquet(world / f, columns=["era", "target"] + features) for f in files])
+    train = train[train["target"].notna()]
     eras = EraIndex.from_frame(train)
     raw = train[features].to_numpy()
     factors = Factors(groups).fit(raw, eras, features)
     comp_raw = factors.raw(raw, eras)
-    truth = json.loads((world / "synthetic_truth.json").read_text())
+    truth_file = next((world / n for n in ("synthetic_truth.json", "drifting_truth.json") if (world / n).exists()), None)
+    truth = json.loads(truth_file.read_text()) if truth_file else {}
     return eras.standardize(comp_raw), comp_raw, train["target"].to_numpy(np.float64), eras, factors.names_, truth
 
 

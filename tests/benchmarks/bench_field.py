@@ -1,9 +1,11 @@
 """Benchmark 8: the field. A pickle left to auto-submit for months, never refreshed or refreshed every week.
 
-    python tests/benchmarks/bench_field.py [--data DIR] [--worlds NAME,NAME] [--no-assert]
+    python tests/benchmarks/bench_field.py [--data DIR] [--worlds NAME,NAME] [--seed-offset N] [--refresh never]
+        [--no-assert]
 
 Per world (planted and control, made with FUTURE_ERAS eras after their validation eras), `nmu train` builds the
-full model (ship = "full") on every resolved era, and a plain baseline is refit on the same eras. The future eras
+full model (ship = "full"; refresh = "weekly", the model built to be refreshed, unless --refresh never) on every
+resolved era, and a plain baseline is refit on the same eras. The future eras
 then arrive one week at a time, each run as Numerai runs the pickle, one era through
 `predict(live_features, live_benchmark_models)`:
 
@@ -38,6 +40,7 @@ from rich.console import Console
 from model.estimator import NumeraiModel
 from model.live import make_predict
 from model.timing import STALENESS_POLICIES
+from tests.benchmarks.bench_linear import worlds as fresh_worlds
 from tests.benchmarks.bench_worlds import DRIFTING_WORLDS, ensure_family_world, per_era_corr, pooled
 from training.config import config_from_dict
 from training.console import Reporter
@@ -68,15 +71,15 @@ WORLDS = {
 ALL_WORLDS = {**WORLDS, **DRIFTING_WORLDS}
 
 
-def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Path) -> dict:
+def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Path, refresh: str = "weekly") -> dict:
     data, out = root / name / "data", root / name / "artifacts"
     ensure_family_world(data, config)
-    (root / name / "full.toml").write_text('ship = "full"\n')
+    (root / name / "full.toml").write_text(f'ship = "full"\nrefresh = "{refresh}"\n')
     quiet = Console(quiet=True)
     train_command(data=data, out=out, config_path=root / name / "full.toml", console=quiet)
     full = fitted_model(out / "model.pkl")
 
-    train_config = config_from_dict({"ship": "full"})
+    train_config = config_from_dict({"ship": "full", "refresh": refresh})
     ds = load_dataset(data, "synthetic", train_config, Reporter(quiet))
     everything = pd.concat([ds.train, resolved_rows(ds.validation, ds.target)])
     bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark)
@@ -127,9 +130,16 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path("data/field"))
     parser.add_argument("--worlds", default=",".join(WORLDS),
                         help="comma-separated names; the drifting family's (drift-*) on request")
+    parser.add_argument("--seed-offset", type=int,
+                        help="instead: the battery's and the drifting family's shapes with the seed + N (bench_linear's "
+                             "worlds, named NAME-seedN; 3000: the worlds that chose the pooled momentum test's window)")
+    parser.add_argument("--refresh", choices=("weekly", "never"), default="weekly",
+                        help="the config's refresh, which builds the model (weekly: momentum also kept on the pooled "
+                             "test, training.experiment.WEEKLY_TIMING; never: the model as a pickle left alone gets it)")
     parser.add_argument("--no-assert", action="store_true")
     args = parser.parse_args()
-    rows = [run_world(name, ALL_WORLDS[name], args.data.resolve()) for name in args.worlds.split(",")]
+    chosen = ALL_WORLDS if args.seed_offset is None else fresh_worlds("both", True, args.seed_offset)
+    rows = [run_world(name, chosen[name], args.data.resolve(), args.refresh) for name in args.worlds.split(",")]
     names = [*STALENESS_POLICIES, "refreshed", "baseline"]
     table = []
     for r in rows:

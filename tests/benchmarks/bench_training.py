@@ -4,7 +4,7 @@ fit, the ratio full / baseline (bound 1.5) and where full's extra time goes.
 Run it by hand (pytest does not collect tests/benchmarks/), under the shared CPU lock:
 
     flock /tmp/nmu-cpu.lock python tests/benchmarks/bench_training.py [--data DIR] [--eras 150 --stocks 5000
-        --features 780] [--trees N] [--no-assert]
+        --features 780] [--trees N] [--refresh weekly] [--no-assert]
 
 It makes the synthetic world once into DIR (reused when DIR/train.parquet exists), then fits `baseline` and `full`
 (`training.pipeline.build_model` + `make_variant`: the pipeline's classes, LightGBM parameters and tree budget) on
@@ -41,7 +41,7 @@ from training.config import TrainConfig
 from training.data import feature_groups, load_benchmark, load_feature_metadata, load_frame, resolve_feature_set
 from training.experiment import benchmark_for, build_model, make_variant
 
-data, variant, feature_set, trees = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+data, variant, feature_set, trees, refresh = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 metadata = load_feature_metadata(data)
 features = resolve_feature_set(metadata, feature_set)
 frames = [load_frame(f"{data}/{name}.parquet", features, targets=("target",)) for name in ("train", "validation")]
@@ -52,7 +52,7 @@ bench = benchmark_for(frame, *benchmarks)
 del benchmarks
 X, y = frame[["era", *features]], frame["target"].to_numpy(dtype=np.float32)
 del frame
-config = TrainConfig()
+config = TrainConfig(refresh=refresh)
 if trees:
     config.lightgbm["num_iterations"] = trees
 model = make_variant(build_model(config, feature_groups(metadata, features)), variant, config)
@@ -85,9 +85,9 @@ def ensure_world(data: Path, eras: int, stocks: int, features: int) -> None:
     print(f"world: made {data} ({eras} eras x {stocks} stocks x {features} features) in {time.perf_counter() - start:.0f} s")
 
 
-def fit_in_child(data: Path, variant: str, feature_set: str, trees: int) -> dict:
-    """Fit one variant in a fresh process; its timings, peak RSS and stages."""
-    done = subprocess.run([sys.executable, "-c", CHILD, str(data), variant, feature_set, str(trees)],
+def fit_in_child(data: Path, variant: str, feature_set: str, trees: int, refresh: str = "never") -> dict:
+    """Fit one variant in a fresh process (built for the config's `refresh`); its timings, peak RSS and stages."""
+    done = subprocess.run([sys.executable, "-c", CHILD, str(data), variant, feature_set, str(trees), refresh],
                           capture_output=True, text=True)
     if done.returncode:
         sys.stderr.write(done.stderr)
@@ -155,6 +155,8 @@ def main() -> int:
     parser.add_argument("--features", type=int, default=780)
     parser.add_argument("--feature-set", default="all", help="Feature set of features.json to fit on.")
     parser.add_argument("--trees", type=int, default=0, help="Boosting rounds (default: the pipeline's).")
+    parser.add_argument("--refresh", choices=("never", "weekly"), default="never",
+                        help="the config's refresh: weekly builds the model to be refreshed (more momentum columns)")
     parser.add_argument("--no-assert", action="store_true")
     parser.add_argument("--pipeline", action="store_true", help="Time `nmu train` end to end and the scoring step.")
     parser.add_argument("--config", type=Path, help="With --pipeline: nmu train's config file.")
@@ -167,7 +169,7 @@ def main() -> int:
         return 0
 
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
-    results = {name: fit_in_child(data, name, args.feature_set, args.trees) for name in ("baseline", "full")}
+    results = {name: fit_in_child(data, name, args.feature_set, args.trees, args.refresh) for name in ("baseline", "full")}
     print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     ratio = report(results)
     if ratio > BOUND and not args.no_assert:
