@@ -7,7 +7,7 @@ import pytest
 
 from model.eras import EraIndex, era_number
 from model.factors import factor_returns
-from model.timing import Timing, state_features, state_names
+from model.timing import Timing, momentum_products, state_features, state_names
 from tests.worlds import train_composites
 
 
@@ -148,3 +148,20 @@ def test_pooled_momentum_keeps_nothing_without_momentum_or_under_reversal(phi):
         assert not timing.momentum_pooled_
         # the pooled test adds nothing: only the per-factor gate (either sign) can keep a factor
         np.testing.assert_array_equal(timing.momentum_keep_, single.momentum_keep_)
+
+
+def test_momentum_products_measure_covariance_per_factor_and_correlation_scaled_on_the_eras_both_are_known():
+    rng = np.random.default_rng(7)
+    trail, returns = rng.standard_normal((60, 3)), rng.standard_normal((60, 3))
+    trail[:9] = np.nan  # the first eras have no trailing window yet
+    returns[-4:] = np.nan  # the newest targets are unresolved
+    returns[20:30, 1] = np.nan
+    trail[:, 2] = 1.0  # a factor without spread: no evidence either way
+    covariance, correlation = momentum_products(trail, returns), momentum_products(trail, returns, scale=True)
+    for j in range(2):
+        both = ~np.isnan(trail[:, j]) & ~np.isnan(returns[:, j])
+        np.testing.assert_array_equal(np.isnan(covariance[:, j]), ~both)
+        m, r = trail[both, j], returns[both, j]
+        np.testing.assert_allclose(covariance[both, j].mean(), np.cov(m, r, ddof=0)[0, 1])
+        np.testing.assert_allclose(correlation[both, j].mean(), np.corrcoef(m, r)[0, 1])
+    assert np.isnan(correlation[:, 2]).all() and np.nanmax(np.abs(covariance[:, 2])) == 0.0
