@@ -79,13 +79,7 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
     train_command(data=data, out=out, config_path=root / name / "full.toml", console=quiet)
     full = fitted_model(out / "model.pkl")
 
-    train_config = config_from_dict({"ship": "full", "refresh": refresh})
-    ds = load_dataset(data, "synthetic", train_config, Reporter(quiet))
-    everything = pd.concat([ds.train, resolved_rows(ds.validation, ds.target)])
-    bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark)
-    baseline = fit_model(make_variant(build_model(train_config, ds.groups), "baseline", train_config), everything, ds,
-                         Reporter(quiet), "baseline", bench, train_config.compute)
-
+    baseline = fit_baseline(data, refresh)
     future = pd.read_parquet(data / "future.parquet")
     future_bench = pd.read_parquet(data / "future_benchmark_models.parquet")
     features = list(full.feature_names_in_)
@@ -110,6 +104,17 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
         preds["baseline"].append(plain(rows, bench_rows)["prediction"])
     scores = {k: per_era_corr(pd.concat(v), future) for k, v in preds.items()}
     return {"world": name, "planted": config.planted, "scores": scores}
+
+
+def fit_baseline(data: Path, refresh: str = "weekly"):
+    """The plain baseline refit on every resolved era of a written world, as `nmu train` refits."""
+    quiet = Console(quiet=True)
+    train_config = config_from_dict({"ship": "full", "refresh": refresh})
+    ds = load_dataset(data, "synthetic", train_config, Reporter(quiet))
+    everything = pd.concat([ds.train, resolved_rows(ds.validation, ds.target)])
+    bench = benchmark_for(everything, ds.train_benchmark, ds.validation_benchmark)
+    return fit_model(make_variant(build_model(train_config, ds.groups), "baseline", train_config), everything, ds,
+                     Reporter(quiet), "baseline", bench, train_config.compute)
 
 
 def with_policy(model, policy: str):
