@@ -24,11 +24,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from model.eras import EraIndex
 from model.live import make_predict
 from tests.benchmarks.bench_field import WORLDS as FIELD_WORLDS
 from tests.benchmarks.bench_field import fit_baseline
@@ -38,11 +40,6 @@ from training.synthetic import ORACLE_EFFECTS, SyntheticConfig, reachable_predic
 
 WEIGHTS = (0.25, 0.5, 1.0)
 LEFT_ALONE_EFFECTS = tuple(e for e in ORACLE_EFFECTS if e != "momentum")
-
-
-def era_rank(prediction: pd.Series, eras: pd.Series) -> pd.Series:
-    """Per-era percentile rank (the scale the blend adds on)."""
-    return prediction.groupby(eras.reindex(prediction.index)).rank(pct=True)
 
 
 def measure(name: str, config: SyntheticConfig, root: Path) -> dict[str, pd.Series]:
@@ -61,9 +58,12 @@ def measure(name: str, config: SyntheticConfig, root: Path) -> dict[str, pd.Seri
     left_alone = reachable_predictions(config, eras, LEFT_ALONE_EFFECTS)["prediction"]
     scores = {"baseline": baseline, "shipped": shipped, "reachable": reachable, "reachable, no momentum": left_alone}
     out = {k: per_era_corr(v, future) for k, v in scores.items()}
-    ranked_shipped, ranked_reachable = era_rank(shipped, future["era"]), era_rank(left_alone, future["era"])
+    # per-era percentile ranks, the scale the blend adds on
+    ranks = EraIndex(future["era"].to_numpy()).rank(
+        np.column_stack([shipped.reindex(future.index), left_alone.reindex(future.index)]))
     for w in WEIGHTS:
-        out[f"shipped + {w:g} reachable"] = per_era_corr(ranked_shipped + w * ranked_reachable, future)
+        out[f"shipped + {w:g} reachable"] = per_era_corr(
+            pd.Series(ranks[:, 0] + w * ranks[:, 1], index=future.index), future)
     return out
 
 
