@@ -146,9 +146,9 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         Trailing mean of factor returns over `window` eras, lagged by `lag` eras (more than the target's horizon: a
         20-day target resolves about 4 eras later); evidence threshold of the timing gates (0 switches them off).
     timing_pooled : bool, default=False
-        Also keep factor momentum on a test pooled over the factors (`model.timing.Timing`'s `pooled`): more momentum
-        columns, which pay when the model is refreshed weekly and cost a little left alone. `nmu train` with
-        `refresh = "weekly"` switches it on with a window of 4 (training.experiment.WEEKLY_TIMING).
+        Also keep factor momentum on a test pooled over the factors (`model.timing.Timing`'s `pooled`): when it passes,
+        one timed column over all factors, which pays when the model is refreshed weekly and is 0 left alone. `nmu
+        train` with `refresh = "weekly"` switches it on with a window of 4 (training.experiment.WEEKLY_TIMING).
     timing_staleness : {"neutral", "decay", "hold"}, default="neutral"
         Momentum for an era past the factor-return history (a pickle left alone after upload): the history's mean
         return, a decay towards it, or the newest window held. Chosen by measurement (README, "Leave it to
@@ -590,7 +590,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
 
     def log_staleness(self, eras: EraIndex) -> None:
         """One log line (logger "model.timing") when an era's momentum lacks factor returns past the history."""
-        if self.timing_ is None or not len(self.timing_.momentum_keep_):
+        if self.timing_ is None or not len(self.timing_.momentum_factors_):
             return
         stale = self.timing_.staleness(eras.eras)
         if not (np.nan_to_num(stale, nan=0.0) > 0).any():

@@ -14,9 +14,9 @@ Both are gated on evidence from the training eras: a state feature s is used (as
 exposure composite_k × s) only if the factor return of k depends on s with a family-wise significant
 Newey-West t on the first training eras, confirmed on the later, embargoed ones (model.stats.confirm); a factor's
 momentum is used (era-level trailing return and timed exposure composite × trailing return) only if its trailing
-return predicts its next return likewise, or if momentum pooled over all factors does (one test, whose evidence is
-many factors' together) and the factor's own trailing return ran with its next return on both blocks. A world
-without timing adds nothing.
+return predicts its next return likewise. When momentum pooled over all factors does (one test, whose evidence is
+many factors' together), all factors enter one timed column with one coefficient: sum_k composite_k × (trailing_k −
+mean_k). A world without timing adds nothing.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ class Timing:
         Newey-West lags.
     pooled : bool, default=False
         Also test momentum pooled over the factors (`pooled_momentum_stat`); when the pooled test passes, every factor
-        whose trailing return ran with its next return on both the choosing and the confirming eras keeps momentum.
+        enters one timed column, the sum over the factors of composite x (trailing return - its history's mean): one
+        test, one coefficient (the per-factor gate's factors keep their own columns as well).
         Off by default: the extra momentum columns pay when the history is fed weekly (refreshed) and cost a little
         when the pickle is left alone (docs/benchmarks.md, "Momentum pooled over the factors").
 
@@ -135,7 +136,11 @@ class Timing:
     as_of_era_ : str or None
         The newest era with a resolved target in the history.
     state_pairs_, state_keep_, momentum_keep_ : ndarray of int
-        The kept (state, factor) conditional exposures, state features and factors with momentum.
+        The kept (state, factor) conditional exposures, state features and factors with their own momentum columns.
+    momentum_pooled_keep_ : ndarray of int
+        The factors in the pooled timed column `timed_momentum` (empty unless the pooled test passed).
+    momentum_mean_ : ndarray
+        Per factor, the mean factor return of the training eras, the pooled column's centre.
     momentum_pooled_evidence_ : Evidence or None
         The pooled momentum test on the choosing and confirming eras (None when `pooled` is off or the gates are).
     feature_names_ : list of str
@@ -183,12 +188,18 @@ class Timing:
             out[unnumbered] = weeks
         return out
 
+    def _history_mean(self) -> np.ndarray:
+        """Per factor, the mean factor return of the history (0 for a factor without a resolved era)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nan_to_num(np.nanmean(self.history_returns_, axis=0))
+
     def _long_run(self) -> tuple[np.ndarray, np.ndarray]:
         """Per factor, the mean factor return of the history and the era-to-era persistence (AR(1) coefficient in
         [0, 0.99]) of its trailing mean: where a stale trailing return decays to, and how fast."""
+        mean = self._history_mean()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nan_to_num(np.nanmean(self.history_returns_, axis=0))
             trail = self._trailing(self.history_numbers_)
             phi = np.zeros(len(mean))
             for j in range(len(mean)):
@@ -309,13 +320,22 @@ class Timing:
         # it is not (t 2.5 to 8.6 where momentum is planted, at most 0.8 in the twelve null worlds of seed + 3000 at a
         # window of 4: tests/benchmarks/bench_momentum.py)
         self.momentum_pooled_evidence_ = None
+        pooled_gate = np.zeros(k, bool)
         if self.pooled and self.threshold > 0:
             self.momentum_pooled_evidence_ = confirm(lambda part: pooled_momentum_stat(trail[part], returns[part],
                                                                                          self.nw_lags),
                                                      eras.n_eras, familywise_threshold(1, self.threshold * 0.8), embargo)
-            if self.momentum_pooled_:  # each factor whose trailing return ran with its next return on both blocks
-                gate = gate | ((self.momentum_evidence_.select_size > 0) & (self.momentum_evidence_.confirm_size > 0))
+            if self.momentum_pooled_:  # the test's evidence is every factor's together: so is the column
+                pooled_gate[:] = True
         self.momentum_keep_ = np.flatnonzero(gate).astype(np.int64)
+        # The pooled evidence is one test over all factors, so it earns one coefficient, not one per factor: the
+        # factors enter through a single timed column, sum_k composite_k x (trailing_k - mean_k). On the reachable
+        # oracle's future eras (tests/benchmarks/bench_momentum_coefficients.py, a window of 4) momentum weighed by
+        # one coefficient was worth +0.0015, +0.0016 and +0.0016 pooled over the six planted shapes of the seed + 0,
+        # + 4000 and + 5000, weighed by one coefficient per factor +0.0001, +0.0005 and +0.0005 (seed + 3000: +0.0028
+        # and +0.0027).
+        self.momentum_pooled_keep_ = np.flatnonzero(pooled_gate).astype(np.int64)
+        self.momentum_mean_ = self._history_mean()
         return self
 
     @property
@@ -347,7 +367,18 @@ class Timing:
         out += [f"cond_{self.names_[j]}_by_{self.state_names_[i]}" for i, j in self.state_pairs_.tolist()]
         out += [f"mom_{self.names_[j]}" for j in self.momentum_keep_]
         out += [f"timed_{self.names_[j]}" for j in self.momentum_keep_]
+        if len(self._pooled_keep()):
+            out.append("timed_momentum")
         return out
+
+    def _pooled_keep(self) -> np.ndarray:
+        """The factors in the pooled timed column (none for a model pickled before it existed)."""
+        return getattr(self, "momentum_pooled_keep_", np.zeros(0, dtype=np.int64))
+
+    @property
+    def momentum_factors_(self) -> np.ndarray:
+        """Every factor whose momentum the model uses, in its own columns or in the pooled one."""
+        return np.union1d(self.momentum_keep_, self._pooled_keep()).astype(np.int64)
 
     def state(self, composites: np.ndarray, raw_composites: np.ndarray, eras: EraIndex, benchmark: np.ndarray | None) -> np.ndarray:
         """Standardised state features (n_eras, S); benchmark columns NaN when fitted with a benchmark but given none."""
@@ -375,10 +406,14 @@ class Timing:
             s = self.state(composites, raw_composites, eras, benchmark)
             cols += [eras.broadcast(s[:, i]) for i in self.state_keep_]
             cols += [composites[:, j] * eras.broadcast(np.nan_to_num(s[:, i])) for i, j in self.state_pairs_.tolist()]
-        if len(self.momentum_keep_):
+        pooled = self._pooled_keep()
+        if len(self.momentum_keep_) or len(pooled):
             trail = self.trailing(eras.eras, staleness)
             cols += [eras.broadcast(trail[:, j]) for j in self.momentum_keep_]
             cols += [composites[:, j] * eras.broadcast(np.nan_to_num(trail[:, j])) for j in self.momentum_keep_]
+            if len(pooled):  # 0 wherever the trailing return is its history's mean (left alone, neutral) or unknown
+                deviation = np.nan_to_num(trail[:, pooled] - self.momentum_mean_[pooled])
+                cols.append(np.einsum("ij,ij->i", composites[:, pooled], eras.broadcast(deviation)))
         if not cols:
             return np.zeros((n, 0), dtype=np.float32)
         return np.stack(cols, axis=1).astype(np.float32)

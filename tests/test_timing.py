@@ -133,10 +133,31 @@ def test_pooled_momentum_keeps_the_factors_that_per_factor_evidence_misses():
         single = Timing(window=4, pooled=False).fit(z, z, returns, eras, names)
         assert pooled.momentum_pooled_ and pooled.momentum_pooled_evidence_.select_t[0] > 3
         assert single.momentum_pooled_evidence_ is None and not single.momentum_pooled_
-        assert set(single.momentum_keep_) <= set(pooled.momentum_keep_)
-        kept.append(len(pooled.momentum_keep_))
+        assert set(single.momentum_keep_) <= set(pooled.momentum_factors_)
+        np.testing.assert_array_equal(pooled.momentum_keep_, single.momentum_keep_)  # own columns: the gate's alone
+        kept.append(len(pooled.momentum_factors_))
         alone.append(len(single.momentum_keep_))
     assert sum(kept) >= 2 * len(names) and sum(kept) > sum(alone) + len(names), (kept, alone)
+
+
+def test_pooled_momentum_is_one_timed_column_that_is_zero_left_alone():
+    z, returns, eras, names = _factor_return_world(0, phi=0.9)
+    timing = Timing(window=4, pooled=True).fit(z, z, returns, eras, names)
+    pooled = timing.momentum_pooled_keep_
+    assert len(pooled) == len(names) and timing.feature_names_[-1] == "timed_momentum"
+    assert sum(n.startswith("timed_") for n in timing.feature_names_) == len(timing.momentum_keep_) + 1
+    columns = timing.transform(z, z, eras)
+    assert columns.shape[1] == len(timing.feature_names_)
+    trail = timing.trailing(eras.eras)
+    expected = (z[:, pooled] * eras.broadcast(np.nan_to_num(trail[:, pooled] - returns.mean(axis=0)[pooled]))).sum(1)
+    np.testing.assert_allclose(columns[:, -1], expected, rtol=1e-5, atol=1e-7)
+    # eras past the history: the neutral policy's trailing return is the history's mean, so the column is 0 ...
+    later = EraIndex(np.repeat([f"{len(eras.eras) + 10 + e:04d}" for e in range(3)], 20))
+    zl = np.random.default_rng(5).standard_normal((60, z.shape[1]))
+    assert not timing.transform(zl, zl, later, staleness="neutral")[:, -1].any()
+    # ... and a refresh feeds it again
+    timing.update([f"{len(eras.eras) + e:04d}" for e in range(1, 9)], 0.03 * np.ones((8, len(names))))
+    assert timing.transform(zl, zl, later, staleness="neutral")[:, -1].any()
 
 
 @pytest.mark.parametrize("phi", [0.0, -0.6])
@@ -148,6 +169,7 @@ def test_pooled_momentum_keeps_nothing_without_momentum_or_under_reversal(phi):
         assert not timing.momentum_pooled_
         # the pooled test adds nothing: only the per-factor gate (either sign) can keep a factor
         np.testing.assert_array_equal(timing.momentum_keep_, single.momentum_keep_)
+        assert not len(timing.momentum_pooled_keep_) and "timed_momentum" not in timing.feature_names_
 
 
 def test_momentum_products_measure_covariance_per_factor_and_correlation_scaled_on_the_eras_both_are_known():

@@ -78,6 +78,10 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
     quiet = Console(quiet=True)
     train_command(data=data, out=out, config_path=root / name / "full.toml", console=quiet)
     full = fitted_model(out / "model.pkl")
+    timing = getattr(full, "timing_", None)
+    if timing is not None:
+        print(f"{name}: momentum in its own columns for {len(timing.momentum_keep_)} factor(s), in the pooled column "
+              f"for {len(timing.momentum_pooled_keep_)}", flush=True)
 
     baseline = fit_baseline(data)
     future = pd.read_parquet(data / "future.parquet")

@@ -15,6 +15,8 @@ training/export.py and run in the replica by validation/runtime.py:
   ensemble     a TargetEnsemble of 4 members x 2,000 trees x 2,748 features (the live scenario's full model as each
                member, its residualizer once on the combination: members of other targets cost the same to run):
                the live era < 60 s; 100 validation eras in one call < 4 GB and < 10 minutes.
+--refresh weekly fits the model `nmu train` builds for `refresh = "weekly"` (training.experiment.WEEKLY_TIMING: momentum
+also kept on the pooled test, a window of 4 eras), which carries more momentum columns.
 Each prints predict seconds, peak RSS, the frames' own in-memory size (the runner loads them lean), the
 resident size before predict and what the predict added on top, beside the bound; exit 1 if a bound fails.
 Fitted estimators are cached in --data/bench-live-models (keyed by the fit settings and the model sources
@@ -43,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from model import NumeraiModel, TargetEnsemble  # noqa: E402
 from training.data import feature_groups, load_benchmark, load_feature_metadata, resolve_feature_set  # noqa: E402
+from training.experiment import WEEKLY_TIMING  # noqa: E402
 from training.export import export_pickle  # noqa: E402
 from training.synthetic import SyntheticConfig, write_synthetic_world  # noqa: E402
 from validation.artifacts import atomic_write_bytes  # noqa: E402
@@ -120,7 +123,8 @@ def fitted_model(data: Path, name: str, settings: dict[str, Any], refit: bool) -
     features = resolve_feature_set(metadata, "all")
     start = time.perf_counter()
     frame, bench = train_sample(data, features, settings["per_era"])
-    model = NumeraiModel(feature_groups=feature_groups(metadata, features), lgbm_params=settings["lgbm_params"])
+    model = NumeraiModel(feature_groups=feature_groups(metadata, features), lgbm_params=settings["lgbm_params"],
+                         **settings.get("components", {}))
     model = model.variant("full")
     print(f"{name}: fitting on {len(frame):,} rows ({frame['era'].nunique()} train eras x {settings['per_era']}) "
           f"x {len(features)} features, {settings['lgbm_params']} ...", flush=True)
@@ -138,11 +142,12 @@ def describe(model: NumeraiModel) -> str:
     depth = _max_depth(booster, sample=50)
     pairs = 0 if model.interactions_ is None else len(model.interactions_.names_)
     timing = 0 if model.timing_ is None else len(model.timing_.feature_names_)
+    momentum = 0 if model.timing_ is None else len(model.timing_.momentum_factors_)
     cluster_id = model.clusters_ is not None and model.clusters_.cluster_id_used_  # the components own their state
     parts = () if model.residualizer_ is None else model.residualizer_.parts_
     return (f"{booster.num_trees():,} trees, {np.mean(leaves):.0f} leaves a tree, depth up to {depth} (of 50 "
             f"sampled trees); engineered columns {len(model.engineered_names_)} (interactions {pairs}, timing "
-            f"{timing}, cluster id {'on' if cluster_id else 'gated off'}); residualized on "
+            f"{timing} with {momentum} factors' momentum, cluster id {'on' if cluster_id else 'gated off'}); residualized on "
             f"{', '.join(parts) or 'nothing (gated off)'}")
 
 
@@ -220,9 +225,12 @@ def main() -> int:
     parser.add_argument("--deep-per-era", type=int, default=27, help="Train rows per era for the deep fit.")
     parser.add_argument("--deep-min-leaf", type=int, default=16)
     parser.add_argument("--validation-eras", type=int, default=100)
+    parser.add_argument("--refresh", choices=("never", "weekly"), default="never",
+                        help="The model `nmu train` builds for this refresh setting (weekly: more momentum columns).")
     parser.add_argument("--refit", action="store_true")
     parser.add_argument("--no-assert", action="store_true")
     args = parser.parse_args()
+    components = WEEKLY_TIMING if args.refresh == "weekly" else {}
 
     ensure_world(args.data, args.eras, args.stocks, args.features)
     python = ensure_runtime()
@@ -231,8 +239,9 @@ def main() -> int:
         work = Path(tmp)
         live, live_bench = args.data / "live.parquet", args.data / "live_benchmark_models.parquet"
         if {"live", "diagnostics", "ensemble"} & set(args.scenario):
-            model, seconds = fitted_model(args.data, "full", {"per_era": args.fit_per_era,
-                                                               "lgbm_params": {"n_estimators": args.trees}}, args.refit)
+            settings = {"per_era": args.fit_per_era, "lgbm_params": {"n_estimators": args.trees}}
+            model, seconds = fitted_model(args.data, "full", {**settings, **({"components": components} if components
+                                                                             else {})}, args.refit)
             info = export_pickle(model, work / "full.pkl")
             print(f"full model ({f'fitted in {seconds:.0f} s' if seconds else 'cached fit'}): {describe(model)}; "
                   f"pickle {info['size_bytes'] / MB:.1f} MB", flush=True)

@@ -50,7 +50,7 @@ def momentum_evidence(world: Path, windows: list[int]) -> dict[str, dict[str, fl
         evidence = pooled.momentum_pooled_evidence_
         out[str(w)] = {
             "t": float(everything), "select_t": float(evidence.select_t[0]), "confirm_t": float(evidence.confirm_t[0]),
-            "kept": pooled.momentum_pooled_, "factors": len(names), "with_pooled": len(pooled.momentum_keep_),
+            "kept": pooled.momentum_pooled_, "factors": len(names), "with_pooled": len(pooled.momentum_factors_),
             "per_factor": len(single.momentum_keep_)}
     return out
 
