@@ -212,6 +212,30 @@ def test_update_factor_returns_is_point_in_time():
     assert not np.array_equal(trail_a, m.timing_.trailing(["0029"]))
 
 
+def test_pooled_momentum_column_is_zero_left_alone_and_fed_by_a_refresh(monkeypatch):
+    import pickle
+
+    from model.timing import Timing
+
+    frame, y = _tiny(4, eras=30)
+    train = (frame["era"] <= "0020").to_numpy()
+    monkeypatch.setattr(Timing, "momentum_pooled_", property(lambda self: True))  # as if the pooled test passed
+    m = NumeraiModel(feature_groups=_groups(frame), clusters=False, interactions=False, residualizer=False,
+                     timing_window=4, timing_lag=3, timing_pooled=True, lgbm_params=TINY, n_jobs=1)
+    m.fit(frame[train], y[train])
+    monkeypatch.undo()
+    m = pickle.loads(pickle.dumps(m))  # what the pickle keeps is enough: no class-level switch needed at predict
+    assert m.engineered_names_[-1] == "timed_momentum"
+    assert len(m.timing_.momentum_pooled_keep_) == len(m.factors_.names_)
+    era30 = (frame["era"] == "0030").to_numpy()
+    # left alone (neutral) the trailing returns past the history are its mean: the column's deviations are 0
+    np.testing.assert_allclose(m.timing_.trailing(["0030"], "neutral")[0], m.timing_.momentum_mean_)
+    left_alone = m.predict(frame[era30])
+    m.update_factor_returns(frame[~train], y[~train])
+    refreshed = m.predict(frame[era30])
+    assert np.isfinite(refreshed).all() and not np.array_equal(left_alone, refreshed)
+
+
 # ---- does it work? validation eras after the embargo, numerai_corr per era ---------------------------
 def _validation_scores(world, variant: str) -> pd.Series:
     features, groups, train, valid = _load(world)
