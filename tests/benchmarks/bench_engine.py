@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 
+from model.eras import EraIndex  # noqa: E402
 from tests.benchmarks.bench_worlds import DRIFTING_WORLDS, WORLDS, ensure_family_world  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.console import Reporter  # noqa: E402
@@ -76,10 +77,6 @@ def ridge_weights(frame: pd.DataFrame, features: list[str], target: str) -> np.n
     return np.linalg.solve(gram, x.T @ y)
 
 
-def era_rank(values: np.ndarray, eras: np.ndarray) -> np.ndarray:
-    return pd.Series(values).groupby(eras).rank(pct=True).to_numpy()
-
-
 def out_of_fold_weight(ds, config, quiet) -> float:
     """The blend weight chosen on the train eras alone: fits on their first two thirds, w scored on the last third
     after the embargo."""
@@ -94,7 +91,8 @@ def out_of_fold_weight(ds, config, quiet) -> float:
     eras = test_rows["era"].to_numpy()
     linear = era_centred(test_rows[ds.features].to_numpy(np.float32), eras) @ ridge_weights(fit_rows, ds.features,
                                                                                             ds.target)
-    means = {w: score_eras(era_rank(trees, eras) + w * era_rank(linear, eras), test_rows, ds.target, ds.features,
+    index = EraIndex(eras)
+    means = {w: score_eras(index.rank(trees) + w * index.rank(linear), test_rows, ds.target, ds.features,
                            benchmark=None)["corr"].mean() for w in (0.0, *WEIGHTS)}
     return max(means, key=means.get)
 
@@ -144,12 +142,13 @@ def run_world(name: str, data: Path, per_node: bool, ablation: bool = False,
     for label in [k for k in scores if k.startswith("no_")]:  # shown as full minus the variant
         info[f"full - {label}"] = paired_difference(scores["full"], scores.pop(label))
     scores["ridge"] = corr(linear)
+    index = EraIndex(eras)  # per-era percentile ranks, the blend's scale in the model
     for w in WEIGHTS:
         for trees in ("full", "baseline"):
-            scores[f"{trees}+{w:g}ridge"] = corr(era_rank(predictions[trees], eras) + w * era_rank(linear, eras))
+            scores[f"{trees}+{w:g}ridge"] = corr(index.rank(predictions[trees]) + w * index.rank(linear))
     if out_of_fold:
         info["oof_weight"] = w = out_of_fold_weight(ds, config, quiet)
-        scores["full+oof ridge"] = corr(era_rank(predictions["full"], eras) + w * era_rank(linear, eras))
+        scores["full+oof ridge"] = corr(index.rank(predictions["full"]) + w * index.rank(linear))
     table = pd.DataFrame(scores)
     embargoed = sorted(table.index)[config.resolved_embargo:]
     choosing, _ = split_eras(embargoed)
