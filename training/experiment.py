@@ -253,10 +253,11 @@ def switched_on(config: TrainConfig, component: str) -> bool:
 WEEKLY_TIMING = {"timing_pooled": True, "timing_window": 4}
 """The model settings of `refresh = "weekly"`, under whatever [components] sets: factor momentum also kept on a test
 pooled over the factors (one timed column over all of them), over a trailing window of 4 eras. Refreshed weekly the
-pickle paid +0.0014 +- 0.0003 over itself left alone on four planted worlds of fresh seeds (seed + 5000) and +0.0009
-+- 0.0004 on benchmark 8's, neither of which chose anything (the left-alone model's refresh: +0.0000 +- 0.0002); the
-pooled test's first form cost 0.0001 to 0.0005 left alone in four planted worlds of the battery, so a model that will
-be left alone keeps the defaults (docs/benchmarks.md, "Momentum pooled over the factors")."""
+pickle paid +0.0014 +- 0.0003 over itself left alone on four planted worlds of fresh seeds (seed + 5000; +0.0007 +-
+0.0002 on the seed + 4000) and +0.0009 +- 0.0004 on benchmark 8's, none of which chose anything (the left-alone
+model's refresh: +0.0000 +- 0.0002); the pooled test's first form cost 0.0001 to 0.0005 left alone in four planted
+worlds of the battery, so a model that will be left alone keeps the defaults (docs/benchmarks.md, "Momentum pooled over
+the factors" and "One coefficient for pooled momentum")."""
 
 
 def build_model(config: TrainConfig, groups: dict[str, list[str]]) -> NumeraiModel:
