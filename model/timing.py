@@ -412,8 +412,11 @@ class Timing:
             cols += [eras.broadcast(trail[:, j]) for j in self.momentum_keep_]
             cols += [composites[:, j] * eras.broadcast(np.nan_to_num(trail[:, j])) for j in self.momentum_keep_]
             if len(pooled):  # 0 wherever the trailing return is its history's mean (left alone, neutral) or unknown
-                deviation = np.nan_to_num(trail[:, pooled] - self.momentum_mean_[pooled])
-                cols.append(np.einsum("ij,ij->i", composites[:, pooled], eras.broadcast(deviation)))
+                deviation = np.nan_to_num(trail - self.momentum_mean_)
+                timed = np.zeros(n)
+                for j in pooled:  # one factor at a time: (n,) temporaries, never (n, k) copies on the live path
+                    timed += composites[:, j] * eras.broadcast(deviation[:, j])
+                cols.append(timed)
         if not cols:
             return np.zeros((n, 0), dtype=np.float32)
         return np.stack(cols, axis=1).astype(np.float32)
