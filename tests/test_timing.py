@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
 from model.eras import EraIndex, era_number
 from model.factors import factor_returns
-from model.timing import Timing, momentum_products, state_features, state_names
+from model.stats import CONFIRM_T, confirm, familywise_threshold, gate_embargo
+from model.timing import Timing, momentum_products, pooled_momentum_stat, state_features, state_names
 from tests.worlds import train_composites
 
 
@@ -111,9 +114,9 @@ def test_benchmark_state_columns_exist_only_when_fitted_with_a_benchmark(planted
     assert np.isnan(missing[:, -len(names):]).all()
 
 
-def _factor_return_world(seed: int, phi: float, eras: int = 300, k: int = 8, rows: int = 20):
+def _factor_return_world(seed: int, phi: float, eras: int = 300, k: int = 8, rows: int = 20, noise: float = 1.5):
     """Composites of a few rows per era and per-era factor returns: an AR(1) with persistence `phi` (0: none) seen
-    through estimation noise as large as the process, so each factor's own momentum evidence is thin."""
+    through estimation noise `noise` times the process's, so each factor's own momentum evidence is thin."""
     rng = np.random.default_rng(seed)
     index = EraIndex(np.repeat([f"{e + 1:04d}" for e in range(eras)], rows))
     z = rng.standard_normal((eras * rows, k))
@@ -121,7 +124,7 @@ def _factor_return_world(seed: int, phi: float, eras: int = 300, k: int = 8, row
     x[0] = rng.standard_normal(k)
     for t in range(1, eras):
         x[t] = phi * x[t - 1] + np.sqrt(1 - phi**2) * rng.standard_normal(k)
-    returns = 0.01 * (x + 1.5 * rng.standard_normal((eras, k)))
+    returns = 0.01 * (x + noise * rng.standard_normal((eras, k)))
     return z, returns, index, [f"g{j}" for j in range(k)]
 
 
@@ -131,13 +134,50 @@ def test_pooled_momentum_keeps_the_factors_that_per_factor_evidence_misses():
         z, returns, eras, names = _factor_return_world(seed, phi=0.9)
         pooled = Timing(window=4, pooled=True).fit(z, z, returns, eras, names)
         single = Timing(window=4, pooled=False).fit(z, z, returns, eras, names)
-        assert pooled.momentum_pooled_ and pooled.momentum_pooled_evidence_.select_t[0] > 3
-        assert single.momentum_pooled_evidence_ is None and not single.momentum_pooled_
+        assert pooled.momentum_pooled_ and pooled.momentum_pooled_t_ > pooled.threshold
+        assert single.momentum_pooled_t_ is None and not single.momentum_pooled_
         assert set(single.momentum_keep_) <= set(pooled.momentum_factors_)
         np.testing.assert_array_equal(pooled.momentum_keep_, single.momentum_keep_)  # own columns: the gate's alone
         kept.append(len(pooled.momentum_factors_))
         alone.append(len(single.momentum_keep_))
     assert sum(kept) >= 2 * len(names) and sum(kept) > sum(alone) + len(names), (kept, alone)
+
+
+POWER_SEEDS, POWER_NOISE = 8, 3.0  # momentum seen through noise 3x the process: the split rule kept it in 4 of 8 worlds
+
+
+def _split_rule(timing: Timing, returns: np.ndarray, eras: EraIndex) -> bool:
+    """The pooled gate before the whole-sample test: chosen on the first eras, confirmed on the later ones."""
+    trail = timing.trailing(eras.eras)
+    ev = confirm(lambda part: pooled_momentum_stat(trail[part], returns[part], timing.nw_lags), eras.n_eras,
+                 familywise_threshold(1, timing.threshold * 0.8), gate_embargo(timing.nw_lags))
+    return bool(ev.chosen[0] and ev.select_t[0] > 0 and ev.confirm_t[0] > CONFIRM_T)
+
+
+def test_pooled_momentum_is_one_test_on_every_era_with_more_power_than_choosing_and_confirming():
+    whole, split = [], []
+    for seed in range(POWER_SEEDS):
+        z, returns, eras, names = _factor_return_world(200 + seed, phi=0.9, noise=POWER_NOISE)
+        timing = Timing(window=4, pooled=True).fit(z, z, returns, eras, names)
+        t = pooled_momentum_stat(timing.trailing(eras.eras), returns, timing.nw_lags)[0][0]
+        assert timing.momentum_pooled_t_ == pytest.approx(t) and timing.momentum_pooled_ == (t > timing.threshold)
+        whole.append(timing.momentum_pooled_)
+        split.append(_split_rule(timing, returns, eras))
+    # where the evidence is marginal the whole-sample test keeps momentum more often than the split rule did
+    assert sum(whole) > sum(split), (whole, split)
+
+
+def test_a_pickle_from_before_the_whole_sample_test_keeps_its_verdict_and_its_columns():
+    z, returns, eras, names = _factor_return_world(0, phi=0.9)
+    timing = Timing(window=4, pooled=True).fit(z, z, returns, eras, names)
+    columns = timing.transform(z, z, eras)
+    trail = timing.trailing(eras.eras)
+    old = copy.deepcopy(timing)  # as pickled at b219f2c: the split rule's evidence, no whole-sample t
+    del old.momentum_pooled_t_
+    old.momentum_pooled_evidence_ = confirm(lambda part: pooled_momentum_stat(trail[part], returns[part], 4), eras.n_eras,
+                                            familywise_threshold(1, 2.4), gate_embargo(4))
+    assert old.momentum_pooled_ == _split_rule(timing, returns, eras)
+    np.testing.assert_array_equal(old.transform(z, z, eras), columns)  # its columns come from momentum_pooled_keep_
 
 
 def test_pooled_momentum_is_one_timed_column_that_is_zero_left_alone():
@@ -162,7 +202,7 @@ def test_pooled_momentum_is_one_timed_column_that_is_zero_left_alone():
 
 @pytest.mark.parametrize("phi", [0.0, -0.6])
 def test_pooled_momentum_keeps_nothing_without_momentum_or_under_reversal(phi):
-    for seed in range(4):
+    for seed in range(12):
         z, returns, eras, names = _factor_return_world(10 + seed, phi=phi)
         timing = Timing(window=4, pooled=True).fit(z, z, returns, eras, names)
         single = Timing(window=4, pooled=False).fit(z, z, returns, eras, names)
