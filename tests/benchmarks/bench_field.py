@@ -1,7 +1,7 @@
 """Benchmark 8: the field. A pickle left to auto-submit for months, never refreshed or refreshed every week.
 
     python tests/benchmarks/bench_field.py [--data DIR] [--worlds NAME,NAME] [--seed-offset N] [--refresh never]
-        [--no-assert]
+        [--reuse] [--no-assert]
 
 Per world (planted and control, made with FUTURE_ERAS eras after their validation eras), `nmu train` builds the
 full model (ship = "full"; refresh = "weekly", the model built to be refreshed, unless --refresh never) on every
@@ -71,12 +71,13 @@ WORLDS = {
 ALL_WORLDS = {**WORLDS, **DRIFTING_WORLDS}
 
 
-def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Path, refresh: str = "weekly") -> dict:
+def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Path, refresh: str = "weekly",
+              reuse: bool = False) -> dict:
     data, out = root / name / "data", root / name / "artifacts"
     ensure_family_world(data, config)
-    (root / name / "full.toml").write_text(f'ship = "full"\nrefresh = "{refresh}"\n')
-    quiet = Console(quiet=True)
-    train_command(data=data, out=out, config_path=root / name / "full.toml", console=quiet)
+    if not (reuse and (out / "model.pkl").exists()):
+        (root / name / "full.toml").write_text(f'ship = "full"\nrefresh = "{refresh}"\n')
+        train_command(data=data, out=out, config_path=root / name / "full.toml", console=Console(quiet=True))
     full = fitted_model(out / "model.pkl")
     timing = getattr(full, "timing_", None)
     if timing is not None:
@@ -146,10 +147,13 @@ def main() -> int:
     parser.add_argument("--refresh", choices=("weekly", "never"), default="weekly",
                         help="the config's refresh, which builds the model (weekly: momentum also kept on the pooled "
                              "test, training.experiment.WEEKLY_TIMING; never: the model as a pickle left alone gets it)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="run the model.pkl an earlier run left in DIR/NAME/artifacts instead of training again (to "
+                             "pool worlds of several runs; the pickle must come from the same code and --refresh)")
     parser.add_argument("--no-assert", action="store_true")
     args = parser.parse_args()
     chosen = ALL_WORLDS if args.seed_offset is None else fresh_worlds("both", True, args.seed_offset)
-    rows = [run_world(name, chosen[name], args.data.resolve(), args.refresh) for name in args.worlds.split(",")]
+    rows = [run_world(name, chosen[name], args.data.resolve(), args.refresh, args.reuse) for name in args.worlds.split(",")]
     names = [*STALENESS_POLICIES, "refreshed", "baseline"]
     table = []
     for r in rows:
