@@ -146,9 +146,10 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
         Trailing mean of factor returns over `window` eras, lagged by `lag` eras (more than the target's horizon: a
         20-day target resolves about 4 eras later); evidence threshold of the timing gates (0 switches them off).
     timing_pooled : bool, default=False
-        Also keep factor momentum on a test pooled over the factors (`model.timing.Timing`'s `pooled`): when it passes,
-        one timed column over all factors, which pays when the model is refreshed weekly and is 0 left alone. `nmu
-        train` with `refresh = "weekly"` switches it on with a window of 4 (training.experiment.WEEKLY_TIMING).
+        Also keep factor momentum on a test pooled over the factors, one test on every training era
+        (`model.timing.Timing`'s `pooled`): when it passes, one timed column over all factors, which pays when the
+        model is refreshed weekly and is 0 left alone. `nmu train` with `refresh = "weekly"` switches it on with a
+        window of 4 (training.experiment.WEEKLY_TIMING).
     timing_staleness : {"neutral", "decay", "hold"}, default="neutral"
         Momentum for an era past the factor-return history (a pickle left alone after upload): the history's mean
         return, a decay towards it, or the newest window held. Chosen by measurement (README, "Leave it to

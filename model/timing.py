@@ -14,9 +14,9 @@ Both are gated on evidence from the training eras: a state feature s is used (as
 exposure composite_k × s) only if the factor return of k depends on s with a family-wise significant
 Newey-West t on the first training eras, confirmed on the later, embargoed ones (model.stats.confirm); a factor's
 momentum is used (era-level trailing return and timed exposure composite × trailing return) only if its trailing
-return predicts its next return likewise. When momentum pooled over all factors does (one test, whose evidence is
-many factors' together), all factors enter one timed column with one coefficient: sum_k composite_k × (trailing_k −
-mean_k). A world without timing adds nothing.
+return predicts its next return likewise. When momentum pooled over all factors does (one test fixed in advance,
+whose evidence is many factors' together, judged on every training era at once), all factors enter one timed column
+with one coefficient: sum_k composite_k × (trailing_k − mean_k). A world without timing adds nothing.
 """
 
 from __future__ import annotations
@@ -123,9 +123,10 @@ class Timing:
     nw_lags : int, default=4
         Newey-West lags.
     pooled : bool, default=False
-        Also test momentum pooled over the factors (`pooled_momentum_stat`); when the pooled test passes, every factor
-        enters one timed column, the sum over the factors of composite x (trailing return - its history's mean): one
-        test, one coefficient (the per-factor gate's factors keep their own columns as well).
+        Also test momentum pooled over the factors (`pooled_momentum_stat`, its t over every training era against
+        `threshold`); when the pooled test passes, every factor enters one timed column, the sum over the factors of
+        composite x (trailing return - its history's mean): one test, one coefficient (the per-factor gate's factors
+        keep their own columns as well).
         Off by default: the extra momentum columns pay when the history is fed weekly (refreshed) and cost a little
         when the pickle is left alone (docs/benchmarks.md, "Momentum pooled over the factors").
 
