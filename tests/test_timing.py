@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -146,11 +147,17 @@ def test_pooled_momentum_keeps_the_factors_that_per_factor_evidence_misses():
 POWER_SEEDS, POWER_NOISE = 8, 3.0  # momentum seen through noise 3x the process: the split rule kept it in 4 of 8 worlds
 
 
-def _split_rule(timing: Timing, returns: np.ndarray, eras: EraIndex) -> bool:
-    """The pooled gate before the whole-sample test: chosen on the first eras, confirmed on the later ones."""
+def _split_evidence(timing: Timing, returns: np.ndarray, eras: EraIndex):
+    """The pooled gate's evidence before the whole-sample test (b219f2c): chosen on the first eras, confirmed on the
+    later ones."""
     trail = timing.trailing(eras.eras)
-    ev = confirm(lambda part: pooled_momentum_stat(trail[part], returns[part], timing.nw_lags), eras.n_eras,
-                 familywise_threshold(1, timing.threshold * 0.8), gate_embargo(timing.nw_lags))
+    return confirm(lambda part: pooled_momentum_stat(trail[part], returns[part], timing.nw_lags), eras.n_eras,
+                   familywise_threshold(1, timing.threshold * 0.8), gate_embargo(timing.nw_lags))
+
+
+def _split_rule(timing: Timing, returns: np.ndarray, eras: EraIndex) -> bool:
+    """The split rule's verdict: chosen with a positive t, confirmed above CONFIRM_T."""
+    ev = _split_evidence(timing, returns, eras)
     return bool(ev.chosen[0] and ev.select_t[0] > 0 and ev.confirm_t[0] > CONFIRM_T)
 
 
@@ -171,12 +178,12 @@ def test_a_pickle_from_before_the_whole_sample_test_keeps_its_verdict_and_its_co
     z, returns, eras, names = _factor_return_world(0, phi=0.9)
     timing = Timing(window=4, pooled=True).fit(z, z, returns, eras, names)
     columns = timing.transform(z, z, eras)
-    trail = timing.trailing(eras.eras)
     old = copy.deepcopy(timing)  # as pickled at b219f2c: the split rule's evidence, no whole-sample t
     del old.momentum_pooled_t_
-    old.momentum_pooled_evidence_ = confirm(lambda part: pooled_momentum_stat(trail[part], returns[part], 4), eras.n_eras,
-                                            familywise_threshold(1, 2.4), gate_embargo(4))
-    assert old.momentum_pooled_ == _split_rule(timing, returns, eras)
+    old.momentum_pooled_evidence_ = _split_evidence(timing, returns, eras)
+    assert old.momentum_pooled_ and _split_rule(timing, returns, eras)  # the split rule kept this world's momentum
+    old.momentum_pooled_evidence_ = dataclasses.replace(old.momentum_pooled_evidence_, confirm_t=np.array([CONFIRM_T]))
+    assert not old.momentum_pooled_  # ... and reads its own verdict: not confirmed above CONFIRM_T, not kept
     np.testing.assert_array_equal(old.transform(z, z, eras), columns)  # its columns come from momentum_pooled_keep_
 
 
