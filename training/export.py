@@ -15,6 +15,7 @@ from __future__ import annotations
 import dis
 import hashlib
 import importlib.util
+import inspect
 import io
 import pickle
 import platform
@@ -22,7 +23,7 @@ import site
 import sys
 import sysconfig
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -254,7 +255,35 @@ def build_packages() -> dict[str, str]:
     return out
 
 
-def export_pickle(fitted: Any, path: str | Path, *, pins: Path | None = None) -> dict[str, Any]:
+def _closed_over(predict: Callable[..., Any]) -> Any:
+    """The model a live function closes over (model.live.make_predict's `fitted`), or None."""
+    try:
+        return inspect.getclosurevars(predict).nonlocals.get("fitted")
+    except (TypeError, ValueError):
+        return None
+
+
+def _classes_of_a_loaded_pickle(fitted: Any, modules: Iterable[str]) -> list[str]:
+    """The model's classes from this project's `modules` (its own, and those of the objects in its attributes) that
+    are not this installation's class of the same name: cloudpickle made them anew while loading a pickle built in
+    another process."""
+    tops = {m.split(".")[0] for m in modules}
+    foreign: set[str] = set()
+    for obj in [fitted, *vars(fitted).values()] if hasattr(fitted, "__dict__") else [fitted]:
+        cls = type(obj)
+        name = getattr(cls, "__module__", None) or ""
+        found: Any = sys.modules.get(name)
+        if found is None or name.split(".")[0] not in tops or "<" in cls.__qualname__:  # (made inside a function)
+            continue
+        for part in cls.__qualname__.split("."):
+            found = getattr(found, part, None)
+        if found is not cls:
+            foreign.add(f"{cls.__module__}.{cls.__qualname__}")
+    return sorted(foreign)
+
+
+def export_pickle(fitted: Any, path: str | Path, *, pins: Path | None = None,
+                  predict: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Write Numerai's predict function for a fitted estimator to `path` (by value, atomically); returns its size
     and sha256, and records them with the building Python and package versions in its manifest.
 
@@ -265,16 +294,32 @@ def export_pickle(fitted: Any, path: str | Path, *, pins: Path | None = None) ->
     numpy/pandas/scikit-learn/lightgbm differ from the runtime's pins for this Python (`pins` overrides the pins
     file). Refuses (NmuError) a pickle the runtime's cloudpickle or numpy could not read, and (naming the module) one that
     imports a project module at call time, references a module that must not run live, or needs a module
-    Numerai's runtime image lacks."""
+    Numerai's runtime image lacks.
+
+    `predict`: the live function to write instead of a new `make_predict(fitted)`; it must close over `fitted`.
+    `nmu refresh` passes the loaded pickle's own, so the refreshed pickle keeps the code it was built with. A model
+    loaded from a pickle that another process built carries that pickle's classes, and this installation's live
+    function does not run it (its `EraIndex` is another class), so such a model without its own `predict` is
+    refused."""
     note_version_mismatch(pins)
     unreadable = pickle_format_mismatch(pins)
     if unreadable:
         raise NmuError(f"cannot export {Path(path).name}: {unreadable}.")
-    try:
-        predict = make_predict(fitted)
-    except ValueError as exc:
-        raise NmuError(f"cannot export {Path(path).name}: {exc}.") from None
     modules = project_modules(extra=_estimators_in(fitted))
+    if predict is None:
+        foreign = _classes_of_a_loaded_pickle(fitted, modules)
+        if foreign:
+            raise NmuError(
+                f"cannot export {Path(path).name}: the model's {', '.join(foreign[:3])} came from a pickle built by "
+                "another process (its code travels in that pickle), and this installation's live function cannot run "
+                "it; refresh it with `nmu refresh`, or pass the pickle's own live function (training.refresh."
+                "pickled_model) as predict=.")
+        try:
+            predict = make_predict(fitted)
+        except ValueError as exc:
+            raise NmuError(f"cannot export {Path(path).name}: {exc}.") from None
+    elif _closed_over(predict) is not fitted:
+        raise NmuError(f"cannot export {Path(path).name}: the live function given does not close over this model.")
     data, by_value = dumps_by_value(predict, modules)
     lazy = call_time_imports(by_value, modules)
     if lazy:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,13 @@ REFIT_RULE = ("replace the current model by the refit one when its mean per-era 
               "never saw is not below the current model's by more than one standard error of their paired difference")
 
 
-def fitted_model(model_path: Path) -> Any:
-    """The NumeraiModel inside a pickle that `nmu train` (or `export_pickle`) wrote."""
+def pickled_model(model_path: Path) -> tuple[Callable[..., Any], Any]:
+    """The live function in a pickle that `nmu train` (or `export_pickle`) wrote, and the NumeraiModel it closes over.
+
+    Both carry the code the pickle was built with (the project is pickled by value): loaded in another process than
+    the one that built the pickle, the model's classes are the pickle's own, not this installation's. So the model is
+    run through its own live function, never through this installation's `make_predict`: that one's `EraIndex` is
+    another class than the model's, and a model that residualizes fails on it (TypeError in `residualize_predictions`)."""
     predict = load_pickle(model_path)
     try:
         fitted = inspect.getclosurevars(predict).nonlocals.get("fitted")
@@ -65,7 +71,12 @@ def fitted_model(model_path: Path) -> Any:
     if fitted is None or not hasattr(fitted, "update_factor_returns"):
         raise NmuError(f"{model_path} holds no NumeraiModel (a pickle of another estimator): there is no timing "
                        "history to refresh; retrain it instead.")
-    return fitted
+    return predict, fitted
+
+
+def fitted_model(model_path: Path) -> Any:
+    """The NumeraiModel inside a pickle that `nmu train` (or `export_pickle`) wrote (see `pickled_model`)."""
+    return pickled_model(model_path)[1]
 
 
 def _manifest_of(model_path: Path) -> dict[str, Any]:
@@ -133,7 +144,7 @@ def refresh_command(model_path: str | Path, data: str | Path | None = None, down
     if refit:
         return _refit(model_path, manifest, data_dir, send, validation_eras, reporter)
 
-    fitted = fitted_model(model_path)
+    predict, fitted = pickled_model(model_path)
     as_of = fitted.as_of_era_
     new = _new_eras(data_dir, manifest, as_of)
     if new.empty:
@@ -152,7 +163,7 @@ def refresh_command(model_path: str | Path, data: str | Path | None = None, down
     record = {"parent_sha256": manifest["pickle"]["sha256"], "from_as_of_era": as_of, "to_as_of_era": fitted.as_of_era_,
               "eras_added": added, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "data": {"dir": str(data_dir.resolve()), "version": read_data_info(data_dir)["version"]}}
-    result = _replace(model_path, manifest, fitted, data_dir, record, send, validation_eras)
+    result = _replace(model_path, manifest, fitted, data_dir, record, send, validation_eras, predict)
     say(f"refreshed {model_path.name}: as of era {as_of} -> {fitted.as_of_era_} ({len(added)} new era(s): "
         f"{added[0]}-{added[-1]}); same trees; runtime check PASS"
         + _uploaded(result))
@@ -166,12 +177,13 @@ def _uploaded(result: dict[str, Any]) -> str:
 
 
 def _replace(model_path: Path, manifest: dict[str, Any], fitted: Any, data_dir: Path, record: dict[str, Any],
-             send: Any, validation_eras: int) -> dict[str, Any]:
+             send: Any, validation_eras: int, predict: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Write the new pickle and manifest beside the old ones, check them, swap them in together, upload (`send`);
-    put the old ones back if the upload or Numerai's validation of it fails."""
+    put the old ones back if the upload or Numerai's validation of it fails. `predict`: the live function to write,
+    the pickle's own around a refreshed model (its code is the pickle's), else a new one around `fitted`."""
     with tempfile.TemporaryDirectory(prefix=f".{model_path.stem}.refresh-", dir=model_path.parent) as tmp:
         staged = Path(tmp) / model_path.name
-        export_pickle(fitted, staged)
+        export_pickle(fitted, staged, predict=predict)
         fresh = ("pickle", "check", "upload", "python", "packages", "exported", "written_by", "model", "as_of_era",
                  "refreshed", "refreshes")  # what the new pickle's own record replaces
         kept = {k: v for k, v in manifest.items() if k not in fresh}

@@ -25,7 +25,6 @@ frozen by more than 2 standard errors.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import sys
 from pathlib import Path
@@ -47,7 +46,7 @@ from training.console import Reporter
 from training.drifting_world import DriftingWorldConfig
 from training.experiment import benchmark_for, build_model, fit_model, load_dataset, make_variant, resolved_rows
 from training.pipeline import train_command
-from training.refresh import fitted_model
+from training.refresh import fitted_model, pickled_model
 from training.synthetic import SyntheticConfig
 
 FUTURE_ERAS = 80
@@ -89,9 +88,9 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
     future_bench = pd.read_parquet(data / "future_benchmark_models.parquet")
     features = list(full.feature_names_in_)
     eras = sorted(future["era"].unique())
-    frozen = {policy: make_predict(with_policy(full, policy)) for policy in STALENESS_POLICIES}
-    refreshed_model = with_policy(full, "hold")
-    refreshed = make_predict(refreshed_model)
+    # each run is the pickle's own live function (its code is the pickle's: see training.refresh.pickled_model)
+    frozen = {policy: pickle_with_policy(out / "model.pkl", policy)[0] for policy in STALENESS_POLICIES}
+    refreshed, refreshed_model = pickle_with_policy(out / "model.pkl", "hold")
     plain = make_predict(baseline)
     preds: dict[str, list[pd.Series]] = {k: [] for k in [*frozen, "refreshed", "baseline"]}
     fed: set[str] = set()
@@ -123,11 +122,11 @@ def fit_baseline(data: Path):
                      Reporter(quiet), "baseline", bench, train_config.compute)
 
 
-def with_policy(model, policy: str):
-    """A copy of a fitted model with another staleness policy (a predict-time setting)."""
-    twin = copy.deepcopy(model)
-    twin.set_params(timing_staleness=policy)
-    return twin
+def pickle_with_policy(path: Path, policy: str):
+    """The pickle's live function and model, loaded afresh, with another staleness policy (a predict-time setting)."""
+    predict, model = pickled_model(path)
+    model.set_params(timing_staleness=policy)
+    return predict, model
 
 
 def pooled_diff(rows: list[dict], a: str, b: str) -> tuple[float, float]:
