@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from model.live import make_predict
 from tests.stand_in import (
     LazyImportModel,
     TrainingReachingModel,
@@ -208,6 +209,47 @@ def test_export_refuses_a_call_time_project_import(small_world, tmp_path):
     with pytest.raises(NmuError, match=r"tests\.stand_in\.LazyImportModel\.predict imports tests\.stand_in inside a function.*top level"):
         export_pickle(fitted, tmp_path / "lazy.pkl")
     assert not (tmp_path / "lazy.pkl").exists()
+
+
+def test_a_model_from_a_pickle_another_process_built_is_written_with_its_own_live_function(small_world, tmp_path):
+    """`nmu refresh`'s case: a model loaded from a pickle that another process built has the pickle's classes, which
+    this installation's live function cannot run (its EraIndex is another class: a model that residualizes raised
+    TypeError). Export refuses that mix, naming the classes, and writes the pickle's own function when given it;
+    that pickle runs in a process of its own and predicts what the original does."""
+    built, mixed, own = tmp_path / "built.pkl", tmp_path / "mixed.pkl", tmp_path / "own.pkl"
+    full = fit_full(small_world)  # it residualizes (on the benchmark column)
+    export_pickle(full, built)
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from training.export import export_pickle
+        from training.refresh import pickled_model
+        from validation.errors import NmuError
+        predict, fitted = pickled_model(Path({str(built)!r}))
+        try:
+            export_pickle(fitted, Path({str(mixed)!r}))
+        except NmuError as exc:
+            print("refused:", exc)
+        export_pickle(fitted, Path({str(own)!r}), predict=predict)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "refused: cannot export mixed.pkl: the model's model.estimator.NumeraiModel" in proc.stdout, proc.stdout
+    assert "came from a pickle built by another process" in proc.stdout and not mixed.exists()
+    compare = textwrap.dedent(f"""
+        import pandas as pd
+        live = pd.read_parquet({str(small_world / 'live.parquet')!r})
+        bench = pd.read_parquet({str(small_world / 'live_benchmark_models.parquet')!r})
+        a = pd.read_pickle({str(own)!r})(live, bench)["prediction"]
+        b = pd.read_pickle({str(built)!r})(live, bench)["prediction"]
+        print(len(a), float((a - b).abs().max()))
+    """)
+    proc = subprocess.run([sys.executable, "-c", compare], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows, gap = proc.stdout.split()[-2:]
+    assert int(rows) == len(pd.read_parquet(small_world / "live.parquet", columns=[])) and float(gap) == 0.0
+    # a live function around another model is refused too
+    with pytest.raises(NmuError, match="does not close over this model"):
+        export_pickle(full, tmp_path / "other.pkl", predict=make_predict(fit_baseline(small_world)))
 
 
 @pytest.mark.network
