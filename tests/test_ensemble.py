@@ -111,6 +111,8 @@ def test_seeds_bag_each_target_with_its_own_lightgbm_seeds(frames):
         TargetEnsemble(model, ["target"], seeds=0).fit(X, train["target"])
 
 
+@pytest.mark.slow  # a whole `nmu train` of a two-target ensemble with its refit (13 s); the default lane keeps the
+# ensemble's fit, scores and live pickle in the tests around it
 def test_nmu_train_scores_every_member_and_the_ensemble(small_world, tmp_path: Path):
     config = tmp_path / "ensemble.toml"
     config.write_text('[ensemble]\ntargets = ["target", "target_jasper_20"]\n\n[lightgbm]\nn_estimators = 40\n'
@@ -179,7 +181,7 @@ def test_each_member_is_a_job_of_its_own_on_the_executor(small_world, tmp_path: 
     assert all(m.n_jobs == shipped.model.n_jobs for m in members)
 
 
-@pytest.mark.slow  # a second whole nmu train (8 s); the default lane keeps the targets one and the seeds' bagging
+@pytest.mark.slow  # a second whole nmu train (8 s); the default lane keeps the ensemble's fit and the seeds' bagging
 def test_nmu_train_with_seeds_scores_every_seed(small_world, tmp_path: Path):
     config = tmp_path / "seeds.toml"
     config.write_text('[ensemble]\nseeds = 2\n\n[lightgbm]\nn_estimators = 30\nlearning_rate = 0.1\n')

@@ -5,6 +5,7 @@ were; the scheduled workflow's command runs as written against the loopback API.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
 import shutil
@@ -123,15 +124,17 @@ WEEKLY_CONFIG = ('refresh = "weekly"\nship = "full"\n\n[lightgbm]\nn_estimators 
 
 
 def _in_another_process(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
+    """`python ARGS` in a process of its own, this checkout first on its path."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, env=env)
 
 
 def test_a_pickle_built_by_another_process_is_refreshed_with_its_own_code_and_runs(worlds, tmp_path):
     """The weekly workflow: `nmu train` in one process, `nmu refresh` a week later in another. Loaded there, the
     model's classes are the pickle's own (cloudpickle makes them anew), so this installation's live function cannot
-    run it: its EraIndex is another class, and a model that residualizes failed in the replica with a TypeError
-    (every refresh of such a model was refused by the check). The refresh writes the pickle's own live function
-    around the refreshed model, and export refuses the mix, saying why."""
+    run it: its EraIndex is another class, and a model whose residualizer has exposures failed in the replica with a
+    TypeError (the check refused every such refresh). The refresh writes the pickle's own live function around the
+    refreshed model and records whose code it is; export refuses the mix, saying why."""
     then, later, _ = worlds
     (tmp_path / "weekly.toml").write_text(WEEKLY_CONFIG)
     out = tmp_path / "weekly"
@@ -140,16 +143,7 @@ def test_a_pickle_built_by_another_process_is_refreshed_with_its_own_code_and_ru
     pkl = out / "model.pkl"
     before = fitted_model(pkl)
     assert "timed_momentum" in before.timing_.feature_names_  # the weekly model's pooled column
-    assert before.residualizer_.benchmark  # it residualizes the live era (on the benchmark column, at least)
-
-    # this installation's live function around the model of a pickle another process built: refused, with the reason
-    script = ("import sys; from pathlib import Path; from training.export import export_pickle; "
-              "from training.refresh import fitted_model; from validation.errors import NmuError\n"
-              "try:\n    export_pickle(fitted_model(Path(sys.argv[1])), Path(sys.argv[2]))\n"
-              "except NmuError as exc:\n    print(exc)\n    sys.exit(3)\n")
-    mixed = _in_another_process("-c", script, str(pkl), str(tmp_path / "mixed.pkl"))
-    assert mixed.returncode == 3, mixed.stdout + mixed.stderr
-    assert "came from a pickle built by another process" in mixed.stdout and not (tmp_path / "mixed.pkl").exists()
+    assert before.residualizer_.benchmark  # the live era is residualized (on the benchmark column, at least)
 
     parent = file_sha256(pkl)
     done = _in_another_process("-m", "training.cli", "refresh", str(pkl), "--data", str(later))
@@ -160,8 +154,8 @@ def test_a_pickle_built_by_another_process_is_refreshed_with_its_own_code_and_ru
     assert int(after.as_of_era_) == int(before.as_of_era_) + NEW_ERAS + UNRESOLVED
     manifest = read_manifest(pkl)
     assert manifest["refreshed"]["parent_sha256"] == parent and manifest["check"]["passed"] is True
-    assert manifest["check"]["sha256"] == file_sha256(pkl)
-    # and it runs here as Numerai runs it, in a process of its own: the newest live era, every row, in (0, 1]
+    assert manifest["check"]["sha256"] == file_sha256(pkl) and manifest["code_from"] == parent
+    # it runs as Numerai runs it, in a process of its own: the newest live era, every row, in (0, 1]
     run = _in_another_process("-c", "import sys, pandas as pd; p = pd.read_pickle(sys.argv[1]); "
                               "out = p(pd.read_parquet(sys.argv[2]), pd.read_parquet(sys.argv[3])); "
                               "print(len(out), float(out['prediction'].min()), float(out['prediction'].max()))",
@@ -169,6 +163,15 @@ def test_a_pickle_built_by_another_process_is_refreshed_with_its_own_code_and_ru
     assert run.returncode == 0, run.stdout + run.stderr
     rows, low, high = run.stdout.split()[-3:]
     assert int(rows) == len(pd.read_parquet(later / "live.parquet", columns=[])) and 0 < float(low) <= float(high) <= 1
+
+    # this installation's live function around the model of a pickle another process built: refused, with the reason
+    script = ("import sys; from pathlib import Path; from training.export import export_pickle; "
+              "from training.refresh import fitted_model; from validation.errors import NmuError\n"
+              "try:\n    export_pickle(fitted_model(Path(sys.argv[1])), Path(sys.argv[2]))\n"
+              "except NmuError as exc:\n    print(exc)\n    sys.exit(3)\n")
+    mixed = _in_another_process("-c", script, str(pkl), str(tmp_path / "mixed.pkl"))
+    assert mixed.returncode == 3, mixed.stdout + mixed.stderr
+    assert "came from a pickle that another process built" in mixed.stdout and not (tmp_path / "mixed.pkl").exists()
 
 
 def test_nothing_new_writes_nothing_and_says_so(worlds, artifacts):

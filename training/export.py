@@ -263,23 +263,43 @@ def _closed_over(predict: Callable[..., Any]) -> Any:
         return None
 
 
-def _classes_of_a_loaded_pickle(fitted: Any, modules: Iterable[str]) -> list[str]:
-    """The model's classes from this project's `modules` (its own, and those of the objects in its attributes) that
-    are not this installation's class of the same name: cloudpickle made them anew while loading a pickle built in
-    another process."""
+def _classes_of_a_loaded_pickle(fitted: Any, modules: Iterable[str], depth: int = 3) -> list[str]:
+    """The classes from this project's `modules` in the model (its own first, then those of the objects it holds,
+    through lists, tuples and dicts, `depth` levels down) that are not this installation's class of that name:
+    cloudpickle made them anew while loading a pickle that another process built. A project class whose module is
+    not loaded here counts too."""
     tops = {m.split(".")[0] for m in modules}
-    foreign: set[str] = set()
-    for obj in [fitted, *vars(fitted).values()] if hasattr(fitted, "__dict__") else [fitted]:
+    foreign: list[str] = []
+    seen: set[int] = set()
+
+    def visit(obj: Any, level: int) -> None:
+        if id(obj) in seen or level > depth:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, (list, tuple)):
+            for item in obj:
+                visit(item, level)
+            return
+        if isinstance(obj, dict):
+            for item in obj.values():
+                visit(item, level)
+            return
         cls = type(obj)
         name = getattr(cls, "__module__", None) or ""
+        if name.split(".")[0] not in tops:
+            return
         found: Any = sys.modules.get(name)
-        if found is None or name.split(".")[0] not in tops or "<" in cls.__qualname__:  # (made inside a function)
-            continue
-        for part in cls.__qualname__.split("."):
-            found = getattr(found, part, None)
-        if found is not cls:
-            foreign.add(f"{cls.__module__}.{cls.__qualname__}")
-    return sorted(foreign)
+        if "<" not in cls.__qualname__:  # a class made inside a function is nobody's to compare with
+            for part in cls.__qualname__.split("."):
+                found = getattr(found, part, None)
+            label = f"{name}.{cls.__qualname__}"
+            if found is not cls and label not in foreign:
+                foreign.append(label)
+        for value in getattr(obj, "__dict__", {}).values():
+            visit(value, level + 1)
+
+    visit(fitted, 0)
+    return foreign
 
 
 def export_pickle(fitted: Any, path: str | Path, *, pins: Path | None = None,
@@ -306,20 +326,21 @@ def export_pickle(fitted: Any, path: str | Path, *, pins: Path | None = None,
     if unreadable:
         raise NmuError(f"cannot export {Path(path).name}: {unreadable}.")
     modules = project_modules(extra=_estimators_in(fitted))
+    foreign = _classes_of_a_loaded_pickle(fitted, modules)
+    if foreign and (predict is None or getattr(predict, "__globals__", None) is make_predict.__globals__):
+        raise NmuError(
+            f"cannot export {Path(path).name}: the model's {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}"
+            " came from a pickle that another process built (its code travels in that pickle), and this "
+            "installation's live function cannot run it. Export it with the live function loaded from the same "
+            "pickle (`nmu refresh` does; training.refresh.pickled_model returns both), or retrain it.")
     if predict is None:
-        foreign = _classes_of_a_loaded_pickle(fitted, modules)
-        if foreign:
-            raise NmuError(
-                f"cannot export {Path(path).name}: the model's {', '.join(foreign[:3])} came from a pickle built by "
-                "another process (its code travels in that pickle), and this installation's live function cannot run "
-                "it; refresh it with `nmu refresh`, or pass the pickle's own live function (training.refresh."
-                "pickled_model) as predict=.")
         try:
             predict = make_predict(fitted)
         except ValueError as exc:
             raise NmuError(f"cannot export {Path(path).name}: {exc}.") from None
     elif _closed_over(predict) is not fitted:
-        raise NmuError(f"cannot export {Path(path).name}: the live function given does not close over this model.")
+        raise NmuError(f"cannot export {Path(path).name}: the live function given does not close over this model; "
+                       "pass the function loaded with it from its pickle (training.refresh.pickled_model).")
     data, by_value = dumps_by_value(predict, modules)
     lazy = call_time_imports(by_value, modules)
     if lazy:

@@ -62,7 +62,8 @@ def pickled_model(model_path: Path) -> tuple[Callable[..., Any], Any]:
     Both carry the code the pickle was built with (the project is pickled by value): loaded in another process than
     the one that built the pickle, the model's classes are the pickle's own, not this installation's. So the model is
     run through its own live function, never through this installation's `make_predict`: that one's `EraIndex` is
-    another class than the model's, and a model that residualizes fails on it (TypeError in `residualize_predictions`)."""
+    another class than the model's, and a model whose residualizer has exposures fails on it (a TypeError in
+    `residualize_predictions`)."""
     predict = load_pickle(model_path)
     try:
         fitted = inspect.getclosurevars(predict).nonlocals.get("fitted")
@@ -185,10 +186,13 @@ def _replace(model_path: Path, manifest: dict[str, Any], fitted: Any, data_dir: 
         staged = Path(tmp) / model_path.name
         export_pickle(fitted, staged, predict=predict)
         fresh = ("pickle", "check", "upload", "python", "packages", "exported", "written_by", "model", "as_of_era",
-                 "refreshed", "refreshes")  # what the new pickle's own record replaces
+                 "refreshed", "refreshes", "code_from")  # what the new pickle's own record replaces
         kept = {k: v for k, v in manifest.items() if k not in fresh}
         history = [*manifest.get("refreshes", []), record]
-        update_manifest(staged, **kept, as_of_era=fitted.as_of_era_, refreshed=record, refreshes=history)
+        # the code the pickle runs: that of the pickle `nmu train` wrote, whatever version refreshes it (a refit's is
+        # this installation's)
+        code = {} if predict is None else {"code_from": manifest.get("code_from") or manifest["pickle"]["sha256"]}
+        update_manifest(staged, **kept, **code, as_of_era=fitted.as_of_era_, refreshed=record, refreshes=history)
         with quiet("training.check"), quiet("validation.runtime"):  # the line below says how the check went
             checked = check_command(staged, data_dir, validation_eras=validation_eras)
         if not checked.passed:
