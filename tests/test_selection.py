@@ -105,6 +105,8 @@ def _forced_residualizer(monkeypatch: pytest.MonkeyPatch, parts: tuple[str, ...]
     monkeypatch.setattr(Residualizer, "_gated", lambda self, *args, **kwargs: parts)
 
 
+@pytest.mark.slow  # a whole experiment, then two variants fitted again on their own to compare (12 s); the
+# default lane keeps the case where nothing is derived, and the ship rule's own tests
 def test_full_without_its_residualizer_is_judged_on_the_validation_eras(small_world, monkeypatch):
     from model.timing import Timing
     from training.experiment import Job, build_model, make_variant, run_job, without_residualizer
