@@ -255,7 +255,7 @@ def build_packages() -> dict[str, str]:
     return out
 
 
-def _closed_over(predict: Callable[..., Any]) -> Any:
+def closed_over_model(predict: Callable[..., Any]) -> Any:
     """The model a live function closes over (model.live.make_predict's `fitted`), or None."""
     try:
         return inspect.getclosurevars(predict).nonlocals.get("fitted")
@@ -338,7 +338,7 @@ def export_pickle(fitted: Any, path: str | Path, *, pins: Path | None = None,
             predict = make_predict(fitted)
         except ValueError as exc:
             raise NmuError(f"cannot export {Path(path).name}: {exc}.") from None
-    elif _closed_over(predict) is not fitted:
+    elif closed_over_model(predict) is not fitted:
         raise NmuError(f"cannot export {Path(path).name}: the live function given does not close over this model; "
                        "pass the function loaded with it from its pickle (training.refresh.pickled_model).")
     data, by_value = dumps_by_value(predict, modules)

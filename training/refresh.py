@@ -16,7 +16,6 @@ new one is not worse and passes the check.
 
 from __future__ import annotations
 
-import inspect
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -42,7 +41,7 @@ from training.experiment import (
     resolved_rows,
     uses_benchmark,
 )
-from training.export import export_pickle
+from training.export import closed_over_model, export_pickle
 from training.predict import load_pickle
 from training.upload import describe, upload_command
 from validation.artifacts import file_sha256, manifest_path, read_manifest, replace_together, update_manifest
@@ -65,10 +64,7 @@ def pickled_model(model_path: Path) -> tuple[Callable[..., Any], Any]:
     another class than the model's, and a model whose residualizer has exposures fails on it (a TypeError in
     `residualize_predictions`)."""
     predict = load_pickle(model_path)
-    try:
-        fitted = inspect.getclosurevars(predict).nonlocals.get("fitted")
-    except (TypeError, ValueError):
-        fitted = None
+    fitted = closed_over_model(predict)
     if fitted is None or not hasattr(fitted, "update_factor_returns"):
         raise NmuError(f"{model_path} holds no NumeraiModel (a pickle of another estimator): there is no timing "
                        "history to refresh; retrain it instead.")
