@@ -4,11 +4,24 @@ and broken predict functions for the runtime-replica failure tests."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def python_of_its_own(*args: str, timeout: float = 600, env: dict[str, str] | None = None,
+                      **kwargs) -> subprocess.CompletedProcess:
+    """`python ARGS` in a process of its own (this checkout first on its path, `env` added to the environment):
+    what a command does when nothing of this test process is loaded, e.g. a pickle built here loaded there."""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, **kwargs)
 
 
 def rank_per_era(values: np.ndarray, eras: np.ndarray) -> np.ndarray:

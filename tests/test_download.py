@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numerapi
@@ -15,13 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.fake_numerai import FakeNumerai, dataset_files, fake_numerai  # noqa: F401  (fixture)
+from tests.stand_in import python_of_its_own
 from training.cli import app
 from training.data import read_data_info
 from training.download import REQUIRED_FILES, available_versions, download_data
 from training.numerai_api import apply_api_url, make_client
 from validation.errors import NmuError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_numerapi_itself_talks_to_the_fake_server(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
@@ -146,9 +142,8 @@ def test_cli_download_in_process(fake_numerai: FakeNumerai, tmp_path: Path) -> N
 
 def test_cli_download_subprocess_with_env_url(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
     """`nmu data download --out DIR` in a fresh process, pointed at the loopback server by NUMERAI_API_URL only."""
-    env = {**os.environ, "NUMERAI_API_URL": fake_numerai.url, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "training.cli", "data", "download", "--out", str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = python_of_its_own("-m", "training.cli", "data", "download", "--out", str(tmp_path),
+                             env={"NUMERAI_API_URL": fake_numerai.url}, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     for name in REQUIRED_FILES:
         assert (tmp_path / name).read_bytes() == fake_numerai.files[f"v5.3/{name}"]  # the newest by default

@@ -3,11 +3,9 @@ holds nothing the runtime lacks."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import cloudpickle
 import numpy as np
@@ -22,6 +20,7 @@ from tests.stand_in import (
     fit_baseline,
     fit_full,
     fit_stand_in_cached,
+    python_of_its_own,
     replica_python,
 )
 from training.export import (
@@ -236,8 +235,7 @@ def test_a_model_from_a_pickle_another_process_built_is_written_with_its_own_liv
                 print("refused:", exc)
         export_pickle(fitted, Path({str(own)!r}), predict=predict)
     """)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    proc = python_of_its_own("-c", script)
     assert proc.returncode == 0, proc.stderr[-2000:]
     refused = [line for line in proc.stdout.splitlines() if line.startswith("refused:")]
     assert len(refused) == 2 and not mixed.exists(), proc.stdout
@@ -252,7 +250,7 @@ def test_a_model_from_a_pickle_another_process_built_is_written_with_its_own_liv
         b = pd.read_pickle({str(built)!r})(live, bench)["prediction"]
         print(len(a), float((a - b).abs().max()))
     """)
-    proc = subprocess.run([sys.executable, "-c", compare], capture_output=True, text=True, timeout=300, env=env)
+    proc = python_of_its_own("-c", compare)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows, gap = proc.stdout.split()[-2:]
     assert int(rows) == len(pd.read_parquet(small_world / "live.parquet", columns=[])) and float(gap) == 0.0

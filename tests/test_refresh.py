@@ -5,12 +5,9 @@ were; the scheduled workflow's command runs as written against the loopback API.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +19,7 @@ from typer.testing import CliRunner
 import training.refresh as refresh_module
 import training.upload as upload_mod
 from tests.fake_numerai import SEGFAULT, FakeNumerai, fake_numerai, pickle_record  # noqa: F401  (fixture)
+from tests.stand_in import python_of_its_own
 from training.check import CheckResult
 from training.cli import app
 from training.console import Reporter
@@ -123,12 +121,6 @@ WEEKLY_CONFIG = ('refresh = "weekly"\nship = "full"\n\n[lightgbm]\nn_estimators 
                  '[components]\ntiming_threshold = 1.0\nresidualize_benchmark = true\n')
 
 
-def _in_another_process(*args: str) -> subprocess.CompletedProcess:
-    """`python ARGS` in a process of its own, this checkout first on its path."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, env=env)
-
-
 def test_a_pickle_built_by_another_process_is_refreshed_with_its_own_code_and_runs(worlds, tmp_path):
     """The weekly workflow: `nmu train` in one process, `nmu refresh` a week later in another. Loaded there, the
     model's classes are the pickle's own (cloudpickle makes them anew), so this installation's live function cannot
@@ -146,7 +138,7 @@ def test_a_pickle_built_by_another_process_is_refreshed_with_its_own_code_and_ru
     assert before.residualizer_.benchmark  # the live era is residualized (on the benchmark column, at least)
 
     parent = file_sha256(pkl)
-    done = _in_another_process("-m", "training.cli", "refresh", str(pkl), "--data", str(later))
+    done = python_of_its_own("-m", "training.cli", "refresh", str(pkl), "--data", str(later))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "same trees; runtime check PASS" in done.stdout + done.stderr
     after = fitted_model(pkl)
@@ -156,7 +148,7 @@ def test_a_pickle_built_by_another_process_is_refreshed_with_its_own_code_and_ru
     assert manifest["refreshed"]["parent_sha256"] == parent and manifest["check"]["passed"] is True
     assert manifest["check"]["sha256"] == file_sha256(pkl) and manifest["code_from"] == parent
     # it runs as Numerai runs it, in a process of its own: the newest live era, every row, in (0, 1]
-    run = _in_another_process("-c", "import sys, pandas as pd; p = pd.read_pickle(sys.argv[1]); "
+    run = python_of_its_own("-c", "import sys, pandas as pd; p = pd.read_pickle(sys.argv[1]); "
                               "out = p(pd.read_parquet(sys.argv[2]), pd.read_parquet(sys.argv[3])); "
                               "print(len(out), float(out['prediction'].min()), float(out['prediction'].max()))",
                               str(pkl), str(later / "live.parquet"), str(later / "live_benchmark_models.parquet"))
@@ -169,7 +161,7 @@ def test_a_pickle_built_by_another_process_is_refreshed_with_its_own_code_and_ru
               "from training.refresh import fitted_model; from validation.errors import NmuError\n"
               "try:\n    export_pickle(fitted_model(Path(sys.argv[1])), Path(sys.argv[2]))\n"
               "except NmuError as exc:\n    print(exc)\n    sys.exit(3)\n")
-    mixed = _in_another_process("-c", script, str(pkl), str(tmp_path / "mixed.pkl"))
+    mixed = python_of_its_own("-c", script, str(pkl), str(tmp_path / "mixed.pkl"))
     assert mixed.returncode == 3, mixed.stdout + mixed.stderr
     assert "came from a pickle that another process built" in mixed.stdout and not (tmp_path / "mixed.pkl").exists()
 

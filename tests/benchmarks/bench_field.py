@@ -46,7 +46,7 @@ from training.console import Reporter
 from training.drifting_world import DriftingWorldConfig
 from training.experiment import benchmark_for, build_model, fit_model, load_dataset, make_variant, resolved_rows
 from training.pipeline import train_command
-from training.refresh import fitted_model, pickled_model
+from training.refresh import pickled_model
 from training.synthetic import SyntheticConfig
 
 FUTURE_ERAS = 80
@@ -77,8 +77,10 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
     if not (reuse and (out / "model.pkl").exists()):
         (root / name / "full.toml").write_text(f'ship = "full"\nrefresh = "{refresh}"\n')
         train_command(data=data, out=out, config_path=root / name / "full.toml", console=Console(quiet=True))
-    full = fitted_model(out / "model.pkl")
-    timing = getattr(full, "timing_", None)
+    # each run is the pickle's own live function (its code is the pickle's: see training.refresh.pickled_model)
+    frozen = {policy: pickle_with_policy(out / "model.pkl", policy)[0] for policy in STALENESS_POLICIES}
+    refreshed, refreshed_model = pickle_with_policy(out / "model.pkl", "hold")
+    timing = getattr(refreshed_model, "timing_", None)
     if timing is not None:
         print(f"{name}: momentum in its own columns for {len(timing.momentum_keep_)} factor(s), in the pooled column "
               f"for {len(timing.momentum_pooled_keep_)}", flush=True)
@@ -86,11 +88,8 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
     baseline = fit_baseline(data)
     future = pd.read_parquet(data / "future.parquet")
     future_bench = pd.read_parquet(data / "future_benchmark_models.parquet")
-    features = list(full.feature_names_in_)
+    features = list(refreshed_model.feature_names_in_)
     eras = sorted(future["era"].unique())
-    # each run is the pickle's own live function (its code is the pickle's: see training.refresh.pickled_model)
-    frozen = {policy: pickle_with_policy(out / "model.pkl", policy)[0] for policy in STALENESS_POLICIES}
-    refreshed, refreshed_model = pickle_with_policy(out / "model.pkl", "hold")
     plain = make_predict(baseline)
     preds: dict[str, list[pd.Series]] = {k: [] for k in [*frozen, "refreshed", "baseline"]}
     fed: set[str] = set()
