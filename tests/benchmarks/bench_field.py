@@ -94,11 +94,7 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
     preds: dict[str, list[pd.Series]] = {k: [] for k in [*frozen, "refreshed", "baseline"]}
     fed: set[str] = set()
     for era in eras:
-        number = int(era)
-        known = future[(future["era"].astype(int) <= number - UNRESOLVED) & ~future["era"].isin(fed)]
-        if len(known):  # the weekly refresh: newly resolved eras to the timing history
-            refreshed_model.update_factor_returns(known[["era", *features]], known["target"].to_numpy())
-            fed.update(known["era"].unique())
+        feed_resolved(refreshed_model, future, features, era, fed)
         rows = future[future["era"] == era].drop(columns=[c for c in future.columns if c.startswith("target")])
         bench_rows = future_bench.loc[rows.index]
         for policy, predict in frozen.items():
@@ -107,6 +103,15 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
         preds["baseline"].append(plain(rows, bench_rows)["prediction"])
     scores = {k: per_era_corr(pd.concat(v), future) for k, v in preds.items()}
     return {"world": name, "planted": config.planted, "scores": scores}
+
+
+def feed_resolved(model, future: pd.DataFrame, features: list[str], era: str, fed: set[str]) -> None:
+    """The weekly refresh before `era` goes live: the future eras whose targets have resolved by then (UNRESOLVED
+    eras behind) and are not in `fed` yet go to the model's timing history (same trees); `fed` gains them."""
+    known = future[(future["era"].astype(int) <= int(era) - UNRESOLVED) & ~future["era"].isin(fed)]
+    if len(known):
+        model.update_factor_returns(known[["era", *features]], known["target"].to_numpy())
+        fed.update(known["era"].unique())
 
 
 def fit_baseline(data: Path):
