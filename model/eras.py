@@ -22,13 +22,19 @@ SINGLE_ERA = "live"
 
 
 def era_number(era: Any) -> float:
-    """The number of an era label ("0042", "42" and 42 are 42.0); a label without one (a live "X") is +inf."""
+    """The number of an era label ("0042", "42", 42 and "42.0" are 42.0); a label without one (a live "X") is +inf."""
     if isinstance(era, (int, np.integer)) and not isinstance(era, bool):
         return float(era)
     if isinstance(era, (float, np.floating)) and float(era).is_integer():
         return float(era)
     text = str(era).strip()
-    return float(int(text)) if text.isdigit() else float("inf")
+    if text.isdigit():
+        return float(int(text))
+    try:  # "481.0": a float label written as text (a frame whose era column was float)
+        value = float(text)
+    except ValueError:
+        return float("inf")
+    return value if value.is_integer() and value >= 0 else float("inf")
 
 
 def era_key(era: Any) -> tuple[float, str]:

@@ -598,7 +598,7 @@ class NumeraiModel(RanksPerEraMixin, RegressorMixin, BaseEstimator):
             return
         worst = int(np.nanargmax(stale))
         era, gap = eras.eras[worst], stale[worst]
-        how = (f"era {era!r} has no number: {gap:.0f} week(s) since the history was last extended"
+        how = (f"era {str(era)!r} has no number: {gap:.0f} week(s) since the history was last extended"
                if not np.isfinite(era_number(era)) else f"era {era} is {gap:.0f} era(s) past what its momentum saw")
         message = (f"timing history as of era {self.timing_.as_of_era_}: {how}; momentum features use the "
                    f"{getattr(self, 'timing_staleness', 'neutral')!r} policy (run `nmu refresh` weekly to keep them "

@@ -8,8 +8,11 @@ Rules (docs/design.md lists the runtime facts behind them):
 - if fewer than `MIN_FEATURE_FRACTION` (half) of the trained features are present the model cannot
   predict honestly: ValueError naming how many and which are missing;
 - no `era` column → the frame is one era (model.eras.EraIndex: grouped once, the same grouping the estimator uses);
-- the benchmark frame may be None, empty, lack the expected column or some ids: those eras are predicted
-  without it, with a log line;
+  rows without an era label are one era of their own, logged;
+- a repeated id is predicted once, from its first row, and a repeated column name is read from its first column:
+  Numerai's submission takes each id once, and neither may crash the call (both logged);
+- the benchmark frame may be None, empty, lack the expected column, some ids or finite values (NaN, inf): those
+  eras are predicted without it, with a log line;
 - multi-era input (Numerai's diagnostics over validation) is processed in bounded chunks of whole eras,
   never as a float copy of the whole frame, so memory stays within the runtime's 4 GB;
 - the result is exactly `pandas.DataFrame`, index `id`, one column `prediction`, in [0, 1], never NaN, never
@@ -28,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .benchmarks import benchmark_columns, match_benchmark_column
+from .benchmarks import benchmark_columns, benchmark_role, match_benchmark_column
 from .eras import ERA_COLUMN, EraIndex
 from .features import FILL_VALUE, fill_gaps, is_small_int, rows_per_chunk
 from .features import LIVE_CHUNK_CELLS as CHUNK_CELLS  # (model.features holds the chunk sizes)
@@ -69,11 +72,33 @@ def _ids_of(frame: pd.DataFrame) -> pd.Index:
     return pd.Index(frame.index.to_numpy(), name="id")
 
 
+MISSING_ERA = "<no era>"
+"""The label of the rows whose era is missing (NaN, None): one era of their own."""
+
+
 def _era_index(live: pd.DataFrame) -> EraIndex:
-    """The frame's rows grouped by era once; no `era` column → one era; a missing era label is its own era."""
+    """The frame's rows grouped by era once; no `era` column → one era; rows without an era label are one era of
+    their own (MISSING_ERA), logged: pandas 2 would turn NaN into the label "nan" and pandas 3 keep it missing, which
+    EraIndex refuses, so both are given the same label here."""
     if ERA_COLUMN not in live.columns:
         return EraIndex(None, n_rows=len(live))
-    return EraIndex(live[ERA_COLUMN].astype(str).to_numpy())
+    labels = live[ERA_COLUMN]
+    missing = labels.isna().to_numpy()
+    if missing.any():
+        _logger().warning("%d of %d row(s) of live_features have no era label: they are predicted as one era of their "
+                          "own", int(missing.sum()), len(live))
+        labels = labels.astype(object).where(~missing, MISSING_ERA)
+    return EraIndex(labels.astype(str).to_numpy())
+
+
+def _unique_columns(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    """`frame` with each column name once (the first column of a repeated name kept), logged when one repeats."""
+    repeated = frame.columns.duplicated(keep="first")
+    if not repeated.any():
+        return frame
+    _logger().warning("%s repeats column name(s) %s: the first column of each is read", what,
+                      _first(sorted({str(c) for c in frame.columns[repeated]})))
+    return frame.loc[:, ~repeated]
 
 
 def _column_sources(live: pd.DataFrame, present_pos: np.ndarray) -> list[Any]:
@@ -132,6 +157,8 @@ def _prepare_benchmark(bench: Any, wanted: list[str] | None, problems: list[str]
         problems.append("the benchmark frame is empty" if isinstance(bench, pd.DataFrame)
                         else f"the benchmark argument is a {type(bench).__name__}, not a DataFrame")
         return None
+    bench = _unique_columns(bench, "the benchmark frame")
+    ids = _ids_of(bench)  # before the columns are narrowed: the ids may be an `id` column
     if wanted is None:
         cols = benchmark_columns(bench)
     else:
@@ -139,7 +166,11 @@ def _prepare_benchmark(bench: Any, wanted: list[str] | None, problems: list[str]
         found = {name: match_benchmark_column(bench, name) for name in wanted}
         lacking = [name for name, column in found.items() if column is None]
         if lacking:
-            problems.append(f"the benchmark frame lacks column(s) {_first(lacking)}")
+            numeric = set(benchmark_columns(bench))
+            not_numbers = [str(c) for c in bench.columns if c not in numeric
+                           and any(benchmark_role(str(c)) == benchmark_role(name) for name in lacking)]
+            problems.append(f"the benchmark frame's column(s) {_first(not_numbers)} are not numeric" if not_numbers
+                            else f"the benchmark frame lacks column(s) {_first(lacking)}")
             return None
         renamed = {column: name for name, column in found.items() if column != name}
         if renamed:
@@ -148,7 +179,8 @@ def _prepare_benchmark(bench: Any, wanted: list[str] | None, problems: list[str]
         bench = bench[list(found.values())].rename(columns=renamed)
         cols = list(wanted)
     out = bench[cols].astype(np.float32)
-    out.index = _ids_of(bench)
+    out = out.where(np.isfinite(out.to_numpy()))  # inf is no benchmark value: its era goes without, as for NaN
+    out.index = ids
     if not out.index.is_unique:
         out = out[~out.index.duplicated(keep="first")]
     return out
@@ -251,6 +283,13 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | No
         raise TypeError(f"live_features must be a pandas DataFrame, got {type(live).__name__}")
     if len(live) == 0:
         raise ValueError("live_features has no rows")
+    live = _unique_columns(live, "live_features")
+    ids = _ids_of(live)
+    if not ids.is_unique:
+        first = ~ids.duplicated(keep="first")
+        log.warning("live_features repeats %d id(s) (%s): each is predicted once, from its first row",
+                    int((~first).sum()), _first([str(i) for i in ids[~first].unique()]))
+        live, ids = live.iloc[np.flatnonzero(first)], ids[first]
     columns = pd.Index(live.columns)
     present_mask = columns.get_indexer(features) >= 0
     missing = [f for f, ok in zip(features, present_mask) if not ok]
@@ -264,7 +303,6 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | No
     present_pos = columns.get_indexer([features[i] for i in present_slot])
     sources = _column_sources(live, present_pos)
 
-    ids = _ids_of(live)
     eras = _era_index(live)
     problems: list[str] = []
     uses_bench = wanted_bench is None or len(wanted_bench) > 0
@@ -313,7 +351,7 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | No
             n_nan, len(missing), f" ({_first(missing)})" if missing else "", FILL_VALUE,
         )
     if problems or eras_without_bench:
-        reason = "; ".join(problems) if problems else "the benchmark frame lacks some ids or values"
+        reason = "; ".join(problems) if problems else "the benchmark frame lacks some ids or finite values"
         n_eras = eras.n_eras if problems else eras_without_bench
         log.warning("predicted %d of %d era(s) without benchmark models: %s", n_eras, eras.n_eras, reason)
     if constant_eras:

@@ -272,3 +272,74 @@ def test_trained_columns_fall_back_to_lightgbm_names_but_not_made_up_ones():
     assert trained_columns(SimpleNamespace(feature_name_=["feature_a", "feature_b"])) == ["feature_a", "feature_b"]
     assert trained_columns(SimpleNamespace(feature_name_=["Column_0", "Column_1"])) == []
     assert trained_columns(SimpleNamespace()) == []
+
+
+def test_a_repeated_id_is_predicted_once_and_logged(baseline, live, caplog):
+    """Numerai's submission takes each id once: a repeated live row is predicted once, from its first row."""
+    predict = make_predict(baseline)
+    repeated = pd.concat([live, live.iloc[:5]])
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        out = predict(repeated, None)
+    pd.testing.assert_frame_equal(out, predict(live, None))
+    lines = [r.getMessage() for r in _records(caplog) if "repeats" in r.getMessage()]
+    assert len(lines) == 1 and "repeats 5 id(s)" in lines[0] and str(live.index[0]) in lines[0], lines
+
+
+def test_a_repeated_column_name_reads_the_first_column_and_is_logged(bench_user, live, live_bench, caplog):
+    predict = make_predict(bench_user)
+    feature = bench_user.feature_names_in_[0]
+    # the repeat of a feature holds other values: the first column is the one read
+    repeated = pd.concat([live, live[[feature]] * 0, live[["era"]]], axis=1)
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        out = predict(repeated, pd.concat([live_bench, live_bench], axis=1))
+    pd.testing.assert_frame_equal(out, predict(live, live_bench))
+    lines = [r.getMessage() for r in _records(caplog) if "repeats column name" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert feature in lines[0] and "era" in lines[0] and lines[1].startswith("the benchmark frame repeats")
+
+
+def test_rows_without_an_era_are_an_era_of_their_own_and_logged(baseline, live, caplog):
+    """A missing era label (NaN or None) neither crashes (pandas 3 keeps it missing) nor becomes an era "nan" unlogged
+    (pandas 2): those rows are one era of their own, the others predicted as without them."""
+    predict = make_predict(baseline)
+    for missing in (np.nan, None):
+        broken = live.copy()
+        broken["era"] = broken["era"].astype(object)
+        broken.iloc[:3, broken.columns.get_loc("era")] = missing
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="model.live"):
+            out = predict(broken, None)
+        assert out.index.equals(pd.Index(live.index, name="id"))
+        values = out["prediction"].to_numpy()
+        assert np.isfinite(values).all() and values.min() > 0 and values.max() <= 1
+        pd.testing.assert_frame_equal(out.iloc[3:], predict(live.iloc[3:], None))
+        np.testing.assert_allclose(np.sort(values[:3]), [1 / 3, 2 / 3, 1.0])  # ranked among themselves
+        assert any("3 of" in r.getMessage() and "no era label" in r.getMessage() for r in _records(caplog))
+
+
+def test_an_infinite_benchmark_value_counts_as_missing(bench_user, live, live_bench, caplog):
+    """inf is no benchmark value: the era goes without the benchmark, logged, exactly as with a NaN there."""
+    predict = make_predict(bench_user)
+    with_inf, with_nan = live_bench.copy(), live_bench.copy()
+    column = with_inf.columns.get_loc("v53_lgbm_ender20")
+    with_inf.iloc[0, column], with_nan.iloc[0, column] = np.inf, np.nan
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        out = predict(live, with_inf)
+    pd.testing.assert_frame_equal(out, predict(live, with_nan))
+    pd.testing.assert_frame_equal(out, predict(live, None))
+    assert any("without benchmark" in r.getMessage() and "finite values" in r.getMessage() for r in _records(caplog))
+
+
+def test_a_benchmark_frame_with_an_id_column_is_matched_by_id(bench_user, live, live_bench):
+    """As live_features: a plain range index with an `id` column is matched by that column."""
+    predict = make_predict(bench_user)
+    pd.testing.assert_frame_equal(predict(live, live_bench.reset_index()), predict(live, live_bench))
+
+
+def test_a_benchmark_column_of_text_is_named_as_not_numeric(bench_user, live, live_bench, caplog):
+    predict = make_predict(bench_user)
+    as_text = live_bench.astype({"v53_lgbm_ender20": str})
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        out = predict(live, as_text)
+    pd.testing.assert_frame_equal(out, predict(live, None))
+    assert any("v53_lgbm_ender20 are not numeric" in r.getMessage() for r in _records(caplog)), _records(caplog)

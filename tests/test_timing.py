@@ -22,6 +22,9 @@ def planted(small_world):
 
 def test_era_numbers():
     assert era_number("0042") == 42.0 and era_number("X") == float("inf")
+    # a float era column read as text keeps its number; text that is no whole number has none
+    assert era_number("481.0") == 481.0 and era_number(481.0) == 481.0
+    assert era_number("nan") == era_number("-3") == era_number("4.5") == era_number("") == float("inf")
 
 
 def test_trailing_window_and_lag_by_era_number():
