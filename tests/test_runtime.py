@@ -70,6 +70,15 @@ def drops_rows(live_features, live_benchmark_models):
     return pd.DataFrame({"prediction": 0.5}, index=live_features.index[1:])
 
 
+def other_header(live_features, live_benchmark_models):
+    return pd.DataFrame({"score": np.linspace(0.1, 0.9, len(live_features))}, index=live_features.index.rename("row"))
+
+
+def unnamed_index(live_features, live_benchmark_models):
+    return pd.DataFrame({"prediction": np.linspace(0.1, 0.9, len(live_features))},
+                        index=live_features.index.rename(None))
+
+
 def counts_cpus(live_features, live_benchmark_models):
     import os
 
@@ -282,6 +291,9 @@ def test_garbage_is_an_invalid_pickle(python, tmp_path, live_files):
     (three_parameters, "it must have 1 or 2 arguments, it has 3"),
     (constant, "zero standard deviation"),
     (drops_rows, "predictions, expected"),
+    # Numerai's submission check takes only the header id,prediction or id,probability (numerai-tools)
+    (other_header, "Submission CSV header would be ['row', 'score']"),
+    (unnamed_index, "Submission CSV header would be [None, 'prediction']"),
 ])
 def test_bad_results_are_named(python, tmp_path, live_files, func, reason):
     result = _run(python, _write(tmp_path, func), live_files)

@@ -256,8 +256,13 @@ def main(argv=None) -> int:
                              f"{list(missing[:3])}), {len(extra)} unknown (e.g. {list(extra[:3])})", args.result)
     if not (column.std() > 0):
         return _fail(result, "Submission has zero standard deviation (constant predictions)", args.result)
-    if list(predictions.columns) != ["prediction"] or ids.name != "id":
-        result["warning"] = (f"CSV header would be {[ids.name, *predictions.columns]}, expected ['id', 'prediction']")
+    # Numerai writes `predictions.to_csv()` (predict.py of numerai-predict), and its submission check (numerai-tools
+    # validate_headers_numerai) takes exactly the header id,prediction or id,probability: another is a missed round
+    header = [ids.name, *predictions.columns]
+    if header not in (["id", "prediction"], ["id", "probability"]):
+        return _fail(result, f"Submission CSV header would be {header}: Numerai's submission check takes only "
+                             "['id', 'prediction'] or ['id', 'probability'] (the index named id, one prediction "
+                             "column)", args.result)
     result["summary"] = {"min": float(column.min()), "max": float(column.max()), "mean": float(column.mean()),
                          "std": float(column.std())}
     if args.predictions:
