@@ -81,9 +81,9 @@ def _root(
 @user_errors
 def data_synthetic(
     out: Path = typer.Option(..., "--out", help="Directory to write the data into."),
-    eras: int | None = typer.Option(None, "--eras", help="Train + validation eras (live is one more). [default: 400]"),
-    stocks: int | None = typer.Option(None, "--stocks", help="Stocks per era. [default: 2000]"),
-    features: int | None = typer.Option(None, "--features", help="Number of features. [default: 120]"),
+    eras: int | None = typer.Option(None, "--eras", help="Train + validation eras (live is one more). \\[default: 400]"),
+    stocks: int | None = typer.Option(None, "--stocks", help="Stocks per era. \\[default: 2000]"),
+    features: int | None = typer.Option(None, "--features", help="Number of features. \\[default: 120]"),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
     no_effects: bool = typer.Option(False, "--no-effects", help="A control world: no planted effects for the components."),
 ) -> None:
@@ -100,7 +100,7 @@ def data_synthetic(
 @user_errors
 def data_download(
     out: Path = typer.Option(..., "--out", help="Directory to write the data into."),
-    version: str | None = typer.Option(None, "--version", help="Numerai data version, e.g. v5.3. [default: the newest]"),
+    version: str | None = typer.Option(None, "--version", help="Numerai data version, e.g. v5.3. \\[default: the newest]"),
 ) -> None:
     """Download a data version's files from Numerai with numerapi."""
     from training.console import progress_bars
@@ -220,7 +220,7 @@ def upload(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to upload."),
     model: str = typer.Option(..., "--model", help="Name of your Numerai model."),
     data_version: str | None = typer.Option(
-        None, "--data-version", help="Data version the pickle expects. [default: the one it was trained on]"),
+        None, "--data-version", help="Data version the pickle expects. \\[default: the one it was trained on]"),
     docker_image: str = typer.Option(
         "auto", "--docker-image", help="Runtime image; auto: the image of the Python that built the pickle."),
     skip_check: bool = typer.Option(False, "--skip-check", help="Upload even if this pickle has not passed `nmu check`."),
@@ -229,9 +229,9 @@ def upload(
         help="Wait for Numerai's validation, then assign the pickle to the model; --no-wait stops after the upload "
              "(the pickle is then NOT assigned)."),
     timeout: float | None = typer.Option(
-        None, "--timeout", min=0, help="Seconds to wait for Numerai's validation. [default: 2700, 45 minutes]"),
+        None, "--timeout", min=0, help="Seconds to wait for Numerai's validation. \\[default: 2700, 45 minutes]"),
     poll_interval: float | None = typer.Option(
-        None, "--poll-interval", min=0, help="Seconds between two reads of the validation status. [default: 15]"),
+        None, "--poll-interval", min=0, help="Seconds between two reads of the validation status. \\[default: 15]"),
     force: bool = typer.Option(False, "--force", help="Upload even when the model already runs these bytes."),
     create_model: bool = typer.Option(False, "--create-model", help="Create the model slot first if you have none so named."),
 ) -> None:
@@ -256,7 +256,7 @@ def refresh(
     validation_eras: int = typer.Option(50, "--validation-eras", help="Eras of the diagnostics run of the check."),
     upload_timeout: float | None = typer.Option(
         None, "--upload-timeout", min=0,
-        help="With --upload: seconds to wait for Numerai's validation. [default: 2700, 45 minutes]"),
+        help="With --upload: seconds to wait for Numerai's validation. \\[default: 2700, 45 minutes]"),
     poll_interval: float | None = typer.Option(
         None, "--poll-interval", min=0, help="With --upload: seconds between two reads of the validation status."),
 ) -> None:
