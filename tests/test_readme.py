@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +125,33 @@ def test_every_command_shown_parses(argv: list[str]) -> None:
     options = [w.split("=")[0] for w in words if w.startswith("--")]
     for option in options:
         assert option in result.output, f"{option} not an option of `nmu {' '.join(words)}`"
+
+
+def test_the_workflow_commits_the_refreshed_pickle_past_the_projects_gitignore(tmp_path):
+    """The workflow's last step, run as written (but the push) in a repository with this project's .gitignore, which
+    leaves artifacts/ out: the refreshed pickle and its manifest are committed, and a week with nothing new commits
+    nothing and still succeeds (GitHub runs the step with bash -e)."""
+    text = (ROOT / "examples" / "refresh-weekly.yml").read_text()
+    step = text[text.index("- name: keep the refreshed pickle"):]
+    script = step[step.index("run: |") + len("run: |"):]
+    lines = [ln.strip() for ln in script.splitlines() if ln.strip()]
+    script = "\n".join(ln.replace(" && git push", "") for ln in lines)
+    assert "git add -f artifacts/model.pkl artifacts/manifest.json" in script
+
+    repo = tmp_path / "repo"
+    (repo / "artifacts").mkdir(parents=True)
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1"}
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, check=False)
+
+    assert run("git", "init", "-q").returncode == 0
+    for week, pickle in enumerate((b"the pickle nmu train wrote", b"refreshed", b"refreshed")):
+        (repo / "artifacts" / "model.pkl").write_bytes(pickle)
+        (repo / "artifacts" / "manifest.json").write_text(f'{{"sha256": "{min(week, 1)}"}}')
+        result = run("bash", "-e", "-c", script)
+        assert result.returncode == 0, result.stdout + result.stderr
+        log = run("git", "log", "--format=%s").stdout.splitlines()
+        assert len(log) == (1, 2, 2)[week], log  # the third week brings nothing new: no commit
+        assert run("git", "show", "HEAD:artifacts/model.pkl").stdout == pickle.decode()
