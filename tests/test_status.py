@@ -235,7 +235,8 @@ def _trigger(server: FakeNumerai, statuses: list[tuple[str, str | None]], logs: 
 
 def test_a_failed_run_of_the_assigned_pickle_is_shown_with_numerais_reason(server: FakeNumerai, pkl: Path) -> None:
     sha = file_sha256(pkl)
-    record = pickle_record("upload-1", f"model-{sha[:12]}-Xy12.pkl", server.models["my_model"])
+    # the storage key's folder (as the stand-in's upload auth gives it) is not shown
+    record = pickle_record("upload-1", f"0f3c9a/model-{sha[:12]}-Xy12.pkl", server.models["my_model"])
     record["triggerStatus"] = "failed"
     record["triggers"] = [
         _trigger(server, [("pending", None), ("failed", "No currently open rounds!")], ["no round"], 50),

@@ -397,7 +397,9 @@ def _assigned_lines(status: dict[str, Any]) -> list[str]:
     if pickle is None:
         return ["Numerai runs no pickle for this model (none is assigned)"]
     when = _when(as_utc(pickle.inserted_at)) if as_utc(pickle.inserted_at) else "at an unknown time"
-    lines = [f"Numerai runs pickle {pickle.filename or '(no filename)'} (id {pickle.id}), image "
+    # the name the pickle was uploaded under, without the storage key's folder Numerai's upload auth may put before it
+    shown = pickle.filename.rsplit("/", 1)[-1] if pickle.filename else "(no filename)"
+    lines = [f"Numerai runs pickle {shown} (id {pickle.id}), image "
              f"{pickle.docker_image or 'unknown'}, data {pickle.data_version or 'unknown'}, uploaded {when}",
              f"  validation {pickle.validation_status or 'unknown'}, latest run {pickle.trigger_status or 'none yet'}, "
              f"diagnostics {pickle.diagnostics_status or 'none'}"]
