@@ -65,6 +65,7 @@ def test_bad_settings_stop_before_any_data_is_read(tmp_path, table, phrase):
     started = time.perf_counter()
     result = _invoke("train", "--data", str(tmp_path / "no_such_dir"), "--config", str(config), "--out", str(tmp_path / "o"))
     _one_sentence(result, phrase)  # the data directory does not even exist: the settings were checked first
+    assert f"{config}: " in result.output.replace("\n", ""), result.output  # the message names the file
     assert time.perf_counter() - started < 5
     assert not (tmp_path / "o").exists()
 

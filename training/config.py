@@ -445,6 +445,11 @@ def _check_lightgbm_value(key: str, canonical: str, value: Any, source: str) -> 
         raise NmuError(f"{source}: `lightgbm.{key}` must be {allowed}, got {value!r}.")
 
 
+def config_source(config_path: Path | str | None) -> str:
+    """How a message names where the settings came from: the config file's path, or "config" for the defaults."""
+    return str(config_path) if config_path is not None else "config"
+
+
 def check_config(config: TrainConfig, source: str = "config") -> None:
     """NmuError naming the first setting that cannot work, before any data is read: a [components] key that is not
     a NumeraiModel parameter or a value it refuses; a [lightgbm] key LightGBM does not know (with the nearest valid

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from training.config import TrainConfig, apply_flags, check_config, config_to_toml, load_config
+from training.config import TrainConfig, apply_flags, check_config, config_source, config_to_toml, load_config
 from training.console import Reporter, progress_bars
 from training.data import REQUIRED_FILES, read_data_info
 from training.executor import check_scheduler, make_executor
@@ -187,7 +187,7 @@ def plan_command(data: Path | None, config_path: Path | None, ablation: bool = F
     NmuError (exit 2) when the estimate exceeds the memory available."""
     config = resolved_config(config_path, ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit,
                              scheduler=scheduler)
-    check_config(config)
+    check_config(config, config_source(config_path))
     reporter = Reporter(console)
     data_dir, _ = resolve_data(data, reporter)
     estimate(config, data_dir, reporter, details=True)
@@ -209,7 +209,7 @@ def train_command(
     logged to MLflow: training.tracking)."""
     config = resolved_config(config_path, ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit,
                              scheduler=scheduler)
-    check_config(config)  # every setting, before any data is read
+    check_config(config, config_source(config_path))  # every setting, before any data is read
     check_scheduler(config.compute.get("scheduler"))
     track = track or bool(config.tracking.get("enabled"))
     if track:

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from model import COMPONENTS
-from training.config import TrainConfig, check_config, config_to_toml, lightgbm_names, load_config
+from training.config import TrainConfig, check_config, config_source, config_to_toml, lightgbm_names, load_config
 from training.console import Reporter, Silent, fmt_score
 from training.data import read_data_info
 from training.executor import DaskExecutor, InProcess, check_scheduler, make_executor, worker_threads
@@ -810,7 +810,7 @@ def tune_command(
         raise NmuError(f"--trials must be 1 or more, got {trials}.")
     if timeout is not None and timeout <= 0:
         raise NmuError(f"--timeout must be a positive number of seconds, got {timeout}.")
-    source_name = str(config_path) if config_path is not None else "config"
+    source_name = config_source(config_path)
     config = load_config(config_path)  # the default config: what `nmu train --config` would use untuned
     check_config(config, source=source_name)
     settings = tune_settings(config, source_name)
