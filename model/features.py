@@ -22,6 +22,8 @@ from sklearn.exceptions import DataConversionWarning
 
 from .eras import ERA_COLUMN, EraIndex
 
+FEATURE_RANGE = (0, 4)
+"""Numerai's feature bins: whole numbers from 0 to 4 (the training schema holds every feature to them)."""
 FILL_VALUE = 2
 """Neutral value (the middle of Numerai's 0..4 feature bins) for a missing feature or a NaN."""
 
@@ -137,6 +139,16 @@ def is_small_int(values: np.ndarray) -> bool:
     if values.dtype.kind in "iub":
         return True
     return bool(np.array_equal(values.astype(np.int8), values))  # in 0..127 already: the cast is exact iff whole
+
+
+def cells_off_the_bins(block: np.ndarray) -> int:
+    """How many cells of a feature block are not whole numbers within FEATURE_RANGE (NaN counts as on them: it is
+    filled before the block gets here, and the fill is logged apart)."""
+    lo, hi = FEATURE_RANGE
+    off = (block < lo) | (block > hi)
+    if block.dtype.kind == "f":
+        off |= np.isfinite(block) & (block != np.rint(block))
+    return int(np.count_nonzero(off))
 
 
 def small_ints(values: np.ndarray) -> np.ndarray | None:

@@ -4,7 +4,8 @@ model. Robust rather than brittle, because a crash is a missed submission.
 Rules (docs/design.md lists the runtime facts behind them):
 - exactly two parameters (Numerai's runner counts them: 2 → it passes the benchmark frame);
 - unknown extra columns are ignored; a missing trained feature or a NaN takes the neutral value 2
-  (`FILL_VALUE`), reported in one log line of logger "model.live";
+  (`FILL_VALUE`), reported in one log line of logger "model.live"; feature values off Numerai's bins (whole
+  numbers 0..4) are predicted as given, with a log line;
 - if fewer than `MIN_FEATURE_FRACTION` (half) of the trained features are present the model cannot
   predict honestly: ValueError naming how many and which are missing;
 - no `era` column → the frame is one era (model.eras.EraIndex: grouped once, the same grouping the estimator uses);
@@ -33,7 +34,7 @@ import pandas as pd
 
 from .benchmarks import benchmark_columns, benchmark_role, match_benchmark_column
 from .eras import ERA_COLUMN, EraIndex
-from .features import FILL_VALUE, fill_gaps, is_small_int, rows_per_chunk
+from .features import FEATURE_RANGE, FILL_VALUE, cells_off_the_bins, fill_gaps, is_small_int, rows_per_chunk
 from .features import LIVE_CHUNK_CELLS as CHUNK_CELLS  # (model.features holds the chunk sizes)
 
 LOGGER_NAME = "model.live"
@@ -310,12 +311,13 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | No
     eras_without_bench = 0
 
     out = np.empty(len(live), dtype=np.float64)
-    n_nan = 0
+    n_nan = off_bins = 0
     constant_eras: list[str] = []
     for rows in eras.chunks(rows_per_chunk(CHUNK_CELLS, len(features))):
         sub = eras.take(rows)
         block, filled = _feature_block(sources, rows, present_slot, len(features))
         n_nan += filled
+        off_bins += cells_off_the_bins(block)
         chunk_ids = ids[rows]
         # Which eras of the chunk have a complete benchmark: those get it, the others are predicted without.
         with_bench = np.zeros(len(rows), dtype=bool)
@@ -350,6 +352,9 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | No
             "filled %d NaN value(s) and %d missing trained feature(s)%s with %d",
             n_nan, len(missing), f" ({_first(missing)})" if missing else "", FILL_VALUE,
         )
+    if off_bins:  # predicted as given: a warning, for data of another version or scale would go unnoticed
+        log.warning("%d feature value(s) of live_features are not whole numbers in %d..%d, the bins the model was "
+                    "trained on: predicted as given (data of another version or scale?)", off_bins, *FEATURE_RANGE)
     if problems or eras_without_bench:
         reason = "; ".join(problems) if problems else "the benchmark frame lacks some ids or finite values"
         n_eras = eras.n_eras if problems else eras_without_bench

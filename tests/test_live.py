@@ -343,3 +343,26 @@ def test_a_benchmark_column_of_text_is_named_as_not_numeric(bench_user, live, li
         out = predict(live, as_text)
     pd.testing.assert_frame_equal(out, predict(live, None))
     assert any("v53_lgbm_ender20 are not numeric" in r.getMessage() for r in _records(caplog)), _records(caplog)
+
+
+def test_feature_values_off_the_bins_are_predicted_as_given_and_logged(baseline, live, caplog):
+    """Data of another scale (0..1) or with values past 4 is not refused (a crash is a missed round) but named."""
+    features = list(baseline.feature_names_in_)
+    predict = make_predict(baseline)
+    clean = live.copy()
+    clean[features] = clean[features].fillna(FILL_VALUE)
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        predict(clean, None)
+    assert not any("bins" in r.getMessage() for r in _records(caplog))
+    scaled = clean.copy()
+    scaled[features] = scaled[features].astype(np.float32) / 4  # 0, 0.25, ..., 1
+    past = clean.copy()
+    past.iloc[:3, past.columns.get_loc(features[0])] = 9
+    expected = {"scaled": int((clean[features].to_numpy() % 4 != 0).sum()), "past": 3}
+    for name, frame in (("scaled", scaled), ("past", past)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="model.live"):
+            out = predict(frame, None)
+        assert np.isfinite(out["prediction"]).all() and len(out) == len(live)
+        lines = [r.getMessage() for r in _records(caplog) if "bins" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].startswith(f"{expected[name]} feature value(s)"), (name, lines)

@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - older pandera
     import pandera as pa  # type: ignore[no-redef]
 
 from model.eras import EraIndex
+from model.features import FEATURE_RANGE
 from validation.errors import DataValidationError
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
 
 FAILURE_COLUMNS = ["column", "check", "count", "examples"]
 TARGET_VALUES = (0.0, 0.25, 0.5, 0.75, 1.0)
-FEATURE_RANGE = (0, 4)
 INDEX_NAME = "id"
 ERA = "era"
 DATA_TYPE = "data_type"
