@@ -10,6 +10,7 @@ numbered one. Two labels of the same number written differently ("0002" and "2")
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -21,6 +22,9 @@ ERA_COLUMN = "era"
 SINGLE_ERA = "live"
 
 
+_FLOAT_WRITTEN = re.compile(r"(\d+)(?:\.0*)?")
+
+
 def era_number(era: Any) -> float:
     """The number of an era label ("0042", "42", 42 and "42.0" are 42.0); a label without one (a live "X") is +inf."""
     if isinstance(era, (int, np.integer)) and not isinstance(era, bool):
@@ -28,13 +32,8 @@ def era_number(era: Any) -> float:
     if isinstance(era, (float, np.floating)) and float(era).is_integer():
         return float(era)
     text = str(era).strip()
-    if text.isdigit():
-        return float(int(text))
-    try:  # "481.0": a float label written as text (a frame whose era column was float)
-        value = float(text)
-    except ValueError:
-        return float("inf")
-    return value if value.is_integer() and value >= 0 else float("inf")
+    whole = _FLOAT_WRITTEN.fullmatch(text)  # "481.0": a float label written as text (an era column of floats)
+    return float(int(whole.group(1))) if whole else float("inf")
 
 
 def era_key(era: Any) -> tuple[float, str]:

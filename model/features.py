@@ -141,14 +141,23 @@ def is_small_int(values: np.ndarray) -> bool:
     return bool(np.array_equal(values.astype(np.int8), values))  # in 0..127 already: the cast is exact iff whole
 
 
-def cells_off_the_bins(block: np.ndarray) -> int:
-    """How many cells of a feature block are not whole numbers within FEATURE_RANGE (NaN counts as on them: it is
-    filled before the block gets here, and the fill is logged apart)."""
+def outside_the_range(values: np.ndarray) -> np.ndarray:
+    """Where feature values lie outside FEATURE_RANGE (NaN does not)."""
     lo, hi = FEATURE_RANGE
-    off = (block < lo) | (block > hi)
-    if block.dtype.kind == "f":
-        off |= np.isfinite(block) & (block != np.rint(block))
-    return int(np.count_nonzero(off))
+    return (values < lo) | (values > hi)
+
+
+def between_the_bins(values: np.ndarray) -> np.ndarray:
+    """Where feature values are finite but not whole numbers (always False for an integer array)."""
+    if values.dtype.kind != "f":
+        return np.zeros(values.shape, dtype=bool)
+    return np.isfinite(values) & (values != np.rint(values))
+
+
+def cells_off_the_bins(block: np.ndarray) -> int:
+    """How many cells of a feature block are not whole numbers within FEATURE_RANGE (the live path's blocks hold no
+    NaN or inf: `fill_gaps` filled them, and that fill is logged apart)."""
+    return int(np.count_nonzero(outside_the_range(block) | between_the_bins(block)))
 
 
 def small_ints(values: np.ndarray) -> np.ndarray | None:

@@ -9,7 +9,8 @@ Rules (docs/design.md lists the runtime facts behind them):
 - if fewer than `MIN_FEATURE_FRACTION` (half) of the trained features are present the model cannot
   predict honestly: ValueError naming how many and which are missing;
 - no `era` column → the frame is one era (model.eras.EraIndex: grouped once, the same grouping the estimator uses);
-  rows without an era label are one era of their own, logged;
+  rows without an era label join the era of every other row (Numerai's live frame is one era), or in a frame of
+  several eras are one era of their own, logged;
 - a repeated id is predicted once, from its first row, and a repeated column name is read from its first column:
   Numerai's submission takes each id once, and neither may crash the call (both logged);
 - the benchmark frame may be None, empty, lack the expected column, some ids or finite values (NaN, inf): those
@@ -66,40 +67,54 @@ def _benchmark_columns(fitted: Any) -> list[str] | None:
     return None
 
 
+def _first_column(frame: pd.DataFrame, name: str) -> pd.Series | None:
+    """The frame's column `name` (the first, when the name repeats; no copy of the frame), or None."""
+    at = np.flatnonzero(frame.columns == name)
+    return frame.iloc[:, int(at[0])] if len(at) else None
+
+
 def _ids_of(frame: pd.DataFrame) -> pd.Index:
     """The ids of a Numerai frame: its index, or an `id` column when the index is a plain range."""
-    if isinstance(frame.index, pd.RangeIndex) and "id" in frame.columns:
-        return pd.Index(frame["id"].to_numpy(), name="id")
+    column = _first_column(frame, "id") if isinstance(frame.index, pd.RangeIndex) else None
+    if column is not None:
+        return pd.Index(column.to_numpy(), name="id")
     return pd.Index(frame.index.to_numpy(), name="id")
 
 
 MISSING_ERA = "<no era>"
-"""The label of the rows whose era is missing (NaN, None): one era of their own."""
+"""The label of the rows whose era is missing (NaN, None) in a frame of several eras: one era of their own."""
 
 
-def _era_index(live: pd.DataFrame) -> EraIndex:
-    """The frame's rows grouped by era once; no `era` column → one era; rows without an era label are one era of
-    their own (MISSING_ERA), logged: pandas 2 would turn NaN into the label "nan" and pandas 3 keep it missing, which
-    EraIndex refuses, so both are given the same label here."""
-    if ERA_COLUMN not in live.columns:
-        return EraIndex(None, n_rows=len(live))
-    labels = live[ERA_COLUMN]
+def _era_index(live: pd.DataFrame, kept: np.ndarray | None = None) -> EraIndex:
+    """The rows' eras (only the rows at positions `kept`, when given) grouped once; no `era` column → one era.
+
+    A row without an era label (NaN, None: pandas 2 would read it as an era "nan", pandas 3 keeps it missing, which
+    EraIndex refuses) joins the frame's era when every other row has the same one, as in Numerai's weekly live
+    frame, where ranking it apart would give it a rank of its own; in a frame of several eras those rows are one era
+    of their own (MISSING_ERA). Either way one log line says so."""
+    column = _first_column(live, ERA_COLUMN)
+    if column is None:
+        return EraIndex(None, n_rows=len(live) if kept is None else len(kept))
+    labels = column if kept is None else column.iloc[kept]
     missing = labels.isna().to_numpy()
     if missing.any():
-        _logger().warning("%d of %d row(s) of live_features have no era label: they are predicted as one era of their "
-                          "own", int(missing.sum()), len(live))
-        labels = labels.astype(object).where(~missing, MISSING_ERA)
+        known = pd.unique(labels[~missing].astype(str).to_numpy())
+        label = str(known[0]) if len(known) == 1 else MISSING_ERA
+        _logger().warning("%d of %d row(s) of live_features have no era label: %s", int(missing.sum()), len(labels),
+                          f"predicted with the era of every other row, {label}" if len(known) == 1
+                          else "predicted as one era of their own")
+        labels = labels.astype(object).where(~missing, label)
     return EraIndex(labels.astype(str).to_numpy())
 
 
-def _unique_columns(frame: pd.DataFrame, what: str) -> pd.DataFrame:
-    """`frame` with each column name once (the first column of a repeated name kept), logged when one repeats."""
+def _unique_columns(frame: pd.DataFrame, what: str) -> np.ndarray:
+    """The positions of the frame's columns with each name once (a repeated name's first column), logged when one
+    repeats; positions, not a copy: live_features may be the 2 GB frame of 100 eras."""
     repeated = frame.columns.duplicated(keep="first")
-    if not repeated.any():
-        return frame
-    _logger().warning("%s repeats column name(s) %s: the first column of each is read", what,
-                      _first(sorted({str(c) for c in frame.columns[repeated]})))
-    return frame.loc[:, ~repeated]
+    if repeated.any():
+        _logger().warning("%s repeats column name(s) %s: the first column of each is read", what,
+                          _first(sorted({str(c) for c in frame.columns[repeated]})))
+    return np.flatnonzero(~repeated)
 
 
 def _column_sources(live: pd.DataFrame, present_pos: np.ndarray) -> list[Any]:
@@ -158,8 +173,8 @@ def _prepare_benchmark(bench: Any, wanted: list[str] | None, problems: list[str]
         problems.append("the benchmark frame is empty" if isinstance(bench, pd.DataFrame)
                         else f"the benchmark argument is a {type(bench).__name__}, not a DataFrame")
         return None
-    bench = _unique_columns(bench, "the benchmark frame")
     ids = _ids_of(bench)  # before the columns are narrowed: the ids may be an `id` column
+    bench = bench.iloc[:, _unique_columns(bench, "the benchmark frame")]  # a few columns: a copy is cheap
     if wanted is None:
         cols = benchmark_columns(bench)
     else:
@@ -168,9 +183,9 @@ def _prepare_benchmark(bench: Any, wanted: list[str] | None, problems: list[str]
         lacking = [name for name, column in found.items() if column is None]
         if lacking:
             numeric = set(benchmark_columns(bench))
-            not_numbers = [str(c) for c in bench.columns if c not in numeric
+            not_numbers = [f"{c} ({bench[c].dtype})" for c in bench.columns if c not in numeric
                            and any(benchmark_role(str(c)) == benchmark_role(name) for name in lacking)]
-            problems.append(f"the benchmark frame's column(s) {_first(not_numbers)} are not numeric" if not_numbers
+            problems.append(f"the benchmark frame's column(s) {_first(not_numbers)} hold no numbers" if not_numbers
                             else f"the benchmark frame lacks column(s) {_first(lacking)}")
             return None
         renamed = {column: name for name, column in found.items() if column != name}
@@ -284,15 +299,16 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | No
         raise TypeError(f"live_features must be a pandas DataFrame, got {type(live).__name__}")
     if len(live) == 0:
         raise ValueError("live_features has no rows")
-    live = _unique_columns(live, "live_features")
+    unique_pos = _unique_columns(live, "live_features")
     ids = _ids_of(live)
+    kept = None  # positions of the rows predicted, when an id repeats (positions, not a copy of the frame)
     if not ids.is_unique:
         first = ~ids.duplicated(keep="first")
         log.warning("live_features repeats %d id(s) (%s): each is predicted once, from its first row",
                     int((~first).sum()), _first([str(i) for i in ids[~first].unique()]))
-        live, ids = live.iloc[np.flatnonzero(first)], ids[first]
-    columns = pd.Index(live.columns)
-    present_mask = columns.get_indexer(features) >= 0
+        kept, ids = np.flatnonzero(first), ids[first]
+    at = live.columns[unique_pos].get_indexer(features)
+    present_mask = at >= 0
     missing = [f for f, ok in zip(features, present_mask) if not ok]
     n_present = len(features) - len(missing)
     if n_present < MIN_FEATURE_FRACTION * len(features):
@@ -301,23 +317,30 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | No
             f"(at least {MIN_FEATURE_FRACTION:.0%} needed); {len(missing)} missing: {_first(missing)}"
         )
     present_slot = np.flatnonzero(present_mask)
-    present_pos = columns.get_indexer([features[i] for i in present_slot])
+    present_pos = unique_pos[at[present_slot]]
     sources = _column_sources(live, present_pos)
 
-    eras = _era_index(live)
+    eras = _era_index(live, kept)
     problems: list[str] = []
-    uses_bench = wanted_bench is None or len(wanted_bench) > 0
+    # a model fitted without benchmark columns, or an estimator whose predict takes none, is never given them: no
+    # frame to prepare and no "without benchmark models" line every week
+    uses_bench = len(wanted_bench) > 0 if wanted_bench is not None else (
+        hasattr(fitted, "predict_eras") or _takes_benchmark(fitted))
     bench_frame = _prepare_benchmark(bench, wanted_bench, problems) if uses_bench else None
     eras_without_bench = 0
 
-    out = np.empty(len(live), dtype=np.float64)
+    # Numerai's features (feature_*) lie on the bins; a column of the user's own an exported estimator was fitted on
+    # need not, so only the former are counted
+    is_feature = np.array([str(f).startswith("feature") for f in features], dtype=bool)
+    binned = None if is_feature.all() else np.flatnonzero(is_feature)
+    out = np.empty(len(ids), dtype=np.float64)
     n_nan = off_bins = 0
     constant_eras: list[str] = []
     for rows in eras.chunks(rows_per_chunk(CHUNK_CELLS, len(features))):
         sub = eras.take(rows)
-        block, filled = _feature_block(sources, rows, present_slot, len(features))
+        block, filled = _feature_block(sources, rows if kept is None else kept[rows], present_slot, len(features))
         n_nan += filled
-        off_bins += cells_off_the_bins(block)
+        off_bins += cells_off_the_bins(block if binned is None else block[:, binned])
         chunk_ids = ids[rows]
         # Which eras of the chunk have a complete benchmark: those get it, the others are predicted without.
         with_bench = np.zeros(len(rows), dtype=bool)

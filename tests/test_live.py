@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import tracemalloc
 
 import numpy as np
@@ -288,20 +289,26 @@ def test_a_repeated_id_is_predicted_once_and_logged(baseline, live, caplog):
 def test_a_repeated_column_name_reads_the_first_column_and_is_logged(bench_user, live, live_bench, caplog):
     predict = make_predict(bench_user)
     feature = bench_user.feature_names_in_[0]
-    # the repeat of a feature holds other values: the first column is the one read
-    repeated = pd.concat([live, live[[feature]] * 0, live[["era"]]], axis=1)
+    # the repeats hold other values: the first column of each name is the one read; ids in an `id` column (a plain
+    # range index) and the era repeat too
+    flat = live.reset_index()
+    other = flat[["id", feature, "era"]].assign(id="other", era="9999")
+    other[feature] = 0
+    repeated = pd.concat([flat, other], axis=1)
     with caplog.at_level(logging.WARNING, logger="model.live"):
-        out = predict(repeated, pd.concat([live_bench, live_bench], axis=1))
+        out = predict(repeated, pd.concat([live_bench, live_bench * 0], axis=1))
     pd.testing.assert_frame_equal(out, predict(live, live_bench))
     lines = [r.getMessage() for r in _records(caplog) if "repeats column name" in r.getMessage()]
     assert len(lines) == 2, lines
-    assert feature in lines[0] and "era" in lines[0] and lines[1].startswith("the benchmark frame repeats")
+    assert all(name in lines[0] for name in (feature, "era", "id")) and lines[1].startswith("the benchmark frame repeats")
 
 
-def test_rows_without_an_era_are_an_era_of_their_own_and_logged(baseline, live, caplog):
-    """A missing era label (NaN or None) neither crashes (pandas 3 keeps it missing) nor becomes an era "nan" unlogged
-    (pandas 2): those rows are one era of their own, the others predicted as without them."""
+def test_rows_without_an_era_join_the_live_era_and_are_logged(baseline, live, caplog):
+    """A missing era label (NaN or None) neither crashes (pandas 3 keeps it missing) nor becomes an era "nan" (pandas
+    2): in a frame of one era, as Numerai's weekly live frame, those rows are predicted with the era of every other
+    row, exactly as if it were written there."""
     predict = make_predict(baseline)
+    assert live["era"].nunique() == 1
     for missing in (np.nan, None):
         broken = live.copy()
         broken["era"] = broken["era"].astype(object)
@@ -309,12 +316,23 @@ def test_rows_without_an_era_are_an_era_of_their_own_and_logged(baseline, live, 
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="model.live"):
             out = predict(broken, None)
-        assert out.index.equals(pd.Index(live.index, name="id"))
-        values = out["prediction"].to_numpy()
-        assert np.isfinite(values).all() and values.min() > 0 and values.max() <= 1
-        pd.testing.assert_frame_equal(out.iloc[3:], predict(live.iloc[3:], None))
-        np.testing.assert_allclose(np.sort(values[:3]), [1 / 3, 2 / 3, 1.0])  # ranked among themselves
-        assert any("3 of" in r.getMessage() and "no era label" in r.getMessage() for r in _records(caplog))
+        pd.testing.assert_frame_equal(out, predict(live, None))
+        assert any(f"3 of {len(live)} row(s) of live_features have no era label: predicted with the era of every "
+                   f"other row, {live['era'].iloc[0]}" in r.getMessage() for r in _records(caplog)), _records(caplog)
+
+
+def test_rows_without_an_era_among_several_eras_are_an_era_of_their_own(baseline, live, caplog):
+    predict = make_predict(baseline)
+    two = live.assign(era=np.where(np.arange(len(live)) < len(live) // 2, "0001", "0002")).astype({"era": object})
+    broken = two.copy()
+    broken.iloc[:3, broken.columns.get_loc("era")] = np.nan
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        out = predict(broken, None)
+    values = out["prediction"].to_numpy()
+    assert out.index.equals(pd.Index(live.index, name="id")) and np.isfinite(values).all()
+    np.testing.assert_allclose(np.sort(values[:3]), [1 / 3, 2 / 3, 1.0])  # ranked among themselves
+    pd.testing.assert_frame_equal(out.iloc[3:], predict(two.iloc[3:], None))
+    assert any("predicted as one era of their own" in r.getMessage() for r in _records(caplog))
 
 
 def test_an_infinite_benchmark_value_counts_as_missing(bench_user, live, live_bench, caplog):
@@ -342,7 +360,8 @@ def test_a_benchmark_column_of_text_is_named_as_not_numeric(bench_user, live, li
     with caplog.at_level(logging.WARNING, logger="model.live"):
         out = predict(live, as_text)
     pd.testing.assert_frame_equal(out, predict(live, None))
-    assert any("v53_lgbm_ender20 are not numeric" in r.getMessage() for r in _records(caplog)), _records(caplog)
+    lines = [r.getMessage() for r in _records(caplog)]  # the dtype as this pandas names it: object (2), str (3)
+    assert any(re.search(r"column\(s\) v53_lgbm_ender20 \((object|str)\) hold no numbers", m) for m in lines), lines
 
 
 def test_feature_values_off_the_bins_are_predicted_as_given_and_logged(baseline, live, caplog):
@@ -366,3 +385,17 @@ def test_feature_values_off_the_bins_are_predicted_as_given_and_logged(baseline,
         assert np.isfinite(out["prediction"]).all() and len(out) == len(live)
         lines = [r.getMessage() for r in _records(caplog) if "bins" in r.getMessage()]
         assert len(lines) == 1 and lines[0].startswith(f"{expected[name]} feature value(s)"), (name, lines)
+
+
+def test_an_estimator_whose_predict_takes_no_benchmark_logs_no_missing_benchmark(live, live_bench, caplog):
+    """A plain scikit-learn model exported by the user never gets benchmark models: no "without benchmark" line every
+    week."""
+    from sklearn.linear_model import LinearRegression
+
+    features = [c for c in live.columns if c.startswith("feature")][:10]
+    x = live[features].fillna(FILL_VALUE)
+    fitted = LinearRegression().fit(x, np.random.default_rng(0).normal(size=len(x)))
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        out = make_predict(fitted)(live, live_bench)
+    assert len(out) == len(live)
+    assert not any("without benchmark" in r.getMessage() for r in _records(caplog)), _records(caplog)

@@ -141,7 +141,10 @@ def test_the_workflow_commits_the_refreshed_pickle_past_the_projects_gitignore(t
     repo = tmp_path / "repo"
     (repo / "artifacts").mkdir(parents=True)
     shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1"}
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    env = {"PATH": f"{Path(git).parent}:/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1"}
 
     def run(*argv: str) -> subprocess.CompletedProcess:
         return subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, check=False)

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - older pandera
     import pandera as pa  # type: ignore[no-redef]
 
 from model.eras import EraIndex
-from model.features import FEATURE_RANGE
+from model.features import FEATURE_RANGE, between_the_bins, outside_the_range
 from validation.errors import DataValidationError
 
 __all__ = [
@@ -407,13 +407,13 @@ def _feature_block_check(problems: _Problems, features: list[str]) -> pa.Check:
         bad = _out_of_range_columns(df, numeric, lo, hi)
         for c in bad:
             a = _as_float_or_int(_column(df, c))
-            problems.add_positions(c, range_name, (a < lo) | (a > hi), a)
+            problems.add_positions(c, range_name, outside_the_range(a), a)
         fractional = []
         for c in numeric:  # a float column (it may hold NaN) must still hold whole numbers: the bins 0..4
             if c in bad or _as_float_or_int(_column(df, c)).dtype.kind != "f":
                 continue
             a = _as_float_or_int(_column(df, c))
-            off = np.isfinite(a) & (a != np.rint(a))
+            off = between_the_bins(a)
             if off.any():
                 problems.add_positions(c, "whole number", off, a)
                 fractional.append(c)

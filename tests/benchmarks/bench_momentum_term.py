@@ -92,7 +92,7 @@ def main() -> int:
     parser.add_argument("--worlds", required=True, help="comma-separated worlds already run by bench_field.py in DIR")
     parser.add_argument("--weights", default="0.1,0.25,0.5")
     args = parser.parse_args()
-    weights = [0.0, *(float(w) for w in args.weights.split(","))]
+    weights = [0.0, *sorted({float(w) for w in args.weights.split(",")} - {0.0})]  # w = 0 is the reference
     rows = []
     for name in args.worlds.split(","):
         scores = measure(args.data.resolve() / name, weights)

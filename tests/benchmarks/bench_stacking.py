@@ -83,6 +83,8 @@ def out_of_fold_scores(ds, config, quiet, folds: int) -> np.ndarray:
     eras = sorted(ds.train["era"].unique())
     out = np.full(len(ds.train), np.nan)
     era_of_row = ds.train["era"].to_numpy()
+    if len(eras) < folds:
+        raise SystemExit(f"{len(eras)} train eras cannot make {folds} folds")
     for k, block in enumerate(np.array_split(np.arange(len(eras)), folds)):
         lo, hi = block[0] - config.resolved_embargo, block[-1] + config.resolved_embargo
         kept = [e for i, e in enumerate(eras) if i < lo or i > hi]
@@ -171,6 +173,8 @@ def main() -> int:
     parser.add_argument("--worlds", required=True, help="comma-separated NAME-seedN of bench_linear's worlds")
     parser.add_argument("--folds", type=int, default=4)
     args = parser.parse_args()
+    if args.folds < 2:
+        parser.error(f"--folds must be 2 or more, got {args.folds}")
     known = fresh_worlds("both", True, args.seed_offset)
     rows = {"planted": [], "control": []}
     for name in args.worlds.split(","):
