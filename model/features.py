@@ -157,6 +157,11 @@ def between_the_bins(values: np.ndarray) -> np.ndarray:
 def cells_off_the_bins(block: np.ndarray) -> int:
     """How many cells of a feature block are not whole numbers within FEATURE_RANGE (the live path's blocks hold no
     NaN or inf: `fill_gaps` filled them, and that fill is logged apart)."""
+    lo, hi = FEATURE_RANGE
+    # Numerai's int8 bins, the usual case: two reductions (1 ms at 5,000 rows x 2,748 features here) instead of
+    # three boolean passes (100 ms)
+    if block.dtype.kind in "iub" and (block.size == 0 or (block.min() >= lo and block.max() <= hi)):
+        return 0
     return int(np.count_nonzero(outside_the_range(block) | between_the_bins(block)))
 
 
