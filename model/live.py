@@ -174,7 +174,9 @@ def _prepare_benchmark(bench: Any, wanted: list[str] | None, problems: list[str]
                         else f"the benchmark argument is a {type(bench).__name__}, not a DataFrame")
         return None
     ids = _ids_of(bench)  # before the columns are narrowed: the ids may be an `id` column
-    bench = bench.iloc[:, _unique_columns(bench, "the benchmark frame")]  # a few columns: a copy is cheap
+    unique_pos = _unique_columns(bench, "the benchmark frame")
+    if len(unique_pos) < bench.shape[1]:  # only then: the frame of 100 eras is not copied every call
+        bench = bench.iloc[:, unique_pos]
     if wanted is None:
         cols = benchmark_columns(bench)
     else:
@@ -323,9 +325,9 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | No
     eras = _era_index(live, kept)
     problems: list[str] = []
     # a model fitted without benchmark columns, or an estimator whose predict takes none, is never given them: no
-    # frame to prepare and no "without benchmark models" line every week
-    uses_bench = len(wanted_bench) > 0 if wanted_bench is not None else (
-        hasattr(fitted, "predict_eras") or _takes_benchmark(fitted))
+    # frame to prepare and no "without benchmark models" line every week (NumeraiModel and TargetEnsemble always
+    # name their columns, so None is an estimator of the user's)
+    uses_bench = len(wanted_bench) > 0 if wanted_bench is not None else _takes_benchmark(fitted)
     bench_frame = _prepare_benchmark(bench, wanted_bench, problems) if uses_bench else None
     eras_without_bench = 0
 

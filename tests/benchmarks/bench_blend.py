@@ -60,18 +60,29 @@ def started_booster(model, captured: dict, eras: EraIndex, threads: int):
                                           estimator_module.CHUNK_CELLS, init_score=start)
 
 
+def blended(model, values: np.ndarray, chunk: np.ndarray, engineered: np.ndarray, eras) -> np.ndarray:
+    """NumeraiModel.predict_chunk's blend of tree values with the model's two ridges, for values other than its own
+    trees'. Only the model's attributes and methods are used, so it also runs a model loaded from a pickle of
+    another process, whose classes (and `eras`' EraIndex) are the pickle's own."""
+    columns = None if model.structural_ is None else model._structural_columns(engineered)
+    return blend(values, eras, [(model.linear_, chunk, float(model.linear_weight)),
+                                (model.structural_, columns, float(model.structural_weight))])
+
+
+def finished(model, values: np.ndarray, chunk: np.ndarray, eras, labels, bench) -> np.ndarray:
+    """NumeraiModel.predict_chunk's last step on blended values: per-era ranks, residualized when the model is."""
+    return eras.rank(values) if model.residualizer_ is None else model.residualizer_.transform(
+        values, chunk, eras, labels, bench)
+
+
 def started_chunk(model, booster):
     """predict_chunk of full with the started booster: trees' raw score + the structural ridge, then as full."""
 
     def predict_chunk(chunk, eras, bench, threads, pieces=None):
         engineered, labels = model._engineer(chunk, eras, bench, pieces)
-        columns = model._structural_columns(engineered)
-        values = predict_raw(booster, Rows(chunk, engineered, None), threads) + model.structural_.scores(columns, eras)
-        values = blend(values, eras, [(model.linear_, chunk, float(model.linear_weight)),
-                                      (model.structural_, columns, float(model.structural_weight))])
-        if model.residualizer_ is None:
-            return eras.rank(values)
-        return model.residualizer_.transform(values, chunk, eras, labels, bench)
+        values = predict_raw(booster, Rows(chunk, engineered, None), threads) + model.structural_.scores(
+            model._structural_columns(engineered), eras)
+        return finished(model, blended(model, values, chunk, engineered, eras), chunk, eras, labels, bench)
 
     return predict_chunk
 

@@ -32,6 +32,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from model.booster import Rows, predict_raw
+from tests.benchmarks.bench_blend import blended, finished
 from tests.benchmarks.bench_field import feed_resolved, pickle_with_policy
 from tests.benchmarks.bench_worlds import per_era_corr, pooled
 
@@ -44,23 +46,15 @@ def measure(world: Path, weights: list[float]) -> dict[float, pd.Series] | None:
     if "timed_momentum" not in names:
         return None
     column = names.index("timed_momentum")
-    # the pickle's own module functions: its classes are its own (training.refresh.pickled_model says why)
-    own = type(model).predict_chunk.__globals__
     per_weight: dict[float, list[np.ndarray]] = {w: [] for w in weights}
 
     def predict_chunk(chunk, eras, bench, threads, pieces=None):  # NumeraiModel.predict_chunk with the extra term
         engineered, labels = model._engineer(chunk, eras, bench, pieces)
-        values = own["predict_raw"](model.booster_, own["Rows"](chunk, engineered, None), threads)
-        structural = model.structural_
-        values = eras.rank(own["blend"](values, eras, [
-            (model.linear_, chunk, float(model.linear_weight)),
-            (structural, None if structural is None else model._structural_columns(engineered),
-             float(model.structural_weight))]))
+        trees = predict_raw(model.booster_, Rows(chunk, engineered, None), threads)
+        values = eras.rank(blended(model, trees, chunk, engineered, eras))
         momentum = eras.rank(engineered[:, column].astype(np.float64))
         for w in weights:
-            blended = values + w * momentum
-            per_weight[w].append(eras.rank(blended) if model.residualizer_ is None
-                                 else model.residualizer_.transform(blended, chunk, eras, labels, bench))
+            per_weight[w].append(finished(model, values + w * momentum, chunk, eras, labels, bench))
         return per_weight[weights[0]][-1]
 
     model.predict_chunk = predict_chunk  # the live function calls the model's predict_eras, which calls this

@@ -45,7 +45,7 @@ from model.benchmarks import benchmark_vector, filled_benchmark  # noqa: E402
 from model.booster import DEFAULT_LGBM_PARAMS, Rows, predict_raw  # noqa: E402
 from model.eras import EraIndex  # noqa: E402
 from model.features import chunk_rows, feature_matrix  # noqa: E402
-from model.linear import blend  # noqa: E402
+from tests.benchmarks.bench_blend import blended, finished  # noqa: E402
 from tests.benchmarks.bench_linear import worlds as fresh_worlds  # noqa: E402
 from tests.benchmarks.bench_worlds import ensure_family_world, pooled  # noqa: E402
 from training.config import load_config  # noqa: E402
@@ -142,14 +142,11 @@ def run_world(name: str, config_world: object, data: Path, folds: int) -> tuple[
     def corr(values: np.ndarray) -> pd.Series:
         return score_eras(np.asarray(values, np.float64), val, ds.target, ds.features, benchmark=None)["corr"]
 
+    bench = None if val_bench is None else filled_benchmark(benchmark_vector(val_bench, val.index,
+                                                                             full.benchmark_columns_))
+
     def in_full(values: np.ndarray) -> np.ndarray:  # full's predict_chunk with `values` in its trees' place
-        columns = None if full.structural_ is None else full._structural_columns(val_engineered)
-        mixed = blend(values, eras, [(full.linear_, val_raw, float(full.linear_weight)),
-                                     (full.structural_, columns, float(full.structural_weight))])
-        bench = None if val_bench is None else filled_benchmark(benchmark_vector(val_bench, val.index,
-                                                                                 full.benchmark_columns_))
-        return eras.rank(mixed) if full.residualizer_ is None else full.residualizer_.transform(
-            mixed, val_raw, eras, labels, bench)
+        return finished(full, blended(full, values, val_raw, val_engineered, eras), val_raw, eras, labels, bench)
 
     scores = {"baseline": corr(baseline.predict(ds.X(val), benchmark=val_bench)),
               "full": corr(full.predict(ds.X(val), benchmark=val_bench))}
