@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,21 @@ def _corr(prediction: np.ndarray, target: np.ndarray) -> float:
     return float(numerai_corr(pd.DataFrame({"p": prediction}), pd.Series(target, name="target"))["p"])
 
 
-def momentum_worth(config: SyntheticConfig, window: int) -> dict[str, np.ndarray]:
-    """Per future era, the oracle's corr with each form of momentum minus its corr without momentum."""
-    state = _reachable_state(config, config.train_eras, None)
+@dataclass
+class OracleMomentum:
+    """The reachable oracle's pooled momentum on a world's future eras, each a dict keyed by era index."""
+
+    without: dict[int, np.ndarray]  # the oracle told everything but momentum
+    timed: dict[int, np.ndarray]  # (n, factors): estimated style x trailing deviation of its factor return
+    targets: dict[int, np.ndarray]
+    one: float  # one coefficient for the sum of `timed` over the factors, least squares on the train eras
+    per_factor: np.ndarray  # one coefficient per factor, likewise
+
+
+def oracle_momentum(config: SyntheticConfig, window: int, train_eras: int | None = None) -> OracleMomentum:
+    """The reachable oracle's timed momentum exposures on the future eras and their coefficients (module doc), its
+    estimators and payoffs fitted on the first `train_eras` eras (default: the world's train eras)."""
+    state = _reachable_state(config, config.train_eras if train_eras is None else train_eras, None)
     designs, coefficients = _reachable_coefficients(state, tuple(e for e in ORACLE_EFFECTS if e != "momentum"))
     groups, total = len(state.world.groups), len(designs)
     sign = np.ones((total, groups))
@@ -69,14 +82,22 @@ def momentum_worth(config: SyntheticConfig, window: int) -> dict[str, np.ndarray
     x = np.vstack([timed(t) for t in fit_eras])
     y = np.concatenate([state.targets[t] - state.targets[t].mean() for t in fit_eras])
     total_x = x.sum(axis=1)
-    one = float(total_x @ y / (total_x @ total_x))
-    per_factor = np.linalg.lstsq(x, y, rcond=None)[0]
+    future = range(config.eras, config.eras + config.future_eras)
+    return OracleMomentum(
+        without={t: designs[t] @ coefficients[t] for t in future}, timed={t: timed(t) for t in future},
+        targets={t: state.targets[t] for t in future}, one=float(total_x @ y / (total_x @ total_x)),
+        per_factor=np.linalg.lstsq(x, y, rcond=None)[0])
+
+
+def momentum_worth(config: SyntheticConfig, window: int) -> dict[str, np.ndarray]:
+    """Per future era, the oracle's corr with each form of momentum minus its corr without momentum."""
+    oracle = oracle_momentum(config, window)
     out: dict[str, list[float]] = {form: [] for form in FORMS}
-    for t in range(config.eras, config.eras + config.future_eras):
-        without = designs[t] @ coefficients[t]
-        base = _corr(without, state.targets[t])
-        out["one coefficient"].append(_corr(without + one * timed(t).sum(axis=1), state.targets[t]) - base)
-        out["one per factor"].append(_corr(without + timed(t) @ per_factor, state.targets[t]) - base)
+    for t, without in oracle.without.items():
+        target, timed = oracle.targets[t], oracle.timed[t]
+        base = _corr(without, target)
+        out["one coefficient"].append(_corr(without + oracle.one * timed.sum(axis=1), target) - base)
+        out["one per factor"].append(_corr(without + timed @ oracle.per_factor, target) - base)
     return {form: np.array(v) for form, v in out.items()}
 
 
