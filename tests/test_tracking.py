@@ -126,6 +126,17 @@ def test_tune_track_logs_the_study_and_one_nested_run_per_trial(tiny_world: Path
     assert {"tune_report.html", "best_config.toml", "tune_trials.csv", "after_choice_per_era.csv"} <= logged
     complete = [r for r in trials if r.data.tags["nmu.trial_state"] == "COMPLETE"]
     assert complete and all(len(client.get_metric_history(r.info.run_id, "running_corr")) == 2 for r in complete)
+    assert [r.data.tags.get("nmu.default") for r in trials].count("true") == 1  # the default config's trial
+    assert all(r.data.params["fold1_eras"] < r.data.params["fold2_eras"] for r in complete)
+    # a resumed study logs the trials that run finished, not the earlier ones again
+    result = CliRunner().invoke(app, ["tune", "--data", str(tiny_world), "--out", str(out), "--config", str(config),
+                                      "--trials", "4", "--track"])
+    assert result.exit_code == 0, result.output
+    runs = _runs(f"sqlite:///{out / 'mlruns.db'}")
+    studies = [r for r in runs if r.data.tags.get("nmu.command") == "tune"]
+    nested = [[r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == s.info.run_id]
+              for s in studies]
+    assert [len(n) for n in nested] == [3, 1] and nested[1] == ["trial 3"]
 
 
 @pytest.mark.parametrize("table, phrase", [
@@ -138,6 +149,10 @@ def test_a_bad_tracking_table_is_one_sentence_before_any_work(tiny_world: Path, 
                                       str(_config(tmp_path, table)), "--track"])
     assert result.exit_code == 2 and phrase in result.output and "Traceback" not in result.output, result.output
     assert not (tmp_path / "out").exists()
+    for command in ("train", "tune"):  # the message names the config file, as every other config error does
+        result = CliRunner().invoke(app, [command, "--data", str(tiny_world), "--out", str(tmp_path / "out"),
+                                          "--config", str(tmp_path / "config.toml"), "--track"])
+        assert result.exit_code == 2 and "config.toml:`tracking." in "".join(result.output.split()), result.output
 
 
 def test_a_store_that_cannot_be_reached_fails_in_one_line_after_the_artifacts(

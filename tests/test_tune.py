@@ -29,6 +29,8 @@ from training.synthetic import SyntheticConfig, write_synthetic_world
 from training.tune import (
     FoldJob,
     apply_params,
+    default_trial,
+    enqueue_default,
     load_study,
     open_storage,
     requeue_orphans,
@@ -114,8 +116,10 @@ def test_tune_writes_the_best_config_and_the_report(tuned, tiny_world: Path) -> 
     assert 4 <= first.params["lightgbm.num_leaves"] <= 16
     assert [t.number for t in _study(out).trials if t.user_attrs.get("nmu_default")] == [0]
     assert summary["default_trial"]["number"] == 0 and summary["default_trial"]["state"] == "complete"  # never pruned
+    assert summary["default_trial"]["label"] == "the default config with lightgbm.num_leaves sampled"
     page = (out / "tune_report.html").read_text()
-    for text in ("After the choice", "never saw these eras", "The default config, trial 0", "Optimisation history", "Parameter importance",
+    for text in ("After the choice", "never saw these eras", "The default config with lightgbm.num_leaves sampled, "
+                 "trial 0", "Optimisation history", "Parameter importance",
                  "Best trials", "data:image/png;base64,"):
         assert text in page, text
 
@@ -254,6 +258,99 @@ def test_an_interrupted_runs_trial_in_flight_runs_again_first(tmp_path: Path) ->
     assert {d.name: d.suggest(rerun) for d in space} == study.trials[1].params
 
 
+def test_an_interrupted_default_trial_stays_the_default(tmp_path: Path) -> None:
+    """Ctrl-C during the default config's trial: its re-run carries the default's mark (never pruned, reported as
+    the default), and the report names the completed re-run, not the stopped trial."""
+    study, space, settings = _fake_study(tmp_path, "d")
+    config = config_from_dict({"tune": {"folds": 2, "lightgbm": {"num_leaves": [2, 64]}}})
+    assert enqueue_default(study, config, space, lambda line: None)
+
+    def interrupted(job: FoldJob) -> pd.DataFrame:
+        if job.trial == 0 and job.fold == 2:
+            raise KeyboardInterrupt
+        return _scores(job)
+
+    train = [f"{i:04d}" for i in range(100)]
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, space, settings, 3, None, InProcess(), interrupted, lambda line: None, train)
+    assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
+    assert not enqueue_default(study, config, space, lambda line: None)  # queued once: the re-run is the default
+    run_trials(study, space, settings, 3, None, InProcess(), _scores, lambda line: None, train)
+    rerun = default_trial(study)
+    assert rerun.number == 1 and rerun.state.name == "COMPLETE" and rerun.user_attrs["nmu_rerun_of"] == 0
+    assert rerun.params == study.trials[0].params
+
+
+def test_a_trial_whose_folds_score_no_era_fails_alone(tmp_path: Path) -> None:
+    """A trial whose predictions cannot be scored on any era (say min_data_in_leaf above the fold's rows: constant
+    predictions) fails with a sentence, and the study goes on."""
+    study, space, settings = _fake_study(tmp_path, "e")
+    lines: list[str] = []
+
+    def empty_for_trial_1(job: FoldJob) -> pd.DataFrame:
+        return _scores(job).iloc[:0] if job.trial == 1 else _scores(job)
+
+    run_trials(study, space, settings, 3, None, InProcess(), empty_for_trial_1, lines.append,
+               [f"{i:04d}" for i in range(100)])
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert any("trial 1 failed in fold 1: no test era could be scored" in line for line in lines)
+
+
+def test_an_error_of_nmu_re_runs_its_trial_once_not_for_ever(tmp_path: Path) -> None:
+    """An error that stops the run (not a trial's own failure) queues the trials in flight again, once: the next
+    resume that meets it again does not queue them a third time, so a study can always finish."""
+    study, space, settings = _fake_study(tmp_path, "r")
+    train = [f"{i:04d}" for i in range(100)]
+
+    def broken(job: FoldJob) -> pd.DataFrame:
+        raise RuntimeError("a bug")
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            run_trials(study, space, settings, 2, None, InProcess(), broken, lambda line: None, train)
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    assert study.trials[1].user_attrs["nmu_rerun_of"] == 0
+    run_trials(study, space, settings, 2, None, InProcess(), _scores, lambda line: None, train)
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+
+
+def test_a_resumed_study_draws_new_points(tmp_path: Path) -> None:
+    """Each process makes its own sampler: seeded as the run before, it would draw that run's start-up points
+    again. It is seeded with the seed plus the trials the study holds."""
+    config = config_from_dict({"tune": {"folds": 2, "lightgbm": {"learning_rate": {"low": 0.01, "high": 0.1}}}})
+    space, settings = search_space(config), tune_settings(config)
+    signature = study_signature(config, settings, space, {"version": "x"})
+    storage = open_storage(f"sqlite:///{tmp_path / 'tune.db'}")
+    train = [f"{i:04d}" for i in range(100)]
+    for total in (2, 4):  # two runs, as two `nmu tune` commands would load the study
+        study = load_study("n", storage, signature, 0)
+        run_trials(study, space, settings, total, None, InProcess(), _scores, lambda line: None, train)
+    values = [t.params["lightgbm.learning_rate"] for t in study.trials]
+    assert len(values) == 4 and len(set(values)) == 4, values
+
+
+def test_a_database_that_is_not_optunas_is_refused_untouched(tiny_world: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    other = tmp_path / "mlruns.db"
+    with sqlite3.connect(other) as db:
+        db.execute("create table experiments (id integer)")
+        db.execute("create table alembic_version (version_num text)")
+    result = CliRunner().invoke(app, ["tune", "--data", str(tiny_world), "--out", str(tmp_path / "out"),
+                                      "--storage", f"sqlite:///{other}", "--config", str(_config(tmp_path))])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "is not an Optuna storage (its tables: alembic_version, experiments)" in " ".join(result.output.split())
+    with sqlite3.connect(other) as db:
+        assert sorted(r[0] for r in db.execute("select name from sqlite_master where type='table'")) == [
+            "alembic_version", "experiments"]
+
+
+def test_too_many_folds_name_the_setting(tiny_world: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path, CONFIG.replace("folds = 2", "folds = 100"))
+    with pytest.raises(NmuError, match=r"config.toml: `tune.folds` = 100 needs at least 101 training eras, found 36"):
+        _tune(tiny_world, tmp_path / "out", config, trials=1)
+
+
 def test_the_default_space_follows_the_config() -> None:
     names = [d.name for d in search_space(TrainConfig())]
     assert {"lightgbm.learning_rate", "lightgbm.num_leaves", "components.residualize_proportion",
@@ -299,6 +396,10 @@ def test_the_doc_examples_are_valid_search_spaces() -> None:
     ("[tune]\nmetric = \"mmc\"\n", "`tune.metric` must be one of corr, sharpe, bmc; got 'mmc'"),
     ("[tune]\nfold = 3\n", "`tune.fold` is not a [tune] setting"),
     ("[tune.ensemble]\nweights = [0.0, 1.0]\n", "needs [ensemble] targets with more than one target"),
+    ("[components]\ntiming = false\n[tune.components]\ntiming_window = [4, 26]\n",
+     "`tune.components.timing_window` tunes the timing component, which the config switches off"),
+    ("[tune.components]\ninteraction_threshold = {low = 3.5, high = 6.0, step = 0.7}\n",
+     "`step` 0.7 does not divide the range 3.5..6.0"),
 ])
 def test_bad_tune_tables_are_one_sentence(tiny_world: Path, tmp_path: Path, text: str, phrase: str) -> None:
     config = _config(tmp_path, text)

@@ -215,7 +215,7 @@ def train_command(
     if track:
         from training.tracking import check_tracking  # noqa: PLC0415 - the optional extra
 
-        check_tracking(config)
+        check_tracking(config, config_source(config_path))
     out = Path(out)
     check_out_dir(out)
     reporter = Reporter(console)

@@ -8,8 +8,8 @@
   artifacts, and tags for the data (`nmu.data_source`, `nmu.data_version`), the package version and the pickle's
   sha256;
 - `nmu tune`: one run for the study (best parameters, the after-the-choice scores of the default and the tuned config,
-  the report, best_config.toml, the trials table) with one nested run per trial (its parameters, its running value
-  after each fold as steps, its state).
+  the report, best_config.toml, the trials table) with one nested run per trial that run finished (its parameters
+  and folds' eras, its running value after each fold as steps, its state, `nmu.default` / `nmu.rerun_of` tags).
 
 Where: `MLFLOW_TRACKING_URI` when set, else `[tracking] uri`, else a local store in OUT: `sqlite:///OUT/mlruns.db`
 with the artifacts in `OUT/mlruns/` (an experiment nmu creates in any SQLite store keeps its artifacts in `mlruns/`
@@ -182,7 +182,8 @@ def log_train_run(out: Path, config: TrainConfig, metrics: dict[str, Any]) -> st
 
 def log_tune_run(out: Path, config: TrainConfig, study: Any, summary: dict[str, Any],
                  per_era: dict[str, pd.DataFrame]) -> str:
-    """Log a finished `nmu tune` as one MLflow run with a nested run per trial; returns the study run's id."""
+    """Log a finished `nmu tune` as one MLflow run with a nested run per trial this run finished (a resumed study's
+    earlier trials were logged by the runs that ran them); returns the study run's id."""
     out = Path(out)
     metric = summary["metric"]
     values = {"best_value": summary["best_value"],
@@ -210,11 +211,21 @@ def log_tune_run(out: Path, config: TrainConfig, study: Any, summary: dict[str, 
                 path = Path(tmp) / "after_choice_per_era.csv"
                 pd.concat({k: v for k, v in per_era.items()}, names=["config"]).reset_index().to_csv(path, index=False)
                 client.log_artifact(run_id, str(path))
+            # the trials this run finished (a resumed study's earlier trials were logged by the run that ran them)
+            ran = set(summary["this_run"].get("trials", []))
             for trial in study.get_trials(deepcopy=False):
+                if trial.number not in ran:
+                    continue
+                marks = {"nmu.default": "true"} if trial.user_attrs.get("nmu_default") else {}
+                if trial.user_attrs.get("nmu_rerun_of") is not None:
+                    marks["nmu.rerun_of"] = str(trial.user_attrs["nmu_rerun_of"])
                 child = client.create_run(experiment_id, run_name=f"trial {trial.number}",
-                                          tags={"mlflow.parentRunId": run_id, "nmu.trial_state": trial.state.name})
+                                          tags={"mlflow.parentRunId": run_id, "nmu.trial_state": trial.state.name,
+                                                **marks})
                 steps = [(f"running_{metric}", v, step) for step, v in sorted(trial.intermediate_values.items())]
-                _log(client, child.info.run_id, params={k: str(v) for k, v in trial.params.items()},
+                folds = {f"{k}": "–".join(v) for k, v in trial.user_attrs.items()
+                         if k.startswith("fold") and k.endswith("_eras")}
+                _log(client, child.info.run_id, params={**{k: str(v) for k, v in trial.params.items()}, **folds},
                      metrics={metric: trial.value} if trial.value is not None else {}, steps=steps)
                 client.set_terminated(child.info.run_id,
                                       status="FINISHED" if trial.state.name in ("COMPLETE", "PRUNED") else "FAILED")

@@ -167,6 +167,12 @@ def _dimension(name: str, value: Any, where: str) -> Dimension:
         raise NmuError(f"{where}: `step` must be a positive number and cannot go with log, got {step!r}.")
     kind = "int" if all(isinstance(v, int) for v in (low, high)) and (step is None or isinstance(step, int)) \
         else "float"
+    if step is not None:
+        steps = (high - low) / step
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, abs(steps)):
+            # Optuna would warn on every trial and never sample `high`
+            raise NmuError(f"{where}: `step` {step!r} does not divide the range {low!r}..{high!r}; choose a high of "
+                           f"{low + math.floor(steps) * step!r} or a step that divides it.")
     return Dimension(name, kind, low=low, high=high, log=log, step=step)
 
 
@@ -212,6 +218,11 @@ def search_space(config: TrainConfig, source: str = "config") -> list[Dimension]
                     raise NmuError(f"{where} needs [ensemble] targets with more than one target.")
                 space += [_dimension(f"ensemble.weights.{t}", value, where) for t in config.targets[1:]]
                 continue
+            component = _switch_of(key) if table == "components" else None
+            if component is not None and not switched_on(config, component):
+                raise NmuError(f"{where} tunes the {component} component, which the config switches off "
+                               f"([components] {component} = false): every trial would score the same. Switch it "
+                               "on or leave the range out.")
             space.append(_dimension(f"{table}.{key}", value, where))
     if not space:
         raise NmuError(f"{source}: the [tune] tables declare no parameter to tune.")
@@ -225,8 +236,13 @@ def search_space(config: TrainConfig, source: str = "config") -> list[Dimension]
     return space
 
 
+def _switch_of(key: str) -> str | None:
+    """The component whose switch a NumeraiModel parameter belongs to, None for a parameter of the whole model."""
+    return next((c for prefix, c in _COMPONENT_OF.items() if key.startswith(prefix)), None)
+
+
 def _component(key: str) -> str:
-    return next((c for prefix, c in _COMPONENT_OF.items() if key.startswith(prefix)), COMPONENTS[0])
+    return _switch_of(key) or COMPONENTS[0]
 
 
 def apply_params(config: TrainConfig, params: dict[str, Any]) -> TrainConfig:
@@ -386,10 +402,29 @@ def open_storage(url: str) -> Any:
                        "mysql://... (any URL SQLAlchemy opens).")
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
+        foreign = _foreign_tables(url, kwargs)
+        if foreign:  # Optuna would add its tables beside them (an MLflow store, say), then fail on their schema
+            shown = ", ".join(foreign[:6]) + (", ..." if len(foreign) > 6 else "")
+            raise NmuError(f"--storage {url} holds a database that is not an Optuna storage (its tables: {shown}); "
+                           "give a new file or database for the study. Nothing was written to it.")
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except NmuError:
+        raise
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's and Optuna's errors alike: the storage cannot be used
         message = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise NmuError(f"--storage {url} cannot be opened: {message}.") from None
+
+
+def _foreign_tables(url: str, engine_kwargs: dict[str, Any]) -> list[str]:
+    """The tables of the database at `url` when it has some and none is Optuna's `version_info`; else []."""
+    import sqlalchemy  # noqa: PLC0415 - Optuna's own dependency
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        tables = sqlalchemy.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    return [] if not tables or "version_info" in tables else sorted(tables)
 
 
 def study_signature(config: TrainConfig, settings: dict[str, Any], space: list[Dimension],
@@ -427,6 +462,9 @@ def load_study(name: str, storage: Any, signature: dict[str, Any], seed: int) ->
         study_name=name, storage=storage, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0))
+    # a sampler seeded as in the run before would draw that run's start-up points again: on a resume it is seeded
+    # with the seed plus the trials the study holds (a new study keeps `seed` itself)
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)), constant_liar=True)
     stored = {k: study.user_attrs.get(f"nmu_{k}") for k in signature}
     if all(v is None for v in stored.values()):
         if study.get_trials(deepcopy=False):
@@ -461,11 +499,18 @@ def requeue_orphans(study: Any, storage: Any, say: Callable[[str], None]) -> int
         trial_id = storage.get_trial_id_from_study_id_trial_number(
             storage.get_study_id_from_name(study.study_name), trial.number)
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"nmu_rerun_of": trial.number}, skip_if_exists=False)
+        study.enqueue_trial(trial.params, user_attrs=_rerun_attrs(trial), skip_if_exists=False)
         requeued += 1
     if requeued:
         say(f"  {requeued} trial(s) left unfinished by a stopped run will run again first")
     return requeued
+
+
+def _rerun_attrs(trial: Any) -> dict[str, Any]:
+    """The user attributes of a trial queued to run `trial` again: which trial it re-runs, and the default config's
+    marks (never pruned, what it samples), so that a stopped default trial stays the study's default."""
+    kept = {k: v for k, v in trial.user_attrs.items() if k in ("nmu_default", "nmu_default_sampled")}
+    return {"nmu_rerun_of": trial.number, **kept}
 
 
 def _contains(dim: Dimension, value: Any) -> bool:
@@ -486,16 +531,24 @@ def enqueue_default(study: Any, config: TrainConfig, space: list[Dimension], say
     outside = [f"{d.name} = {defaults.get(d.name)!r}" for d in space if d.name not in fixed]
     if outside:
         say(f"  the default config's {', '.join(outside)} lies outside the searched range: the default trial samples it")
-    study.enqueue_trial(fixed, user_attrs={"nmu_default": True}, skip_if_exists=False)
+    sampled = [d.name for d in space if d.name not in fixed]
+    study.enqueue_trial(fixed, user_attrs={"nmu_default": True, **({"nmu_default_sampled": sampled} if sampled else {})},
+                        skip_if_exists=False)
     return True
 
 
 def default_trial(study: Any) -> Any:
-    """The study's finished trial of the default config (see `enqueue_default`), or None."""
-    for trial in study.get_trials(deepcopy=False):
-        if trial.user_attrs.get("nmu_default") and trial.state.is_finished():
-            return trial
-    return None
+    """The study's finished trial of the default config (see `enqueue_default`): the completed one, else the latest
+    one that finished otherwise (a default stopped by an interruption is re-run under the same mark), or None."""
+    finished = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("nmu_default") and t.state.is_finished()]
+    complete = [t for t in finished if t.state.name == "COMPLETE"]
+    return (complete or finished or [None])[-1]
+
+
+def default_label(trial: Any) -> str:
+    """"the default config", and which parameters it sampled when its value lay outside the searched range."""
+    sampled = trial.user_attrs.get("nmu_default_sampled") or []
+    return "the default config" + (f" with {', '.join(sampled)} sampled" if sampled else "")
 
 
 @dataclass
@@ -529,6 +582,7 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
     start = time.monotonic()
     folds, metric = settings["folds"], settings["metric"]
     running: list[_Running] = []
+    told: list[int] = []  # the trials this run finished, in any state (the tracker logs these)
     started = failed_in_a_row = 0
 
     def finished() -> int:
@@ -551,8 +605,12 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
             still = []
             for r, result in zip(running, results):
                 number, k = r.trial.number, len(r.scores) + 1
+                if isinstance(result, pd.DataFrame) and result.empty:
+                    result = FoldError("no test era could be scored (its predictions were constant or missing in "
+                                       "every era)")
                 if isinstance(result, FoldError):
                     study.tell(r.trial, state=states.FAIL)
+                    told.append(number)
                     say(f"  trial {number} failed in fold {k}: {result.message}")
                     failed_in_a_row += 1
                     continue
@@ -563,6 +621,7 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
                 value = objective_value(r.scores, metric)
                 if value is None:
                     study.tell(r.trial, state=states.FAIL)
+                    told.append(number)
                     say(f"  trial {number} failed in fold {k}: no {METRICS[metric]} on its eras")
                     failed_in_a_row += 1
                     continue
@@ -570,12 +629,14 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
                 r.trial.report(value, step=k)
                 if k == folds:
                     study.tell(r.trial, value)
-                    label = " (the default config)" if r.trial.user_attrs.get("nmu_default") else ""
+                    told.append(number)
+                    label = f" ({default_label(r.trial)})" if r.trial.user_attrs.get("nmu_default") else ""
                     say(f"  trial {number}{label}: {metric} {fmt_score(value)} over {folds} folds "
                         f"(best so far {fmt_score(study.best_value)})")
                 elif not r.trial.user_attrs.get("nmu_default") and r.trial.should_prune():
                     # the default is the reference every other trial is read against: measured on every fold
                     study.tell(r.trial, state=states.PRUNED)
+                    told.append(number)
                     say(f"  trial {number} pruned after fold {k}/{folds}: {metric} {fmt_score(value)} below the "
                         "median of earlier trials there")
                 else:
@@ -584,15 +645,20 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
             if failed_in_a_row >= max(3, slots):
                 raise NmuError(f"{failed_in_a_row} trials in a row failed (the last: see above); check the [tune] "
                                "ranges and the [lightgbm] table.")
-    except BaseException:  # interrupted or failed: the trials in flight run again first next time
+    except BaseException as exc:  # interrupted or failed: the trials in flight run again first next time
+        interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
         for r in running:
             try:
                 study.tell(r.trial, state=states.FAIL)
             except Exception:  # noqa: BLE001 - already told (finished in the round that failed)
                 continue
-            study.enqueue_trial(r.params, user_attrs={"nmu_rerun_of": r.trial.number})
+            told.append(r.trial.number)
+            # an error of nmu's own, not an interruption, would recur: a trial already re-run once is not queued
+            # again, so that a resume cannot fail on the same trial for ever
+            if interrupted or r.trial.user_attrs.get("nmu_rerun_of") is None:
+                study.enqueue_trial(r.params, user_attrs=_rerun_attrs(r.trial))
         raise
-    return {"started": started, "seconds": round(time.monotonic() - start, 1), "slots": slots}
+    return {"started": started, "seconds": round(time.monotonic() - start, 1), "slots": slots, "trials": told}
 
 
 # ---- after the study: default and best config on the validation report eras ---------------------------------
@@ -617,6 +683,22 @@ def after_choice(ds: Dataset, configs: dict[str, TrainConfig], executor: Any, re
         out[label] = {"scores": summarize(per_era), "per_era": per_era}
     out["eras"] = [report_eras[0], report_eras[-1]]
     return out
+
+
+def after_choice_line(after: dict[str, Any], metric: str) -> str:
+    """The after-the-choice comparison in one line: the report eras, each config's corr (and the study's metric when
+    it is another), and the per-era difference of corr with its standard error, so that a gap within the noise of
+    these few eras reads as such."""
+    d, t = after["default"], after["tuned"]
+    diff = (t["per_era"]["corr"] - d["per_era"]["corr"]).dropna()
+    se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    line = (f"{len(diff)} validation report eras {after['eras'][0]}–{after['eras'][1]}: default corr "
+            f"{fmt_score(d['scores']['corr_mean'])}, tuned corr {fmt_score(t['scores']['corr_mean'])} (tuned - default "
+            f"{fmt_score(float(diff.mean()) if len(diff) else None)} +- {se:.4f} per era)")
+    if metric != "corr":
+        key = METRICS[metric]
+        line += f"; {metric}: default {fmt_score(d['scores'][key])}, tuned {fmt_score(t['scores'][key])}"
+    return line
 
 
 # ---- the report ------------------------------------------------------------------------------------------------
@@ -684,11 +766,18 @@ def _default_sentence(summary: dict[str, Any]) -> str:
     dt = summary.get("default_trial")
     if dt is None:
         return "The default config was not measured on the folds (a study made before nmu ran it as a trial)."
+    label = html.escape(dt.get("label", "the default config"))
+    label = label[0].upper() + label[1:]
     if dt["state"] != "complete":
-        return (f"The default config, trial {dt['number']}, was {html.escape(dt['state'])} after {dt['folds']} "
-                "fold(s) on the same folds.")
-    return (f"The default config, trial {dt['number']}, scored {dt['value']:.4f} on the same folds "
+        return f"{label}, trial {dt['number']}, {_not_complete(dt)} on the same folds."
+    return (f"{label}, trial {dt['number']}, scored {dt['value']:.4f} on the same folds "
             f"({summary['best_value'] - dt['value']:+.4f} for the best).")
+
+
+def _not_complete(record: dict[str, Any]) -> str:
+    """How a trial that did not complete ended: "failed after 1 fold(s)", "was pruned after 2 fold(s)"."""
+    verb = {"fail": "failed", "pruned": "was pruned"}.get(record["state"], f"ended {record['state']}")
+    return f"{verb} after {record['folds']} fold(s)"
 
 
 def render_tune_html(summary: dict[str, Any], plots: dict[str, bytes], best_rows: list[dict[str, Any]]) -> str:
@@ -790,7 +879,8 @@ def _trial_record(trial: Any) -> dict[str, Any] | None:
         return None
     return {"number": trial.number, "state": trial.state.name.lower(),
             "value": None if trial.value is None else float(trial.value),
-            "folds": len(trial.intermediate_values), "params": trial.params}
+            "folds": len(trial.intermediate_values), "params": trial.params,
+            "label": default_label(trial)}
 
 
 def tune_command(
@@ -823,7 +913,7 @@ def tune_command(
     if track or config.tracking.get("enabled"):
         from training import tracking as tracker  # noqa: PLC0415 - the optional extra
 
-        tracker.check_tracking(config)
+        tracker.check_tracking(config, source_name)
     _optuna()
     out = Path(out)
     check_out_dir(out)
@@ -843,7 +933,8 @@ def tune_command(
     if settings["metric"] == "bmc" and ds.train_benchmark is None:
         raise NmuError(f"tune.metric = \"bmc\" needs the benchmark of the train eras ({data_dir}/"
                        "train_benchmark_models.parquet), which the data lacks; use corr or sharpe.")
-    expanding_window_folds(ds.split.train, settings["folds"], config.resolved_embargo)  # NmuError if it cannot cut
+    expanding_window_folds(ds.split.train, settings["folds"], config.resolved_embargo,  # NmuError if it cannot cut
+                           f"{source_name}: `tune.folds` = {settings['folds']}")
     executor = make_executor(run_config.compute.get("scheduler"))
     try:
         if isinstance(executor, InProcess):
@@ -857,8 +948,8 @@ def tune_command(
         reporter.say(f"  {len(space)} parameters ({', '.join(d.name for d in space)}); objective: "
                      f"{settings['metric']} over {settings['folds']} folds of the train eras, "
                      f"{MODE_OF_REFRESH[config.refresh].replace('_', ' ')}")
-        with reporter.step(f"Tuning {tuned_variant(config)}: study {study_name!r}, {done} of {trials} trials "
-                           f"finished, {executor.name}"):
+        with reporter.step(f"Tuning {tuned_variant(config)}: study {study_name!r} to {trials} finished trials "
+                           f"({done} before this run), {executor.name}"):
             timing = run_trials(study, space, settings, trials, timeout, executor, run_fold, reporter.say,
                                 list(ds.split.train))
         complete = study.get_trials(deepcopy=False, states=(states.COMPLETE,))
@@ -890,17 +981,15 @@ def tune_command(
                      if timing["seconds"] > 0 and finished_now else None},
     }
     write_report(out, study, summary)
-    d, t = after["default"]["scores"], after["tuned"]["scores"]
     reporter.say(f"  best trial {best.number}: {settings['metric']} {fmt_score(best.value)} on the train folds; "
                  f"written {out / 'best_config.toml'}")
     if summary["default_trial"] is not None:
         dt = summary["default_trial"]
-        reporter.say(f"  the default config (trial {dt['number']}): {settings['metric']} "
-                     + (f"{fmt_score(dt['value'])} on the train folds" if dt["state"] == "complete" else
-                        f"pruned after fold {dt['folds']}"))
-    reporter.say(f"  after the choice, validation report eras {after['eras'][0]}–{after['eras'][1]} "
-                 f"({MODE_OF_REFRESH[config.refresh].replace('_', ' ')}): default corr {fmt_score(d['corr_mean'])}, "
-                 f"tuned corr {fmt_score(t['corr_mean'])}")
+        reporter.say(f"  {dt['label']} (trial {dt['number']}): "
+                     + (f"{settings['metric']} {fmt_score(dt['value'])} on the train folds" if dt["state"] == "complete"
+                        else _not_complete(dt)))
+    reporter.say(f"  after the choice ({MODE_OF_REFRESH[config.refresh].replace('_', ' ')}), "
+                 f"{after_choice_line(after, settings['metric'])}")
     if tracker is not None:
         with reporter.step("Logging the study to MLflow"):
             summary["mlflow_run"] = tracker.log_tune_run(out, config, study, summary,

@@ -61,14 +61,16 @@ def embargo_split(train_eras: Sequence[Any], validation_eras: Sequence[Any], emb
     return EraSplit(train=train, validation=kept, embargoed=dropped)
 
 
-def expanding_window_folds(eras: Sequence[Any], k: int, embargo: int) -> list[EraSplit]:
+def expanding_window_folds(eras: Sequence[Any], k: int, embargo: int, setting: str | None = None) -> list[EraSplit]:
     """K expanding-window folds over the eras in era order: cut them into K+1 blocks in time; fold i fits on blocks
-    0..i and scores block i+1 minus the `embargo` eras after its training data. NmuError when a fold is empty."""
+    0..i and scores block i+1 minus the `embargo` eras after its training data. NmuError when a fold is empty,
+    naming `setting` (default `--cv K`, the flag of `nmu train`) as what asked for the folds."""
+    setting = setting or f"--cv {k}"
     if k < 1:
-        raise NmuError(f"--cv needs at least 1 fold, got {k}.")
+        raise NmuError(f"{setting} needs at least 1 fold, got {k}.")
     ordered = sort_eras(eras)
     if len(ordered) < k + 1:
-        raise NmuError(f"--cv {k} needs at least {k + 1} training eras, found {len(ordered)}.")
+        raise NmuError(f"{setting} needs at least {k + 1} training eras, found {len(ordered)}.")
     n = len(ordered)
     cuts = [round(i * n / (k + 1)) for i in range(k + 2)]
     blocks = [ordered[cuts[i]:cuts[i + 1]] for i in range(k + 1)]
@@ -79,7 +81,7 @@ def expanding_window_folds(eras: Sequence[Any], k: int, embargo: int) -> list[Er
             folds.append(embargo_split(train, blocks[i + 1], embargo))
         except NmuError:
             raise NmuError(
-                f"--cv {k}: fold {i + 1} scores {len(blocks[i + 1])} eras ({blocks[i + 1][0]}–{blocks[i + 1][-1]}) "
+                f"{setting}: fold {i + 1} scores {len(blocks[i + 1])} eras ({blocks[i + 1][0]}–{blocks[i + 1][-1]}) "
                 f"and an embargo of {embargo} eras leaves none of them; use fewer folds or a smaller embargo."
             ) from None
     return folds
