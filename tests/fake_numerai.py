@@ -121,6 +121,8 @@ class FakeNumerai:
     put_failures: int = 0                  # answer 500 to this many PUTs, then accept
     put_always_status: int | None = None   # answer every PUT with this status
     fail_fields: dict[str, str] = field(default_factory=dict)  # root field -> GraphQL error message it answers
+    # the same, only once a pickle has been assigned (a read that fails between the assignment and its verification)
+    fail_fields_after_assignment: dict[str, str] = field(default_factory=dict)
     # Numerai's side of model uploads: pickles by id, which pickle each model runs, how validations end
     pickles: dict[str, dict[str, Any]] = field(default_factory=dict)
     assigned: dict[str, str] = field(default_factory=dict)        # model name -> pickle id it runs
@@ -199,6 +201,8 @@ class FakeNumerai:
                 return 200, _error(BAD_AUTH_MESSAGE, root)
         if root in self.fail_fields:
             return 200, _error(self.fail_fields[root], root)
+        if self.assignments and root in self.fail_fields_after_assignment:
+            return 200, _error(self.fail_fields_after_assignment[root], root)
         handler = getattr(self, f"_q_{root}")
         try:
             return 200, {"data": {root: handler(variables)}}

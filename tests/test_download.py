@@ -100,13 +100,24 @@ def test_server_error_midway_leaves_the_previous_file_intact(fake_numerai: FakeN
     with pytest.raises(NmuError) as info:
         download_data(tmp_path, version="v5.2")
     message = str(info.value)
-    assert "v5.2/validation.parquet" in message and "HTTP 500" in message
+    assert "v5.2/validation.parquet" in message and "HTTP 500" in message and "every file in" in message
     assert "X-Amz-Signature" not in message
+    # the files that had arrived before it are not put in place either, and no temporary file is left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["validation.parquet"]
     assert (tmp_path / "validation.parquet").read_bytes() == b"previous validation"
-    # files before it were completed, nothing after it was started, no temporary files left behind
-    assert (tmp_path / "train.parquet").read_bytes() == fake_numerai.files["v5.2/train.parquet"]
-    assert not (tmp_path / "live.parquet").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.json", "train.parquet", "validation.parquet"]
+
+
+def test_a_failed_download_never_mixes_two_versions(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    """A directory holding a complete download keeps every file of it when the next download fails part-way: the
+    files fetched before the failure are not renamed over theirs (a mix would pair one version's features with
+    another's validation eras, and nmu-data.json would name neither)."""
+    download_data(tmp_path, version="v5.3")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    fake_numerai.truncate_files.add("v5.2/validation_benchmark_models.parquet")
+    with pytest.raises(NmuError, match="every file in .* was left as it was"):
+        download_data(tmp_path, version="v5.2")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert read_data_info(tmp_path)["version"] == "v5.3"
 
 
 def test_connection_cut_mid_file_leaves_the_previous_file_intact(fake_numerai: FakeNumerai, tmp_path: Path) -> None:

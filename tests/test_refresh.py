@@ -23,6 +23,7 @@ from tests.stand_in import python_of_its_own
 from training.check import CheckResult
 from training.cli import app
 from training.console import Reporter
+from training.data import read_data_info
 from training.pipeline import train_command
 from training.refresh import fitted_model, refresh_command
 from training.synthetic import SyntheticConfig, write_synthetic_world
@@ -227,6 +228,57 @@ def test_a_refreshed_pickle_that_numerai_fails_leaves_the_previous_one_assigned(
     assert SEGFAULT in str(info.value)
     assert len(server.uploads) == 1 and server.assignments == [] and server.assigned["my_model"] == "previous"
     assert _state(artifacts) == state
+
+
+def test_a_refreshed_pickle_whose_validation_times_out_says_to_refresh_again(worlds, artifacts, server, tmp_path):
+    """The wait for Numerai's validation runs out: the earlier pickle is put back (the model keeps running it), and
+    the advice is to refresh again, not to `nmu upload` a pickle that is no longer there."""
+    _, later, _ = worlds
+    _serve(server, later)
+    server.assign_existing("my_model", pickle_record("previous", "model-000000000000.pkl", server.models["my_model"]))
+    server.validation_outcome = "never"
+    state = _state(artifacts)
+    with pytest.raises(NotAssigned) as info:
+        refresh_command(artifacts, data=tmp_path / "downloaded", download=True, upload=True, model_name="my_model",
+                        reporter=Reporter(Console(quiet=True)), upload_options={"timeout": 0.05})
+    message = str(info.value)
+    assert "nothing was assigned: model my_model keeps pickle previous" in message
+    assert "is the earlier pickle again" in message and "Run the same `nmu refresh` again" in message
+    assert "nmu upload" not in message
+    assert _state(artifacts) == state and server.assigned["my_model"] == "previous"
+
+
+def test_an_assignment_numerai_accepted_but_could_not_be_verified_keeps_the_refreshed_pickle(
+        worlds, artifacts, server, tmp_path):
+    """Numerai accepted the assignment, then reading the models back failed: the model most likely runs the refreshed
+    pickle, so the local files are the refreshed ones (putting the earlier ones back would leave the pickle Numerai
+    runs with no local copy), and the message says so."""
+    _, later, _ = worlds
+    _serve(server, later)
+    server.assign_existing("my_model", pickle_record("previous", "model-000000000000.pkl", server.models["my_model"]))
+    server.fail_fields_after_assignment["account"] = "Service unavailable"
+    before = file_sha256(artifacts)
+    with pytest.raises(NmuError, match=r"accepted the assignment .* reading the models back to verify it failed") as info:
+        refresh_command(artifacts, data=tmp_path / "downloaded", download=True, upload=True, model_name="my_model",
+                        reporter=Reporter(Console(quiet=True)))
+    assert f"kept as {artifacts}" in str(info.value)
+    [upload] = server.uploads
+    assert server.assigned["my_model"] == upload["id"] and file_sha256(artifacts) != before
+    assert list(server.puts.values()) == [artifacts.read_bytes()]  # the local pickle is the one Numerai runs
+    assert read_manifest(artifacts)["upload"]["outcome"] == "assigned, not verified"
+
+
+def test_download_fetches_the_data_version_the_pickle_was_trained_on(worlds, artifacts, server, tmp_path):
+    """Numerai offers a newer version than the pickle's: --download takes the pickle's (its features and eras), so the
+    directory holds one version in every file and the refresh records it."""
+    _, later, _ = worlds
+    _serve(server, later, "v5.2")
+    server.files.update({name.replace("v5.2/", "v5.3/"): data for name, data in server.files.items()})
+    update_manifest(artifacts, data={"source": "numerai", "version": "v5.2", "version_from": "nmu-data.json"})
+    result = refresh_command(artifacts, data=tmp_path / "downloaded", download=True,
+                             reporter=Reporter(Console(quiet=True)))
+    assert result["changed"] and read_data_info(tmp_path / "downloaded")["version"] == "v5.2"
+    assert read_manifest(artifacts)["refreshed"]["data"]["version"] == "v5.2"
 
 
 def test_the_scheduled_workflow_command_runs_as_written(worlds, artifacts, server, tmp_path, monkeypatch):

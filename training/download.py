@@ -2,8 +2,8 @@
 
 numerapi answers which files exist (`list_datasets`) and where each one is (the `dataset` query that its
 `download_dataset` sends); the bytes are streamed here with requests so that the download is atomic and
-loud: each file goes to a temporary file in the output directory and is renamed over the target only when
-every byte announced by Content-Length has arrived. numerapi's own `download_dataset` would skip an existing
+loud: each file goes to a temporary file in the output directory, and all are renamed over their targets together
+only when every byte announced by each Content-Length has arrived. numerapi's own `download_dataset` would skip an existing
 file of the same size, resume from a stale `.temp`, and leave partial files behind on failure.
 Public data needs no API keys. Honours env `NUMERAI_API_URL` (see training.numerai_api).
 """
@@ -19,7 +19,7 @@ import requests
 
 from training.data import OPTIONAL_FILES, REQUIRED_FILES, version_key, write_data_info
 from training.numerai_api import call, host_of, make_client, raw, scrub
-from validation.artifacts import atomic_path
+from validation.artifacts import replace_together, temporary_beside
 from validation.errors import NmuError
 
 _log = logging.getLogger(__name__)
@@ -85,10 +85,10 @@ def download_data(out: str | Path, version: str | None = None, progress: Progres
     `out`: `version`, or (None) the newest version Numerai offers complete, saying which it took. `files` limits
     the download to those names (e.g. `nmu refresh` skips the multi-gigabyte train.parquet it does not read).
 
-    Checks the version exists (NmuError listing the available ones), writes each file atomically, records the
-    version in `out`/nmu-data.json, and on any failure leaves the files already in `out` as they were and raises
-    NmuError naming file and cause. `progress(dataset, bytes, total)` follows each file's bytes; the version taken
-    and the summary go to the `training.download` logger.
+    Checks the version exists (NmuError listing the available ones), stages every file beside its target and renames
+    them into place together with the version's record (`out`/nmu-data.json) once all have arrived; on any failure
+    leaves every file in `out` as it was and raises NmuError naming file and cause. `progress(dataset, bytes, total)`
+    follows each file's bytes; the version taken and the summary go to the `training.download` logger.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -120,28 +120,38 @@ def download_data(out: str | Path, version: str | None = None, progress: Progres
     except OSError as exc:
         raise NmuError(f"Cannot create the output directory {out}: {exc.strerror or exc}.") from exc
 
-    written: list[Path] = []
-    for name in names:
-        dataset = f"{version}/{name}"
-        url: str = raw(api, f"Asking Numerai where {dataset} is (dataset query)", DATASET_QUERY,
-                       {"filename": dataset, "round": None, "tournament": api.tournament_id}, field="dataset")
+    # every file is staged beside its target first and all are renamed into place together with nmu-data.json only
+    # when the last one has arrived: a download that fails part-way leaves the directory as it was, never a mix of
+    # two downloads (it needs the new files' space beside the old ones until then)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name in names:
+            dataset = f"{version}/{name}"
+            url: str = raw(api, f"Asking Numerai where {dataset} is (dataset query)", DATASET_QUERY,
+                           {"filename": dataset, "round": None, "tournament": api.tournament_id}, field="dataset")
 
-        def advance(n: int, total: int | None, dataset: str = dataset) -> None:
-            if progress is not None:
-                progress(dataset, n, total)
+            def advance(n: int, total: int | None, dataset: str = dataset) -> None:
+                if progress is not None:
+                    progress(dataset, n, total)
 
-        target = out / name
-        try:
-            with atomic_path(target) as tmp:
+            target = out / name
+            tmp = temporary_beside(target)
+            staged.append((tmp, target))
+            try:
                 _stream_to(url, tmp, dataset, advance)
-        except NmuError as exc:
-            raise NmuError(f"{exc}; {target} was left as it was.") from None
-        except (requests.RequestException, OSError) as exc:
-            cause = scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))
-            raise NmuError(f"Downloading {dataset} to {target} failed ({cause}); {target} was left as it was.") from None
-        written.append(target)
-        _log.info("  %s: %s MB", dataset, f"{target.stat().st_size / 1e6:,.1f}")
-    write_data_info(out, version, source="numerai")
+            except NmuError as exc:
+                raise NmuError(f"{exc}; every file in {out} was left as it was.") from None
+            except (requests.RequestException, OSError) as exc:
+                cause = scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))
+                raise NmuError(f"Downloading {dataset} to {target} failed ({cause}); every file in {out} was left as "
+                               "it was.") from None
+            _log.info("  %s: %s MB", dataset, f"{tmp.stat().st_size / 1e6:,.1f}")
+        with replace_together(staged):
+            write_data_info(out, version, source="numerai")
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    written = [target for _, target in staged]
     size = sum(p.stat().st_size for p in written)
     _log.info("Downloaded %d files of %s (%s MB) into %s in %.1f s.", len(written), version, f"{size / 1e6:,.1f}", out,
               time.perf_counter() - started)

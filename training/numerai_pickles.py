@@ -333,11 +333,24 @@ def diagnostics(api: Any, diagnostics_id: str) -> Diagnostics | None:
 
 
 # ---- changing Numerai -------------------------------------------------------------------------------------------
+class AssignedUnverified(NmuError):
+    """Numerai accepted the assignment of a pickle, but reading the models back to verify it failed: the model most
+    likely runs the new pickle, so its local copy must be kept."""
+
+
 def assign(api: Any, model: ModelSlot, pickle_id: str) -> None:
-    """Make `pickle_id` the pickle Numerai runs for `model`, then verify it by reading the account's models."""
+    """Make `pickle_id` the pickle Numerai runs for `model`, then verify it by reading the account's models.
+    NmuError when Numerai refused the assignment or the model runs another pickle; AssignedUnverified when Numerai
+    accepted it but the verification could not be read."""
     raw(api, "Assigning the pickle to the model (assignPickleToModel)", ASSIGN_MUTATION,
         {"modelId": model.id, "pickleId": pickle_id}, auth=True, field="assignPickleToModel")
-    now = account_models(api).get(model.name)
+    try:
+        now = account_models(api).get(model.name)
+    except NmuError as exc:
+        raise AssignedUnverified(
+            f"Numerai accepted the assignment of pickle {pickle_id} to {model.name}, but reading the models back to "
+            f"verify it failed ({str(exc).rstrip('.')}): the model most likely runs the new pickle; `nmu status --model "
+            f"{model.name}` shows which it runs.") from None
     running = now.pickle.id if now is not None and now.pickle is not None else None
     if running != pickle_id:
         raise NmuError(f"Numerai accepted the assignment of pickle {pickle_id} to {model.name}, but the model runs "

@@ -42,8 +42,9 @@ from training.experiment import (
     uses_benchmark,
 )
 from training.export import closed_over_model, export_pickle
+from training.numerai_pickles import AssignedUnverified
 from training.predict import load_pickle
-from training.upload import describe, upload_command
+from training.upload import NotAssigned, describe, upload_command
 from validation.artifacts import file_sha256, manifest_path, read_manifest, replace_together, update_manifest
 from validation.errors import NmuError
 from validation.evaluation.scoring import era_corrs
@@ -94,11 +95,14 @@ def _manifest_of(model_path: Path) -> dict[str, Any]:
 REFRESH_FILES = tuple(name for name in REQUIRED_FILES if name != "train.parquet")
 
 
-def _data_dir(data: Path | None, download: bool, refit: bool, say: Any) -> Path:
+def _data_dir(data: Path | None, download: bool, refit: bool, say: Any, version: str | None = None) -> Path:
     if download:
         out = data or DEFAULT_DOWNLOAD_DIR
-        download_data(out, files=None if refit else REFRESH_FILES)
-        say(f"  downloaded the newest data{'' if refit else ' (all but train.parquet)'} into {out}")
+        # the data version the pickle was trained on: its features and its eras' numbering are that version's (a
+        # newer version is a new `nmu train`), and a directory keeps one version in every file
+        download_data(out, version=version, files=None if refit else REFRESH_FILES)
+        say(f"  downloaded the newest eras of data {version or '(the newest version)'}"
+            f"{'' if refit else ' (all but train.parquet)'} into {out}")
         return out
     if data is None:
         raise NmuError("give the data to refresh from: --data DIR (with the newest validation.parquet) or --download.")
@@ -137,7 +141,9 @@ def refresh_command(model_path: str | Path, data: str | Path | None = None, down
         raise NmuError("--upload needs --model NAME (the Numerai model to upload to).")
     send = (lambda path: upload_command(path, model_name, **(upload_options or {}))) if upload else None
     manifest = _manifest_of(model_path)
-    data_dir = _data_dir(Path(data) if data is not None else None, download, refit, say)
+    trained_on = (manifest.get("data") or {})
+    version = trained_on.get("version") if trained_on.get("source") == "numerai" else None
+    data_dir = _data_dir(Path(data) if data is not None else None, download, refit, say, version)
     if refit:
         return _refit(model_path, manifest, data_dir, send, validation_eras, reporter)
 
@@ -195,10 +201,21 @@ def _replace(model_path: Path, manifest: dict[str, Any], fitted: Any, data_dir: 
             reason = read_manifest(staged)["check"]["reason"]
             raise NmuError(f"the refreshed pickle failed the runtime check ({reason}); {model_path} was left as it was.")
         result: dict[str, Any] = {"sha256": file_sha256(staged)}
-        with replace_together([(staged, model_path), (manifest_path(staged), manifest_path(model_path))]):
-            if send is not None:
-                result["upload"] = send(model_path)
-                result["upload_id"] = result["upload"].pickle_id
+        unverified = None
+        try:
+            with replace_together([(staged, model_path), (manifest_path(staged), manifest_path(model_path))]):
+                if send is not None:
+                    try:
+                        result["upload"] = send(model_path)
+                        result["upload_id"] = result["upload"].pickle_id
+                    except AssignedUnverified as exc:  # the model most likely runs it now: keep it, then say so
+                        unverified = exc
+        except NotAssigned as exc:  # the earlier pickle is back in place: `nmu upload` would not find the new one
+            raise NotAssigned(exc.what, f"{model_path} is the earlier pickle again, the one the model keeps; the "
+                                        "refreshed one was not kept. Run the same `nmu refresh` again to refresh and "
+                                        "upload anew.") from None
+    if unverified is not None:
+        raise AssignedUnverified(f"{unverified} The refreshed pickle is kept as {model_path}, with its manifest.")
     return result
 
 

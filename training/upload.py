@@ -213,9 +213,14 @@ def manifest_data_version(model_path: Path, manifest: dict) -> str:
 # ---- the lifecycle -----------------------------------------------------------------------------------------------
 class NotAssigned(NmuError):
     """Numerai did not validate the uploaded pickle (it failed, or the wait ran out): nothing was assigned, the model
-    keeps its earlier pickle. Exits 1: the input was fine, Numerai's run of it was not."""
+    keeps its earlier pickle. Exits 1: the input was fine, Numerai's run of it was not. `what` says what happened,
+    `advice` what to run next (`nmu refresh` gives its own: it puts the earlier pickle back)."""
 
     exit_code = 1
+
+    def __init__(self, what: str, advice: str = "") -> None:
+        super().__init__(f"{what} {advice}".strip())
+        self.what, self.advice = what, advice
 
 
 @dataclass(frozen=True)
@@ -459,10 +464,16 @@ def upload_command(model_path: str | Path, model_name: str, data_version: str | 
         _record(model_path, manifest, **{**record, "outcome": "timed out", "validation_status": state.validation_status})
         raise NotAssigned(
             f"Numerai had not validated pickle {pickle_id} after {numerai.duration(timeout)} (status "
-            f"{state.validation_status or 'not started'}); nothing was assigned: {kept}. Run `nmu upload {model_path} "
-            f"--model {model_name}` again to go on waiting (nothing is uploaded twice), or `nmu status --model "
-            f"{model_name}`.")
-    numerai.assign(api, slot, pickle_id)
+            f"{state.validation_status or 'not started'}); nothing was assigned: {kept}.",
+            f"Run `nmu upload {model_path} --model {model_name}` again to go on waiting (nothing is uploaded twice), or "
+            f"`nmu status --model {model_name}`.")
+    try:
+        numerai.assign(api, slot, pickle_id)
+    except numerai.AssignedUnverified:
+        _record(model_path, manifest, **{**record, "outcome": "assigned, not verified",
+                                         "validation_status": state.validation_status,
+                                         "assigned_time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        raise
     _record(model_path, manifest, **{**record, "outcome": "assigned", "validation_status": state.validation_status,
                                      "assigned_time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return result("assigned", state.validation_status)

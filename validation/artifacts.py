@@ -25,15 +25,22 @@ def _umask() -> int:
     return mask
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path in the target's directory; on success rename it over `path`, else delete it."""
+def temporary_beside(path: str | os.PathLike[str]) -> Path:
+    """A new empty temporary file in the target's directory (so that renaming it over the target is atomic), with an
+    ordinary file's mode; the caller renames or deletes it."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the result gets an ordinary file's mode
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result gets an ordinary file's mode
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path in the target's directory; on success rename it over `path`, else delete it."""
+    target = Path(path)
+    tmp_path = temporary_beside(target)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
