@@ -17,7 +17,7 @@ from training.config import (
     resolve_feature_set_name,
     tomllib,  # guarded: Python 3.10 has only tomli
 )
-from training.experiment import WEEKLY_TIMING, build_model
+from training.experiment import WEEKLY_TIMING, build_model, make_variant
 from validation.errors import NmuError
 
 
@@ -87,13 +87,31 @@ def test_printed_config_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, match",
     [("seeds = 0\n", "ensemble.seeds` must be a whole number >= 1"), ("seeds = 2.5\n", "ensemble.seeds"),
-     ("seeds = true\n", "ensemble.seeds"), ("seed = 3\n", r"not an ensemble setting \(did you mean `seeds`\?\)")],
+     ("seeds = true\n", "ensemble.seeds"), ("seed = 3\n", r"not an ensemble setting \(did you mean `seeds`\?\)"),
+     ('targets = ["target", "target_jasper_20", "target_jasper_20"]\n', "names target_jasper_20 more than once"),
+     ('targets = ["target", "target"]\n', "names target more than once"),
+     ('targets = ["target", "target_jasper_20"]\nweights = [1, nan]\n', "one finite, non-negative weight"),
+     ('targets = ["target", "target_jasper_20"]\nweights = [1, inf]\n', "one finite, non-negative weight"),
+     ('targets = ["target_jasper_20"]\nweights = [1, 2]\n', "list the main target 'target' in `ensemble.targets`")],
 )
 def test_bad_ensemble_settings_are_named_before_any_data(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[ensemble]\n" + text)
     with pytest.raises(NmuError, match=match):
         check_config(load_config(path))
+
+
+def test_each_weight_stays_with_its_target_whatever_the_order(tmp_path: Path) -> None:
+    """The model lists the main target first; a weight written beside a target in another order follows its target
+    (it went to the target at its place in the model's order before, silently)."""
+    path = tmp_path / "c.toml"
+    path.write_text('[ensemble]\ntargets = ["target_jasper_20", "target"]\nweights = [1, 0]\n')
+    config = load_config(path)
+    check_config(config)
+    assert config.targets == ["target", "target_jasper_20"]
+    assert config.ensemble.weights_of(config.targets) == [0.0, 1.0]
+    ensemble = make_variant(NumeraiModel(), "baseline", config)
+    assert dict(zip(ensemble.targets, ensemble.weights)) == {"target": 0.0, "target_jasper_20": 1.0}
 
 
 def test_compute_and_ensemble_are_typed_sections_that_stay_dicts(tmp_path: Path) -> None:

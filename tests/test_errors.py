@@ -9,6 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -100,6 +101,30 @@ def test_a_fractional_feature_value_is_rejected(world_copy, tmp_path):
     result = _train(world, tmp_path)
     _one_sentence(result, "failed validation")
     assert "whole number" in result.output and feature in result.output and "2.5" in result.output
+
+
+def test_an_auxiliary_target_without_any_value_is_one_sentence(world_copy, tmp_path):
+    """An ensemble's auxiliary target that is NaN in every train row: its member has nothing to fit on."""
+    world = world_copy()
+    train = pd.read_parquet(world / "train.parquet")
+    train["target_jasper_20"] = np.nan
+    train.to_parquet(world / "train.parquet")
+    config = tmp_path / "ensemble.toml"
+    config.write_text(CHEAP + '\n[ensemble]\ntargets = ["target", "target_jasper_20"]\n')
+    result = _invoke("train", "--data", str(world), "--config", str(config), "--out", str(tmp_path / "out"),
+                     "--no-baseline", "--no-refit")
+    _one_sentence(result, "has no value of the auxiliary target 'target_jasper_20' (NaN in every row)")
+
+
+@pytest.mark.parametrize("scheduler, phrase", [
+    ("tcp://127.0.0.1", "is neither a Dask scheduler address"), ("tcp://127.0.0.1:99999", "a port from 1 to 65535"),
+    ("inproc://x", "is neither a Dask scheduler address"), ("ucx://127.0.0.1:8786", "is neither a Dask scheduler"),
+    ("local:999", "at most local:"),
+])
+def test_a_scheduler_that_cannot_work_is_one_sentence_before_the_data(tmp_path, scheduler, phrase):
+    result = _invoke("train", "--data", str(tmp_path / "no-data"), "--out", str(tmp_path / "out"),
+                     "--scheduler", scheduler)
+    _one_sentence(result, phrase)
 
 
 def test_ids_shared_by_train_and_validation_are_reported(world_copy, tmp_path):

@@ -177,8 +177,9 @@ class EnsembleSettings(_Section):
         """Fits per target, each with its own LightGBM seed."""
         return int(self["seeds"])
 
-    def check(self, source: str, targets: list[str]) -> None:
-        """NmuError naming the first setting whose value cannot work (`targets`: the config's, main target first)."""
+    def check(self, source: str, targets: list[str], main: str = "target") -> None:
+        """NmuError naming the first setting whose value cannot work (`targets`: the config's, main target first;
+        `main`: the main target). Each weight belongs to the target at its place in `ensemble.targets`."""
         for key, value in self.items():
             if key == "seeds":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -189,10 +190,28 @@ class EnsembleSettings(_Section):
                                                       and not isinstance(v, bool) for v in value):
                 kind = "target names" if key == "targets" else "numbers"
                 raise NmuError(f"{source}: `ensemble.{key}` must be a list of {kind}, got {value!r}.")
+        listed = self.targets
+        twice = sorted({t for t in listed if listed.count(t) > 1})
+        if twice:
+            raise NmuError(f"{source}: `ensemble.targets` names {', '.join(twice)} more than once; name each target "
+                           "once (`seeds` fits a target several times).")
         weights = self["weights"] or []
-        if weights and (len(weights) != len(targets) or min(weights) < 0 or sum(weights) <= 0):
-            raise NmuError(f"{source}: `ensemble.weights` must give one non-negative weight per target "
-                           f"({', '.join(targets)}), not all zero; got {weights!r}.")
+        if weights and listed and main not in listed:
+            raise NmuError(f"{source}: `ensemble.weights` is given, so list the main target {main!r} in "
+                           f"`ensemble.targets` too: each weight belongs to the target at its place; got targets "
+                           f"{listed!r}.")
+        if weights and (len(weights) != len(targets) or not all(math.isfinite(w) for w in weights)
+                        or min(weights) < 0 or sum(weights) <= 0):
+            raise NmuError(f"{source}: `ensemble.weights` must give one finite, non-negative weight per target "
+                           f"({', '.join(listed or targets)}), not all zero; got {weights!r}.")
+
+    def weights_of(self, targets: list[str]) -> list[float] | None:
+        """The weights in the order of `targets` (the config's, main target first), each the one written at its
+        target's place in `ensemble.targets`; None: equal."""
+        weights = self.weights
+        if weights is None:
+            return None
+        return [float(dict(zip(self.targets or targets, weights))[t]) for t in targets]
 
 
 _SECTIONS: dict[str, type[_Section]] = {"compute": ComputeSettings, "ensemble": EnsembleSettings}
@@ -464,7 +483,7 @@ def check_config(config: TrainConfig, source: str = "config") -> None:
     except ValueError as exc:
         raise NmuError(f"{source}: [components] {str(exc).removeprefix('NumeraiModel: ')}") from None
     config.compute.check(source)
-    config.ensemble.check(source, config.targets)
+    config.ensemble.check(source, config.targets, config.target)
     names = lightgbm_names()
     for key, value in config.lightgbm.items():
         if key not in names:

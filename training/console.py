@@ -105,6 +105,12 @@ def quiet(logger_name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def fmt_score(value: float | None) -> str:
     """A score for the screen: signed, four decimals, a dash when missing."""
     return "–" if value is None else f"{value:+.4f}"

@@ -21,7 +21,7 @@ from model.eras import check_era_labels, sort_eras
 from model.params import available_cpus
 from training.compute import fit_slot
 from training.config import ComputeSettings, TrainConfig, config_from_dict, resolve_feature_set_name
-from training.console import Reporter, Silent, fmt_score, quiet
+from training.console import Reporter, Silent, fmt_score, ordinal, quiet
 from training.data import (
     benchmark_column,
     feature_groups,
@@ -141,7 +141,7 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
                 raise NmuError(f"{data_dir / name} is missing; a data directory needs train.parquet and validation.parquet.")
         train = load_frame(data_dir / "train.parquet", features, targets=config.targets, era_step=config.era_step)
         validation = load_frame(data_dir / "validation.parquet", features, targets=config.targets)
-        step = f" (every {config.era_step}th)" if config.era_step > 1 else ""
+        step = f" (every {ordinal(config.era_step)})" if config.era_step > 1 else ""
         reporter.say(f"  {len(features)} features ({feature_set}), target {target}; train {len(train):,} rows / "
                      f"{train['era'].nunique()} eras{step}, validation {len(validation):,} rows / "
                      f"{validation['era'].nunique()} eras")
@@ -157,6 +157,10 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
             for frame, name in ((train, "train.parquet"), (validation, "validation.parquet")):
                 validate_training_frame(frame[["era", *features, other]], features, other,
                                         source=str(data_dir / name), allow_unresolved="anywhere")
+            if not train[other].notna().any():
+                raise NmuError(f"{data_dir / 'train.parquet'} has no value of the auxiliary target {other!r} (NaN in "
+                               "every row), so its ensemble member cannot be fitted; leave it out of "
+                               "`ensemble.targets`.")
         _check_eras(data_dir, train, validation)
         _check_shared_ids(data_dir, train, validation)
         train = resolved_rows(train, target)
@@ -278,7 +282,7 @@ def make_variant(base: NumeraiModel, name: str, config: TrainConfig) -> NumeraiM
     off = {c: False for c in COMPONENTS if not switched_on(config, c)}
     model = model.set_params(**off) if off else model
     if config.ensemble_members > 1:
-        return TargetEnsemble(model, config.targets, config.ensemble.weights, config.ensemble.seeds)
+        return TargetEnsemble(model, config.targets, config.ensemble.weights_of(config.targets), config.ensemble.seeds)
     return model
 
 
@@ -638,7 +642,7 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
         "ship": decision,
     }
     if ensembles:
-        metrics["ensemble"] = {"targets": ds.targets, "weights": config.ensemble.weights,
+        metrics["ensemble"] = {"targets": ds.targets, "weights": config.ensemble.weights_of(ds.targets),
                                "seeds": config.ensemble.seeds, "variants": ensembles}
         e = ensembles.get(shipped_variant) or next(iter(ensembles.values()))
         reporter.say(f"  ensemble of {config.ensemble_members} members: best member {e['best_member']} "

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from model.eras import sort_eras
 from training.config import TrainConfig, resolve_feature_set_name
+from training.console import ordinal
 from training.data import _dictionary, load_feature_metadata, resolve_feature_set
 from validation.errors import NmuError
 from validation.evaluation.splits import embargo_split, expanding_window_folds
@@ -444,12 +445,6 @@ def duration(seconds: float) -> str:
     if minutes < 90:
         return f"{minutes:.0f} min"
     return f"{int(minutes // 60)} h {int(minutes % 60):02d} min"
-
-
-def ordinal(n: int) -> str:
-    """1st, 2nd, 3rd, 4th, ..."""
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
 
 
 @dataclass

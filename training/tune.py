@@ -263,7 +263,8 @@ def apply_params(config: TrainConfig, params: dict[str, Any]) -> TrainConfig:
         elif table == "ensemble":
             weights[key.removeprefix("weights.")] = value
     if weights:
-        current = dict(zip(config.targets, ensemble.get("weights") or [1.0] * len(config.targets)))
+        current = dict(zip(config.targets, config.ensemble.weights_of(config.targets) or [1.0] * len(config.targets)))
+        ensemble["targets"] = list(config.targets)  # written out in the order the weights follow, main target first
         ensemble["weights"] = [1.0 if t == config.targets[0] else weights.get(t, current.get(t, 1.0))
                                for t in config.targets]
     return dataclasses.replace(config, lightgbm=lightgbm, components=components, ensemble=ensemble, tune={})
@@ -869,7 +870,7 @@ def default_params(config: TrainConfig, space: list[Dimension]) -> dict[str, Any
             out[dim.name] = config.components.get(key, model_defaults.get(key))
         else:
             target = key.removeprefix("weights.")
-            weights = config.ensemble.get("weights") or [1.0] * len(config.targets)
+            weights = config.ensemble.weights_of(config.targets) or [1.0] * len(config.targets)
             out[dim.name] = dict(zip(config.targets, weights)).get(target, 1.0)
     return out
 
