@@ -123,6 +123,7 @@ class FakeNumerai:
     fail_fields: dict[str, str] = field(default_factory=dict)  # root field -> GraphQL error message it answers
     # the same, only once a pickle has been assigned (a read that fails between the assignment and its verification)
     fail_fields_after_assignment: dict[str, str] = field(default_factory=dict)
+    malformed_fields: dict[str, Any] = field(default_factory=dict)  # root field -> data answered as is (wrong shape)
     # Numerai's side of model uploads: pickles by id, which pickle each model runs, how validations end
     pickles: dict[str, dict[str, Any]] = field(default_factory=dict)
     assigned: dict[str, str] = field(default_factory=dict)        # model name -> pickle id it runs
@@ -203,6 +204,8 @@ class FakeNumerai:
             return 200, _error(self.fail_fields[root], root)
         if self.assignments and root in self.fail_fields_after_assignment:
             return 200, _error(self.fail_fields_after_assignment[root], root)
+        if root in self.malformed_fields:
+            return 200, {"data": {root: self.malformed_fields[root]}}
         handler = getattr(self, f"_q_{root}")
         try:
             return 200, {"data": {root: handler(variables)}}

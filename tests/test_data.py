@@ -222,3 +222,19 @@ def test_peak_memory_near_result_size(big_file: Path) -> None:
     # + one row-group batch: 40 MB with pyarrow 21 (Python 3.11's runtime), 47 MB with pyarrow 14 (3.10's: a 136.5 MB
     # peak for a 59.3 MB frame)
     assert stepped["peak"] <= 1.5 * stepped["size"] + 64e6, stepped
+
+
+def test_corrupt_pages_behind_a_sound_footer_are_one_sentence(small_world: Path, tmp_path: Path) -> None:
+    """A file whose footer reads but whose pages do not (a disk or copy error) fails when a row group is read; that
+    is one sentence naming the file, as an unreadable footer is, for the training frames, the benchmark and live."""
+    for name in ("validation.parquet", "validation_benchmark_models.parquet"):
+        data = bytearray((small_world / name).read_bytes())
+        data[4:4004] = bytes(4000)  # the first column chunk's page headers; the footer at the end is intact
+        broken = tmp_path / name
+        broken.write_bytes(bytes(data))
+        pq.ParquetFile(broken)  # opens
+        features = [c for c in pq.ParquetFile(small_world / "validation.parquet").schema_arrow.names
+                    if c.startswith("feature")][:5]
+        read = load_benchmark if "benchmark" in name else (lambda p, f=features: load_frame(p, f, targets="target"))
+        with pytest.raises(NmuError, match=rf"{name} is not a readable parquet file \(.+\); download or generate"):
+            read(broken)

@@ -80,12 +80,19 @@ def test_new_eras_extend_the_history_with_the_same_trees(worlds, artifacts):
     then, later, _ = worlds
     before = fitted_model(artifacts)
     parent = file_sha256(artifacts)
-    result = refresh_command(artifacts, data=later, reporter=Reporter(Console(quiet=True)))
+    lines: list[str] = []
+    reporter = Reporter(Console(quiet=True))
+    reporter.say = lines.append  # what the command says, line by line
+    result = refresh_command(artifacts, data=later, reporter=reporter)
     after = fitted_model(artifacts)
     assert result["changed"] and len(result["eras_added"]) == NEW_ERAS
     assert after.booster_.model_to_string() == before.booster_.model_to_string()  # byte for byte
     assert int(after.as_of_era_) == int(before.as_of_era_) + NEW_ERAS + UNRESOLVED  # (the 4 then unresolved: no file)
+    # those 4 eras are skipped for good, and said so (the synthetic world never writes their targets)
+    skipped = list(range(int(before.as_of_era_) + 1, int(before.as_of_era_) + UNRESOLVED + 1))
+    assert any(f"no resolved rows of {UNRESOLVED} era(s) ({skipped[0]}-{skipped[-1]})" in line for line in lines), lines
     manifest = read_manifest(artifacts)
+    assert manifest["refreshed"]["eras_skipped"] == skipped
     assert manifest["refreshed"]["parent_sha256"] == parent and manifest["as_of_era"] == after.as_of_era_
     assert manifest["check"]["passed"] is True and manifest["check"]["sha256"] == file_sha256(artifacts)
     assert manifest["pickle"]["sha256"] == file_sha256(artifacts)

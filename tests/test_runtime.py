@@ -29,6 +29,7 @@ from validation.runtime.replica import (
     read_pins,
     run_pickle,
     runtime_root,
+    write_validation_slice,
 )
 
 # ---- broken predict functions (pickled by value with the tests package) -------------------------------
@@ -179,7 +180,6 @@ def test_good_pickle_passes_and_is_recorded(small_world, tmp_path, caplog):
 @pytest.mark.network
 def test_full_model_with_every_component_runs_in_the_replica(python, small_world, tmp_path, live_files):
     """What `nmu train` ships: all four components and the benchmark residualizer, on live and 20 eras at once."""
-    from validation.runtime.replica import write_validation_slice
 
     path = tmp_path / "full.pkl"
     export_pickle(fit_full(small_world), path)
@@ -314,3 +314,16 @@ def test_time_limit_kills_the_run(python, tmp_path, live_files):
     result = _run(python, _write(tmp_path, sleeps), live_files, time_limit_s=6)
     assert result["status"] == "fail" and result["reason"] == "exceeded time limit (6 s)"
     assert time.perf_counter() - start < 20
+
+
+@pytest.mark.parametrize("eras", [[479, 480, 481], [479.0, 480.0, 481.0], ["0479", "0480", "0481"]])
+def test_the_validation_slice_reads_eras_of_any_label_type(tmp_path, eras) -> None:
+    """`nmu train` takes an era column of numbers; the runtime check's slice of the newest eras must too (a text
+    filter on a numeric era column was an error in pyarrow, so such a model could never pass `nmu check`)."""
+    frame = pd.DataFrame({"era": np.repeat(eras, 2), "feature_a": np.arange(6, dtype=np.int8)})
+    frame.to_parquet(tmp_path / "validation.parquet")
+    frame[["era"]].assign(v53_lgbm_ender20=0.5).to_parquet(tmp_path / "validation_benchmark_models.parquet")
+    features, bench, n_eras, rows = write_validation_slice(tmp_path, 2, tmp_path)
+    assert (n_eras, rows) == (2, 4)
+    assert pd.read_parquet(features)["era"].tolist() == list(np.repeat(eras[1:], 2))
+    assert len(pd.read_parquet(bench)) == 4

@@ -215,6 +215,20 @@ def test_unknown_model_is_one_line_listing_the_models(server: FakeNumerai, pkl: 
     assert server.fields_called() == ["account"]
 
 
+@pytest.mark.parametrize("root, answer", [
+    ("submissions", "oops"),  # a list of submissions expected
+    ("account", {"models": [{"id": "m1", "name": "my_model", "tournament": 8,
+                             "computePickleUpload": {"id": "p1", "triggers": [{"id": "t", "statuses": "oops"}]}}]}),
+])
+def test_an_answer_of_another_shape_is_one_sentence(server: FakeNumerai, pkl: Path, root: str, answer) -> None:
+    """A server answer that parses but is not shaped as Numerai's (a text where a list was) is one sentence naming
+    the step, not an AttributeError from deep in the reading."""
+    server.malformed_fields[root] = answer
+    result = CliRunner().invoke(app, ["status", "--model", "my_model"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "unexpected answer (AttributeError" in " ".join(result.output.split()), result.output
+
+
 def test_cli_status_never_shows_the_secret(server: FakeNumerai, pkl: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     result = CliRunner().invoke(app, ["status", "--model", "my_model"])

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from model.live import MIN_FEATURE_FRACTION
+from training.data import readable
 from validation.artifacts import atomic_write_json, file_sha256, manifest_path, read_json_object, read_manifest
 from validation.errors import NmuError
 from validation.runtime.replica import (
@@ -118,7 +119,11 @@ def _line(name: str, r: dict[str, Any]) -> str:
 def live_fill_share(live: Path, features: list[str]) -> float:
     """The share of the trained feature cells of the live file that are missing or NaN; DataProblem when the file is
     empty or holds fewer than MIN_FEATURE_FRACTION of the trained features (the pickle would refuse to predict)."""
-    pf = pq.ParquetFile(live)
+    with readable(live, DataProblem, "data problem: "):
+        return _fill_share(pq.ParquetFile(live), live, features)
+
+
+def _fill_share(pf: pq.ParquetFile, live: Path, features: list[str]) -> float:
     rows = pf.metadata.num_rows
     if rows == 0:
         raise DataProblem(f"data problem: {live} has no rows, so it cannot show whether the pickle works; download "

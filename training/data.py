@@ -9,9 +9,10 @@ no float64 detour, no full arrow table plus pandas copy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,8 @@ def load_frame(
     `era_step`-th of them. Columns: era, data_type, features, targets, in the requested order."""
     if isinstance(targets, str):
         targets = (targets,)
-    return _load(Path(path), list(dict.fromkeys(features)), list(dict.fromkeys(targets or ())), era_step, eras)
+    with readable(Path(path)):  # corrupt pages show only when their row group is read
+        return _load(Path(path), list(dict.fromkeys(features)), list(dict.fromkeys(targets or ())), era_step, eras)
 
 
 def load_benchmark(path: str | Path, eras: Iterable[str] | None = None) -> pd.DataFrame:
@@ -173,19 +175,29 @@ def load_benchmark(path: str | Path, eras: Iterable[str] | None = None) -> pd.Da
     path = Path(path)
     pf = _open(path)
     columns = [c for c in _file_columns(pf) if c not in ("id", "era", "data_type")]
-    return _load(path, [], columns, 1, eras, pf=pf, keep_data_type=False)
+    with readable(path):
+        return _load(path, [], columns, 1, eras, pf=pf, keep_data_type=False)
 
 
 # --------------------------------------------------------------------------------------------------- internals
 
 
+@contextlib.contextmanager
+def readable(path: Path, error: type[NmuError] = NmuError, prefix: str = "") -> Iterator[None]:
+    """Reading a parquet file, a failure anywhere in it (an unreadable footer, or corrupt pages found only when a row
+    group is read) is one sentence naming the file, as `error`."""
+    try:
+        yield
+    except (pa.ArrowException, OSError) as exc:
+        cause = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise error(f"{prefix}{path} is not a readable parquet file ({cause}); download or generate it again.") from None
+
+
 def _open(path: Path) -> pq.ParquetFile:
     if not path.is_file():
         raise NmuError(f"{path} does not exist; {_GET_DATA}.")
-    try:
+    with readable(path):
         return pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise NmuError(f"{path} is not a readable parquet file ({exc}); download or generate it again.") from None
 
 
 def _file_columns(pf: pq.ParquetFile) -> list[str]:

@@ -116,8 +116,8 @@ def call(step: str, func: Callable[[], T], *, auth: bool = False, first_auth: bo
         except ValueError as exc:  # GraphQL "errors" (or numerapi's own argument checks)
             cause = str(exc) or "no message"
             graphql_error = True
-        except (KeyError, TypeError, IndexError) as exc:  # raw_query returned {} or data was null
-            cause = "; ".join(logs.messages) or f"unexpected answer (missing {exc})"
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:  # {}, null data, or an answer of another shape
+            cause = "; ".join(logs.messages) or f"unexpected answer ({type(exc).__name__}: {exc})"
         except OSError as exc:  # requests' ConnectionError etc. are OSErrors
             cause = f"{type(exc).__name__}: {exc}"
     cause = scrub(cause).rstrip(". ")

@@ -303,9 +303,13 @@ def pickle_by_id(api: Any, pickle_id: str) -> NumeraiPickle:
     """Numerai's record of the pickle `pickle_id` (its validation status and triggers)."""
     entries = raw(api, "Reading the pickle's validation (computePickles)", PICKLE_QUERY, {"id": pickle_id},
                   auth=True, field="computePickles")
-    for entry in entries or []:
-        if entry and str(entry.get("id")) == str(pickle_id):
-            return _pickle(entry)
+    try:
+        for entry in entries or []:
+            if entry and str(entry.get("id")) == str(pickle_id):
+                return _pickle(entry)
+    except (AttributeError, TypeError, KeyError) as exc:
+        raise NmuError(f"Reading the pickle's validation (computePickles) gave an answer of another shape than "
+                       f"Numerai's ({type(exc).__name__}: {exc}); try again later.") from None
     raise NmuError(f"Numerai has no pickle with id {pickle_id}: it may have been deleted on numer.ai.")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from training.data import readable
 from validation.artifacts import atomic_path
 from validation.errors import NmuError
 from validation.schemas import validate_predictions
@@ -70,7 +71,8 @@ def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Pat
     bench_path = data_dir / "live_benchmark_models.parquet"
     if not live_path.is_file():
         raise NmuError(f"{live_path} does not exist: download the live era with `nmu data download --out {data_dir}`.")
-    live = pd.read_parquet(live_path)
+    with readable(live_path):
+        live = pd.read_parquet(live_path)
     if len(live) == 0:
         raise NmuError(f"{live_path} has no rows: download the live era again with `nmu data download --out {data_dir}`.")
     n_params = len(inspect.signature(model).parameters)
@@ -82,7 +84,8 @@ def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Pat
     start = time.perf_counter()
     try:
         if n_params == 2:
-            bench = pd.read_parquet(bench_path) if bench_path.is_file() else None
+            with readable(bench_path):
+                bench = pd.read_parquet(bench_path) if bench_path.is_file() else None
             predictions = model(live, bench)
         else:
             predictions = model(live)

@@ -16,6 +16,7 @@ new one is not worse and passes the check.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model.eras import era_key, sort_eras
+from model.eras import era_key, era_number, sort_eras
 from training.check import check_command
 from training.config import config_from_dict
 from training.console import Reporter, Silent, quiet
@@ -156,6 +157,11 @@ def refresh_command(model_path: str | Path, data: str | Path | None = None, down
         say(f"nothing new: {model_path.name} is current as of era {as_of} (newest resolved era in {data_dir}: "
             f"{newest[-1] if newest else 'none'}); nothing written, nothing uploaded.")
         return {"changed": False, "as_of_era": as_of, "eras_added": []}
+    skipped = _skipped_eras(as_of, sort_eras(new["era"].unique()))
+    if skipped:
+        say(f"  note: {data_dir / 'validation.parquet'} has no resolved rows of {len(skipped)} era(s) "
+            f"({_span(skipped)}) between the pickle's as-of era {as_of} and the newer ones: the factor-timing history "
+            "skips them for good (a validation file that has them, `nmu data download`, would fill them)")
     trees = fitted.booster_.model_to_string()
     targets = _targets(manifest)
     fitted.update_factor_returns(new[["era", *manifest["features"]]],
@@ -164,13 +170,28 @@ def refresh_command(model_path: str | Path, data: str | Path | None = None, down
         raise NmuError("refreshing changed the trees; nothing was written.")
     added = sort_eras(new["era"].unique())
     record = {"parent_sha256": manifest["pickle"]["sha256"], "from_as_of_era": as_of, "to_as_of_era": fitted.as_of_era_,
-              "eras_added": added, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "eras_added": added, "eras_skipped": skipped, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "data": {"dir": str(data_dir.resolve()), "version": read_data_info(data_dir)["version"]}}
     result = _replace(model_path, manifest, fitted, data_dir, record, send, validation_eras, predict)
     say(f"refreshed {model_path.name}: as of era {as_of} -> {fitted.as_of_era_} ({len(added)} new era(s): "
         f"{added[0]}-{added[-1]}); same trees; runtime check PASS"
         + _uploaded(result))
     return {"changed": True, "as_of_era": fitted.as_of_era_, "eras_added": added, **result}
+
+
+def _skipped_eras(as_of: str | None, eras: list[str]) -> list[int]:
+    """The era numbers missing between the pickle's as-of era and the newest resolved one: the history only moves
+    forward, so eras left out now are never fed later (labels that are not numbers are not checked). The synthetic
+    worlds leave such a gap by construction: their newest validation eras never get a target."""
+    numbers = [era_number(e) for e in ([as_of] if as_of is not None else []) + list(eras)]
+    if not numbers or not all(math.isfinite(n) for n in numbers):
+        return []
+    present = {int(n) for n in numbers}
+    return [n for n in range(int(numbers[0]), int(numbers[-1]) + 1) if n not in present]
+
+
+def _span(numbers: list[int]) -> str:
+    return f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 1 else f"{numbers[0]}"
 
 
 def _uploaded(result: dict[str, Any]) -> str:

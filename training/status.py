@@ -99,10 +99,12 @@ def submission_times(api: Any, model_id: str) -> list[datetime]:
     list of datetime
         Insertion times in UTC.
     """
-    submissions = call("Reading the model's submissions (submission_ids)", lambda: api.submission_ids(model_id),
-                       auth=True)
-    # numerapi leaves `insertedAt` as text (its post-processing looks the key up in the list, not in each entry)
-    return sorted(t for t in (as_utc(s.get("insertedAt")) for s in submissions or []) if t is not None)
+    def read() -> list[datetime]:  # inside `call`: an answer of another shape is one sentence, not a traceback
+        submissions = api.submission_ids(model_id)
+        # numerapi leaves `insertedAt` as text (its post-processing looks the key up in the list, not in each entry)
+        return sorted(t for t in (as_utc(s.get("insertedAt")) for s in submissions or []) if t is not None)
+
+    return call("Reading the model's submissions (submission_ids)", read, auth=True)
 
 
 def recent_scores(api: Any, model_id: str, rounds: int = SCORE_ROUNDS) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from model.eras import sort_eras
+from model.eras import era_number, sort_eras
 from validation.artifacts import file_sha256
 from validation.errors import NmuError
 from validation.runtime.runner import status_bytes
@@ -386,6 +386,18 @@ def _kill_tree(pid: int) -> None:
 
 # --------------------------------------------------------------------------------- validation slice
 
+def _rows_of_eras(path: Path, labels: list[str]) -> Any:
+    """The rows of a parquet file whose era is one of `labels`, read with the filter pushed down to the file. The era
+    column may be text or numbers ("0481", 481, 481.0): the filter takes the file's own values of those eras (a text
+    filter on a numeric column is an error in pyarrow), matched by label or by era number."""
+    import pandas as pd
+
+    column = pd.read_parquet(path, columns=["era"])["era"]
+    numbers = {era_number(label) for label in labels} - {float("inf")}
+    values = [v for v in column.dropna().unique() if str(v) in labels or era_number(str(v)) in numbers]
+    return pd.read_parquet(path, filters=[("era", "in", values)])
+
+
 def write_validation_slice(data_dir: Path, eras: int, out_dir: Path) -> tuple[Path, Path, int, int]:
     """The newest `eras` eras of validation (all columns) and their benchmark rows as parquet in `out_dir`."""
     import pandas as pd
@@ -394,8 +406,8 @@ def write_validation_slice(data_dir: Path, eras: int, out_dir: Path) -> tuple[Pa
     bench_path = data_dir / "validation_benchmark_models.parquet"
     all_eras = pd.read_parquet(features_path, columns=["era"])["era"].astype(str)
     chosen = sort_eras(all_eras.unique())[-eras:]
-    frame = pd.read_parquet(features_path, filters=[("era", "in", chosen)])
-    bench = pd.read_parquet(bench_path, filters=[("era", "in", chosen)])
+    frame = _rows_of_eras(features_path, chosen)
+    bench = _rows_of_eras(bench_path, chosen)
     live_out, bench_out = out_dir / "validation_slice.parquet", out_dir / "validation_slice_benchmarks.parquet"
     frame.to_parquet(live_out)
     bench.to_parquet(bench_out)
