@@ -3,10 +3,13 @@ nothing, and it refuses a run whose estimated peak exceeds the memory available.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -24,6 +27,7 @@ from training.plan import (
     make_plan,
     parse_bytes,
 )
+from validation.errors import NmuError
 
 FAST = """
 [lightgbm]
@@ -85,7 +89,7 @@ def test_the_plan_is_what_the_pipeline_does(small_world: Path, tmp_path: Path, m
 
 def test_an_ensemble_counts_each_member(small_world: Path) -> None:
     config = load_config(None)
-    config.ensemble.update(targets=["target", "target_teager_20"], seeds=2)
+    config.ensemble.update(targets=["target", "target_jasper_20"], seeds=2)
     plan = make_plan(config, small_world)
     assert plan.members == 4
     assert plan.n_fits == 4 * 3  # baseline, full and the refit, four members each
@@ -183,3 +187,30 @@ def test_the_linear_layer_is_counted_where_it_runs(small_world: Path, tmp_path: 
     # its era centring grows with rows x features, its Gram matrix with rows x features squared
     per_fit = model.data["linear_layer_seconds"]["per_fit"]
     assert 0 < layer[780] and layer[2748] - per_fit >= 0.999 * 2748 / 780 * (layer[780] - per_fit), layer
+
+
+def test_the_plan_refuses_what_training_would_refuse(small_world: Path, tmp_path: Path) -> None:
+    """--plan reads only the eras and the targets, but it says no where `nmu train` would: a target the data lacks,
+    a main target with holes in the train eras (it counted those rows as resolved and planned a run that fails)."""
+    config = load_config(None)
+    config.ensemble.update(targets=["target", "target_nope_20"])
+    with pytest.raises(NmuError, match=r"train.parquet has no column target_nope_20; check the target names"):
+        make_plan(config, small_world)
+    world = tmp_path / "holes"
+    shutil.copytree(small_world, world)
+    train = pd.read_parquet(world / "train.parquet")
+    eras = sorted(train["era"].unique())
+    train.loc[train["era"] == eras[5], "target"] = np.nan
+    train.to_parquet(world / "train.parquet")
+    with pytest.raises(NmuError, match=rf"rows without a value of target 'target' in 1 era\(s\) \({eras[5]}-{eras[5]}\)"):
+        make_plan(load_config(None), world)
+
+
+def test_local_workers_count_in_the_memory_estimate(small_world: Path) -> None:
+    """local:N starts N worker processes here, each loading the data: the plan counts N + 1 processes."""
+    one = make_plan(load_config(None), small_world, probe=False)
+    config = load_config(None)
+    config.compute["scheduler"] = "local:2"
+    two = make_plan(config, small_world, probe=False)
+    assert two.peak_bytes == pytest.approx(3 * one.peak_bytes)
+    assert any("2 worker processes on this machine" in line for line in two.lines())

@@ -24,6 +24,12 @@ _ADDRESS = re.compile(r"^(tcp|tls)://[^\s/:]+:(\d{1,5})$")  # a scheduler anothe
 _LOCAL = re.compile(r"^local:(\d+)$")
 
 
+def local_workers(scheduler: str | None) -> int:
+    """N for local:N (worker processes started on this machine), else 0."""
+    match = _LOCAL.match(scheduler or "")
+    return int(match.group(1)) if match else 0
+
+
 def check_scheduler(scheduler: str | None) -> None:
     """NmuError before any work when `scheduler` is neither a Dask address nor local:N, or Dask is not installed."""
     if scheduler is None:

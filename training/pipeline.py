@@ -188,6 +188,7 @@ def plan_command(data: Path | None, config_path: Path | None, ablation: bool = F
     config = resolved_config(config_path, ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit,
                              scheduler=scheduler)
     check_config(config, config_source(config_path))
+    check_scheduler(config.compute.get("scheduler"))  # as `nmu train` checks it, before any data is read
     reporter = Reporter(console)
     data_dir, _ = resolve_data(data, reporter)
     estimate(config, data_dir, reporter, details=True)
