@@ -12,6 +12,7 @@ from training.config import (
     TrainConfig,
     apply_flags,
     check_config,
+    config_from_dict,
     config_to_toml,
     load_config,
     resolve_feature_set_name,
@@ -112,6 +113,9 @@ def test_each_weight_stays_with_its_target_whatever_the_order(tmp_path: Path) ->
     assert config.ensemble.weights_of(config.targets) == [0.0, 1.0]
     ensemble = make_variant(NumeraiModel(), "baseline", config)
     assert dict(zip(ensemble.targets, ensemble.weights)) == {"target": 0.0, "target_jasper_20": 1.0}
+    # a manifest written before the check, without the main target listed, keeps the order it was trained with
+    older = config_from_dict({"ensemble": {"targets": ["target_jasper_20"], "weights": [1, 0.5]}})
+    assert older.ensemble.weights_of(older.targets) == [1.0, 0.5]
 
 
 def test_compute_and_ensemble_are_typed_sections_that_stay_dicts(tmp_path: Path) -> None:

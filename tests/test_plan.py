@@ -204,6 +204,9 @@ def test_the_plan_refuses_what_training_would_refuse(small_world: Path, tmp_path
     train.to_parquet(world / "train.parquet")
     with pytest.raises(NmuError, match=rf"rows without a value of target 'target' in 1 era\(s\) \({eras[5]}-{eras[5]}\)"):
         make_plan(load_config(None), world)
+    every_second = load_config(None)  # `nmu train` loads every era_step-th era and checks those: so does the plan
+    every_second.era_step = 2
+    assert make_plan(every_second, world, probe=False).n_fits > 0
 
 
 def test_local_workers_count_in_the_memory_estimate(small_world: Path) -> None:

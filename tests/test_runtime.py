@@ -327,3 +327,11 @@ def test_the_validation_slice_reads_eras_of_any_label_type(tmp_path, eras) -> No
     assert (n_eras, rows) == (2, 4)
     assert pd.read_parquet(features)["era"].tolist() == list(np.repeat(eras[1:], 2))
     assert len(pd.read_parquet(bench)) == 4
+    # the benchmark file's eras written as text match numeric eras by era number; a file lacking them reads empty
+    pd.DataFrame({"era": [f"{int(float(e)):04d}" for e in frame["era"]], "v53_lgbm_ender20": 0.5}).to_parquet(
+        tmp_path / "validation_benchmark_models.parquet")
+    _, bench, _, _ = write_validation_slice(tmp_path, 2, tmp_path)
+    assert len(pd.read_parquet(bench)) == 4
+    frame[["era"]].iloc[:2].assign(v53_lgbm_ender20=0.5).to_parquet(tmp_path / "validation_benchmark_models.parquet")
+    _, bench, _, _ = write_validation_slice(tmp_path, 2, tmp_path)
+    assert len(pd.read_parquet(bench)) == 0

@@ -137,6 +137,15 @@ def test_tune_track_logs_the_study_and_one_nested_run_per_trial(tiny_world: Path
     nested = [[r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == s.info.run_id]
               for s in studies]
     assert [len(n) for n in nested] == [3, 1] and nested[1] == ["trial 3"]
+    # a run without --track, then a tracked one: the tracked one logs the trials the untracked one ran too
+    for trials, track in (("5", []), ("6", ["--track"])):
+        result = CliRunner().invoke(app, ["tune", "--data", str(tiny_world), "--out", str(out), "--config",
+                                          str(config), "--trials", trials, *track])
+        assert result.exit_code == 0, result.output
+    runs = _runs(f"sqlite:///{out / 'mlruns.db'}")
+    last = [r for r in runs if r.data.tags.get("nmu.command") == "tune"][-1]
+    assert sorted(r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == last.info.run_id) == [
+        "trial 4", "trial 5"]
 
 
 @pytest.mark.parametrize("table, phrase", [

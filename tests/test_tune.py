@@ -185,6 +185,12 @@ def test_a_killed_runs_trials_run_again_first(tmp_path: Path) -> None:
     assert states[orphan.number] == "FAIL" and states[alive.number] == "RUNNING"
     rerun = study.ask()  # the queued trial comes first, with the orphan's parameters
     assert {d.name: d.suggest(rerun) for d in space} == params
+    # killed again (out of memory, say): marked failed, not queued a third time
+    rerun.set_user_attr("nmu_process", f"{socket.gethostname()}:{dead.stdout.strip()}")
+    lines: list[str] = []
+    assert requeue_orphans(study, storage, lines.append) == 0
+    assert study.trials[rerun.number].state.name == "FAIL" and "not queued again" in lines[0]
+    assert not [t for t in study.trials if t.state.name == "WAITING"]
 
 
 def test_unpromising_trials_are_pruned_fold_by_fold(tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ def _line(name: str, r: dict[str, Any]) -> str:
 def live_fill_share(live: Path, features: list[str]) -> float:
     """The share of the trained feature cells of the live file that are missing or NaN; DataProblem when the file is
     empty or holds fewer than MIN_FEATURE_FRACTION of the trained features (the pickle would refuse to predict)."""
-    with readable(live, DataProblem, "data problem: "):
+    with readable(live, DataProblem, "data problem: ", " The pickle's earlier check record was left as it was."):
         return _fill_share(pq.ParquetFile(live), live, features)
 
 

@@ -249,7 +249,9 @@ def upload(
 def refresh(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to refresh (from nmu train)."),
     data: Path | None = typer.Option(None, "--data", help="Data directory with the newest validation.parquet."),
-    download: bool = typer.Option(False, "--download", help="Download the newest data first (into --data, or data/numerai)."),
+    download: bool = typer.Option(
+        False, "--download",
+        help="Download the newest eras first, of the data version the pickle was trained on (into --data, or data/numerai)."),
     upload: bool = typer.Option(False, "--upload", help="Upload the refreshed pickle when it passes the check."),
     model: str | None = typer.Option(None, "--model", help="Name of your Numerai model (with --upload)."),
     refit: bool = typer.Option(False, "--refit", help="Retrain on the newest data; replace only if not worse."),

@@ -211,7 +211,8 @@ class EnsembleSettings(_Section):
         weights = self.weights
         if weights is None:
             return None
-        return [float(dict(zip(self.targets or targets, weights))[t]) for t in targets]
+        listed = self.targets if set(targets) <= set(self.targets) else targets  # a config `check` refuses now, as
+        return [float(dict(zip(listed, weights))[t]) for t in targets]  # an older manifest may hold: main first
 
 
 _SECTIONS: dict[str, type[_Section]] = {"compute": ComputeSettings, "ensemble": EnsembleSettings}

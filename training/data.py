@@ -183,14 +183,17 @@ def load_benchmark(path: str | Path, eras: Iterable[str] | None = None) -> pd.Da
 
 
 @contextlib.contextmanager
-def readable(path: Path, error: type[NmuError] = NmuError, prefix: str = "") -> Iterator[None]:
+def readable(path: Path, error: type[NmuError] = NmuError, prefix: str = "", suffix: str = "") -> Iterator[None]:
     """Reading a parquet file, a failure anywhere in it (an unreadable footer, or corrupt pages found only when a row
     group is read) is one sentence naming the file, as `error`."""
     try:
         yield
     except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, (MemoryError, PermissionError)):  # ArrowMemoryError is one: not the file's fault
+            raise
         cause = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise error(f"{prefix}{path} is not a readable parquet file ({cause}); download or generate it again.") from None
+        raise error(f"{prefix}{path} is not a readable parquet file ({cause}); download or generate it again."
+                    f"{suffix}") from None
 
 
 def _open(path: Path) -> pq.ParquetFile:

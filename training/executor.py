@@ -20,7 +20,7 @@ from typing import Any
 from model.params import available_cpus
 from validation.errors import NmuError
 
-_ADDRESS = re.compile(r"^(tcp|tls)://[^\s/:]+:(\d{1,5})$")  # a scheduler another machine or process runs
+_ADDRESS = re.compile(r"^(tcp|tls)://(\[[0-9a-fA-F:.]+\]|[^\s/:\[\]]+):(\d{1,5})$")  # HOST:PORT, [IPv6]:PORT
 _LOCAL = re.compile(r"^local:(\d+)$")
 
 
@@ -35,15 +35,11 @@ def check_scheduler(scheduler: str | None) -> None:
     if scheduler is None:
         return
     address, local = _ADDRESS.match(scheduler), _LOCAL.match(scheduler)
-    if not (address or local) or (address and not 0 < int(address.group(2)) < 65536):
+    if not (address or local) or (address and not 0 < int(address.group(3)) < 65536):
         raise NmuError(f"--scheduler {scheduler!r} is neither a Dask scheduler address (tcp://HOST:PORT or "
                        "tls://HOST:PORT, a port from 1 to 65535) nor local:N.")
     if local and int(local.group(1)) < 1:
         raise NmuError("--scheduler local:N needs N >= 1 worker processes.")
-    if local and int(local.group(1)) > available_cpus():
-        # each worker process loads its own copy of the data: more workers than cores only multiplies the memory
-        raise NmuError(f"--scheduler {scheduler}: at most local:{available_cpus()} here (one worker process per core; "
-                       "each holds its own copy of the data).")
     try:
         import distributed  # noqa: F401, PLC0415 - an optional extra, imported only when asked for
     except ImportError:
@@ -87,7 +83,7 @@ class DaskExecutor:
                 self.client = Client(self._cluster)
             else:
                 self.client = Client(scheduler, timeout="15s")
-        except (OSError, ValueError, TypeError) as exc:  # refused, timed out, or an address Dask cannot parse
+        except OSError as exc:  # refused or timed out (the address's form was checked above)
             raise NmuError(f"cannot reach the Dask scheduler at {scheduler} ({exc}).") from None
 
     def map(self, function: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:

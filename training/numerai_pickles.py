@@ -339,7 +339,10 @@ def diagnostics(api: Any, diagnostics_id: str) -> Diagnostics | None:
 # ---- changing Numerai -------------------------------------------------------------------------------------------
 class AssignedUnverified(NmuError):
     """Numerai accepted the assignment of a pickle, but reading the models back to verify it failed: the model most
-    likely runs the new pickle, so its local copy must be kept."""
+    likely runs the new pickle, so its local copy must be kept. Exits 1, as an upload Numerai did not assign: the
+    input was fine."""
+
+    exit_code = 1
 
 
 def assign(api: Any, model: ModelSlot, pickle_id: str) -> None:

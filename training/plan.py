@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from model.eras import sort_eras
 from training.config import TrainConfig, resolve_feature_set_name
 from training.console import ordinal
-from training.data import _dictionary, load_feature_metadata, resolve_feature_set
+from training.data import _dictionary, load_feature_metadata, readable, resolve_feature_set
 from training.executor import local_workers
 from validation.errors import NmuError
 from validation.evaluation.splits import embargo_split, expanding_window_folds
@@ -251,7 +251,7 @@ def era_counts(path: Path, target: str | None) -> EraCounts:
     """Rows per era (and resolved rows of `target`) read from the `era` and target columns only."""
     if not path.is_file():
         raise NmuError(f"{path} is missing; a data directory needs train.parquet and validation.parquet.")
-    try:
+    with readable(path):
         pf = pq.ParquetFile(path)
         names = list(pf.schema_arrow.names)
         if "era" not in names:
@@ -268,8 +268,6 @@ def era_counts(path: Path, target: str | None) -> EraCounts:
             for label, n, k in zip(labels, counts.tolist(), np.asarray(known).tolist()):
                 rows[label] = rows.get(label, 0) + int(n)
                 resolved[label] = resolved.get(label, 0) + int(k)
-    except (pa.ArrowException, OSError) as exc:
-        raise NmuError(f"{path} is not a readable parquet file ({exc}); download or generate it again.") from None
     return EraCounts(rows, resolved, names)
 
 
@@ -536,13 +534,13 @@ def make_plan(config: TrainConfig, data_dir: Path, shape: DataShape | None = Non
             raise NmuError(f"{data_dir / name} has no column {', '.join(absent)}; check the target names "
                            "(`target`, `[ensemble] targets`) and the data version.")
     train = shape.train
-    if config.target == "target":  # the main target is complete in the train eras (training.experiment checks it)
-        holes = [e for e in train.eras if train.resolved.get(e, 0) < train.rows[e]]
+    train_all = [e for e in train.eras if train.resolved.get(e, 0) or train.rows[e]]
+    if config.target == "target":  # complete in the eras `nmu train` loads (every era_step-th), as it checks
+        holes = [e for e in train_all[:: config.era_step] if train.resolved.get(e, 0) < train.rows[e]]
         if holes:
             raise NmuError(f"{data_dir / 'train.parquet'} has rows without a value of target 'target' in "
                            f"{len(holes)} era(s) ({holes[0]}-{holes[-1]}); the main target must be complete in the "
                            "train eras.")
-    train_all = [e for e in train.eras if train.resolved.get(e, 0) or train.rows[e]]
     train_eras = [e for e in train_all[:: config.era_step] if train.resolved.get(e, train.rows[e])]
     if not train_eras:
         raise NmuError(f"no eras of {data_dir / 'train.parquet'} are left after era_step {config.era_step}.")

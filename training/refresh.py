@@ -7,7 +7,9 @@ sha256), runs the runtime check, and with `--upload` takes it through Numerai's 
 validation, assignment, verified: training.upload). When nothing new has resolved it writes nothing and says so. Any
 failure leaves both the local files and the uploaded model as they were: the new files replace the old ones only
 together, after the check passed, and are put back if the upload fails or Numerai's validation of the new pickle
-fails or times out (nothing is assigned then, so the model keeps running the previous pickle).
+fails or times out (nothing is assigned then, so the model keeps running the previous pickle). One failure keeps the
+new files: Numerai accepted the assignment but reading the models back failed (AssignedUnverified), since the model
+most likely runs the new pickle then.
 
 `--refit` retrains the shipped variant with the config recorded at training on the newest data, scores it against
 the current model on the eras the current model never saw (REFIT_RULE), and replaces the current one only when the

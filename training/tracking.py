@@ -8,7 +8,7 @@
   artifacts, and tags for the data (`nmu.data_source`, `nmu.data_version`), the package version and the pickle's
   sha256;
 - `nmu tune`: one run for the study (best parameters, the after-the-choice scores of the default and the tuned config,
-  the report, best_config.toml, the trials table) with one nested run per trial that run finished (its parameters
+  the report, best_config.toml, the trials table) with one nested run per trial not logged before (its parameters
   and folds' eras, its running value after each fold as steps, its state, `nmu.default` / `nmu.rerun_of` tags).
 
 Where: `MLFLOW_TRACKING_URI` when set, else `[tracking] uri`, else a local store in OUT: `sqlite:///OUT/mlruns.db`
@@ -180,10 +180,14 @@ def log_train_run(out: Path, config: TrainConfig, metrics: dict[str, Any]) -> st
     return run_id
 
 
+LOGGED_TRIALS = "nmu_logged_trials"
+"""The study user attribute listing the trials a tracked `nmu tune` has logged."""
+
+
 def log_tune_run(out: Path, config: TrainConfig, study: Any, summary: dict[str, Any],
                  per_era: dict[str, pd.DataFrame]) -> str:
-    """Log a finished `nmu tune` as one MLflow run with a nested run per trial this run finished (a resumed study's
-    earlier trials were logged by the runs that ran them); returns the study run's id."""
+    """Log a finished `nmu tune` as one MLflow run with a nested run per finished trial that no tracked run of the
+    study logged before (a resume logs the trials of a run that stopped before it); returns the study run's id."""
     out = Path(out)
     metric = summary["metric"]
     values = {"best_value": summary["best_value"],
@@ -211,10 +215,12 @@ def log_tune_run(out: Path, config: TrainConfig, study: Any, summary: dict[str, 
                 path = Path(tmp) / "after_choice_per_era.csv"
                 pd.concat({k: v for k, v in per_era.items()}, names=["config"]).reset_index().to_csv(path, index=False)
                 client.log_artifact(run_id, str(path))
-            # the trials this run finished (a resumed study's earlier trials were logged by the run that ran them)
-            ran = set(summary["this_run"].get("trials", []))
+            # every finished trial no tracked run of the study has logged yet (their numbers are kept in the study,
+            # whose finished trials cannot be changed): a resume logs its own trials and those of a run before it
+            # that stopped or ran untracked; none twice
+            logged = set(study.user_attrs.get(LOGGED_TRIALS, []))
             for trial in study.get_trials(deepcopy=False):
-                if trial.number not in ran:
+                if not trial.state.is_finished() or trial.number in logged:
                     continue
                 marks = {"nmu.default": "true"} if trial.user_attrs.get("nmu_default") else {}
                 if trial.user_attrs.get("nmu_rerun_of") is not None:
@@ -229,6 +235,8 @@ def log_tune_run(out: Path, config: TrainConfig, study: Any, summary: dict[str, 
                      metrics={metric: trial.value} if trial.value is not None else {}, steps=steps)
                 client.set_terminated(child.info.run_id,
                                       status="FINISHED" if trial.state.name in ("COMPLETE", "PRUNED") else "FAILED")
+                logged.add(trial.number)
+                study.set_user_attr(LOGGED_TRIALS, sorted(logged))
         except BaseException:
             client.set_terminated(run_id, status="FAILED")
             raise

@@ -65,7 +65,7 @@ from validation.artifacts import atomic_write_bytes, atomic_write_json, atomic_w
 from validation.errors import NmuError
 from validation.evaluation.report import _png, _pyplot
 from validation.evaluation.scoring import summarize
-from validation.evaluation.selection import split_eras
+from validation.evaluation.selection import paired_difference, split_eras
 from validation.evaluation.splits import expanding_window_folds
 
 METRICS = {"corr": "corr_mean", "sharpe": "corr_sharpe", "bmc": "bmc_mean"}
@@ -500,6 +500,10 @@ def requeue_orphans(study: Any, storage: Any, say: Callable[[str], None]) -> int
         trial_id = storage.get_trial_id_from_study_id_trial_number(
             storage.get_study_id_from_name(study.study_name), trial.number)
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        if trial.user_attrs.get("nmu_rerun_of") is not None:  # killed twice (out of memory, say): not a third time
+            say(f"  trial {trial.number}, a re-run of trial {trial.user_attrs['nmu_rerun_of']}, was stopped again: "
+                "marked failed, not queued again")
+            continue
         study.enqueue_trial(trial.params, user_attrs=_rerun_attrs(trial), skip_if_exists=False)
         requeued += 1
     if requeued:
@@ -583,7 +587,7 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
     start = time.monotonic()
     folds, metric = settings["folds"], settings["metric"]
     running: list[_Running] = []
-    told: list[int] = []  # the trials this run finished, in any state (the tracker logs these)
+    told: list[int] = []  # the trials this run finished, in any state (tune.json's this_run)
     started = failed_in_a_row = 0
 
     def finished() -> int:
@@ -653,7 +657,6 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
                 study.tell(r.trial, state=states.FAIL)
             except Exception:  # noqa: BLE001 - already told (finished in the round that failed)
                 continue
-            told.append(r.trial.number)
             # an error of nmu's own, not an interruption, would recur: a trial already re-run once is not queued
             # again, so that a resume cannot fail on the same trial for ever
             if interrupted or r.trial.user_attrs.get("nmu_rerun_of") is None:
@@ -688,14 +691,14 @@ def after_choice(ds: Dataset, configs: dict[str, TrainConfig], executor: Any, re
 
 def after_choice_line(after: dict[str, Any], metric: str) -> str:
     """The after-the-choice comparison in one line: the report eras, each config's corr (and the study's metric when
-    it is another), and the per-era difference of corr with its standard error, so that a gap within the noise of
-    these few eras reads as such."""
+    it is another), and the per-era difference of corr with its Newey-West standard error (`paired_difference`, as
+    the ship rule reads it), so that a gap within the noise of these few eras reads as such."""
     d, t = after["default"], after["tuned"]
-    diff = (t["per_era"]["corr"] - d["per_era"]["corr"]).dropna()
-    se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-    line = (f"{len(diff)} validation report eras {after['eras'][0]}–{after['eras'][1]}: default corr "
+    paired = paired_difference(t["per_era"]["corr"], d["per_era"]["corr"])  # the ship rule's: Newey-West
+    gain = paired["gain"] if math.isfinite(paired["gain"]) else None
+    line = (f"{paired['n_eras']} validation report eras {after['eras'][0]}–{after['eras'][1]}: default corr "
             f"{fmt_score(d['scores']['corr_mean'])}, tuned corr {fmt_score(t['scores']['corr_mean'])} (tuned - default "
-            f"{fmt_score(float(diff.mean()) if len(diff) else None)} +- {se:.4f} per era)")
+            f"{fmt_score(gain)} +- {paired['se']:.4f} per era)")
     if metric != "corr":
         key = METRICS[metric]
         line += f"; {metric}: default {fmt_score(d['scores'][key])}, tuned {fmt_score(t['scores'][key])}"

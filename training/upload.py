@@ -219,7 +219,7 @@ class NotAssigned(NmuError):
     exit_code = 1
 
     def __init__(self, what: str, advice: str = "") -> None:
-        super().__init__(f"{what} {advice}".strip())
+        super().__init__(f"{what}{chr(10) if chr(10) in what else ' '}{advice}".strip())  # after a log, on its own line
         self.what, self.advice = what, advice
 
 
@@ -309,7 +309,7 @@ def _resumable(api: Any, manifest: dict[str, Any], sha: str, model_name: str) ->
     record = manifest.get("upload") if isinstance(manifest.get("upload"), dict) else {}
     if not record.get("id") or record.get("sha256") != sha or record.get("model") != model_name:
         return None
-    if record.get("outcome") not in ("not assigned", "timed out", "validating"):
+    if record.get("outcome") not in ("not assigned", "timed out", "validating", "assigned, not verified"):
         return None
     try:
         state = numerai.pickle_by_id(api, record["id"])

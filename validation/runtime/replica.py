@@ -395,6 +395,8 @@ def _rows_of_eras(path: Path, labels: list[str]) -> Any:
     column = pd.read_parquet(path, columns=["era"])["era"]
     numbers = {era_number(label) for label in labels} - {float("inf")}
     values = [v for v in column.dropna().unique() if str(v) in labels or era_number(str(v)) in numbers]
+    if not values:  # none of those eras in the file (an `in` filter on no value is a type error in pyarrow)
+        return pd.read_parquet(path).iloc[:0]
     return pd.read_parquet(path, filters=[("era", "in", values)])
 
 
