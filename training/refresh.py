@@ -162,7 +162,7 @@ def refresh_command(model_path: str | Path, data: str | Path | None = None, down
     skipped = _skipped_eras(as_of, sort_eras(new["era"].unique()))
     if skipped:
         say(f"  note: {data_dir / 'validation.parquet'} has no resolved rows of {len(skipped)} era(s) "
-            f"({_span(skipped)}) between the pickle's as-of era {as_of} and the newer ones: the factor-timing history "
+            f"({skipped[0]}-{skipped[-1]}) between the pickle's as-of era {as_of} and the newer ones: the factor-timing history "
             "skips them for good (a validation file that has them, `nmu data download`, would fill them)")
     trees = fitted.booster_.model_to_string()
     targets = _targets(manifest)
@@ -191,9 +191,6 @@ def _skipped_eras(as_of: str | None, eras: list[str]) -> list[int]:
     present = {int(n) for n in numbers}
     return [n for n in range(int(numbers[0]), int(numbers[-1]) + 1) if n not in present]
 
-
-def _span(numbers: list[int]) -> str:
-    return f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 1 else f"{numbers[0]}"
 
 
 def _uploaded(result: dict[str, Any]) -> str:

@@ -587,7 +587,6 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
     start = time.monotonic()
     folds, metric = settings["folds"], settings["metric"]
     running: list[_Running] = []
-    told: list[int] = []  # the trials this run finished, in any state (tune.json's this_run)
     started = failed_in_a_row = 0
 
     def finished() -> int:
@@ -615,7 +614,6 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
                                        "every era)")
                 if isinstance(result, FoldError):
                     study.tell(r.trial, state=states.FAIL)
-                    told.append(number)
                     say(f"  trial {number} failed in fold {k}: {result.message}")
                     failed_in_a_row += 1
                     continue
@@ -626,7 +624,6 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
                 value = objective_value(r.scores, metric)
                 if value is None:
                     study.tell(r.trial, state=states.FAIL)
-                    told.append(number)
                     say(f"  trial {number} failed in fold {k}: no {METRICS[metric]} on its eras")
                     failed_in_a_row += 1
                     continue
@@ -634,14 +631,12 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
                 r.trial.report(value, step=k)
                 if k == folds:
                     study.tell(r.trial, value)
-                    told.append(number)
                     label = f" ({default_label(r.trial)})" if r.trial.user_attrs.get("nmu_default") else ""
                     say(f"  trial {number}{label}: {metric} {fmt_score(value)} over {folds} folds "
                         f"(best so far {fmt_score(study.best_value)})")
                 elif not r.trial.user_attrs.get("nmu_default") and r.trial.should_prune():
                     # the default is the reference every other trial is read against: measured on every fold
                     study.tell(r.trial, state=states.PRUNED)
-                    told.append(number)
                     say(f"  trial {number} pruned after fold {k}/{folds}: {metric} {fmt_score(value)} below the "
                         "median of earlier trials there")
                 else:
@@ -662,7 +657,7 @@ def run_trials(study: Any, space: list[Dimension], settings: dict[str, Any], n_t
             if interrupted or r.trial.user_attrs.get("nmu_rerun_of") is None:
                 study.enqueue_trial(r.params, user_attrs=_rerun_attrs(r.trial))
         raise
-    return {"started": started, "seconds": round(time.monotonic() - start, 1), "slots": slots, "trials": told}
+    return {"started": started, "seconds": round(time.monotonic() - start, 1), "slots": slots}
 
 
 # ---- after the study: default and best config on the validation report eras ---------------------------------

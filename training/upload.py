@@ -219,7 +219,8 @@ class NotAssigned(NmuError):
     exit_code = 1
 
     def __init__(self, what: str, advice: str = "") -> None:
-        super().__init__(f"{what}{chr(10) if chr(10) in what else ' '}{advice}".strip())  # after a log, on its own line
+        separator = "\n" if "\n" in what else " "  # after a run's log lines, the advice on a line of its own
+        super().__init__(f"{what}{separator}{advice}".strip())
         self.what, self.advice = what, advice
 
 
