@@ -118,6 +118,8 @@ class FakeNumerai:
     bad_auth_status: int = 200            # 200: GraphQL error body (HTTP 200); else that HTTP status
     file_status: dict[str, int] = field(default_factory=dict)   # dataset name -> HTTP status of its GET
     truncate_files: set[str] = field(default_factory=set)       # dataset names cut off half-way
+    # dataset name -> faults its next GETs answer, one each, in order (an HTTP status, or "cut" half-way), then the file
+    file_faults: dict[str, list[int | str]] = field(default_factory=dict)
     put_failures: int = 0                  # answer 500 to this many PUTs, then accept
     put_always_status: int | None = None   # answer every PUT with this status
     fail_fields: dict[str, str] = field(default_factory=dict)  # root field -> GraphQL error message it answers
@@ -478,8 +480,10 @@ class _Handler(BaseHTTPRequestHandler):
         name = path[len("/files/"):]
         with fake._lock:
             fake.gets.append(name)
-        if name in fake.file_status:
-            self._send(fake.file_status[name], b"<Error>InternalError</Error>", "application/xml")
+            fault = fake.file_faults[name].pop(0) if fake.file_faults.get(name) else None
+        status = fake.file_status.get(name, fault if isinstance(fault, int) else None)
+        if status is not None:
+            self._send(status, b"<Error>InternalError</Error>", "application/xml")
             return
         data = fake.files.get(name)
         if data is None:
@@ -489,7 +493,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if name in fake.truncate_files:
+        if name in fake.truncate_files or fault == "cut":
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
             self.close_connection = True
@@ -516,14 +520,20 @@ def dataset_files(version: str = "v5.3", *, train_benchmark: bool = True, extra_
     files: dict[str, bytes] = {}
     for v in filter(None, (version, extra_version)):
         for i, name in enumerate(names):
-            files[f"{v}/{name}"] = (f"{v}/{name}:".encode() + bytes(range(256)) * (40 + 13 * i))
+            body = f"{v}/{name}:".encode() + bytes(range(256)) * (40 + 13 * i)
+            # shaped as the real files are, as far as a download's check reads them: parquet's magic at both ends
+            files[f"{v}/{name}"] = (json.dumps({"file": f"{v}/{name}", "pad": body.hex()}).encode()
+                                    if name.endswith(".json") else b"PAR1" + body + b"PAR1")
     return files
 
 
 @pytest.fixture
 def fake_numerai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNumerai]:
-    """A started FakeNumerai with NUMERAI_API_URL pointing at it and no keys in the environment."""
+    """A started FakeNumerai with NUMERAI_API_URL pointing at it, no keys in the environment, and transfer retries
+    that wait 10 ms instead of seconds."""
     import numerapi.base_api
+
+    import training.numerai_api
 
     server = FakeNumerai(files=dataset_files()).start()
     monkeypatch.setenv("NUMERAI_API_URL", server.url)
@@ -531,6 +541,7 @@ def fake_numerai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNumerai]:
     monkeypatch.delenv("NUMERAI_SECRET_KEY", raising=False)
     # restore numerapi's module constant after the test, whatever the code under test set it to
     monkeypatch.setattr(numerapi.base_api, "API_TOURNAMENT_URL", numerapi.base_api.API_TOURNAMENT_URL)
+    monkeypatch.setattr(training.numerai_api, "TRANSFER_BACKOFF_SECONDS", 0.01)
     try:
         yield server
     finally:

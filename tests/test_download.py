@@ -101,10 +101,55 @@ def test_server_error_midway_leaves_the_previous_file_intact(fake_numerai: FakeN
         download_data(tmp_path, version="v5.2")
     message = str(info.value)
     assert "v5.2/validation.parquet" in message and "HTTP 500" in message and "every file in" in message
+    assert "after 4 attempts" in message and fake_numerai.gets.count("v5.2/validation.parquet") == 4
     assert "X-Amz-Signature" not in message
     # the files that had arrived before it are not put in place either, and no temporary file is left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["validation.parquet"]
     assert (tmp_path / "validation.parquet").read_bytes() == b"previous validation"
+
+
+def test_a_passing_server_error_or_cut_is_retried(fake_numerai: FakeNumerai, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """An object store's occasional 503, or a connection that breaks once, costs a retry, not the download; each
+    attempt asks Numerai for the file's address again (a pre-signed URL may have expired meanwhile)."""
+    fake_numerai.file_faults = {"v5.2/train.parquet": [503, "cut"], "v5.2/live.parquet": [502]}
+    caplog.set_level(logging.WARNING, logger="training")
+    written = download_data(tmp_path, version="v5.2")
+    for path in written:
+        assert path.read_bytes() == fake_numerai.files[f"v5.2/{path.name}"]
+    assert fake_numerai.gets.count("v5.2/train.parquet") == 3 and fake_numerai.gets.count("v5.2/live.parquet") == 2
+    asked = [c["variables"]["filename"] for c in fake_numerai.graphql if c["field"] == "dataset"]
+    assert asked.count("v5.2/train.parquet") == 3
+    retries = [r.getMessage() for r in caplog.records]
+    assert any("v5.2/train.parquet failed with HTTP 503" in m and "attempt 2 of 4" in m for m in retries), retries
+    assert any("broke after" in m or "ended after" in m for m in retries), retries
+
+
+def test_a_client_error_is_not_retried(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    fake_numerai.file_status["v5.2/live.parquet"] = 403
+    with pytest.raises(NmuError, match=r"live\.parquet failed: HTTP 403 .*left as it was"):
+        download_data(tmp_path, version="v5.2")
+    assert fake_numerai.gets.count("v5.2/live.parquet") == 1
+
+
+@pytest.mark.parametrize(("name", "body", "expected"), [
+    ("live.parquet", b"<!DOCTYPE html><html><body>Sign in to continue</body></html>", "not a parquet file"),
+    ("live.parquet", b"PAR1", "not a parquet file"),
+    ("features.json", b"<Error>AccessDenied</Error>", "not JSON"),
+])
+def test_bytes_that_are_not_the_file_are_refused(fake_numerai: FakeNumerai, tmp_path: Path, name: str, body: bytes,
+                                                 expected: str) -> None:
+    """HTTP 200 with a proxy's login page (or a truncated stub) is not renamed into place as live.parquet: the
+    error names the file and shows what arrived, and the previous files stay."""
+    (tmp_path / name).write_bytes(b"last week's file")
+    fake_numerai.files[f"v5.2/{name}"] = body
+    with pytest.raises(NmuError) as info:
+        download_data(tmp_path, version="v5.2")
+    message = str(info.value)
+    assert f"v5.2/{name}" in message and expected in message and repr(body[:40].decode())[:20] in message
+    assert "left as it was" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert (tmp_path / name).read_bytes() == b"last week's file"
 
 
 def test_a_failed_download_never_mixes_two_versions(fake_numerai: FakeNumerai, tmp_path: Path) -> None:

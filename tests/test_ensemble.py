@@ -119,16 +119,20 @@ def test_nmu_train_scores_every_member_and_the_ensemble(small_world, tmp_path: P
                       'learning_rate = 0.1\n')
     metrics = train_command(data=small_world, out=tmp_path / "out", config_path=config, console=Console(quiet=True))
     ensemble = metrics["ensemble"]
-    assert ensemble["targets"] == ["target", "target_jasper_20"]
+    assert ensemble["targets"] == ["target", "target_jasper_20"] and ensemble["mode"] == "refreshed"
     for variant in ("baseline", "full"):
         e = ensemble["variants"][variant]
         assert set(e["members"]) == {"target", "target_jasper_20"}
         assert e["member_correlation"]["target"]["target"] == pytest.approx(1.0)
         assert -1 <= e["member_correlation"]["target"]["target_jasper_20"] <= 1
+        # each member is scored as the variants are: its BMC against the same benchmark
+        assert all(member["bmc_mean"] is not None for member in e["members"].values())
         assert e["gain_over_best_member"] == pytest.approx(
             e["ensemble"]["corr_mean"] - e["members"][e["best_member"]]["corr_mean"])
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Ensemble members" in html
+    n_eras = ensemble["variants"]["full"]["members"]["target"]["n_eras"]
+    assert f"<td>{n_eras}</td>" in html and f"{n_eras}.0000" not in html  # a count, not a score
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["targets"] == ["target", "target_jasper_20"]
     predict = pd.read_pickle(tmp_path / "out" / "model.pkl")

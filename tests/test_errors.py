@@ -126,6 +126,17 @@ def test_a_scheduler_that_cannot_work_is_one_sentence_before_the_data(tmp_path, 
     _one_sentence(result, phrase)
 
 
+def test_a_scheduler_from_the_config_file_is_named_there(tmp_path):
+    """The error points at the setting the user wrote: the config file's [compute] scheduler, not --scheduler."""
+    config = tmp_path / "cluster.toml"
+    config.write_text('[compute]\nscheduler = "tcp://127.0.0.1"\n')
+    for command in ("train", "tune"):
+        result = _invoke(command, "--data", str(tmp_path / "no-data"), "--out", str(tmp_path / "out"),
+                         "--config", str(config))
+        _one_sentence(result, "cluster.toml: `compute.scheduler` 'tcp://127.0.0.1' is neither a Dask scheduler")
+        assert "--scheduler" not in result.output
+
+
 def test_scheduler_addresses_dask_takes_pass_the_check() -> None:
     pytest.importorskip("distributed")
     from training.executor import check_scheduler  # noqa: PLC0415

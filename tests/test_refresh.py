@@ -205,7 +205,6 @@ def _serve(server: FakeNumerai, world: Path, version: str = "v5.3") -> None:
 def server(fake_numerai: FakeNumerai, monkeypatch, tmp_path):
     monkeypatch.setenv("NUMERAI_PUBLIC_ID", fake_numerai.public_id)
     monkeypatch.setenv("NUMERAI_SECRET_KEY", fake_numerai.secret_key)
-    monkeypatch.setattr(upload_mod, "PUT_BACKOFF_SECONDS", 0.01)
     monkeypatch.setattr(upload_mod, "POLL_INTERVAL", 0.01)
     return fake_numerai
 

@@ -37,10 +37,9 @@ def pkl(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(fake_numerai: FakeNumerai, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeNumerai:
-    """The fake API with the user's keys in the environment, fast PUT backoff, and a cwd without .env."""
+    """The fake API with the user's keys in the environment, fast polling, and a cwd without .env."""
     monkeypatch.setenv("NUMERAI_PUBLIC_ID", fake_numerai.public_id)
     monkeypatch.setenv("NUMERAI_SECRET_KEY", fake_numerai.secret_key)
-    monkeypatch.setattr(upload_mod, "PUT_BACKOFF_SECONDS", 0.01)
     monkeypatch.setattr(upload_mod, "POLL_INTERVAL", 0.01)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -116,7 +115,7 @@ def test_transient_put_500_is_retried(server: FakeNumerai, pkl: Path) -> None:
 
 def test_put_4xx_is_not_retried(server: FakeNumerai, pkl: Path) -> None:
     server.put_always_status = 403
-    with pytest.raises(NmuError, match=r"HTTP 403 after 1 attempt"):
+    with pytest.raises(NmuError, match=r"HTTP 403; nothing was registered"):
         upload_command(pkl, "my_model")
     assert server.put_attempts == 1 and server.uploads == []
 
@@ -304,6 +303,25 @@ def test_no_wait_says_the_pickle_is_not_assigned(server: FakeNumerai, pkl: Path)
     assert read_manifest(pkl)["upload"]["outcome"] == "not assigned"
     again = upload_command(pkl, "my_model")  # waits for the validation of the same upload, then assigns it
     assert again.outcome == "assigned" and again.resumed and len(server.uploads) == 1
+
+
+def test_a_refused_assignment_says_the_model_keeps_its_pickle(server: FakeNumerai, pkl: Path) -> None:
+    """Numerai validates the pickle but answers the assignment with an error: the user reads which pickle the model
+    still runs (exit 1, the input was fine), the manifest records it, and a second `nmu upload` assigns the same
+    upload without uploading again."""
+    _old_pickle(server)
+    server.fail_fields["assignPickleToModel"] = "Model is locked for the current round"
+    out = CliRunner().invoke(app, ["upload", str(pkl), "--model", "my_model"])
+    assert out.exit_code == 1, out.output
+    assert "Model is locked" in out.output and "model my_model keeps pickle old-pickle" in out.output
+    assert "again to assign it" in out.output and "Traceback" not in out.output
+    assert server.assigned["my_model"] == "old-pickle"
+    record = read_manifest(pkl)["upload"]
+    assert record["outcome"] == "not assigned" and "Model is locked" in record["reason"]
+    del server.fail_fields["assignPickleToModel"]
+    again = upload_command(pkl, "my_model")
+    assert again.outcome == "assigned" and again.resumed and len(server.uploads) == 1
+    assert server.assigned["my_model"] == again.pickle_id
 
 
 def test_the_assigned_bytes_are_not_uploaded_again_unless_forced(server: FakeNumerai, pkl: Path) -> None:

@@ -10,6 +10,7 @@ Public data needs no API keys. Honours env `NUMERAI_API_URL` (see training.numer
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 import requests
 
 from training.data import OPTIONAL_FILES, REQUIRED_FILES, version_key, write_data_info
-from training.numerai_api import call, host_of, make_client, raw, scrub
+from training.numerai_api import TransientError, call, host_of, make_client, raw, retried, scrub
 from validation.artifacts import replace_together, temporary_beside
 from validation.errors import NmuError
 
@@ -27,6 +28,8 @@ _log = logging.getLogger(__name__)
 Progress = Callable[[str, int, "int | None"], None]
 """A progress callback: (what, units just done, total units or None). The command layer renders it
 (training.console.progress_bars); library code only calls it."""
+Progress1 = Callable[[int, "int | None"], None]
+"""One file's progress: (bytes just done, negative when a failed attempt's are taken back; total bytes or None)."""
 
 # The query numerapi 2.20.8's `download_dataset` sends to learn a file's (pre-signed) URL.
 DATASET_QUERY = """
@@ -55,28 +58,61 @@ def newest_complete_version(names: list[str]) -> str | None:
     return complete[-1] if complete else None
 
 
-def _stream_to(url: str, target: Path, name: str, advance: Callable[[int, int | None], None]) -> int:
-    """Stream `url` into `target` (a temporary path); returns bytes written; raises on HTTP/IO errors."""
-    with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
-        if resp.status_code != 200:
-            raise NmuError(f"Downloading {name} failed: HTTP {resp.status_code} from {host_of(url)}")
-        length = resp.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        advance(0, total)
-        written = 0
-        with open(target, "wb") as fh:
-            try:
-                for chunk in resp.iter_content(CHUNK):
-                    fh.write(chunk)
-                    written += len(chunk)
-                    advance(len(chunk), total)
-            except requests.RequestException as exc:
-                of_total = f" of {total}" if total is not None else ""
-                raise NmuError(f"Downloading {name} failed: the connection broke after {written}{of_total} bytes "
-                               f"({type(exc).__name__})") from None
-        if total is not None and written != total:
-            raise NmuError(f"Downloading {name} failed: the connection ended after {written} of {total} bytes")
+def _stream_to(url: str, target: Path, name: str, advance: Progress1) -> int:
+    """Stream `url` into `target` (a temporary path); returns bytes written. An HTTP 5xx, a refused or broken
+    connection and a short body raise TransientError (`retried` tries again), any other HTTP status NmuError; the
+    progress given for a failed attempt is taken back."""
+    written = 0
+    try:
+        with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
+            if resp.status_code != 200:
+                cause = f"HTTP {resp.status_code} from {host_of(url)}"
+                if resp.status_code >= 500:
+                    raise TransientError(cause)
+                raise NmuError(f"Downloading {name} failed: {cause}")
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            advance(0, total)
+            with open(target, "wb") as fh:
+                try:
+                    for chunk in resp.iter_content(CHUNK):
+                        fh.write(chunk)
+                        written += len(chunk)
+                        advance(len(chunk), total)
+                except requests.RequestException as exc:
+                    of_total = f" of {total}" if total is not None else ""
+                    raise TransientError(f"a connection that broke after {written}{of_total} bytes "
+                                         f"({type(exc).__name__})") from None
+            if total is not None and written != total:
+                raise TransientError(f"a connection that ended after {written} of {total} bytes")
+    except requests.RequestException as exc:  # refused, timed out or reset before the body
+        raise TransientError(scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))) from None
+    except TransientError:
+        advance(-written, None)
+        raise
     return written
+
+
+def _check_content(path: Path, name: str) -> None:
+    """NmuError unless the downloaded bytes look like the file they are named for: a parquet file begins and ends
+    with its magic `PAR1`, features.json parses as JSON. A proxy's or a login page's HTML answered with HTTP 200
+    would otherwise be renamed into place and fail later, in `nmu train` or the weekly refresh, as "a corrupt file"."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+        if name.endswith(".parquet"):
+            fh.seek(max(0, size - 4))
+            if size >= 12 and head[:4] == b"PAR1" and fh.read(4) == b"PAR1":
+                return
+            expected = "a parquet file (PAR1 at both ends)"
+        else:
+            try:
+                json.loads(head + fh.read())
+                return
+            except ValueError:
+                expected = "JSON"
+    shown = head[:40].decode("utf-8", "replace").replace("\n", " ")
+    raise NmuError(f"Downloading {name} failed: the {size:,} bytes received are not {expected}; they begin {shown!r}")
 
 
 def download_data(out: str | Path, version: str | None = None, progress: Progress | None = None,
@@ -127,8 +163,6 @@ def download_data(out: str | Path, version: str | None = None, progress: Progres
     try:
         for name in names:
             dataset = f"{version}/{name}"
-            url: str = raw(api, f"Asking Numerai where {dataset} is (dataset query)", DATASET_QUERY,
-                           {"filename": dataset, "round": None, "tournament": api.tournament_id}, field="dataset")
 
             def advance(n: int, total: int | None, dataset: str = dataset) -> None:
                 if progress is not None:
@@ -137,14 +171,23 @@ def download_data(out: str | Path, version: str | None = None, progress: Progres
             target = out / name
             tmp = temporary_beside(target)
             staged.append((tmp, target))
+
+            def fetch(dataset: str = dataset, tmp: Path = tmp, advance: Progress1 = advance) -> int:
+                # asked again each attempt: a pre-signed URL may have expired while the last one failed
+                url: str = raw(api, f"Asking Numerai where {dataset} is (dataset query)", DATASET_QUERY,
+                               {"filename": dataset, "round": None, "tournament": api.tournament_id}, field="dataset")
+                return _stream_to(url, tmp, dataset, advance)
+
+            left = f"every file in {out} was left as it was."
             try:
-                _stream_to(url, tmp, dataset, advance)
+                retried(fetch, f"Downloading {dataset}", left)
+                _check_content(tmp, dataset)
             except NmuError as exc:
-                raise NmuError(f"{exc}; every file in {out} was left as it was.") from None
-            except (requests.RequestException, OSError) as exc:
-                cause = scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))
-                raise NmuError(f"Downloading {dataset} to {target} failed ({cause}); every file in {out} was left as "
-                               "it was.") from None
+                message = str(exc)
+                raise NmuError(message if message.endswith(left) else f"{message}; {left}") from None
+            except OSError as exc:  # the disk: full, read-only, gone
+                raise NmuError(f"Downloading {dataset} to {target} failed ({type(exc).__name__}: {exc}); {left}") \
+                    from None
             _log.info("  %s: %s MB", dataset, f"{tmp.stat().st_size / 1e6:,.1f}")
         with replace_together(staged):
             write_data_info(out, version, source="numerai")

@@ -30,20 +30,27 @@ def local_workers(scheduler: str | None) -> int:
     return int(match.group(1)) if match else 0
 
 
-def check_scheduler(scheduler: str | None) -> None:
-    """NmuError before any work when `scheduler` is neither a Dask address nor local:N, or Dask is not installed."""
+def check_scheduler(scheduler: str | None, setting: str = "--scheduler") -> None:
+    """NmuError before any work when `scheduler` is neither a Dask address nor local:N, or Dask is not installed; the
+    message names `setting`, where the value came from (`scheduler_setting`)."""
     if scheduler is None:
         return
     address, local = _ADDRESS.match(scheduler), _LOCAL.match(scheduler)
     if not (address or local) or (address and not 0 < int(address.group(3)) < 65536):
-        raise NmuError(f"--scheduler {scheduler!r} is neither a Dask scheduler address (tcp://HOST:PORT or "
+        raise NmuError(f"{setting} {scheduler!r} is neither a Dask scheduler address (tcp://HOST:PORT or "
                        "tls://HOST:PORT, a port from 1 to 65535) nor local:N.")
     if local and int(local.group(1)) < 1:
-        raise NmuError("--scheduler local:N needs N >= 1 worker processes.")
+        raise NmuError(f"{setting} {scheduler!r}: local:N needs N >= 1 worker processes.")
     try:
         import distributed  # noqa: F401, PLC0415 - an optional extra, imported only when asked for
     except ImportError:
-        raise NmuError('--scheduler needs the Dask extra: pip install -e ".[dask]"') from None
+        raise NmuError(f'{setting} {scheduler!r} needs the Dask extra: pip install -e ".[dask]"') from None
+
+
+def scheduler_setting(option: str | None, source: str) -> str:
+    """Where the scheduler came from, for its errors: the command line's `--scheduler` (`option` given), else the
+    config file `source`'s `[compute] scheduler`."""
+    return "--scheduler" if option is not None else f"{source}: `compute.scheduler`"
 
 
 class InProcess:

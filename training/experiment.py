@@ -338,9 +338,13 @@ def score_model(model: NumeraiModel, frame: pd.DataFrame, ds: Dataset, predict_b
     if preds.shape != (len(frame),) or not np.isfinite(preds).all():
         raise RuntimeError(f"the model returned {preds.shape} predictions (all finite: {np.isfinite(preds).all()}) "
                            f"for {len(frame)} rows")
+    return score_eras(preds, frame, ds.target, ds.features, benchmark=bmc_reference(bmc_benchmark, ds))
+
+
+def bmc_reference(bmc_benchmark: pd.DataFrame | None, ds: Dataset) -> pd.Series | None:
+    """The benchmark model's column BMC is measured against (`ds.benchmark_column`), or None without one."""
     column = ds.benchmark_column
-    reference = bmc_benchmark[column] if bmc_benchmark is not None and column in bmc_benchmark else None
-    return score_eras(preds, frame, ds.target, ds.features, benchmark=reference)
+    return bmc_benchmark[column] if bmc_benchmark is not None and column in bmc_benchmark else None
 
 
 def not_ahead_reason(decision: dict[str, Any]) -> str:
@@ -495,7 +499,9 @@ def run_job(job: Job, ds: Dataset, config: TrainConfig, reporter: Reporter, comp
             if isinstance(model, TargetEnsemble):  # each member's own predictions, scored on the main target
                 with quiet("model.timing"):
                     members = model.member_predictions(ds.X(scored), benchmark=val_bench_predict)
-                scores["members"] = {t: score_eras(p, scored, ds.target, ds.features) for t, p in members.items()}
+                reference = bmc_reference(val_bench, ds)
+                scores["members"] = {t: score_eras(p, scored, ds.target, ds.features, reference)
+                                     for t, p in members.items()}
         return model, scores
     if job.kind == "fold":
         fold = _fold(job, ds, config)
@@ -642,8 +648,9 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
         "ship": decision,
     }
     if ensembles:
+        # the members are scored with the refreshed history whatever `mode` judges the variants (run_job's note)
         metrics["ensemble"] = {"targets": ds.targets, "weights": config.ensemble.weights_of(ds.targets),
-                               "seeds": config.ensemble.seeds, "variants": ensembles}
+                               "seeds": config.ensemble.seeds, "mode": "refreshed", "variants": ensembles}
         e = ensembles.get(shipped_variant) or next(iter(ensembles.values()))
         reporter.say(f"  ensemble of {config.ensemble_members} members: best member {e['best_member']} "
                      f"{fmt_score(e['members'][e['best_member']]['corr_mean'])}, ensemble "

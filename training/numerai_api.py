@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -53,6 +54,40 @@ def host_of(url: str) -> str:
 def scrub(text: str) -> str:
     """Drop query strings (pre-signed URL signatures) from a message before it is shown."""
     return re.sub(r"\?[^\s)'\"]*", "?…", text)
+
+
+TRANSFER_RETRIES = 3
+"""Retries after a file transfer's first attempt (a data file's GET, the pickle's PUT) that ended in a 5xx or a broken
+connection: object stores answer an occasional 503 under load, and a multi-gigabyte train.parquet that breaks once
+should not cost the whole download."""
+TRANSFER_BACKOFF_SECONDS = 2.0
+"""The first wait between transfer attempts; it doubles each retry (2, 4, 8 s: 14 s in all before giving up)."""
+
+
+class TransientError(Exception):
+    """One transfer attempt failed in a way worth trying again (HTTP 5xx, a refused or broken connection); its
+    message says how, and `retried` turns the last one into an NmuError."""
+
+
+def retried(attempt: Callable[[], T], what: str, advice: str) -> T:
+    """`attempt()`'s result, trying it up to 1 + TRANSFER_RETRIES times while it raises TransientError, with doubling
+    waits between; then NmuError: "`what` failed with <the last cause> after N attempts; `advice`". Other errors (an
+    HTTP 4xx raised as NmuError, a full disk) pass through at once."""
+    delay = TRANSFER_BACKOFF_SECONDS
+    attempts = TRANSFER_RETRIES + 1
+    last = ""
+    for number in range(1, attempts + 1):
+        try:
+            return attempt()
+        except TransientError as exc:
+            last = str(exc)
+            if number == attempts:
+                break
+            logging.getLogger("training").warning("%s failed with %s; trying again in %.0f s (attempt %d of %d).",
+                                                  what, last, delay, number + 1, attempts)
+            time.sleep(delay)
+            delay *= 2
+    raise NmuError(f"{what} failed with {last} after {attempts} attempts; {advice}")
 
 
 def make_client(public_id: str | None = None, secret_key: str | None = None) -> numerapi.NumerAPI:

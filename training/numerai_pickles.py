@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.numerai_api import call, raw
+from training.numerai_api import KeysRejected, call, raw
 from validation.errors import NmuError
 
 _log = logging.getLogger(__name__)
@@ -345,12 +345,21 @@ class AssignedUnverified(NmuError):
     exit_code = 1
 
 
+class AssignmentRefused(NmuError):
+    """Numerai answered the assignment with an error: nothing changed, the model runs the pickle it ran before."""
+
+
 def assign(api: Any, model: ModelSlot, pickle_id: str) -> None:
     """Make `pickle_id` the pickle Numerai runs for `model`, then verify it by reading the account's models.
-    NmuError when Numerai refused the assignment or the model runs another pickle; AssignedUnverified when Numerai
-    accepted it but the verification could not be read."""
-    raw(api, "Assigning the pickle to the model (assignPickleToModel)", ASSIGN_MUTATION,
-        {"modelId": model.id, "pickleId": pickle_id}, auth=True, field="assignPickleToModel")
+    AssignmentRefused when Numerai refused the assignment; NmuError when it accepted it but the model runs another
+    pickle; AssignedUnverified when it accepted it but the verification could not be read."""
+    try:
+        raw(api, "Assigning the pickle to the model (assignPickleToModel)", ASSIGN_MUTATION,
+            {"modelId": model.id, "pickleId": pickle_id}, auth=True, field="assignPickleToModel")
+    except KeysRejected:
+        raise
+    except NmuError as exc:
+        raise AssignmentRefused(str(exc)) from None
     try:
         now = account_models(api).get(model.name)
     except NmuError as exc:

@@ -21,7 +21,7 @@ from typing import Any
 from training.config import TrainConfig, apply_flags, check_config, config_source, config_to_toml, load_config
 from training.console import Reporter, progress_bars
 from training.data import REQUIRED_FILES, read_data_info
-from training.executor import check_scheduler, make_executor
+from training.executor import check_scheduler, make_executor, scheduler_setting
 from training.experiment import Dataset, ExperimentResult, load_dataset, run_experiment
 from training.export import export_pickle
 from training.synthetic import SyntheticConfig, write_synthetic_world
@@ -188,7 +188,8 @@ def plan_command(data: Path | None, config_path: Path | None, ablation: bool = F
     config = resolved_config(config_path, ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit,
                              scheduler=scheduler)
     check_config(config, config_source(config_path))
-    check_scheduler(config.compute.get("scheduler"))  # as `nmu train` checks it, before any data is read
+    # as `nmu train` checks it, before any data is read
+    check_scheduler(config.compute.get("scheduler"), scheduler_setting(scheduler, config_source(config_path)))
     reporter = Reporter(console)
     data_dir, _ = resolve_data(data, reporter)
     estimate(config, data_dir, reporter, details=True)
@@ -211,7 +212,7 @@ def train_command(
     config = resolved_config(config_path, ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit,
                              scheduler=scheduler)
     check_config(config, config_source(config_path))  # every setting, before any data is read
-    check_scheduler(config.compute.get("scheduler"))
+    check_scheduler(config.compute.get("scheduler"), scheduler_setting(scheduler, config_source(config_path)))
     track = track or bool(config.tracking.get("enabled"))
     if track:
         from training.tracking import check_tracking  # noqa: PLC0415 - the optional extra

@@ -60,7 +60,9 @@ the features, factor returns from resolved targets), scores 0.049.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,8 @@ from training.data import write_data_info
 from validation.artifacts import atomic_path, atomic_write_json
 from validation.errors import NmuError
 from validation.schemas import TARGET_VALUES as SCHEMA_TARGET_VALUES
+
+_log = logging.getLogger(__name__)
 
 GROUP_NAMES = (
     "intelligence", "charisma", "strength", "dexterity", "constitution", "wisdom", "agility", "serenity",
@@ -547,6 +551,7 @@ def write_synthetic_world(out: Path, config: SyntheticConfig,
     """Write the synthetic world in Numerai's layout to `out` era by era (deterministic by seed); return `out`.
     `progress("synthetic world", 1, eras)` is called after each era (the command layer renders it)."""
     config.check()
+    started = time.perf_counter()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NmuError(f"--out {out} is a file; give a directory for the synthetic world.")
@@ -605,6 +610,12 @@ def write_synthetic_world(out: Path, config: SyntheticConfig,
     atomic_write_json(out / "features.json", metadata)
     atomic_write_json(out / "synthetic_truth.json", _truth(world))
     write_data_info(out, DATA_VERSION, source="synthetic")
+    kinds = [_data_type(config, t) for t in range(total)]
+    future = f", {kinds.count('future')} future" if config.future_eras else ""
+    _log.info("Wrote the synthetic world into %s in %.1f s: %d train, %d validation%s and 1 live era of about %d "
+              "stocks, %d features, seed %d, %s.", out, time.perf_counter() - started, kinds.count("train"),
+              kinds.count("validation"), future, config.stocks, config.features, config.seed,
+              "planted effects" if config.planted else "a control world (nothing planted)")
     return out
 
 

@@ -45,7 +45,14 @@ from model import COMPONENTS
 from training.config import TrainConfig, check_config, config_source, config_to_toml, lightgbm_names, load_config
 from training.console import Reporter, Silent, fmt_score
 from training.data import read_data_info
-from training.executor import DaskExecutor, InProcess, check_scheduler, make_executor, worker_threads
+from training.executor import (
+    DaskExecutor,
+    InProcess,
+    check_scheduler,
+    make_executor,
+    scheduler_setting,
+    worker_threads,
+)
 from training.experiment import (
     MODE_OF_REFRESH,
     Dataset,
@@ -907,7 +914,7 @@ def tune_command(
     run_config = dataclasses.replace(config, compute={**config.compute})
     if scheduler is not None:
         run_config.compute["scheduler"] = scheduler
-    check_scheduler(run_config.compute.get("scheduler"))
+    check_scheduler(run_config.compute.get("scheduler"), scheduler_setting(scheduler, source_name))
     tracker = None
     if track or config.tracking.get("enabled"):
         from training import tracking as tracker  # noqa: PLC0415 - the optional extra

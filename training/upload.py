@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import requests
 
 from training import numerai_pickles as numerai
-from training.numerai_api import call, host_of, make_client, raw, scrub
+from training.numerai_api import TransientError, call, host_of, make_client, raw, retried, scrub
 from training.numerai_pickles import ModelSlot, NumeraiPickle, RuntimeImage
 from validation.artifacts import file_sha256, manifest_path, read_manifest, update_manifest
 from validation.errors import NmuError
@@ -37,8 +36,6 @@ _log = logging.getLogger(__name__)
 
 PUBLIC_ENV = "NUMERAI_PUBLIC_ID"
 SECRET_ENV = "NUMERAI_SECRET_KEY"
-PUT_RETRIES = 3             # retries after the first attempt, for 5xx and connection errors
-PUT_BACKOFF_SECONDS = 2.0   # first wait; doubles each retry
 PUT_TIMEOUT = (10, 600)
 VALIDATION_TIMEOUT = 45 * 60  # Numerai's validation run may take the runtime's 10 minutes, after a queue
 POLL_INTERVAL = 15.0          # seconds between two reads of the pickle's validation status
@@ -163,28 +160,21 @@ def _pick(kind: str, wanted: str, options: dict[str, str]) -> tuple[str, str]:
 
 
 def put_pickle(url: str, data: bytes) -> int:
-    """PUT `data` to the pre-signed `url`; retries 5xx and connection errors; returns the final 2xx status."""
-    delay = PUT_BACKOFF_SECONDS
-    attempts = PUT_RETRIES + 1
-    last = ""
-    for attempt in range(1, attempts + 1):
+    """PUT `data` to the pre-signed `url`; retries 5xx and connection errors (`retried`); returns the 2xx status."""
+    def attempt() -> int:
         try:
             resp = requests.put(url, data=data, timeout=PUT_TIMEOUT)
         except requests.RequestException as exc:
-            last = scrub(f"{type(exc).__name__}: {exc}")
-        else:
-            if 200 <= resp.status_code < 300:
-                return resp.status_code
-            last = f"HTTP {resp.status_code}"
-            if resp.status_code < 500:
-                break
-        if attempt < attempts:
-            time.sleep(delay)
-            delay *= 2
-    raise NmuError(
-        f"Upload step 2/3 (PUT of the pickle to {host_of(url)}) failed with {last} after {attempt} attempt(s); "
-        "nothing was registered with Numerai, try again later."
-    )
+            raise TransientError(scrub(f"{type(exc).__name__}: {exc}")) from None
+        if 200 <= resp.status_code < 300:
+            return resp.status_code
+        if resp.status_code >= 500:
+            raise TransientError(f"HTTP {resp.status_code}")
+        raise NmuError(f"{step} failed with HTTP {resp.status_code}; {advice}")
+
+    step = f"Upload step 2/3 (PUT of the pickle to {host_of(url)})"
+    advice = "nothing was registered with Numerai, try again later."
+    return retried(attempt, step, advice)
 
 
 def runtime_image_for(python: str) -> str:
@@ -475,6 +465,13 @@ def upload_command(model_path: str | Path, model_name: str, data_version: str | 
                                          "validation_status": state.validation_status,
                                          "assigned_time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         raise
+    except numerai.AssignmentRefused as exc:  # validated, but Numerai would not make it the model's pickle
+        _record(model_path, manifest, **{**record, "outcome": "not assigned", "validation_status": state.validation_status,
+                                         "reason": str(exc)})
+        raise NotAssigned(
+            f"{str(exc).rstrip('.')}; pickle {pickle_id} is uploaded and validated but not assigned: {kept}.",
+            f"Run `nmu upload {model_path} --model {model_name}` again to assign it (nothing is uploaded twice), or "
+            "assign it on numer.ai.") from None
     _record(model_path, manifest, **{**record, "outcome": "assigned", "validation_status": state.validation_status,
                                      "assigned_time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return result("assigned", state.validation_status)

@@ -210,6 +210,7 @@ def render_html(
         shipped = (metrics.get("ship") or {}).get("shipped")
         e = ensemble["variants"].get(shipped) or next(iter(ensemble["variants"].values()))
         members = pd.DataFrame({t: s for t, s in e["members"].items()}).T.reset_index(names="member")
+        members["n_eras"] = members["n_eras"].astype("Int64")  # the transpose made every column float
         correlation = pd.DataFrame(e["member_correlation"]).reset_index(names="per-era corr correlation")
         gain = e["gain_over_best_member"]
         ensemble_html = ("<h2>Ensemble members</h2><p>Each member's per-era corr on the main target (refreshed); the "
