@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 import time
 
 import cloudpickle
@@ -152,7 +153,30 @@ def test_changed_pins_rebuild_the_replica_atomically(tmp_path, monkeypatch):
     assert second == first and any("building" in m for m in messages)
     stamp = json.loads((first.parent.parent / "nmu-runtime.json").read_text())
     assert stamp["pins_sha256"] == file_sha256(pins)
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"py{sys.version_info[0]}.{sys.version_info[1]}"]
+    tag = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f".{tag}.lock", tag]  # no temporary left
+
+
+@pytest.mark.network
+def test_two_checks_at_once_build_the_replica_once(tmp_path, monkeypatch):
+    """A second `nmu check` of the same Python that starts while the first builds the replica waits for that build
+    and uses it: it neither builds a second one nor renames the first's venv away while a pickle may run there."""
+    monkeypatch.setenv("NMU_RUNTIME_DIR", str(tmp_path / "cache"))
+    pins = tmp_path / "pins.txt"
+    pins.write_text("# no packages: this test is about who builds, not what\n")
+    building, first_log, second_log, built = threading.Event(), [], [], []
+
+    def first() -> None:
+        built.append(ensure_runtime(pins=pins, log=lambda m: (first_log.append(m), building.set())))
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert building.wait(60)
+    second = ensure_runtime(pins=pins, log=second_log.append)  # starts while the first builds
+    thread.join(120)
+    assert built == [second] and second.exists()
+    assert sum("building the runtime replica" in m for m in first_log) == 1
+    assert len(second_log) == 1 and second_log[0].startswith("waiting for another nmu check"), second_log
 
 
 # ---- nmu check ------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ resident memory (watched, the child killed above it) and 10 minutes.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
@@ -226,6 +228,32 @@ def ensure_runtime(pins: Path | None = None, root: Path | None = None,
     if _stamp_ok(venv, want):
         return _venv_python(venv)
     root.mkdir(parents=True, exist_ok=True)
+    with _build_lock(root / f".{venv.name}.lock", log):
+        if _stamp_ok(venv, want):  # another nmu check built it while this one waited
+            return _venv_python(venv)
+        return _build(venv, pins, want, log)
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """One build of a replica at a time: a second `nmu check` of the same Python (two CI lanes, two terminals) waits
+    for the first's build and then uses it. Building it twice cost a minute, and the later rename moved the first
+    one's venv away while its pickle was running there."""
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another nmu check to finish building the runtime replica ({path.parent})...")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(venv: Path, pins: Path, want: dict[str, str], log: Callable[[str], None]) -> Path:
+    """Build the replica into `venv` (a temporary directory beside it, renamed into place)."""
+    root = venv.parent
     log(f"building the runtime replica for Python {python_tag()[2:]} in {venv} (once; about a minute)...")
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{python_tag()}-", dir=root))
