@@ -126,6 +126,8 @@ class FakeNumerai:
     # the same, only once a pickle has been assigned (a read that fails between the assignment and its verification)
     fail_fields_after_assignment: dict[str, str] = field(default_factory=dict)
     malformed_fields: dict[str, Any] = field(default_factory=dict)  # root field -> data answered as is (wrong shape)
+    # root fields whose request is carried out but whose answer never arrives (the connection closes first)
+    lost_replies: set[str] = field(default_factory=set)
     # Numerai's side of model uploads: pickles by id, which pickle each model runs, how validations end
     pickles: dict[str, dict[str, Any]] = field(default_factory=dict)
     assigned: dict[str, str] = field(default_factory=dict)        # model name -> pickle id it runs
@@ -467,8 +469,11 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._send(400, b'{"errors": [{"message": "invalid JSON"}]}')
             return
-        status, answer = self.server_fake.answer(
-            payload.get("query") or "", payload.get("variables") or {}, self.headers.get("Authorization"))
+        query = payload.get("query") or ""
+        status, answer = self.server_fake.answer(query, payload.get("variables") or {}, self.headers.get("Authorization"))
+        if _root_field(query) in self.server_fake.lost_replies:
+            self.close_connection = True  # done, and no answer: the client sees the connection drop
+            return
         self._send(status, json.dumps(answer).encode())
 
     def do_GET(self) -> None:

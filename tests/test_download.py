@@ -125,6 +125,14 @@ def test_a_passing_server_error_or_cut_is_retried(fake_numerai: FakeNumerai, tmp
     assert any("broke after" in m or "ended after" in m for m in retries), retries
 
 
+def test_an_address_that_cannot_work_is_not_retried(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
+    """A file address no retry can mend (here an unknown scheme in Numerai's answer) fails at once."""
+    fake_numerai.malformed_fields["dataset"] = f"htp://{fake_numerai.url.split('://', 1)[1]}/files/v5.2/features.json"
+    with pytest.raises(NmuError, match=r"features\.json failed: InvalidSchema.*left as it was"):
+        download_data(tmp_path, version="v5.2")
+    assert [c["variables"]["filename"] for c in fake_numerai.graphql if c["field"] == "dataset"] == ["v5.2/features.json"]
+
+
 def test_a_client_error_is_not_retried(fake_numerai: FakeNumerai, tmp_path: Path) -> None:
     fake_numerai.file_status["v5.2/live.parquet"] = 403
     with pytest.raises(NmuError, match=r"live\.parquet failed: HTTP 403 .*left as it was"):

@@ -17,6 +17,7 @@ import training.upload as upload_mod
 from tests.fake_numerai import SEGFAULT, FakeNumerai, fake_numerai, pickle_record  # noqa: F401  (fixture)
 from training.cli import app
 from training.numerai_api import KeysRejected, apply_api_url
+from training.numerai_pickles import AssignedUnverified
 from training.upload import NotAssigned, UploadResult, docker_image_name, read_dotenv, upload_command, upload_filename
 from validation.artifacts import file_sha256, read_manifest, update_manifest
 from validation.errors import NmuError
@@ -322,6 +323,36 @@ def test_a_refused_assignment_says_the_model_keeps_its_pickle(server: FakeNumera
     again = upload_command(pkl, "my_model")
     assert again.outcome == "assigned" and again.resumed and len(server.uploads) == 1
     assert server.assigned["my_model"] == again.pickle_id
+
+
+def test_a_lost_answer_to_the_assignment_is_settled_by_reading_the_model_back(server: FakeNumerai, pkl: Path) -> None:
+    """The connection drops before Numerai's answer to assignPickleToModel arrives, though the assignment was made:
+    reading the models back shows the new pickle, so the upload succeeded, and it is not reported as refused."""
+    _old_pickle(server)
+    server.lost_replies.add("assignPickleToModel")
+    result = upload_command(pkl, "my_model")
+    assert result.outcome == "assigned" and server.assigned["my_model"] == result.pickle_id
+    assert read_manifest(pkl)["upload"]["outcome"] == "assigned"
+
+
+def test_a_lost_answer_and_the_old_pickle_read_back_is_a_refusal(server: FakeNumerai, pkl: Path) -> None:
+    """No answer, and the model read back still runs its earlier pickle: nothing changed, which the user is told."""
+    _old_pickle(server)
+    server.lost_replies.add("assignPickleToModel")
+    server.fail_fields["assignPickleToModel"] = "Model is locked for the current round"  # not carried out
+    with pytest.raises(NotAssigned, match=r"answer to the assignment .* was lost .* runs pickle old-pickle as before.*"
+                                          r"keeps pickle old-pickle"):
+        upload_command(pkl, "my_model")
+    assert server.assigned["my_model"] == "old-pickle"
+
+
+def test_a_lost_answer_and_no_reading_back_keeps_the_pickle_as_maybe_assigned(server: FakeNumerai, pkl: Path) -> None:
+    _old_pickle(server)
+    server.lost_replies.add("assignPickleToModel")
+    server.fail_fields_after_assignment["account"] = "Service unavailable"
+    with pytest.raises(AssignedUnverified, match=r"was lost .* reading the models back to verify it failed .* may run"):
+        upload_command(pkl, "my_model")
+    assert read_manifest(pkl)["upload"]["outcome"] == "assigned, not verified"
 
 
 def test_the_assigned_bytes_are_not_uploaded_again_unless_forced(server: FakeNumerai, pkl: Path) -> None:

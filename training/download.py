@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from training.data import OPTIONAL_FILES, REQUIRED_FILES, version_key, write_data_info
-from training.numerai_api import TransientError, call, host_of, make_client, raw, retried, scrub
+from training.numerai_api import TransientError, call, host_of, make_client, raw, retried, scrub, transient
 from validation.artifacts import replace_together, temporary_beside
 from validation.errors import NmuError
 
@@ -59,9 +59,10 @@ def newest_complete_version(names: list[str]) -> str | None:
 
 
 def _stream_to(url: str, target: Path, name: str, advance: Progress1) -> int:
-    """Stream `url` into `target` (a temporary path); returns bytes written. An HTTP 5xx, a refused or broken
-    connection and a short body raise TransientError (`retried` tries again), any other HTTP status NmuError; the
-    progress given for a failed attempt is taken back."""
+    """Stream `url` into `target` (a temporary path); returns bytes written. An HTTP 5xx, a refused, broken or timed
+    out connection and a short body raise TransientError (`retried` tries again); any other HTTP status, and a request
+    that cannot pass however often it is tried (`transient`), NmuError. The progress of a failed attempt is taken
+    back."""
     written = 0
     try:
         with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
@@ -80,13 +81,19 @@ def _stream_to(url: str, target: Path, name: str, advance: Progress1) -> int:
                         written += len(chunk)
                         advance(len(chunk), total)
                 except requests.RequestException as exc:
+                    if not transient(exc):
+                        raise
                     of_total = f" of {total}" if total is not None else ""
                     raise TransientError(f"a connection that broke after {written}{of_total} bytes "
                                          f"({type(exc).__name__})") from None
             if total is not None and written != total:
                 raise TransientError(f"a connection that ended after {written} of {total} bytes")
-    except requests.RequestException as exc:  # refused, timed out or reset before the body
-        raise TransientError(scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))) from None
+    except requests.RequestException as exc:  # refused, timed out or reset before the body; or a bad address
+        advance(-written, None)
+        cause = scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))
+        if transient(exc):
+            raise TransientError(cause) from None
+        raise NmuError(f"Downloading {name} failed: {cause}") from None
     except TransientError:
         advance(-written, None)
         raise

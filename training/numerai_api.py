@@ -29,6 +29,11 @@ DEFAULT_API_URL = "https://api-tournament.numer.ai"
 T = TypeVar("T")
 
 
+class GraphQLError(NmuError):
+    """Numerai read the request and answered it with a GraphQL error: it was refused, nothing was done. (A call that
+    got no answer, a 5xx, a reset or a timeout, raises plain NmuError: whether it was done is not known.)"""
+
+
 class KeysRejected(NmuError):
     """Numerai refused the API keys (authentication failed); the message says which step noticed."""
 
@@ -67,6 +72,16 @@ TRANSFER_BACKOFF_SECONDS = 2.0
 class TransientError(Exception):
     """One transfer attempt failed in a way worth trying again (HTTP 5xx, a refused or broken connection); its
     message says how, and `retried` turns the last one into an NmuError."""
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a requests error may pass if tried again: a refused, reset or broken connection, or a timeout. An
+    invalid address, a certificate that fails verification or too many redirects fail the same way every time."""
+    import requests  # noqa: PLC0415 - numerapi's own dependency; only the transfers need it here
+
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError))
 
 
 def retried(attempt: Callable[[], T], what: str, advice: str) -> T:
@@ -161,7 +176,7 @@ def call(step: str, func: Callable[[], T], *, auth: bool = False, first_auth: bo
             f"Numerai rejected the API keys (NUMERAI_PUBLIC_ID / NUMERAI_SECRET_KEY) during {step} at "
             f"{host_of(url)} ({cause}); check the keys and that they have the upload scope."
         )
-    raise NmuError(f"{step} failed at {host_of(url)}: {cause}.")
+    raise (GraphQLError if graphql_error else NmuError)(f"{step} failed at {host_of(url)}: {cause}.")
 
 
 def raw(api: numerapi.NumerAPI, step: str, query: str, variables: dict[str, Any] | None = None,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.numerai_api import KeysRejected, call, raw
+from training.numerai_api import GraphQLError, KeysRejected, call, raw
 from validation.errors import NmuError
 
 _log = logging.getLogger(__name__)
@@ -346,32 +346,46 @@ class AssignedUnverified(NmuError):
 
 
 class AssignmentRefused(NmuError):
-    """Numerai answered the assignment with an error: nothing changed, the model runs the pickle it ran before."""
+    """Numerai did not make the pickle the model's: it answered the assignment with an error, or the answer was lost
+    and the model, read back, still runs the pickle it ran before. Nothing changed."""
 
 
 def assign(api: Any, model: ModelSlot, pickle_id: str) -> None:
     """Make `pickle_id` the pickle Numerai runs for `model`, then verify it by reading the account's models.
-    AssignmentRefused when Numerai refused the assignment; NmuError when it accepted it but the model runs another
-    pickle; AssignedUnverified when it accepted it but the verification could not be read."""
+
+    AssignmentRefused when Numerai refused the assignment (a GraphQL error), or its answer was lost and the model
+    still runs its earlier pickle; a lost answer is no failure when the model runs `pickle_id` after all.
+    AssignedUnverified when the models cannot be read back after an assignment that may have been made; NmuError
+    when the model runs some other pickle."""
+    lost = None
     try:
         raw(api, "Assigning the pickle to the model (assignPickleToModel)", ASSIGN_MUTATION,
             {"modelId": model.id, "pickleId": pickle_id}, auth=True, field="assignPickleToModel")
+    except GraphQLError as exc:  # read and refused
+        raise AssignmentRefused(str(exc)) from None
     except KeysRejected:
         raise
-    except NmuError as exc:
-        raise AssignmentRefused(str(exc)) from None
+    except NmuError as exc:  # no answer (a 5xx, a reset, a timeout): it may have been made
+        lost = str(exc).rstrip(".")
+    sent = (f"the answer to the assignment of pickle {pickle_id} to {model.name} was lost ({lost})" if lost else
+            f"Numerai accepted the assignment of pickle {pickle_id} to {model.name}")
     try:
         now = account_models(api).get(model.name)
     except NmuError as exc:
         raise AssignedUnverified(
-            f"Numerai accepted the assignment of pickle {pickle_id} to {model.name}, but reading the models back to "
-            f"verify it failed ({str(exc).rstrip('.')}): the model most likely runs the new pickle; `nmu status --model "
+            f"{sent[0].upper()}{sent[1:]}, but reading the models back to verify it failed ({str(exc).rstrip('.')}): "
+            f"the model {'may run' if lost else 'most likely runs'} the new pickle; `nmu status --model "
             f"{model.name}` shows which it runs.") from None
     running = now.pickle.id if now is not None and now.pickle is not None else None
-    if running != pickle_id:
-        raise NmuError(f"Numerai accepted the assignment of pickle {pickle_id} to {model.name}, but the model runs "
-                       f"{'pickle ' + running if running else 'no pickle'}: assign it on numer.ai (Models → "
-                       f"{model.name} → upload) or run `nmu upload` again.")
+    if running == pickle_id:
+        return
+    before = model.pickle.id if model.pickle is not None else None
+    if lost and running == before:
+        raise AssignmentRefused(f"{sent[0].upper()}{sent[1:]}, and the model, read back, runs "
+                                f"{'pickle ' + running if running else 'no pickle'} as before")
+    raise NmuError(f"{sent[0].upper()}{sent[1:]}, but the model runs "
+                   f"{'pickle ' + running if running else 'no pickle'}: assign it on numer.ai (Models → "
+                   f"{model.name} → upload) or run `nmu upload` again.")
 
 
 def add_model(api: Any, name: str) -> ModelSlot:

@@ -26,7 +26,7 @@ from typing import Any
 import requests
 
 from training import numerai_pickles as numerai
-from training.numerai_api import TransientError, call, host_of, make_client, raw, retried, scrub
+from training.numerai_api import TransientError, call, host_of, make_client, raw, retried, scrub, transient
 from training.numerai_pickles import ModelSlot, NumeraiPickle, RuntimeImage
 from validation.artifacts import file_sha256, manifest_path, read_manifest, update_manifest
 from validation.errors import NmuError
@@ -165,7 +165,10 @@ def put_pickle(url: str, data: bytes) -> int:
         try:
             resp = requests.put(url, data=data, timeout=PUT_TIMEOUT)
         except requests.RequestException as exc:
-            raise TransientError(scrub(f"{type(exc).__name__}: {exc}")) from None
+            cause = scrub(f"{type(exc).__name__}: {exc}")
+            if transient(exc):
+                raise TransientError(cause) from None
+            raise NmuError(f"{step} failed with {cause}; {advice}") from None
         if 200 <= resp.status_code < 300:
             return resp.status_code
         if resp.status_code >= 500:
@@ -202,8 +205,9 @@ def manifest_data_version(model_path: Path, manifest: dict) -> str:
 
 # ---- the lifecycle -----------------------------------------------------------------------------------------------
 class NotAssigned(NmuError):
-    """Numerai did not validate the uploaded pickle (it failed, or the wait ran out): nothing was assigned, the model
-    keeps its earlier pickle. Exits 1: the input was fine, Numerai's run of it was not. `what` says what happened,
+    """Numerai did not validate the uploaded pickle (it failed, or the wait ran out), or validated it but did not make
+    it the model's (numerai_pickles.AssignmentRefused): nothing was assigned, the model keeps its earlier pickle.
+    Exits 1: the input was fine, Numerai's handling of it was not. `what` says what happened,
     `advice` what to run next (`nmu refresh` gives its own: it puts the earlier pickle back)."""
 
     exit_code = 1
@@ -350,7 +354,9 @@ def upload_command(model_path: str | Path, model_name: str, data_version: str | 
     -------
     UploadResult
         Raises `NotAssigned` (exit 1) when Numerai's validation failed or did not end within `timeout`, with
-        Numerai's reason; NmuError for anything the user can fix before uploading.
+        Numerai's reason, or Numerai refused the assignment; `AssignedUnverified` (exit 1) when the assignment may
+        have been made but the models could not be read back; NmuError for anything the user can fix before
+        uploading.
     """
     model_path = Path(model_path)
     manifest = read_manifest(model_path) if model_path.is_file() else {}
