@@ -115,7 +115,9 @@ def test_a_killed_worker_ends_the_run_cleanly_with_the_previous_artifacts(small_
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)
     out = tmp_path / "artifacts"
-    _train(small_world, out, config)
+    # the previous artifacts the failed run must leave: any run's will do (one variant, no refit: the cheapest)
+    train_command(data=small_world, out=out, config_path=config, no_baseline=True, no_refit=True,
+                  console=Console(quiet=True))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     slow = tmp_path / "slow.toml"
     slow.write_text(SLOW_CONFIG)
@@ -125,9 +127,18 @@ def test_a_killed_worker_ends_the_run_cleanly_with_the_previous_artifacts(small_
         run = subprocess.Popen([sys.executable, "-m", "training.cli", "train", "--data", str(small_world), "--out",
                                 str(out), "--config", str(slow), "--ablation", "--scheduler", cluster.address],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        time.sleep(12)  # the fits are under way on both workers
+        # once the run says its fits went to the cluster, and a moment for the workers to take them (a fixed 12 s
+        # before, most of it the run's start), one worker dies
+        seen = []
+        for line in run.stdout:
+            seen.append(line)
+            if "on the Dask cluster" in line:
+                break
+        assert "on the Dask cluster" in seen[-1], "".join(seen)
+        time.sleep(3)
         cluster.kill_worker(0)
-        output, _ = run.communicate(timeout=600)
+        rest, _ = run.communicate(timeout=600)
+        output = "".join(seen) + rest
     finally:
         cluster.close()
     assert run.returncode == 2, output

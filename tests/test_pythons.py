@@ -63,6 +63,24 @@ def test_pickle_round_trip_on_every_runtime_python(minor: str, build: str, tmp_p
         shutil.rmtree(venv, ignore_errors=True)
 
 
+def _source_copy(target: Path) -> Path:
+    """The project's files (git's tracked and untracked-but-not-ignored ones, as they are in the working tree) copied
+    to `target`: each case installs from a copy of its own, because an editable install writes the egg-info into the
+    source tree and CI runs two cases at once (.ci/run's job 3)."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True)
+    if listed.returncode != 0:  # not a git checkout (an unpacked sdist): everything but what builds and runs leave
+        shutil.copytree(REPO, target, ignore=shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", "data",
+                                                                    "artifacts", ".venv*", "build", "dist"))
+        return target
+    for name in filter(None, listed.stdout.split("\0")):
+        source = REPO / name
+        if source.is_file():  # (a file deleted in the working tree is still listed as tracked)
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
 def _round_trip(minor: str, build: str, python: str, venv: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
     _run([python, "-m", "venv", str(venv)], tmp_path, env, 300)
@@ -70,7 +88,8 @@ def _round_trip(minor: str, build: str, python: str, venv: Path, tmp_path: Path)
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     pins = REPO / "validation" / "runtime" / "pins" / f"py{minor}.txt"
     constraints = ["-c", str(pins)] if build == "pins" else []
-    _run([str(bin_dir / "pip"), "install", "-q", *constraints, "-e", str(REPO)], tmp_path, env, 1200)
+    source = _source_copy(tmp_path / "source")
+    _run([str(bin_dir / "pip"), "install", "-q", *constraints, "-e", str(source)], tmp_path, env, 1200)
 
     nmu = str(bin_dir / "nmu")
     world, out = tmp_path / "world", tmp_path / "artifacts"
