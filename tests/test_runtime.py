@@ -29,6 +29,7 @@ from validation.runtime.replica import (
     pins_file,
     read_pins,
     run_pickle,
+    runtime,
     runtime_root,
     write_validation_slice,
 )
@@ -177,6 +178,34 @@ def test_two_checks_at_once_build_the_replica_once(tmp_path, monkeypatch):
     assert built == [second] and second.exists()
     assert sum("building the runtime replica" in m for m in first_log) == 1
     assert len(second_log) == 1 and second_log[0].startswith("waiting for another nmu check"), second_log
+
+
+@pytest.mark.network
+def test_a_rebuild_waits_for_the_pickles_running_in_the_replica(tmp_path, monkeypatch):
+    """A check holds the replica while its pickles run (`runtime`); a rebuild for changed pins waits until it lets go,
+    rather than renaming the venv away under a running pickle."""
+    monkeypatch.setenv("NMU_RUNTIME_DIR", str(tmp_path / "cache"))
+    pins = tmp_path / "pins.txt"
+    pins.write_text("# no packages\n")
+    other = tmp_path / "other-pins.txt"
+    other.write_text("# other pins\n")
+    events: list[str] = []
+    waiting = threading.Event()
+
+    def rebuild() -> None:
+        ensure_runtime(pins=other, log=lambda m: (events.append(m), waiting.set() if m.startswith("waiting") else None))
+        events.append("rebuilt")
+
+    with runtime(pins=pins, log=events.append) as python:
+        thread = threading.Thread(target=rebuild)
+        thread.start()
+        assert waiting.wait(60), events
+        time.sleep(0.5)  # the rebuild stays waiting while the runs go on
+        assert python.exists() and "rebuilt" not in events
+        events.append("runs done")
+    thread.join(120)
+    assert events.index("runs done") < events.index("rebuilt")
+    assert json.loads((python.parent.parent / "nmu-runtime.json").read_text())["pins_sha256"] == file_sha256(other)
 
 
 # ---- nmu check ------------------------------------------------------------------------------------------

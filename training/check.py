@@ -30,9 +30,9 @@ from validation.errors import NmuError
 from validation.runtime.replica import (
     MEMORY_LIMIT_MB,
     TIME_LIMIT_S,
-    ensure_runtime,
     pins_file,
     run_pickle,
+    runtime,
     write_validation_slice,
 )
 
@@ -188,27 +188,27 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
     if built and built.split(".")[:2] != platform.python_version().split(".")[:2]:
         _log.warning("warning: the manifest says this pickle was built with Python %s; this check (and the upload's "
                      "runtime image) must use the same minor version, not %s.", built, platform.python_version())
-    python = ensure_runtime(root=runtime_dir)
-    _log.info("runtime replica: %s (Python %s, pins %s); limits: 1 CPU, %.0f MB, %g s", python,
-              platform.python_version(), pins_file().name, memory_limit_mb, time_limit_s)
-    limits = {"memory_limit_mb": memory_limit_mb, "time_limit_s": time_limit_s}
-    live_result = run_pickle(python, model_path, live, live_bench, **limits)
-    live_result["run"] = "live run"
-    _log.info("%s", _line("live", live_result))
-    model_log = [r for r in live_result.get("model_log") or [] if str(r.get("logger", "")).startswith("model")]
-    for record_ in model_log:  # the pickle's own words: filled values, a stale history, an ensemble's time shares
-        _log.info("  the pickle (%s): %s", record_["logger"], record_["message"])
-    results = [live_result]
-    validation_result: dict[str, Any] | None = None
-    checked_files = [live, live_bench]
-    if live_result["status"] == "pass" and validation_eras > 0:
-        with tempfile.TemporaryDirectory(prefix="nmu-validation-") as tmp:
-            v_live, v_bench, n_eras, _ = write_validation_slice(data_dir, validation_eras, Path(tmp))
-            validation_result = run_pickle(python, model_path, v_live, v_bench, all_eras_at_once=True, **limits)
-        validation_result["run"] = f"validation diagnostics run ({n_eras} eras in one call)"
-        _log.info("%s", _line(f"validation diagnostics ({n_eras} newest eras in one call)", validation_result))
-        results.append(validation_result)
-        checked_files += [data_dir / "validation.parquet", data_dir / "validation_benchmark_models.parquet"]
+    with runtime(root=runtime_dir) as python:  # held: a rebuild for other pins waits until these runs end
+        _log.info("runtime replica: %s (Python %s, pins %s); limits: 1 CPU, %.0f MB, %g s", python,
+                  platform.python_version(), pins_file().name, memory_limit_mb, time_limit_s)
+        limits = {"memory_limit_mb": memory_limit_mb, "time_limit_s": time_limit_s}
+        live_result = run_pickle(python, model_path, live, live_bench, **limits)
+        live_result["run"] = "live run"
+        _log.info("%s", _line("live", live_result))
+        model_log = [r for r in live_result.get("model_log") or [] if str(r.get("logger", "")).startswith("model")]
+        for record_ in model_log:  # the pickle's own words: filled values, a stale history, an ensemble's time shares
+            _log.info("  the pickle (%s): %s", record_["logger"], record_["message"])
+        results = [live_result]
+        validation_result: dict[str, Any] | None = None
+        checked_files = [live, live_bench]
+        if live_result["status"] == "pass" and validation_eras > 0:
+            with tempfile.TemporaryDirectory(prefix="nmu-validation-") as tmp:
+                v_live, v_bench, n_eras, _ = write_validation_slice(data_dir, validation_eras, Path(tmp))
+                validation_result = run_pickle(python, model_path, v_live, v_bench, all_eras_at_once=True, **limits)
+            validation_result["run"] = f"validation diagnostics run ({n_eras} eras in one call)"
+            _log.info("%s", _line(f"validation diagnostics ({n_eras} newest eras in one call)", validation_result))
+            results.append(validation_result)
+            checked_files += [data_dir / "validation.parquet", data_dir / "validation_benchmark_models.parquet"]
 
     failed = next((r for r in results if r["status"] != "pass"), None)
     passed = failed is None

@@ -219,7 +219,7 @@ def _clean_env() -> dict[str, str]:
 def ensure_runtime(pins: Path | None = None, root: Path | None = None,
                    log: Callable[[str], None] | None = None) -> Path:
     """The replica's Python: builds the venv (atomically: temp dir, then rename) unless a current one exists; says so
-    through `log` (default: the logger validation.runtime.replica)."""
+    through `log` (default: the logger validation.runtime.replica). To run pickles there, hold it with `runtime`."""
     log = log or _log.info
     pins = pins or pins_file()
     root = root or runtime_root()
@@ -228,23 +228,43 @@ def ensure_runtime(pins: Path | None = None, root: Path | None = None,
     if _stamp_ok(venv, want):
         return _venv_python(venv)
     root.mkdir(parents=True, exist_ok=True)
-    with _build_lock(root / f".{venv.name}.lock", log):
+    with _replica_lock(venv, fcntl.LOCK_EX, "to finish with the runtime replica (building it, or running a pickle "
+                       "there)", log):
         if _stamp_ok(venv, want):  # another nmu check built it while this one waited
             return _venv_python(venv)
         return _build(venv, pins, want, log)
 
 
 @contextlib.contextmanager
-def _build_lock(path: Path, log: Callable[[str], None]) -> Iterator[None]:
-    """One build of a replica at a time: a second `nmu check` of the same Python (two CI lanes, two terminals) waits
-    for the first's build and then uses it. Building it twice cost a minute, and the later rename moved the first
-    one's venv away while its pickle was running there."""
+def runtime(pins: Path | None = None, root: Path | None = None,
+            log: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """`ensure_runtime`'s Python, held while the caller runs pickles in it: the checks of one replica share it, and a
+    rebuild (for changed pins) waits until they are done instead of moving the venv away under a running pickle."""
+    log = log or _log.info
+    pins = pins or pins_file()
+    root = root or runtime_root()
+    venv = root / python_tag()
+    while True:
+        python = ensure_runtime(pins, root, log)
+        with _replica_lock(venv, fcntl.LOCK_SH, "to finish building the runtime replica", log):
+            if _stamp_ok(venv, _stamp_for(pins)):
+                yield python
+                return
+        # rebuilt for other pins between the two steps: build ours again, then hold it
+
+
+@contextlib.contextmanager
+def _replica_lock(venv: Path, mode: int, waiting_for: str, log: Callable[[str], None]) -> Iterator[None]:
+    """The replica's lock file (beside it): held exclusively to build it, shared to run pickles in it. One build at a
+    time: a second `nmu check` of the same Python (two CI lanes, two terminals) waits for the first's build and uses it;
+    building twice cost a minute, and the later rename moved the first one's venv away while its pickle could run."""
+    path = venv.parent / f".{venv.name}.lock"
     with open(path, "a+") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            log(f"waiting for another nmu check to finish building the runtime replica ({path.parent})...")
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            log(f"waiting for another nmu check {waiting_for} ({venv})...")
+            fcntl.flock(handle, mode)
         try:
             yield
         finally:
