@@ -221,3 +221,36 @@ def test_data_synthetic_writes_every_file_and_they_pass_the_schemas(tmp_path: Pa
     # a prediction frame of Numerai's shape for these live ids passes too
     preds = pd.DataFrame({"prediction": np.linspace(0.0, 1.0, len(live))}, index=live.index)
     validate_predictions(preds, live.index, "predictions")
+
+
+def good_predict(live_features: pd.DataFrame, live_benchmark_models: pd.DataFrame) -> pd.DataFrame:
+    """A working model: the rank of the first feature (pickled by reference for the test)."""
+    first = live_features.filter(like="feature").iloc[:, 0]
+    return pd.DataFrame({"prediction": first.rank(pct=True).fillna(0.5).to_numpy()}, index=live_features.index)
+
+
+def test_a_path_the_file_system_refuses_is_one_sentence(small_world: Path, tmp_path: Path):
+    """A file where the output's directory should be, a full disk or a read-only mount: the path and the cause in
+    one sentence, exit 2, never a traceback (here: `nmu predict --out` under a file)."""
+    model_path = tmp_path / "model.pkl"
+    model_path.write_bytes(pickle.dumps(good_predict))
+    (tmp_path / "afile").write_text("not a directory")
+    result = invoke("predict", str(model_path), "--data", str(small_world), "--out", str(tmp_path / "afile" / "p.csv"))
+    assert result.exit_code == 2, result.output
+    assert_no_traceback(result)
+    assert f"the file system refused {tmp_path / 'afile'}" in result.stderr
+    assert "a file stands where a directory is needed" in result.stderr
+    assert (tmp_path / "afile").read_text() == "not a directory"
+
+
+def test_only_file_system_refusals_become_one_sentence() -> None:
+    import errno  # noqa: PLC0415
+
+    from training.cli import file_system_refusal  # noqa: PLC0415
+
+    full = file_system_refusal(OSError(errno.ENOSPC, "No space left on device", "/data/validation.parquet"))
+    assert full is not None and str(full) == ("the file system refused /data/validation.parquet: the disk is full "
+                                              "(No space left on device).")
+    assert file_system_refusal(OSError(errno.EROFS, "Read-only file system", "/mnt/x")) is not None
+    assert file_system_refusal(OSError(errno.ECONNREFUSED, "Connection refused")) is None  # not a file's
+    assert file_system_refusal(OSError(errno.ENOSPC, "No space left on device")) is None  # no path to name

@@ -208,6 +208,21 @@ def test_predict_on_an_empty_live_file(pickle_path, world_copy, tmp_path):
                   "has no rows")
 
 
+def test_check_on_an_empty_live_file_keeps_the_record_without_a_manifest(pickle_path, world_copy, tmp_path):
+    """A pickle with no manifest (so no list of trained features): an empty live file is still a data problem, exit
+    2, and the check record written before stays as it was (the pickle's run had failed on it, overwriting it)."""
+    world = world_copy()
+    pd.read_parquet(world / "live.parquet").iloc[0:0].to_parquet(world / "live.parquet")
+    bare = tmp_path / "bare" / "model.pkl"
+    bare.parent.mkdir()
+    shutil.copy(pickle_path, bare)
+    record = tmp_path / "record.json"
+    record.write_text('{"check": {"passed": true}}')
+    result = _invoke("check", str(bare), "--data", str(world), "--record", str(record))
+    _one_sentence(result, "has no rows")
+    assert record.read_text() == '{"check": {"passed": true}}'
+
+
 def test_predict_with_most_features_missing(pickle_path, world_copy, tmp_path):
     world = world_copy()
     live = pd.read_parquet(world / "live.parquet")
@@ -255,3 +270,54 @@ def test_a_swap_broken_halfway_leaves_the_previous_directory(small_world, tmp_pa
     assert again.exit_code == 0
     assert (out / "my_notes.txt").read_text() == "the user's own file"  # a file the run does not own is kept
     assert (out / "model.pkl").read_bytes() != b""
+
+
+# ---- settings refused before any work (a user's break-test, 2026-12-07) ------------------------------------------
+@pytest.mark.parametrize("text, phrase", [
+    ('[lightgbm]\nobjective = "bogus"\n', "`lightgbm.objective` 'bogus' is refused by LightGBM"),
+    ("seed = -1\n", "`seed` must be 0 or more, got -1"),
+    ("[lightgbm]\nlearning_rate = 0\n", "`lightgbm.learning_rate` must be > 0"),
+])
+def test_print_config_refuses_what_train_refuses(tmp_path, text, phrase):
+    """`--print-config` does not print, exit 0, a config `nmu train` would refuse (a negative seed and an unknown
+    objective had passed every check and failed at the first fit)."""
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    _one_sentence(_invoke("train", "--config", str(config), "--print-config"), phrase)
+    _one_sentence(_invoke("train", "--data", str(tmp_path / "no-data"), "--config", str(config)), phrase)
+
+
+def test_a_config_path_that_is_a_directory_says_so(tmp_path):
+    _one_sentence(_invoke("train", "--config", str(tmp_path), "--print-config"), "is a directory, not a file")
+
+
+def test_out_that_is_the_working_directory_is_refused_before_the_fits(small_world, tmp_path, monkeypatch):
+    """The finished artifacts' directory is renamed over --out: "." cannot be, and the run failed after its fits."""
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("train", "--data", str(small_world), "--out", ".")
+    _one_sentence(result, "--out . is the current directory")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cv_the_training_eras_cannot_take_fails_before_the_fits(small_world, tmp_path):
+    result = _train(small_world, tmp_path, "--cv", "1000")
+    _one_sentence(result, "--cv 1000 needs at least 1001 training eras")
+    assert "Fitting" not in result.output
+
+
+def test_a_storage_password_is_not_printed(tmp_path):
+    pytest.importorskip("optuna")
+    from training.tune import open_storage, shown_url  # noqa: PLC0415
+    from validation.errors import NmuError  # noqa: PLC0415
+
+    assert shown_url("postgresql://me:s3cret@db.example:5432/tune") == "postgresql://me:***@db.example:5432/tune"
+    assert shown_url(f"sqlite:///{tmp_path}/tune.db") == f"sqlite:///{tmp_path}/tune.db"
+    with pytest.raises(NmuError) as info:
+        open_storage("postgresql://me:s3cret@127.0.0.1:1/tune")
+    assert "s3cret" not in str(info.value) and "me:***@127.0.0.1:1" in str(info.value)
+
+
+def test_a_tune_timeout_of_nan_is_refused(tmp_path):
+    pytest.importorskip("optuna")
+    _one_sentence(_invoke("tune", "--data", str(tmp_path / "no-data"), "--out", str(tmp_path / "out"), "--timeout",
+                          "nan"), "--timeout must be a positive number of seconds")

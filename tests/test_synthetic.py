@@ -318,3 +318,25 @@ def test_the_built_in_world_is_pinned() -> None:
         "industry_signature_sd": 0.5, "industry_style_sd": 0.5, "relative_industry_style_sd": 1.0,
         "benchmark_noise": 0.6, "live_nan_fraction": 0.005, "future_eras": 0,
     }
+
+
+def test_a_write_that_fails_at_the_end_puts_no_file_in_place(tmp_path, monkeypatch):
+    """The disk fills while the last row group is written: the file is dropped, not renamed into place truncated
+    (a full disk had left a validation.parquet without its footer under the real name), and no temporary is left."""
+    import errno
+
+    import pyarrow as pa
+
+    from training.synthetic import _EraWriter
+
+    schema = pa.schema([("era", pa.string()), ("feature", pa.int8())])
+    writer = _EraWriter(tmp_path / "validation.parquet", schema, rows_per_group=10**9)
+    writer.add({"era": np.array(["0001"] * 5, dtype=object), "feature": np.arange(5, dtype=np.int8)})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "validation.parquet"))
+
+    monkeypatch.setattr(writer._writer, "write_table", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        writer.close(ok=True)
+    assert list(tmp_path.iterdir()) == []

@@ -25,7 +25,14 @@ import pyarrow.parquet as pq
 
 from model.live import MIN_FEATURE_FRACTION
 from training.data import readable
-from validation.artifacts import atomic_write_json, file_sha256, manifest_path, read_json_object, read_manifest
+from validation.artifacts import (
+    atomic_write_json,
+    file_sha256,
+    manifest_path,
+    read_json_object,
+    read_manifest,
+    why_not_there,
+)
 from validation.errors import NmuError
 from validation.runtime.replica import (
     MEMORY_LIMIT_MB,
@@ -94,7 +101,7 @@ class CheckResult:
 
 def _require(path: Path, what: str) -> None:
     if not path.is_file():
-        raise NmuError(f"{path} does not exist: {what}")
+        raise NmuError(f"{path} {why_not_there(path)}: {what}")
 
 
 def _line(name: str, r: dict[str, Any]) -> str:
@@ -180,7 +187,10 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
     if record is not None:
         read_json_object(record_path, missing={})  # a record file that exists must be one we can merge into
     features = [str(f) for f in manifest.get("features") or []]
-    fill_share = live_fill_share(live, features) if features else None
+    # an empty live file is a data problem whether or not a manifest names the trained features (without one, the
+    # pickle's run failed on it and the earlier record was overwritten with a fail)
+    fill_share = live_fill_share(live, features)
+    fill_share = fill_share if features else None
 
     sha = file_sha256(model_path)
     size = model_path.stat().st_size

@@ -3,6 +3,7 @@ calls one function of the package; a user-fixable problem (NmuError) is printed 
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -43,6 +44,23 @@ def _print_error(exc: NmuError) -> None:
         console.print(exc.table(), highlight=False, markup=False, soft_wrap=True)
 
 
+_FILE_SYSTEM_CAUSES = {
+    errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up", errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied", errno.EPERM: "the operation is not permitted",
+    errno.ENOTDIR: "a file stands where a directory is needed", errno.EEXIST: "a file stands where a directory is needed",
+    errno.EISDIR: "it is a directory", errno.EBUSY: "it is in use (a mount point?)",
+}
+
+
+def file_system_refusal(exc: OSError) -> NmuError | None:
+    """One sentence for a file or directory the file system refused (full, read-only, no permission, a file in the
+    way), naming the path; None for any other OSError (a defect, shown with its traceback)."""
+    cause = _FILE_SYSTEM_CAUSES.get(exc.errno)
+    if cause is None or not exc.filename:
+        return None
+    return NmuError(f"the file system refused {exc.filename}: {cause} ({exc.strerror}).")
+
+
 def user_errors(func: F) -> F:
     """Show the library's progress lines; turn an NmuError into its message (and failure table) on stderr and its
     exit code (2 for input to fix, 1 when Numerai's run of an upload failed), never a traceback."""
@@ -57,6 +75,12 @@ def user_errors(func: F) -> F:
         except NmuError as exc:
             _print_error(exc)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            refused = file_system_refusal(exc)
+            if refused is None:
+                raise
+            _print_error(refused)
+            raise typer.Exit(refused.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -144,10 +168,14 @@ def train(
     from training.pipeline import plan_command, resolved_config, train_command
 
     if print_config:
-        from training.config import config_to_toml
+        from training.config import check_config, config_source, config_to_toml
+        from training.executor import check_scheduler, scheduler_setting
 
-        typer.echo(config_to_toml(resolved_config(config, ablation=ablation, cv=cv, no_baseline=no_baseline,
-                                                  no_refit=no_refit, scheduler=scheduler)), nl=False)
+        resolved = resolved_config(config, ablation=ablation, cv=cv, no_baseline=no_baseline, no_refit=no_refit,
+                                   scheduler=scheduler)
+        check_config(resolved, config_source(config))  # what `nmu train` would refuse is not printed as a config
+        check_scheduler(resolved.compute.get("scheduler"), scheduler_setting(scheduler, config_source(config)))
+        typer.echo(config_to_toml(resolved), nl=False)
         return
     if plan:
         plan_command(data=data, config_path=config, ablation=ablation, cv=cv, no_baseline=no_baseline,
@@ -201,7 +229,8 @@ def predict(
 def check(
     model_path: Path = typer.Argument(..., metavar="MODEL.pkl", help="The pickle to check."),
     data: Path | None = typer.Option(None, "--data", help="Data directory; default: data/synthetic."),
-    validation_eras: int = typer.Option(50, "--validation-eras", help="Eras of validation to run as a diagnostics run."),
+    validation_eras: int = typer.Option(50, "--validation-eras", min=0,
+                                        help="Eras of validation to run as a diagnostics run (0: none)."),
     record: Path | None = typer.Option(
         None, "--record", help="Write the check record here (default: the pickle's manifest, when it has one)."),
 ) -> None:
@@ -255,7 +284,7 @@ def refresh(
     upload: bool = typer.Option(False, "--upload", help="Upload the refreshed pickle when it passes the check."),
     model: str | None = typer.Option(None, "--model", help="Name of your Numerai model (with --upload)."),
     refit: bool = typer.Option(False, "--refit", help="Retrain on the newest data; replace only if not worse."),
-    validation_eras: int = typer.Option(50, "--validation-eras", help="Eras of the diagnostics run of the check."),
+    validation_eras: int = typer.Option(50, "--validation-eras", min=0, help="Eras of the diagnostics run of the check."),
     upload_timeout: float | None = typer.Option(
         None, "--upload-timeout", min=0,
         help="With --upload: seconds to wait for Numerai's validation. \\[default: 2700, 45 minutes]"),

@@ -43,11 +43,13 @@ import dataclasses
 import difflib
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import lightgbm.basic as lgb_basic
+import numpy as np
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,6 +59,7 @@ else:  # pragma: no cover - Python 3.10
 from model import VARIANTS, NumeraiModel
 from model.booster import ALIASES, DEFAULT_LGBM_PARAMS
 from model.params import check_params
+from validation.artifacts import why_not_there
 from validation.errors import NmuError
 from validation.evaluation.splits import embargo_for_target
 
@@ -276,7 +279,7 @@ def _check_value(key: str, value: Any, source: str) -> None:
         raise NmuError(f"{source}: `{key}` must be a {types[0].__name__}, got {value!r}.")
     if key == "era_step" and value < 1:
         raise NmuError(f"{source}: `era_step` must be 1 or more, got {value}.")
-    if key in ("embargo", "cv") and value < 0:
+    if key in ("embargo", "cv", "seed") and value < 0:  # (a negative seed failed at the first fit)
         raise NmuError(f"{source}: `{key}` must be 0 or more, got {value}.")
     choices = {"ship": SHIP_CHOICES, "refresh": REFRESH_CHOICES}.get(key)
     if choices and value not in choices:
@@ -326,7 +329,7 @@ def load_config(path: Path | None) -> TrainConfig:
         return TrainConfig()
     path = Path(path)
     if not path.is_file():
-        raise NmuError(f"config file {path} does not exist.")
+        raise NmuError(f"config file {path} {why_not_there(path)}.")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -490,3 +493,21 @@ def check_config(config: TrainConfig, source: str = "config") -> None:
         if key not in names:
             raise NmuError(f"{source}: `lightgbm.{key}` is not a LightGBM parameter{_nearest(key, list(names))}.")
         _check_lightgbm_value(key, names[key], value, source)
+    _check_objective(config.lightgbm, source)
+
+
+def _check_objective(params: Mapping[str, Any], source: str) -> None:
+    """NmuError when LightGBM does not know the configured objective (it failed at the first fit, after the data had
+    loaded): LightGBM itself is asked, on a ten-row dataset."""
+    objective = next((params[k] for k in ("objective", "objective_type", "app", "application", "loss") if k in params),
+                     None)
+    if objective is None:
+        return
+    import lightgbm as lgb  # noqa: PLC0415 - lightgbm.basic is imported above; the package by the fits anyway
+
+    probe = {"objective": objective, "verbosity": -1, **{k: params[k] for k in ("num_class",) if k in params}}
+    try:
+        lgb.Booster(params=probe, train_set=lgb.Dataset(np.linspace(0, 1, 10)[:, None], label=np.linspace(0, 1, 10),
+                                                        params={"verbosity": -1}))
+    except lgb.basic.LightGBMError as exc:
+        raise NmuError(f"{source}: `lightgbm.objective` {objective!r} is refused by LightGBM ({exc}).") from None

@@ -581,6 +581,8 @@ def run_experiment(config: TrainConfig, ds: Dataset, reporter: Reporter | None =
             jobs = with_fitted_members(jobs, config.ensemble_members, execute_now)
         return execute_now(jobs)
 
+    if config.cv:  # the folds are cut after the variants' fits: a --cv the training eras cannot take fails now
+        expanding_window_folds(ds.split.train, config.cv, config.resolved_embargo)
     if ds.train_benchmark is None and ds.validation_benchmark is not None:
         reporter.say("  no benchmark for the training eras: the models fit and predict without it")
     mode = MODE_OF_REFRESH[config.refresh]

@@ -25,7 +25,13 @@ from training.executor import check_scheduler, make_executor, scheduler_setting
 from training.experiment import Dataset, ExperimentResult, load_dataset, run_experiment
 from training.export import export_pickle
 from training.synthetic import SyntheticConfig, write_synthetic_world
-from validation.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, update_manifest
+from validation.artifacts import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    update_manifest,
+    why_not_there,
+)
 from validation.errors import NmuError
 from validation.evaluation.report import PLOTS, render_html, render_plots
 from validation.evaluation.selection import gain_table
@@ -41,6 +47,12 @@ def check_out_dir(out: Path) -> None:
     """NmuError before any work when OUT cannot take the artifacts: a file, or a directory that is not writable."""
     if out.exists() and not out.is_dir():
         raise NmuError(f"--out {out} is a file; give a directory for the artifacts.")
+    # the finished artifacts' directory is renamed over OUT: that cannot be done to the working directory (".") or to
+    # a mount point (a Docker volume), and the run would fail only after its fits
+    if out.is_dir() and (out.resolve() == Path.cwd().resolve() or os.path.ismount(out)):
+        what = "the current directory" if out.resolve() == Path.cwd().resolve() else "a mount point"
+        raise NmuError(f"--out {out} is {what}, which the finished artifacts cannot be renamed over; give a "
+                       f"directory inside it, e.g. --out {out / 'artifacts'}.")
     ancestor = out.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -159,7 +171,8 @@ def resolve_data(data: Path | None, reporter: Reporter) -> tuple[Path, str]:
         return ensure_synthetic_world(DEFAULT_SYNTHETIC_DIR, reporter), "synthetic"
     data_dir = Path(data)
     if not data_dir.is_dir():
-        raise NmuError(f"data directory {data_dir} does not exist; make one with `nmu data synthetic` or `nmu data download`.")
+        raise NmuError(f"data directory {data_dir} {why_not_there(data_dir, 'directory')}; make one with `nmu data "
+                       "synthetic` or `nmu data download`.")
     return data_dir, "synthetic" if read_data_info(data_dir)["source"] == "synthetic" else str(data_dir)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from training.data import readable
-from validation.artifacts import atomic_path
+from validation.artifacts import atomic_path, why_not_there
 from validation.errors import NmuError
 from validation.schemas import validate_predictions
 
@@ -50,7 +50,7 @@ class _LiveNotes(logging.Handler):
 def load_pickle(model_path: Path):
     """The callable in a model.pkl (NmuError naming the file when it cannot be loaded)."""
     if not model_path.is_file():
-        raise NmuError(f"{model_path} does not exist: build a pickle with `nmu train` (or pass its path).")
+        raise NmuError(f"{model_path} {why_not_there(model_path)}: build a pickle with `nmu train` (or pass its path).")
     try:
         model = pd.read_pickle(model_path)
     except (pickle.UnpicklingError, TypeError, ModuleNotFoundError, EOFError, AttributeError) as exc:
@@ -70,7 +70,7 @@ def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Pat
     live_path = data_dir / "live.parquet"
     bench_path = data_dir / "live_benchmark_models.parquet"
     if not live_path.is_file():
-        raise NmuError(f"{live_path} does not exist: download the live era with `nmu data download --out {data_dir}`.")
+        raise NmuError(f"{live_path} {why_not_there(live_path)}: download the live era with `nmu data download --out {data_dir}`.")
     with readable(live_path):
         live = pd.read_parquet(live_path)
     if len(live) == 0:

@@ -48,7 +48,14 @@ from training.export import closed_over_model, export_pickle
 from training.numerai_pickles import AssignedUnverified
 from training.predict import load_pickle
 from training.upload import NotAssigned, describe, upload_command
-from validation.artifacts import file_sha256, manifest_path, read_manifest, replace_together, update_manifest
+from validation.artifacts import (
+    file_sha256,
+    manifest_path,
+    read_manifest,
+    replace_together,
+    update_manifest,
+    why_not_there,
+)
 from validation.errors import NmuError
 from validation.evaluation.scoring import era_corrs
 from validation.evaluation.selection import paired_difference
@@ -84,7 +91,7 @@ def _manifest_of(model_path: Path) -> dict[str, Any]:
     manifest = read_manifest(model_path)
     missing = [k for k in ("pickle", "features", "target") if not manifest.get(k)]
     if not model_path.is_file():
-        raise NmuError(f"{model_path} does not exist: build a pickle with `nmu train` first.")
+        raise NmuError(f"{model_path} {why_not_there(model_path)}: build a pickle with `nmu train` first.")
     if missing:
         raise NmuError(f"{manifest_path(model_path)} lacks {', '.join(missing)}: refresh needs the manifest that "
                        "`nmu train` writes beside the pickle.")

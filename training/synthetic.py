@@ -59,6 +59,7 @@ the features, factor returns from resolved targets), scores 0.049.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -477,16 +478,21 @@ class _EraWriter:
             self._buffer, self._rows = [], 0
 
     def close(self, ok: bool = True) -> None:
-        """Write what is buffered and move the file into place (or drop it when not ok)."""
+        """Write what is buffered and move the file into place (or drop it when not ok, or when the last write fails:
+        a full disk had put a truncated validation.parquet in place under its own name)."""
         try:
             if ok:
                 self._flush()
             self._writer.close()
-        finally:
-            if ok:
-                self._atomic.__exit__(None, None, None)
-            else:
-                self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if ok:
+            self._atomic.__exit__(None, None, None)
+        else:
+            self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
 def _feature_sets(world: _World) -> dict[str, list[str]]:
@@ -604,8 +610,14 @@ def write_synthetic_world(out: Path, config: SyntheticConfig,
                 progress("synthetic world", 1, total)
         ok = True
     finally:
-        for writer in writers.values():
-            writer.close(ok)
+        failure = None
+        for writer in writers.values():  # every one is closed, and none is put in place after one failed
+            try:
+                writer.close(ok and failure is None)
+            except Exception as exc:  # noqa: BLE001 - the first is raised below, once the others are closed
+                failure = failure or exc
+        if ok and failure is not None:
+            raise failure
     metadata = {"feature_sets": _feature_sets(world), "targets": list(TARGETS)}
     atomic_write_json(out / "features.json", metadata)
     atomic_write_json(out / "synthetic_truth.json", _truth(world))

@@ -30,6 +30,7 @@ import html
 import json
 import math
 import os
+import re
 import socket
 import time
 import warnings
@@ -402,25 +403,31 @@ def default_storage(out: Path) -> str:
     return f"sqlite:///{(Path(out) / 'tune.db').resolve()}"
 
 
+def shown_url(url: str) -> str:
+    """A storage URL fit to print: a password in it (postgresql://user:PASSWORD@host/db) is masked."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
 def open_storage(url: str) -> Any:
     """The Optuna RDB storage at `url`; NmuError in one line when it cannot be opened."""
     optuna = _optuna()
+    shown = shown_url(url)
     if "://" not in url:
-        raise NmuError(f"--storage {url!r} is not a storage URL; give sqlite:///PATH/tune.db, postgresql://... or "
+        raise NmuError(f"--storage {shown!r} is not a storage URL; give sqlite:///PATH/tune.db, postgresql://... or "
                        "mysql://... (any URL SQLAlchemy opens).")
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
         foreign = _foreign_tables(url, kwargs)
         if foreign:  # Optuna would add its tables beside them (an MLflow store, say), then fail on their schema
-            shown = ", ".join(foreign[:6]) + (", ..." if len(foreign) > 6 else "")
-            raise NmuError(f"--storage {url} holds a database that is not an Optuna storage (its tables: {shown}); "
+            tables = ", ".join(foreign[:6]) + (", ..." if len(foreign) > 6 else "")
+            raise NmuError(f"--storage {shown} holds a database that is not an Optuna storage (its tables: {tables}); "
                            "give a new file or database for the study. Nothing was written to it.")
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except NmuError:
         raise
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's and Optuna's errors alike: the storage cannot be used
-        message = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise NmuError(f"--storage {url} cannot be opened: {message}.") from None
+        message = (str(exc).replace(url, shown).splitlines() or [type(exc).__name__])[0]
+        raise NmuError(f"--storage {shown} cannot be opened: {message}.") from None
 
 
 def _foreign_tables(url: str, engine_kwargs: dict[str, Any]) -> list[str]:
@@ -904,7 +911,7 @@ def tune_command(
     """Run `nmu tune` end to end (see the module docstring) and return tune.json's content."""
     if trials < 1:
         raise NmuError(f"--trials must be 1 or more, got {trials}.")
-    if timeout is not None and timeout <= 0:
+    if timeout is not None and not timeout > 0:  # (NaN too: it compares false with everything)
         raise NmuError(f"--timeout must be a positive number of seconds, got {timeout}.")
     source_name = config_source(config_path)
     config = load_config(config_path)  # the default config: what `nmu train --config` would use untuned

@@ -140,3 +140,14 @@ def update_manifest(pickle_path: str | Path, **fields: Any) -> dict[str, Any]:
     manifest.update(fields)
     atomic_write_json(manifest_path(pickle_path), manifest)
     return manifest
+
+
+def why_not_there(path: Path, want: str = "file") -> str:
+    """Why `path` is not the `want` ("file" or "directory") a command needs, for its error: "does not exist", or what
+    stands there instead (a directory given for a config file was reported as "does not exist")."""
+    path = Path(path)
+    if want == "file" and path.is_dir():
+        return "is a directory, not a file"
+    if want == "directory" and path.exists() and not path.is_dir():
+        return "is a file, not a directory"
+    return "does not exist"
