@@ -28,7 +28,7 @@ _log = logging.getLogger(__name__)
 Progress = Callable[[str, int, "int | None"], None]
 """A progress callback: (what, units just done, total units or None). The command layer renders it
 (training.console.progress_bars); library code only calls it."""
-Progress1 = Callable[[int, "int | None"], None]
+FileProgress = Callable[[int, "int | None"], None]
 """One file's progress: (bytes just done, negative when a failed attempt's are taken back; total bytes or None)."""
 
 # The query numerapi 2.20.8's `download_dataset` sends to learn a file's (pre-signed) URL.
@@ -58,12 +58,12 @@ def newest_complete_version(names: list[str]) -> str | None:
     return complete[-1] if complete else None
 
 
-def _stream_to(url: str, target: Path, name: str, advance: Progress1) -> int:
+def _stream_to(url: str, target: Path, name: str, advance: FileProgress) -> int:
     """Stream `url` into `target` (a temporary path); returns bytes written. An HTTP 5xx, a refused, broken or timed
     out connection and a short body raise TransientError (`retried` tries again); any other HTTP status, and a request
     that cannot pass however often it is tried (`transient`), NmuError. The progress of a failed attempt is taken
     back."""
-    written = 0
+    written, total, in_body = 0, None, False
     try:
         with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
             if resp.status_code != 200:
@@ -74,29 +74,26 @@ def _stream_to(url: str, target: Path, name: str, advance: Progress1) -> int:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             advance(0, total)
+            in_body = True
             with open(target, "wb") as fh:
-                try:
-                    for chunk in resp.iter_content(CHUNK):
-                        fh.write(chunk)
-                        written += len(chunk)
-                        advance(len(chunk), total)
-                except requests.RequestException as exc:
-                    if not transient(exc):
-                        raise
-                    of_total = f" of {total}" if total is not None else ""
-                    raise TransientError(f"a connection that broke after {written}{of_total} bytes "
-                                         f"({type(exc).__name__})") from None
+                for chunk in resp.iter_content(CHUNK):
+                    fh.write(chunk)
+                    written += len(chunk)
+                    advance(len(chunk), total)
             if total is not None and written != total:
                 raise TransientError(f"a connection that ended after {written} of {total} bytes")
-    except requests.RequestException as exc:  # refused, timed out or reset before the body; or a bad address
+    except (requests.RequestException, TransientError) as exc:
         advance(-written, None)
-        cause = scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))
+        if isinstance(exc, TransientError):
+            raise
+        if in_body:  # the body broke off
+            of_total = f" of {total}" if total is not None else ""
+            cause = f"a connection that broke after {written}{of_total} bytes ({type(exc).__name__})"
+        else:  # refused, timed out or reset before the body; or a bad address
+            cause = scrub(f"{type(exc).__name__}: {exc}".replace(url, host_of(url)))
         if transient(exc):
             raise TransientError(cause) from None
         raise NmuError(f"Downloading {name} failed: {cause}") from None
-    except TransientError:
-        advance(-written, None)
-        raise
     return written
 
 
@@ -179,7 +176,7 @@ def download_data(out: str | Path, version: str | None = None, progress: Progres
             tmp = temporary_beside(target)
             staged.append((tmp, target))
 
-            def fetch(dataset: str = dataset, tmp: Path = tmp, advance: Progress1 = advance) -> int:
+            def fetch(dataset: str = dataset, tmp: Path = tmp, advance: FileProgress = advance) -> int:
                 # asked again each attempt: a pre-signed URL may have expired while the last one failed
                 url: str = raw(api, f"Asking Numerai where {dataset} is (dataset query)", DATASET_QUERY,
                                {"filename": dataset, "round": None, "tournament": api.tournament_id}, field="dataset")

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import numerapi
 import numerapi.base_api
+import requests
 
 from validation.errors import NmuError
 
@@ -77,8 +78,6 @@ class TransientError(Exception):
 def transient(exc: BaseException) -> bool:
     """Whether a requests error may pass if tried again: a refused, reset or broken connection, or a timeout. An
     invalid address, a certificate that fails verification or too many redirects fail the same way every time."""
-    import requests  # noqa: PLC0415 - numerapi's own dependency; only the transfers need it here
-
     if isinstance(exc, requests.exceptions.SSLError):
         return False
     return isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError))

@@ -367,13 +367,13 @@ def assign(api: Any, model: ModelSlot, pickle_id: str) -> None:
         raise
     except NmuError as exc:  # no answer (a 5xx, a reset, a timeout): it may have been made
         lost = str(exc).rstrip(".")
-    sent = (f"the answer to the assignment of pickle {pickle_id} to {model.name} was lost ({lost})" if lost else
+    sent = (f"The answer to the assignment of pickle {pickle_id} to {model.name} was lost ({lost})" if lost else
             f"Numerai accepted the assignment of pickle {pickle_id} to {model.name}")
     try:
         now = account_models(api).get(model.name)
     except NmuError as exc:
         raise AssignedUnverified(
-            f"{sent[0].upper()}{sent[1:]}, but reading the models back to verify it failed ({str(exc).rstrip('.')}): "
+            f"{sent}, but reading the models back to verify it failed ({str(exc).rstrip('.')}): "
             f"the model {'may run' if lost else 'most likely runs'} the new pickle; `nmu status --model "
             f"{model.name}` shows which it runs.") from None
     running = now.pickle.id if now is not None and now.pickle is not None else None
@@ -381,9 +381,9 @@ def assign(api: Any, model: ModelSlot, pickle_id: str) -> None:
         return
     before = model.pickle.id if model.pickle is not None else None
     if lost and running == before:
-        raise AssignmentRefused(f"{sent[0].upper()}{sent[1:]}, and the model, read back, runs "
+        raise AssignmentRefused(f"{sent}, and the model, read back, runs "
                                 f"{'pickle ' + running if running else 'no pickle'} as before")
-    raise NmuError(f"{sent[0].upper()}{sent[1:]}, but the model runs "
+    raise NmuError(f"{sent}, but the model runs "
                    f"{'pickle ' + running if running else 'no pickle'}: assign it on numer.ai (Models → "
                    f"{model.name} → upload) or run `nmu upload` again.")
 

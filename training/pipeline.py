@@ -49,8 +49,9 @@ def check_out_dir(out: Path) -> None:
         raise NmuError(f"--out {out} is a file; give a directory for the artifacts.")
     # the finished artifacts' directory is renamed over OUT: that cannot be done to the working directory (".") or to
     # a mount point (a Docker volume), and the run would fail only after its fits
-    if out.is_dir() and (out.resolve() == Path.cwd().resolve() or os.path.ismount(out)):
-        what = "the current directory" if out.resolve() == Path.cwd().resolve() else "a mount point"
+    here = out.is_dir() and out.resolve() == Path.cwd().resolve()
+    if here or (out.is_dir() and os.path.ismount(out)):
+        what = "the current directory" if here else "a mount point"
         raise NmuError(f"--out {out} is {what}, which the finished artifacts cannot be renamed over; give a "
                        f"directory inside it, e.g. --out {out / 'artifacts'}.")
     ancestor = out.parent

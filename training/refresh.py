@@ -168,9 +168,10 @@ def refresh_command(model_path: str | Path, data: str | Path | None = None, down
         return {"changed": False, "as_of_era": as_of, "eras_added": []}
     skipped = _skipped_eras(as_of, sort_eras(new["era"].unique()))
     if skipped:
-        say(f"  note: {data_dir / 'validation.parquet'} has no resolved rows of {len(skipped)} era(s) "
-            f"({skipped[0]}-{skipped[-1]}) between the pickle's as-of era {as_of} and the newer ones: the factor-timing history "
-            "skips them for good (a validation file that has them, `nmu data download`, would fill them)")
+        span = f"{skipped[0]}-{skipped[-1]}" if len(skipped) > 1 else f"{skipped[0]}"
+        say(f"  note: {data_dir / 'validation.parquet'} has no resolved rows of {len(skipped)} era(s) ({span}) "
+            f"between the pickle's as-of era {as_of} and the newer ones: the factor-timing history skips them for good "
+            "(a validation file that has them, `nmu data download`, would fill them)")
     trees = fitted.booster_.model_to_string()
     targets = _targets(manifest)
     fitted.update_factor_returns(new[["era", *manifest["features"]]],
@@ -197,7 +198,6 @@ def _skipped_eras(as_of: str | None, eras: list[str]) -> list[int]:
         return []
     present = {int(n) for n in numbers}
     return [n for n in range(int(numbers[0]), int(numbers[-1]) + 1) if n not in present]
-
 
 
 def _uploaded(result: dict[str, Any]) -> str:

@@ -161,6 +161,9 @@ def _pick(kind: str, wanted: str, options: dict[str, str]) -> tuple[str, str]:
 
 def put_pickle(url: str, data: bytes) -> int:
     """PUT `data` to the pre-signed `url`; retries 5xx and connection errors (`retried`); returns the 2xx status."""
+    step = f"Upload step 2/3 (PUT of the pickle to {host_of(url)})"
+    advice = "nothing was registered with Numerai, try again later."
+
     def attempt() -> int:
         try:
             resp = requests.put(url, data=data, timeout=PUT_TIMEOUT)
@@ -175,8 +178,6 @@ def put_pickle(url: str, data: bytes) -> int:
             raise TransientError(f"HTTP {resp.status_code}")
         raise NmuError(f"{step} failed with HTTP {resp.status_code}; {advice}")
 
-    step = f"Upload step 2/3 (PUT of the pickle to {host_of(url)})"
-    advice = "nothing was registered with Numerai, try again later."
     return retried(attempt, step, advice)
 
 
