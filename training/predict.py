@@ -7,6 +7,7 @@ import inspect
 import logging
 import pickle
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,21 @@ class _LiveNotes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
+
+
+class PickleRaised(NmuError):
+    """The pickle's own code raised while predicting: a defect of the pickle, not of the data (exit 1, as a failed run
+    of Numerai's). Says where, from the innermost frame, without the traceback the CLI never shows."""
+
+    exit_code = 1
+
+    def __init__(self, model_path: Path, live_path: Path, exc: BaseException):
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {frames[-1].filename} line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+        message = str(exc).strip() or "no message"
+        super().__init__(f"{model_path.name} raised {type(exc).__name__} while predicting {live_path}: {message}{where}. "
+                         "Numerai's run of this pickle would fail the same way; fix the code that built it and export it "
+                         "again.")
 
 
 def load_pickle(model_path: Path):
@@ -91,6 +107,8 @@ def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Pat
             predictions = model(live)
     except (ValueError, TypeError) as exc:  # the live function refuses data it cannot predict honestly
         raise NmuError(f"{model_path.name} could not predict {live_path}: {exc}.") from None
+    except Exception as exc:  # noqa: BLE001 - the pickle's own code failed: Numerai's run of it would fail too
+        raise PickleRaised(model_path, live_path, exc) from None
     finally:
         live_logger.removeHandler(notes)
     seconds = time.perf_counter() - start
