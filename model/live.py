@@ -5,8 +5,9 @@ Rules (docs/design.md lists the runtime facts behind them):
 - exactly two parameters (Numerai's runner counts them: 2 → it passes the benchmark frame);
 - unknown extra columns are ignored; a missing trained feature or a NaN takes the neutral value 2
   (`FILL_VALUE`), reported in one log line of logger "model.live"; feature values off Numerai's bins (whole
-  numbers 0..4) are predicted as given, with a log line;
-- if fewer than `MIN_FEATURE_FRACTION` (half) of the trained features are present the model cannot
+  numbers 0..4) are predicted as given, with a log line; a value that is not a number (a feature column of text)
+  is read as missing, with a log line naming the column;
+- if fewer than `MIN_FEATURE_FRACTION` (half) of the trained features are present (as numbers) the model cannot
   predict honestly: ValueError naming how many and which are missing;
 - no `era` column → the frame is one era (model.eras.EraIndex: grouped once, the same grouping the estimator uses);
   rows without an era label join the era of every other row (Numerai's live frame is one era), or in a frame of
@@ -117,15 +118,34 @@ def _unique_columns(frame: pd.DataFrame, what: str) -> np.ndarray:
     return np.flatnonzero(~repeated)
 
 
-def _column_sources(live: pd.DataFrame, present_pos: np.ndarray) -> list[Any]:
+def _column_sources(live: pd.DataFrame, present_pos: np.ndarray,
+                    names: Sequence[str]) -> tuple[list[Any], list[str], list[str]]:
     """Each present trained feature column, fetched once per call: its numpy array (a view of the frame, cheap to
-    slice per chunk) when it has a plain numpy dtype, else the Series (converted per chunk through float32)."""
+    slice per chunk) when it has a plain numpy dtype, the Series (converted per chunk through float32) for a pandas
+    numeric dtype (Int8, Float32, boolean), else a column of text (object, string, categorical) read as numbers up
+    front, a value that is not one as missing: a crash on one bad column would be a missed submission.
+
+    Also returns the text columns that held values other than numbers (name, count and an example, for the log) and
+    those with no number at all (they count as missing for the honesty rule)."""
     sources: list[Any] = []
-    for p in present_pos:
+    not_numbers: list[str] = []
+    no_number: list[str] = []
+    for p, name in zip(present_pos, names):
         column = live.iloc[:, p]
-        plain = isinstance(column.dtype, np.dtype) and column.dtype.kind in "iubf"
-        sources.append(column.to_numpy() if plain else column)
-    return sources
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iubf":
+            sources.append(column.to_numpy())
+        elif pd.api.types.is_numeric_dtype(column.dtype):
+            sources.append(column)
+        else:
+            numeric = pd.to_numeric(column.astype(object), errors="coerce")
+            values = numeric.to_numpy(dtype=np.float32, na_value=np.nan)
+            bad = np.isnan(values) & column.notna().to_numpy()
+            if bad.any():
+                not_numbers.append(f"{name} ({int(bad.sum())}, e.g. {column.iloc[int(np.argmax(bad))]!r})")
+            if not np.isfinite(values).any():
+                no_number.append(str(name))
+            sources.append(values)
+    return sources, not_numbers, no_number
 
 
 def _feature_block(sources: list[Any], rows: np.ndarray, present_slot: np.ndarray,
@@ -312,15 +332,19 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | No
     at = live.columns[unique_pos].get_indexer(features)
     present_mask = at >= 0
     missing = [f for f, ok in zip(features, present_mask) if not ok]
-    n_present = len(features) - len(missing)
-    if n_present < MIN_FEATURE_FRACTION * len(features):
-        raise ValueError(
-            f"only {n_present} of the model's {len(features)} trained features are in live_features "
-            f"(at least {MIN_FEATURE_FRACTION:.0%} needed); {len(missing)} missing: {_first(missing)}"
-        )
     present_slot = np.flatnonzero(present_mask)
     present_pos = unique_pos[at[present_slot]]
-    sources = _column_sources(live, present_pos)
+    sources, not_numbers, no_number = _column_sources(live, present_pos, [features[i] for i in present_slot])
+    n_present = len(features) - len(missing) - len(no_number)
+    if n_present < MIN_FEATURE_FRACTION * len(features):
+        unread = f"; {len(no_number)} hold no number: {_first(no_number)}" if no_number else ""
+        raise ValueError(
+            f"only {n_present} of the model's {len(features)} trained features are in live_features "
+            f"(at least {MIN_FEATURE_FRACTION:.0%} needed); {len(missing)} missing: {_first(missing)}{unread}"
+        )
+    if not_numbers:
+        log.warning("live_features column(s) %s hold values that are not numbers: read as missing and filled with %d",
+                    _first(not_numbers), FILL_VALUE)
 
     eras = _era_index(live, kept)
     problems: list[str] = []

@@ -87,6 +87,24 @@ def test_a_pass_on_filled_data_warns_and_upload_repeats_it(checked, small_world,
     assert "passed with a caveat" in caplog.text
 
 
+def test_the_fill_share_reads_a_column_of_text_as_the_pickle_does(small_world, tmp_path):
+    """A feature column of text: numbers written as text count as values, anything else as filled (the pickle reads
+    it so since model.live's text rule); it had ended `nmu check` in a traceback before the pickle ran."""
+    from training.check import live_fill_share
+
+    live = pd.read_parquet(small_world / "live.parquet")
+    features = [c for c in live.columns if c.startswith("feature")]
+    clean = live.copy()
+    clean[features] = clean[features].fillna(2).astype(np.int8)
+    text = clean.copy()
+    text[features[0]] = clean[features[0]].astype(str).astype(object)
+    text.iloc[:3, text.columns.get_loc(features[0])] = "x"
+    for frame, name in ((clean, "clean"), (text, "text")):
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+    assert live_fill_share(tmp_path / "clean.parquet", features) == 0
+    assert live_fill_share(tmp_path / "text.parquet", features) == pytest.approx(3 / (len(features) * len(live)))
+
+
 def test_a_manifest_that_is_not_an_object_is_one_line(checked, small_world, tmp_path):
     copy = tmp_path / "model.pkl"
     shutil.copy(checked, copy)

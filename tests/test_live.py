@@ -399,3 +399,43 @@ def test_an_estimator_whose_predict_takes_no_benchmark_logs_no_missing_benchmark
         out = make_predict(fitted)(live, live_bench)
     assert len(out) == len(live)
     assert not any("without benchmark" in r.getMessage() for r in _records(caplog)), _records(caplog)
+
+
+@pytest.mark.parametrize("dtype", ["object", "string", "category"])
+def test_a_feature_column_of_text_is_read_as_numbers_and_named(baseline, live, dtype, caplog):
+    """A feature column written as text (a CSV round trip, a bad join) must not cost the round: numbers written as
+    text are read as numbers, other values as missing (filled), and the log names the column and an example."""
+    features = list(baseline.feature_names_in_)
+    predict = make_predict(baseline)
+    clean = live.copy()
+    clean[features] = clean[features].fillna(FILL_VALUE)
+    expected = predict(clean, None)
+    as_text = clean.copy()
+    as_text[features[0]] = clean[features[0]].astype(int).astype(str).astype(dtype)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        pd.testing.assert_frame_equal(predict(as_text, None), expected)
+    assert not any("not numbers" in r.getMessage() for r in _records(caplog))
+
+    broken = as_text.copy()
+    broken[features[0]] = broken[features[0]].astype(object)
+    broken.iloc[:3, broken.columns.get_loc(features[0])] = "x"
+    broken[features[0]] = broken[features[0]].astype(dtype)
+    filled = clean.copy()
+    filled.iloc[:3, filled.columns.get_loc(features[0])] = FILL_VALUE
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="model.live"):
+        out = predict(broken, None)
+    pd.testing.assert_frame_equal(out, predict(filled, None))
+    lines = [r.getMessage() for r in _records(caplog)]
+    assert any(f"column(s) {features[0]} (3, e.g. 'x') hold values that are not numbers" in m for m in lines), lines
+
+
+def test_text_columns_without_a_number_count_as_missing_features(baseline, live):
+    """Half the trained features as words: not an honest prediction, refused as if those columns were missing."""
+    features = list(baseline.feature_names_in_)
+    words = live.copy()
+    for name in features[: len(features) // 2 + 1]:
+        words[name] = "n/a"
+    with pytest.raises(ValueError, match=r"trained features are in live_features .* hold no number: "):
+        make_predict(baseline)(words, None)

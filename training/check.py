@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from model.live import MIN_FEATURE_FRACTION
@@ -143,9 +143,11 @@ def _fill_share(pf: pq.ParquetFile, live: Path, features: list[str]) -> float:
             f"{MIN_FEATURE_FRACTION:.0%} needed; missing e.g. {', '.join(missing[:3])}): is it another data version "
             "than the pickle was trained on? The pickle's earlier check record was left as it was.")
     nan = 0
-    for name in present:  # a column at a time: nulls and NaN both take the neutral value live
-        values = np.asarray(pf.read(columns=[name]).column(0).to_numpy(), dtype=np.float32)
-        nan += int(np.isnan(values).sum())
+    for name in present:  # a column at a time: nulls, NaN and (in a column of text) non-numbers take the neutral value
+        values = pf.read(columns=[name]).column(0).to_pandas()
+        if not pd.api.types.is_numeric_dtype(values.dtype):  # read as the live predict reads it (model.live)
+            values = pd.to_numeric(values.astype(object), errors="coerce")
+        nan += int(values.isna().sum())
     return ((len(features) - len(present)) * rows + nan) / max(1, len(features) * rows)
 
 
