@@ -4,8 +4,9 @@ Eras come from the `era` column of X (never from metadata routing); a frame with
 
 Era labels order as eras, not as text: zero-padded strings ("0002"), integers (2) and unpadded strings ("2") all
 order by their number, so "10" comes after "9". A label without a number (a live era "X") comes after every
-numbered one. Two labels of the same number written differently ("0002" and "2") are one era written two ways:
-`check_era_labels` rejects such a frame, naming them.
+numbered one. Two labels of the same number written differently ("0002" and "2") are one era written two ways,
+and labels with a number beside labels without one have no order in time: `check_era_labels` rejects such a frame,
+naming them.
 """
 
 from __future__ import annotations
@@ -59,10 +60,19 @@ def era_positions(eras: Sequence[Any]) -> np.ndarray:
 
 
 def check_era_labels(eras: Iterable[Any]) -> None:
-    """ValueError when two labels name the same era number in different writing ("0002" and "2")."""
+    """ValueError when two labels name the same era number in different writing ("0002" and "2"), or when some
+    labels have a number and others none ("0037" and "era0001"): the unnumbered would be ordered after every
+    numbered one, so the training eras would come after the validation eras."""
+    labels = sorted({str(e) for e in eras}, key=era_key)
+    unnumbered = [label for label in labels if not np.isfinite(era_number(label))]
+    if unnumbered and len(unnumbered) < len(labels):
+        numbered = labels[: len(labels) - len(unnumbered)]
+        raise ValueError(f"the era column mixes labels with a number ({', '.join(map(repr, numbered[:2]))}, ...) and "
+                         f"labels without one ({', '.join(map(repr, unnumbered[:2]))}, ...), so the eras' order in time "
+                         "is unknown: write every era as its number")
     seen: dict[float, str] = {}
     clashes: list[str] = []
-    for label in sorted({str(e) for e in eras}, key=era_key):
+    for label in labels:
         number = era_number(label)
         if np.isfinite(number) and number in seen and seen[number] != label:
             clashes.append(f"{seen[number]!r} and {label!r}")

@@ -91,6 +91,26 @@ def _train(world: Path, tmp_path: Path, *extra: str):
                    "--no-baseline", "--no-refit", *extra)
 
 
+def test_a_feature_without_any_value_loads_with_a_warning_naming_it(world_copy):
+    """A feature column NaN in every train row is legal (LightGBM trains around it) but the user is told which."""
+    from training.config import load_config
+    from training.console import Silent
+    from training.experiment import load_dataset
+
+    world = world_copy()
+    train = pd.read_parquet(world / "train.parquet")
+    name = [c for c in train.columns if c.startswith("feature")][3]
+    train[name] = np.float32("nan")
+    train.to_parquet(world / "train.parquet")
+    said: list[str] = []
+    reporter = Silent()
+    reporter.say = said.append
+    load_dataset(world, "dir", load_config(None), reporter)
+    warnings = [line for line in said if line.startswith("warning:")]
+    assert warnings == [f"warning: 1 feature(s) have no value in {world / 'train.parquet'} (NaN in every row): {name}; "
+                        "the model cannot use them there (the pickle fills them with 2)."], said
+
+
 def test_a_fractional_feature_value_is_rejected(world_copy, tmp_path):
     world = world_copy()
     train = pd.read_parquet(world / "train.parquet")
@@ -190,6 +210,35 @@ def test_one_era_written_two_ways_is_rejected_naming_the_labels(world_copy, tmp_
     _one_sentence(_train(world, tmp_path), f"writes the same era in two ways ('{first}' and '{int(first)}')")
 
 
+def _break_train_eras(world: Path, how: str) -> str:
+    """Rewrite train.parquet's era column badly (one row group); the phrase the error must carry."""
+    train = pd.read_parquet(world / "train.parquet")
+    if how == "bool":
+        train["era"] = train["era"].astype(int) % 2 == 0
+        phrase = "train.parquet column era has type bool; eras are labels"
+    elif how == "missing":
+        train["era"] = train["era"].where(train["era"] != train["era"].iloc[-1], None)
+        n = int(train["era"].isna().sum())
+        phrase = f"train.parquet has {n} row(s) without an era in row group 0 (the first: id {train.index[-n]})"
+    else:
+        train["era"] = "era" + train["era"]  # "era0001" beside validation's "0081": ordered after it as text
+        phrase = "the era column mixes labels with a number ('0"
+    train.to_parquet(world / "train.parquet", row_group_size=len(train))
+    return phrase
+
+
+@pytest.mark.parametrize("how", ["bool", "missing", "unnumbered"])
+@pytest.mark.parametrize("plan", [False, True])
+def test_an_era_column_that_is_not_labels_is_named_not_blamed_on_the_embargo(world_copy, tmp_path, how, plan):
+    """A bool era, rows without one, or labels without a number beside numbered ones: each read as labels had left no
+    validation era after "the last training era True/nan/era0036" and was reported as the embargo's fault."""
+    world = world_copy()
+    phrase = _break_train_eras(world, how)
+    result = _invoke("train", "--data", str(world), "--out", str(tmp_path / "out"), *(["--plan"] if plan else []))
+    _one_sentence(result, phrase)
+    assert "embargo" not in result.output, result.output
+
+
 # ---- other commands -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pickle_path(small_world, tmp_path_factory):
@@ -230,6 +279,27 @@ def test_predict_with_most_features_missing(pickle_path, world_copy, tmp_path):
     live.drop(columns=features[: len(features) // 2 + 1]).to_parquet(world / "live.parquet")
     _one_sentence(_invoke("predict", str(pickle_path), "--data", str(world), "--out", str(tmp_path / "p.csv")),
                   "could not predict")
+
+
+def _raising_predict(live_features: pd.DataFrame, live_benchmark_models: pd.DataFrame) -> pd.DataFrame:
+    raise KeyError("feature_gone")
+
+
+def test_predict_with_a_pickle_whose_code_raises(small_world, tmp_path):
+    """The pickle's own code fails: one sentence naming the pickle, the exception and where it was raised, exit 1 (a
+    failed run, as Numerai's would be), no traceback and no CSV."""
+    import pickle
+
+    model_path = tmp_path / "model.pkl"
+    model_path.write_bytes(pickle.dumps(_raising_predict))
+    out = tmp_path / "p.csv"
+    result = _invoke("predict", str(model_path), "--data", str(small_world), "--out", str(out))
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output, result.output
+    text = " ".join(result.output.split())
+    assert "model.pkl raised KeyError while predicting" in text and "'feature_gone'" in text, text
+    assert "in _raising_predict" in text and "test_errors.py line" in text, text
+    assert not out.exists()
 
 
 def test_predict_out_that_is_a_directory(pickle_path, small_world, tmp_path):
@@ -285,6 +355,17 @@ def test_print_config_refuses_what_train_refuses(tmp_path, text, phrase):
     config.write_text(text)
     _one_sentence(_invoke("train", "--config", str(config), "--print-config"), phrase)
     _one_sentence(_invoke("train", "--data", str(tmp_path / "no-data"), "--config", str(config)), phrase)
+
+
+def test_an_unknown_objective_is_said_once_not_also_by_lightgbm_itself(tmp_path, capfd):
+    """LightGBM's C++ side writes "[LightGBM] [Fatal] ..." to the process's stderr before raising; the probe keeps it
+    from the terminal (our sentence carries the same text), and stderr works again afterwards."""
+    config = tmp_path / "bad.toml"
+    config.write_text('[lightgbm]\nobjective = "bogus"\n')
+    _one_sentence(_invoke("train", "--config", str(config), "--print-config"), "refused by LightGBM")
+    os.write(2, b"stderr is back\n")
+    captured = capfd.readouterr()
+    assert "[LightGBM]" not in captured.err + captured.out and "stderr is back" in captured.err, captured
 
 
 def test_a_config_path_that_is_a_directory_says_so(tmp_path):

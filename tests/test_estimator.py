@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -359,3 +360,22 @@ def test_fit_through_lightgbm_sequence_for_large_data(monkeypatch):
     assert np.isfinite(p).all() and (p > 0).all() and (p <= 1).all()
     np.testing.assert_array_equal(p, clone(m).fit(frame, y).predict(frame))
     assert np.corrcoef(p, y)[0, 1] > 0.1  # it learned the planted signal
+
+
+@pytest.mark.parametrize("how, phrase", [
+    ("two ways", "writes the same era in two ways ('0001' and '1')"),
+    ("unnumbered", "mixes labels with a number ('0003', '0004', ...) and labels without one ('week0001', "),
+])
+def test_fit_refuses_era_labels_without_one_order(how, phrase):
+    """One era written two ways, or unnumbered labels beside numbered ones: either would put eras out of time order
+    (the timing history, the embargo), so fit refuses, naming labels; all-unnumbered labels order as text."""
+    frame, y = _tiny(1)
+    era = frame["era"].to_numpy().copy()
+    if how == "two ways":
+        era[:10] = "1"  # ten rows of era "0001" written "1"
+    else:
+        era[np.isin(era, ["0001", "0002"])] = np.char.add("week", era[np.isin(era, ["0001", "0002"])].astype(str))
+    with pytest.raises(ValueError, match=re.escape(phrase)):
+        NumeraiModel(feature_groups=_groups(frame), lgbm_params=TINY, n_jobs=1).fit(frame.assign(era=era), y)
+    text = frame.assign(era="week" + frame["era"])
+    NumeraiModel(feature_groups=_groups(frame), lgbm_params=TINY, n_jobs=1).fit(text, y)

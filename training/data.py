@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.benchmarks import choose_benchmark_column
-from model.eras import era_number, sort_eras
+from model.eras import check_era_labels, era_number, sort_eras
 from model.features import small_ints
 from validation.artifacts import atomic_write_json
 from validation.errors import NmuError
@@ -234,6 +234,35 @@ def _dictionary(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
     return labels, codes
 
 
+def check_eras(data_dir: Path, eras: Iterable[Any]) -> None:
+    """NmuError when the era labels of the data directory's files cannot be ordered as one history: one era written
+    two ways ("0002" and "2"), or labels with a number beside labels without one ("0037" and "era0001")."""
+    try:
+        check_era_labels(eras)
+    except ValueError as exc:
+        raise NmuError(f"{data_dir}: {exc}.") from None
+
+
+def era_labels(path: Path, pf: pq.ParquetFile, rg: int,
+               column: pa.ChunkedArray | None = None) -> tuple[list[str], np.ndarray]:
+    """The era labels and per-row label codes of row group `rg` (its `era` column, read unless given); NmuError
+    naming the file when the column is not labels (text or whole numbers: a bool or a date would order nothing) or a
+    row has no era (it was read as an era "nan" and blamed on the embargo)."""
+    column = column if column is not None else pf.read_row_group(rg, columns=["era"]).column(0)
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+            or pa.types.is_floating(kind) or getattr(pa.types, "is_string_view", lambda _: False)(kind)):
+        raise NmuError(f"{path} column era has type {column.type}; eras are labels such as \"0001\" (text or whole "
+                       "numbers), one per week: download or generate the file again.")
+    if column.null_count:
+        missing = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
+        ids = pf.read_row_group(rg, columns=["id"]).column(0) if "id" in pf.schema_arrow.names else None
+        first = f"id {ids[int(missing[0])].as_py()}" if ids is not None else f"row {int(missing[0])} of row group {rg}"
+        raise NmuError(f"{path} has {len(missing)} row(s) without an era in row group {rg} (the first: {first}); every "
+                       "row needs its era label: download or generate the file again.")
+    return _dictionary(column)
+
+
 def _null_free(pf: pq.ParquetFile, column: str, row_groups: list[int]) -> bool:
     """True if the parquet statistics prove the column holds no null in these row groups."""
     for rg in row_groups:
@@ -280,7 +309,7 @@ def _load(
     n_groups = pf.metadata.num_row_groups
     group_eras: list[tuple[list[str], np.ndarray]] = []
     for rg in range(n_groups):
-        group_eras.append(_dictionary(pf.read_row_group(rg, columns=["era"]).column(0)))
+        group_eras.append(era_labels(path, pf, rg))
     all_eras = sort_eras(e for labels, _ in group_eras for e in labels)
     wanted = _era_filter(eras)
     candidates = [e for e in all_eras if wanted is None or wanted(e)]
@@ -340,8 +369,8 @@ def _load(
         rows = pf.metadata.row_group(rg).num_rows
         labels, codes = group_eras[rg]
         kept_codes = codes if mask is None else codes[mask]
-        era_labels = np.array([era_objects[label] for label in labels], dtype=object)
-        object_block[0, offset : offset + count] = era_labels[kept_codes] if len(labels) else []
+        row_labels = np.array([era_objects[label] for label in labels], dtype=object)
+        object_block[0, offset : offset + count] = row_labels[kept_codes] if len(labels) else []
         heads = ["id"] + (["data_type"] if has_data_type else [])
         head = pf.read_row_group(rg, columns=heads)
         ids = head.column("id").to_numpy(zero_copy_only=False)

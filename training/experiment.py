@@ -17,13 +17,14 @@ import pandas as pd
 from sklearn.base import clone
 
 from model import COMPONENTS, NumeraiModel, TargetEnsemble
-from model.eras import check_era_labels, sort_eras
+from model.eras import sort_eras
 from model.params import available_cpus
 from training.compute import fit_slot
 from training.config import ComputeSettings, TrainConfig, config_from_dict, resolve_feature_set_name
 from training.console import Reporter, Silent, fmt_score, ordinal, quiet
 from training.data import (
     benchmark_column,
+    check_eras,
     feature_groups,
     load_benchmark,
     load_feature_metadata,
@@ -109,12 +110,9 @@ def resolved_rows(frame: pd.DataFrame, target: str) -> pd.DataFrame:
     return frame.loc[frame[target].notna().to_numpy()]
 
 
-def _check_eras(data_dir: Path, *frames: pd.DataFrame) -> None:
-    """NmuError when the era labels write one era in two ways across the data ("0002" and "2")."""
-    try:
-        check_era_labels(np.concatenate([f["era"].unique() for f in frames]))
-    except ValueError as exc:
-        raise NmuError(f"{data_dir}: {exc}.") from None
+def _features_without_values(frame: pd.DataFrame, features: list[str]) -> list[str]:
+    """The features that are NaN in every row of the frame (only float columns can be: int8 ones hold no NaN)."""
+    return [f for f in features if frame[f].dtype.kind == "f" and not frame[f].notna().any()]
 
 
 def _check_shared_ids(data_dir: Path, train: pd.DataFrame, validation: pd.DataFrame) -> None:
@@ -161,7 +159,13 @@ def load_dataset(data_dir: Path, source: str, config: TrainConfig, reporter: Rep
                 raise NmuError(f"{data_dir / 'train.parquet'} has no value of the auxiliary target {other!r} (NaN in "
                                "every row), so its ensemble member cannot be fitted; leave it out of "
                                "`ensemble.targets`.")
-        _check_eras(data_dir, train, validation)
+        check_eras(data_dir, np.concatenate([f["era"].unique() for f in (train, validation)]))
+        for frame, name in ((train, "train.parquet"), (validation, "validation.parquet")):
+            empty = _features_without_values(frame, features)
+            if empty:  # LightGBM and the composites train on as if the column were absent: legal, but say so
+                reporter.say(f"warning: {len(empty)} feature(s) have no value in {data_dir / name} (NaN in every "
+                             f"row): {', '.join(empty[:5])}{', ...' if len(empty) > 5 else ''}; the model cannot use "
+                             "them there (the pickle fills them with 2).")
         _check_shared_ids(data_dir, train, validation)
         train = resolved_rows(train, target)
         if train.empty:

@@ -36,7 +36,7 @@ from model.eras import sort_eras
 from model.features import CHUNK_CELLS
 from training.config import TrainConfig, resolve_feature_set_name
 from training.console import ordinal
-from training.data import _dictionary, load_feature_metadata, readable, resolve_feature_set
+from training.data import check_eras, era_labels, load_feature_metadata, readable, resolve_feature_set
 from training.executor import local_workers
 from validation.errors import NmuError
 from validation.evaluation.splits import embargo_split, expanding_window_folds
@@ -269,7 +269,7 @@ def era_counts(path: Path, target: str | None) -> EraCounts:
         resolved: dict[str, int] = {}
         for rg in range(pf.metadata.num_row_groups):
             table = pf.read_row_group(rg, columns=wanted)
-            labels, codes = _dictionary(table.column("era"))
+            labels, codes = era_labels(path, pf, rg, table.column("era"))
             counts = np.bincount(codes, minlength=len(labels))
             known = counts if len(wanted) == 1 else \
                 np.bincount(codes, weights=_resolved(table.column(target)), minlength=len(labels))
@@ -557,6 +557,7 @@ def make_plan(config: TrainConfig, data_dir: Path, shape: DataShape | None = Non
     if not scored_all:
         raise NmuError(f"{data_dir / 'validation.parquet'} has no resolved values of target {config.target!r}, so "
                        "nothing can be scored.")
+    check_eras(data_dir, [*train.eras, *val.eras])
     split = embargo_split(train_eras, scored_all, config.resolved_embargo)
 
     def rows_of(eras: list[str]) -> int:
