@@ -340,3 +340,59 @@ def test_a_write_that_fails_at_the_end_puts_no_file_in_place(tmp_path, monkeypat
     with pytest.raises(OSError, match="No space left"):
         writer.close(ok=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def _tiny_world(seed: int) -> SyntheticConfig:
+    return SyntheticConfig.default(eras=12, stocks=50, features=8, seed=seed)
+
+
+@pytest.mark.parametrize("fails_in", ["_make_era", "_truth", "write_data_info"])
+def test_a_world_that_fails_part_way_leaves_the_old_world_whole(tmp_path, monkeypatch, fails_in):
+    """Over an existing world, a failure while drawing the eras, while writing the JSON files or while putting the
+    files in place leaves every old file as it was (not some new and some old) and no temporary file."""
+    import training.synthetic as synthetic
+
+    out = write_synthetic_world(tmp_path / "world", _tiny_world(seed=1))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = getattr(synthetic, fails_in)
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if fails_in != "_make_era" or len(calls) == 6:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, fails_in, failing)
+    with pytest.raises(OSError, match="No space left"):
+        write_synthetic_world(out, _tiny_world(seed=2))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_failed_world_in_a_new_directory_leaves_no_directory(tmp_path, monkeypatch):
+    import training.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "_truth", lambda world: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(OSError):
+        write_synthetic_world(tmp_path / "new" / "world", _tiny_world(seed=1))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_world_too_big_for_this_machine_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """Memory for one era, disk for the files: refused in one sentence naming the sizes, no directory made (a
+    MemoryError after minutes, or hours of writing until the disk was full, before)."""
+    import shutil as shutil_module
+
+    monkeypatch.setenv("NMU_MEMORY_LIMIT", "500M")  # 300 MB + 32 bytes x 100000 stocks x 120 features: 666 MB (binary)
+    with pytest.raises(NmuError, match=r"--stocks 100000 x --features 120: drawing one era .* needs about 666 MB of "
+                                       r"memory and 500 MB are \$NMU_MEMORY_LIMIT; use fewer stocks or features"):
+        write_synthetic_world(tmp_path / "big", SyntheticConfig.default(eras=12, stocks=100_000))
+    monkeypatch.delenv("NMU_MEMORY_LIMIT")
+    usage = shutil_module.disk_usage(tmp_path)
+    monkeypatch.setattr("training.synthetic.shutil.disk_usage", lambda path: usage._replace(free=2**20))
+    with pytest.raises(NmuError, match=r"needs at least 2 MB on disk and 1 MB are free under .*; use fewer "
+                                       r"eras, stocks or features, or another --out"):
+        write_synthetic_world(tmp_path / "big", SyntheticConfig.default(eras=12))  # 13 x 2000 rows: 1.9 MB
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(NmuError, match="more than the 62400 names"):
+        SyntheticConfig.default(features=70_000)

@@ -419,10 +419,11 @@ def test_bad_tune_tables_are_one_sentence(tiny_world: Path, tmp_path: Path, text
 def test_a_storage_that_cannot_be_opened_is_one_sentence(tiny_world: Path, tmp_path: Path) -> None:
     for storage, phrase in ((f"sqlite:///{tmp_path}/no/such/dir/tune.db", "cannot be opened"),
                             ("tune.db", "is not a storage URL"), ("nosuchdb://host/x", "cannot be opened")):
-        result = CliRunner().invoke(app, ["tune", "--data", str(tiny_world), "--out", str(tmp_path / "out"),
+        result = CliRunner().invoke(app, ["tune", "--data", str(tiny_world), "--out", str(tmp_path / "out" / "tune"),
                                           "--storage", storage, "--config", str(_config(tmp_path))])
         assert result.exit_code == 2, result.output
         assert phrase in " ".join(result.output.split()) and "Traceback" not in result.output, result.output
+        assert not (tmp_path / "out").exists()  # the directories made for the study are gone with it
 
 
 @pytest.mark.slow

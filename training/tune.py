@@ -69,7 +69,7 @@ from training.experiment import (
     switched_on,
 )
 from training.pipeline import check_out_dir, resolve_data
-from validation.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
+from validation.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, make_directory, remove_empty
 from validation.errors import NmuError
 from validation.evaluation.report import _png, _pyplot
 from validation.evaluation.scoring import summarize
@@ -930,24 +930,28 @@ def tune_command(
     _optuna()
     out = Path(out)
     check_out_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    url = storage or default_storage(out)
-    store = open_storage(url)
-    reporter = Reporter(console)
-    data_dir, source = resolve_data(data, reporter)
-    info = read_data_info(data_dir)
-    signature = study_signature(config, settings, space, {"dir": str(Path(data_dir).resolve()), "source": source,
-                                                          "version": str(info["version"])})
-    study = load_study(study_name, store, signature, config.seed)
-    requeue_orphans(study, store, reporter.say)
-    enqueue_default(study, config, space, reporter.say)
+    created = make_directory(out)
+    try:  # a storage that cannot be opened, or data the study cannot use, leaves no empty directory behind
+        url = storage or default_storage(out)
+        store = open_storage(url)
+        reporter = Reporter(console)
+        data_dir, source = resolve_data(data, reporter)
+        info = read_data_info(data_dir)
+        signature = study_signature(config, settings, space, {"dir": str(Path(data_dir).resolve()), "source": source,
+                                                              "version": str(info["version"])})
+        study = load_study(study_name, store, signature, config.seed)
+        requeue_orphans(study, store, reporter.say)
+        enqueue_default(study, config, space, reporter.say)
 
-    ds = load_dataset(data_dir, source, run_config, reporter)
-    if settings["metric"] == "bmc" and ds.train_benchmark is None:
-        raise NmuError(f"tune.metric = \"bmc\" needs the benchmark of the train eras ({data_dir}/"
-                       "train_benchmark_models.parquet), which the data lacks; use corr or sharpe.")
-    expanding_window_folds(ds.split.train, settings["folds"], config.resolved_embargo,  # NmuError if it cannot cut
-                           f"{source_name}: `tune.folds` = {settings['folds']}")
+        ds = load_dataset(data_dir, source, run_config, reporter)
+        if settings["metric"] == "bmc" and ds.train_benchmark is None:
+            raise NmuError(f"tune.metric = \"bmc\" needs the benchmark of the train eras ({data_dir}/"
+                           "train_benchmark_models.parquet), which the data lacks; use corr or sharpe.")
+        expanding_window_folds(ds.split.train, settings["folds"], config.resolved_embargo,  # NmuError if it cannot cut
+                               f"{source_name}: `tune.folds` = {settings['folds']}")
+    except BaseException:
+        remove_empty(created)
+        raise
     executor = make_executor(run_config.compute.get("scheduler"))
     try:
         if isinstance(executor, InProcess):

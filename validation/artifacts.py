@@ -36,6 +36,24 @@ def temporary_beside(path: str | os.PathLike[str]) -> Path:
     return Path(tmp)
 
 
+def make_directory(path: str | os.PathLike[str]) -> list[Path]:
+    """Create `path` with its missing parents; the directories this created, deepest first, for `remove_empty` when
+    the command then fails (a refused or failed run should leave no empty directory behind)."""
+    target = Path(path)
+    created = [p for p in (target, *target.absolute().parents) if not p.exists()]
+    target.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def remove_empty(directories: list[Path]) -> None:
+    """Remove these directories (deepest first) while they are empty; one that holds anything stops it."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; on success rename it over `path`, else delete it."""
