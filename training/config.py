@@ -38,12 +38,14 @@ Example (every key optional; `nmu train --print-config` prints the resolved conf
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
 import math
+import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -496,6 +498,21 @@ def check_config(config: TrainConfig, source: str = "config") -> None:
     _check_objective(config.lightgbm, source)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The process's stderr (file descriptor 2) sent to the null device for the block: LightGBM's C++ side writes
+    "[LightGBM] [Fatal] ..." there itself before raising the same text as a Python exception. (Python's own stderr is
+    line-buffered, so nothing of ours is pending there when the block starts.)"""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _check_objective(params: Mapping[str, Any], source: str) -> None:
     """NmuError when LightGBM does not know the configured objective (it failed at the first fit, after the data had
     loaded): LightGBM itself is asked, on a ten-row dataset."""
@@ -507,7 +524,8 @@ def _check_objective(params: Mapping[str, Any], source: str) -> None:
 
     probe = {"objective": objective, "verbosity": -1, **{k: params[k] for k in ("num_class",) if k in params}}
     try:
-        lgb.Booster(params=probe, train_set=lgb.Dataset(np.linspace(0, 1, 10)[:, None], label=np.linspace(0, 1, 10),
-                                                        params={"verbosity": -1}))
+        with _native_stderr_silenced():  # its "[LightGBM] [Fatal] ..." line: the message below says it once
+            lgb.Booster(params=probe, train_set=lgb.Dataset(np.linspace(0, 1, 10)[:, None],
+                                                            label=np.linspace(0, 1, 10), params={"verbosity": -1}))
     except lgb.basic.LightGBMError as exc:
         raise NmuError(f"{source}: `lightgbm.objective` {objective!r} is refused by LightGBM ({exc}).") from None
