@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -87,16 +88,9 @@ def run_world(name: str, config: SyntheticConfig | DriftingWorldConfig, root: Pa
 
     baseline = fit_baseline(data)
     future = pd.read_parquet(data / "future.parquet")
-    future_bench = pd.read_parquet(data / "future_benchmark_models.parquet")
-    features = list(refreshed_model.feature_names_in_)
-    eras = sorted(future["era"].unique())
     plain = make_predict(baseline)
     preds: dict[str, list[pd.Series]] = {k: [] for k in [*frozen, "refreshed", "baseline"]}
-    fed: set[str] = set()
-    for era in eras:
-        feed_resolved(refreshed_model, future, features, era, fed)
-        rows = future[future["era"] == era].drop(columns=[c for c in future.columns if c.startswith("target")])
-        bench_rows = future_bench.loc[rows.index]
+    for _era, _, rows, bench_rows in weekly_eras(refreshed_model, future, data):
         for policy, predict in frozen.items():
             preds[policy].append(predict(rows, bench_rows)["prediction"])
         preds["refreshed"].append(refreshed(rows, bench_rows)["prediction"])
@@ -112,6 +106,20 @@ def feed_resolved(model, future: pd.DataFrame, features: list[str], era: str, fe
     if len(known):
         model.update_factor_returns(known[["era", *features]], known["target"].to_numpy())
         fed.update(known["era"].unique())
+
+
+def weekly_eras(model, future: pd.DataFrame, data: Path) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame,
+                                                                           pd.DataFrame]]:
+    """The future eras of a written world (DATA/future*.parquet) as the weekly refresh meets them, one at a time:
+    before each is yielded, the eras resolved by then go to `model`'s timing history (feed_resolved). Yields the
+    era, its rows with their targets, the live rows (targets dropped) and their benchmark rows."""
+    future_bench = pd.read_parquet(data / "future_benchmark_models.parquet")
+    features, fed = list(model.feature_names_in_), set()
+    for era in sorted(future["era"].unique()):
+        feed_resolved(model, future, features, era, fed)
+        part = future[future["era"] == era]
+        yield era, part, part.drop(columns=[c for c in future.columns if c.startswith("target")]), \
+            future_bench.loc[part.index]
 
 
 def fit_baseline(data: Path):

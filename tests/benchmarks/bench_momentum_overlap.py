@@ -36,7 +36,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.benchmarks.bench_field import ALL_WORLDS, feed_resolved, pickle_with_policy  # noqa: E402
+from tests.benchmarks.bench_field import ALL_WORLDS, pickle_with_policy, weekly_eras  # noqa: E402
 from tests.benchmarks.bench_linear import worlds as fresh_worlds  # noqa: E402
 from tests.benchmarks.bench_momentum_coefficients import _corr, oracle_momentum  # noqa: E402
 from tests.benchmarks.bench_worlds import pooled  # noqa: E402
@@ -76,19 +76,13 @@ def measure(world: Path, config: SyntheticConfig) -> pd.DataFrame | None:
     # that era `eras` sees (all but the newest unresolved ones)
     oracles = {"oracle": oracle_momentum(config, model.timing_.window),
                "oracle refit": oracle_momentum(config, model.timing_.window, config.eras)}
-    data = world / "data"
-    future = pd.read_parquet(data / "future.parquet")
-    future_bench = pd.read_parquet(data / "future_benchmark_models.parquet")
-    features, fed, rows = list(model.feature_names_in_), set(), []
-    for era in sorted(future["era"].unique()):
-        feed_resolved(model, future, features, era, fed)
-        part = future[future["era"] == era]
-        live = part.drop(columns=[c for c in future.columns if c.startswith("target")])
+    rows = []
+    for era, part, live, bench in weekly_eras(model, pd.read_parquet(world / "data" / "future.parquet"), world / "data"):
         calls = len(captured)
-        now = refreshed(live, future_bench.loc[part.index])["prediction"].to_numpy()
+        now = refreshed(live, bench)["prediction"].to_numpy()
         if len(captured) != calls + 1:
             raise SystemExit(f"{world.name}: era {era} took {len(captured) - calls} chunks, not one")
-        left = left_alone(live, future_bench.loc[part.index])["prediction"].to_numpy()
+        left = left_alone(live, bench)["prediction"].to_numpy()
         t = int(era) - 1  # era labels count from 1, the generator's era index from 0
         target, ours = part["target"].to_numpy(), captured[-1]
         row = {"refreshed": _corr(now, target), "left alone": _corr(left, target), "column": _corr(ours, target),

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from model.booster import Rows, predict_raw
 from tests.benchmarks.bench_blend import blended, finished
-from tests.benchmarks.bench_field import feed_resolved, pickle_with_policy
+from tests.benchmarks.bench_field import pickle_with_policy, weekly_eras
 from tests.benchmarks.bench_worlds import per_era_corr, pooled
 
 
@@ -58,17 +58,11 @@ def measure(world: Path, weights: list[float]) -> dict[float, pd.Series] | None:
         return per_weight[weights[0]][-1]
 
     model.predict_chunk = predict_chunk  # the live function calls the model's predict_eras, which calls this
-    data = world / "data"
-    future = pd.read_parquet(data / "future.parquet")
-    future_bench = pd.read_parquet(data / "future_benchmark_models.parquet")
-    features = list(model.feature_names_in_)
-    fed: set[str] = set()
+    future = pd.read_parquet(world / "data" / "future.parquet")
     shipped, index = [], []
-    for era in sorted(future["era"].unique()):
-        feed_resolved(model, future, features, era, fed)
-        rows = future[future["era"] == era].drop(columns=[c for c in future.columns if c.startswith("target")])
+    for era, _, rows, bench in weekly_eras(model, future, world / "data"):
         calls = len(per_weight[weights[0]])
-        shipped.append(predict(rows, future_bench.loc[rows.index])["prediction"])
+        shipped.append(predict(rows, bench)["prediction"])
         if len(per_weight[weights[0]]) != calls + 1:
             raise SystemExit(f"{world.name}: era {era} took {len(per_weight[weights[0]]) - calls} chunks, not one")
         index.append(rows.index)
