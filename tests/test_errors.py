@@ -220,14 +220,24 @@ def _break_train_eras(world: Path, how: str) -> str:
         train["era"] = train["era"].where(train["era"] != train["era"].iloc[-1], None)
         n = int(train["era"].isna().sum())
         phrase = f"train.parquet has {n} row(s) without an era in row group 0 (the first: id {train.index[-n]})"
+    elif how == "float NaN":  # a NaN that is not a null (pandas writes NaN as null; other writers need not)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        era = train["era"].astype(float).to_numpy().copy()
+        era[-7:] = np.nan
+        table = pa.Table.from_pandas(train.drop(columns="era"))
+        table = table.add_column(0, "era", pa.array(era, type=pa.float64(), from_pandas=False))
+        pq.write_table(table, world / "train.parquet", row_group_size=len(train))
+        return f"train.parquet has 7 row(s) without an era in row group 0 (the first: id {train.index[-7]})"
     else:
         train["era"] = "era" + train["era"]  # "era0001" beside validation's "0081": ordered after it as text
-        phrase = "the era column mixes labels with a number ('0"
+        phrase = "the era column mixes labels with a whole number ('0"
     train.to_parquet(world / "train.parquet", row_group_size=len(train))
     return phrase
 
 
-@pytest.mark.parametrize("how", ["bool", "missing", "unnumbered"])
+@pytest.mark.parametrize("how", ["bool", "missing", "float NaN", "unnumbered"])
 @pytest.mark.parametrize("plan", [False, True])
 def test_an_era_column_that_is_not_labels_is_named_not_blamed_on_the_embargo(world_copy, tmp_path, how, plan):
     """A bool era, rows without one, or labels without a number beside numbered ones: each read as labels had left no
@@ -281,23 +291,54 @@ def test_predict_with_most_features_missing(pickle_path, world_copy, tmp_path):
                   "could not predict")
 
 
+class _UnsayableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("its own __str__ fails")
+
+
+class _PicklesOwnBase(BaseException):
+    pass
+
+
+_RAISED = {  # what the pickle's code raises -> the exception's name and message in the sentence
+    "key": (KeyError("feature_gone"), "KeyError", "'feature_gone'"),
+    "exit 0": (SystemExit(0), "SystemExit", "0"),  # a silent exit 0 had looked like success (no CSV written)
+    "own base": (_PicklesOwnBase("gone"), "_PicklesOwnBase", "gone"),
+    "unsayable": (_UnsayableError(), "_UnsayableError", "no message"),
+    "long": (RuntimeError("first line " + "x" * 5000 + "\nTraceback (fake)\n  more"), "RuntimeError", "first line xx"),
+}
+
+
 def _raising_predict(live_features: pd.DataFrame, live_benchmark_models: pd.DataFrame) -> pd.DataFrame:
-    raise KeyError("feature_gone")
+    raise _RAISED[live_features.attrs.get("case", "key")][0]
 
 
-def test_predict_with_a_pickle_whose_code_raises(small_world, tmp_path):
-    """The pickle's own code fails: one sentence naming the pickle, the exception and where it was raised, exit 1 (a
-    failed run, as Numerai's would be), no traceback and no CSV."""
+@pytest.mark.parametrize("case", list(_RAISED))
+def test_predict_with_a_pickle_whose_code_raises(small_world, tmp_path, monkeypatch, case):
+    """The pickle's own code fails (any exception, an exit, a class of its own whose message cannot be read): one
+    sentence naming the pickle, the exception, its first line (cut to 300 characters) and where it was raised, exit
+    1 (a failed run, as Numerai's would be), no traceback and no CSV."""
     import pickle
 
+    import training.predict as predict_module
+
+    real_read = predict_module.pd.read_parquet
+
+    def tagged(path, *args, **kwargs):
+        frame = real_read(path, *args, **kwargs)
+        frame.attrs["case"] = case
+        return frame
+
+    monkeypatch.setattr(predict_module.pd, "read_parquet", tagged)
     model_path = tmp_path / "model.pkl"
     model_path.write_bytes(pickle.dumps(_raising_predict))
     out = tmp_path / "p.csv"
     result = _invoke("predict", str(model_path), "--data", str(small_world), "--out", str(out))
     assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output) < 1000, result.output
     text = " ".join(result.output.split())
-    assert "model.pkl raised KeyError while predicting" in text and "'feature_gone'" in text, text
+    name, message = _RAISED[case][1:]
+    assert f"model.pkl raised {name} while predicting" in text and message in text, text
     assert "in _raising_predict" in text and "test_errors.py line" in text, text
     assert not out.exists()
 
@@ -366,6 +407,20 @@ def test_an_unknown_objective_is_said_once_not_also_by_lightgbm_itself(tmp_path,
     os.write(2, b"stderr is back\n")
     captured = capfd.readouterr()
     assert "[LightGBM]" not in captured.err + captured.out and "stderr is back" in captured.err, captured
+
+
+def test_an_objective_is_probed_also_without_a_stderr(tmp_path):
+    """`2>&-` (no file descriptor 2): the probe's redirect has nothing to save and must not fail the run (os.dup
+    raised EBADF, exit 1, and nothing said)."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "huber.toml"
+    config.write_text('[lightgbm]\nobjective = "huber"\n')
+    done = subprocess.run([sys.executable, "-c", "from training.cli import app; app()", "train", "--config",
+                           str(config), "--print-config"], stdout=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: os.close(2), timeout=120)
+    assert done.returncode == 0 and 'objective = "huber"' in done.stdout, done
 
 
 def test_a_config_path_that_is_a_directory_says_so(tmp_path):

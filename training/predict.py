@@ -48,19 +48,37 @@ class _LiveNotes(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+_SHOWN_CHARS = 300  # of an exception's message: its first line, so the error stays one sentence
+
+
+def exception_text(exc: BaseException) -> str:
+    """The first line of an exception's message, cut to `_SHOWN_CHARS` ("no message" when it has none, or when its
+    own __str__ fails: the pickle's class, not ours)."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - any failure of a foreign __str__ is the same "cannot say"
+        text = ""
+    lines = text.strip().splitlines()
+    first = lines[0].strip() if lines else "no message"
+    return first if len(first) <= _SHOWN_CHARS else first[: _SHOWN_CHARS - 1] + "…"
+
+
 class PickleRaised(NmuError):
-    """The pickle's own code raised while predicting: a defect of the pickle, not of the data (exit 1, as a failed run
-    of Numerai's). Says where, from the innermost frame, without the traceback the CLI never shows."""
+    """The pickle's own code raised (or exited) while predicting: a defect of the pickle, not of the data (exit 1, as a
+    failed run of Numerai's). Says where, from the innermost frame, without the traceback the CLI never shows."""
 
     exit_code = 1
 
     def __init__(self, model_path: Path, live_path: Path, exc: BaseException):
         frames = traceback.extract_tb(exc.__traceback__)
         where = f" (at {frames[-1].filename} line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
-        message = str(exc).strip() or "no message"
-        super().__init__(f"{model_path.name} raised {type(exc).__name__} while predicting {live_path}: {message}{where}. "
-                         "Numerai's run of this pickle would fail the same way; fix the code that built it and export it "
-                         "again.")
+        if isinstance(exc, MemoryError):
+            advice = ("this machine ran out of memory while it predicted; Numerai's runtime has 4 GB, and `nmu check` "
+                      "runs the pickle under that limit.")
+        else:
+            advice = "Numerai's run of this pickle would fail the same way; fix the code that built it and export it again."
+        super().__init__(f"{model_path.name} raised {type(exc).__name__} while predicting {live_path}: "
+                         f"{exception_text(exc)}{where}. {advice}")
 
 
 def load_pickle(model_path: Path):
@@ -106,9 +124,13 @@ def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Pat
         else:
             predictions = model(live)
     except (ValueError, TypeError) as exc:  # the live function refuses data it cannot predict honestly
-        raise NmuError(f"{model_path.name} could not predict {live_path}: {exc}.") from None
-    except Exception as exc:  # noqa: BLE001 - the pickle's own code failed: Numerai's run of it would fail too
-        raise PickleRaised(model_path, live_path, exc) from None
+        text = exception_text(exc)
+        raise NmuError(f"{model_path.name} could not predict {live_path}: {text}{'' if text.endswith('.') else '.'}") \
+            from None
+    except KeyboardInterrupt:  # the user's Ctrl-C, not the pickle's failure
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the pickle's own code failed, or exited (SystemExit too): Numerai's
+        raise PickleRaised(model_path, live_path, exc) from None  # run of it would fail the same way
     finally:
         live_logger.removeHandler(notes)
     seconds = time.perf_counter() - start
