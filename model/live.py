@@ -7,8 +7,9 @@ Rules (docs/design.md lists the runtime facts behind them):
   (`FILL_VALUE`), reported in one log line of logger "model.live"; feature values off Numerai's bins (whole
   numbers 0..4) are predicted as given, with a log line; a value that is not a number (a feature column of text)
   is read as missing, with a log line naming the column;
-- if fewer than `MIN_FEATURE_FRACTION` (half) of the trained features are present (as numbers) the model cannot
-  predict honestly: ValueError naming how many and which are missing;
+- if fewer than `MIN_FEATURE_FRACTION` (half) of the trained features are present with a number in some row (a
+  column of NaN or of text in every row counts as missing) the model cannot predict honestly: ValueError naming
+  how many and which are missing;
 - no `era` column → the frame is one era (model.eras.EraIndex: grouped once, the same grouping the estimator uses);
   rows without an era label join the era of every other row (Numerai's live frame is one era), or in a frame of
   several eras are one era of their own, logged;
@@ -118,33 +119,49 @@ def _unique_columns(frame: pd.DataFrame, what: str) -> np.ndarray:
     return np.flatnonzero(~repeated)
 
 
+def text_as_numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A feature column of text (object, string or categorical dtype) read as numbers: float32 values, NaN where a
+    value is missing or not a number, and the mask of the values given that are not numbers. The one reading of such
+    a column, here and in `nmu check`'s count of filled cells."""
+    values = pd.to_numeric(column.astype(object), errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)
+    return values, np.isnan(values) & column.notna().to_numpy()
+
+
+def has_a_number(source: Any) -> bool:
+    """Whether a feature column (a numpy array or a pandas Series of a numeric dtype) holds a finite value; a float
+    column is first looked at in its first rows, so the usual column costs no pass over a 100-era frame."""
+    if isinstance(source, np.ndarray):
+        if source.dtype.kind != "f":
+            return len(source) > 0
+        return bool(np.isfinite(source[:1024]).any()) or bool(np.isfinite(source).any())
+    return bool(np.isfinite(source.to_numpy(dtype=np.float64, na_value=np.nan)).any())
+
+
 def _column_sources(live: pd.DataFrame, present_pos: np.ndarray,
                     names: Sequence[str]) -> tuple[list[Any], list[str], list[str]]:
     """Each present trained feature column, fetched once per call: its numpy array (a view of the frame, cheap to
     slice per chunk) when it has a plain numpy dtype, the Series (converted per chunk through float32) for a pandas
-    numeric dtype (Int8, Float32, boolean), else a column of text (object, string, categorical) read as numbers up
-    front, a value that is not one as missing: a crash on one bad column would be a missed submission.
+    numeric dtype (Int8, Float32, boolean), else a column of text read as numbers up front (`text_as_numbers`), a
+    value that is not one as missing: a crash on one bad column would be a missed submission.
 
     Also returns the text columns that held values other than numbers (name, count and an example, for the log) and
-    those with no number at all (they count as missing for the honesty rule)."""
+    the columns with no number at all, NaN or text in every row (they count as missing for the honesty rule)."""
     sources: list[Any] = []
     not_numbers: list[str] = []
     no_number: list[str] = []
     for p, name in zip(present_pos, names):
         column = live.iloc[:, p]
         if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iubf":
-            sources.append(column.to_numpy())
+            source = column.to_numpy()
         elif pd.api.types.is_numeric_dtype(column.dtype):
-            sources.append(column)
+            source = column
         else:
-            numeric = pd.to_numeric(column.astype(object), errors="coerce")
-            values = numeric.to_numpy(dtype=np.float32, na_value=np.nan)
-            bad = np.isnan(values) & column.notna().to_numpy()
+            source, bad = text_as_numbers(column)
             if bad.any():
                 not_numbers.append(f"{name} ({int(bad.sum())}, e.g. {column.iloc[int(np.argmax(bad))]!r})")
-            if not np.isfinite(values).any():
-                no_number.append(str(name))
-            sources.append(values)
+        if not has_a_number(source):
+            no_number.append(str(name))
+        sources.append(source)
     return sources, not_numbers, no_number
 
 
@@ -337,10 +354,11 @@ def predict_frame(fitted: Any, features: list[str], wanted_bench: list[str] | No
     sources, not_numbers, no_number = _column_sources(live, present_pos, [features[i] for i in present_slot])
     n_present = len(features) - len(missing) - len(no_number)
     if n_present < MIN_FEATURE_FRACTION * len(features):
-        unread = f"; {len(no_number)} hold no number: {_first(no_number)}" if no_number else ""
+        lacking = ([f"{len(missing)} missing: {_first(missing)}"] if missing else []) + \
+            ([f"{len(no_number)} with no number in any row: {_first(no_number)}"] if no_number else [])
         raise ValueError(
-            f"only {n_present} of the model's {len(features)} trained features are in live_features "
-            f"(at least {MIN_FEATURE_FRACTION:.0%} needed); {len(missing)} missing: {_first(missing)}{unread}"
+            f"only {n_present} of the model's {len(features)} trained features are in live_features with numbers "
+            f"(at least {MIN_FEATURE_FRACTION:.0%} needed); {'; '.join(lacking)}"
         )
     if not_numbers:
         log.warning("live_features column(s) %s hold values that are not numbers: read as missing and filled with %d",

@@ -103,6 +103,15 @@ def test_the_fill_share_reads_a_column_of_text_as_the_pickle_does(small_world, t
         frame.to_parquet(tmp_path / f"{name}.parquet")
     assert live_fill_share(tmp_path / "clean.parquet", features) == 0
     assert live_fill_share(tmp_path / "text.parquet", features) == pytest.approx(3 / (len(features) * len(live)))
+    # more than half the features with no number in any row: the pickle would refuse, so a data problem (exit 2, the
+    # record kept), not the pickle's failed run (it had been recorded as a FAIL)
+    words = clean.copy()
+    for name in features[: len(features) // 2 + 1]:
+        words[name] = None
+    words.to_parquet(tmp_path / "words.parquet")
+    with pytest.raises(DataProblem, match=rf"holds {len(features) - len(features) // 2 - 1} of the pickle's "
+                                          rf"{len(features)} trained features with numbers .* with no number in any row"):
+        live_fill_share(tmp_path / "words.parquet", features)
 
 
 def test_a_manifest_that_is_not_an_object_is_one_line(checked, small_world, tmp_path):

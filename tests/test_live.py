@@ -431,11 +431,14 @@ def test_a_feature_column_of_text_is_read_as_numbers_and_named(baseline, live, d
     assert any(f"column(s) {features[0]} (3, e.g. 'x') hold values that are not numbers" in m for m in lines), lines
 
 
-def test_text_columns_without_a_number_count_as_missing_features(baseline, live):
-    """Half the trained features as words: not an honest prediction, refused as if those columns were missing."""
+@pytest.mark.parametrize("empty", ["n/a", None, np.nan])
+def test_columns_without_a_number_count_as_missing_features(baseline, live, empty):
+    """Half the trained features as words, None or NaN in every row: not an honest prediction, refused as if those
+    columns were missing (all-NaN float columns had been filled and predicted, constant, where all-None was refused)."""
     features = list(baseline.feature_names_in_)
     words = live.copy()
     for name in features[: len(features) // 2 + 1]:
-        words[name] = "n/a"
-    with pytest.raises(ValueError, match=r"trained features are in live_features .* hold no number: "):
+        words[name] = empty
+    with pytest.raises(ValueError, match=r"^only \d+ of the model's \d+ trained features are in live_features with "
+                                         r"numbers \(at least 50% needed\); \d+ with no number in any row: feature"):
         make_predict(baseline)(words, None)

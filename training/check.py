@@ -20,10 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from model.live import MIN_FEATURE_FRACTION
+from model.live import MIN_FEATURE_FRACTION, has_a_number, text_as_numbers
 from training.data import readable
 from validation.artifacts import (
     atomic_write_json,
@@ -136,19 +137,25 @@ def _fill_share(pf: pq.ParquetFile, live: Path, features: list[str]) -> float:
         raise DataProblem(f"data problem: {live} has no rows, so it cannot show whether the pickle works; download "
                           "the live era again. The pickle's earlier check record was left as it was.")
     present = [f for f in features if f in set(pf.schema_arrow.names)]
-    if len(present) < MIN_FEATURE_FRACTION * len(features):
+    filled, no_number = 0, []
+    for name in present:  # a column at a time, read as the pickle reads it (model.live): a gap takes the neutral value
+        column = pf.read(columns=[name]).column(0).to_pandas()
+        if pd.api.types.is_numeric_dtype(column.dtype):
+            values = column.to_numpy(dtype=np.float32, na_value=np.nan)
+        else:
+            values, _ = text_as_numbers(column)
+        filled += int((~np.isfinite(values)).sum())
+        if not has_a_number(values):
+            no_number.append(name)
+    if len(present) - len(no_number) < MIN_FEATURE_FRACTION * len(features):
         missing = [f for f in features if f not in set(present)]
+        lacking = ([f"missing e.g. {', '.join(missing[:3])}"] if missing else []) + \
+            ([f"with no number in any row e.g. {', '.join(no_number[:3])}"] if no_number else [])
         raise DataProblem(
-            f"data problem: {live} holds {len(present)} of the pickle's {len(features)} trained features (at least "
-            f"{MIN_FEATURE_FRACTION:.0%} needed; missing e.g. {', '.join(missing[:3])}): is it another data version "
-            "than the pickle was trained on? The pickle's earlier check record was left as it was.")
-    nan = 0
-    for name in present:  # a column at a time: nulls, NaN and (in a column of text) non-numbers take the neutral value
-        values = pf.read(columns=[name]).column(0).to_pandas()
-        if not pd.api.types.is_numeric_dtype(values.dtype):  # read as the live predict reads it (model.live)
-            values = pd.to_numeric(values.astype(object), errors="coerce")
-        nan += int(values.isna().sum())
-    return ((len(features) - len(present)) * rows + nan) / max(1, len(features) * rows)
+            f"data problem: {live} holds {len(present) - len(no_number)} of the pickle's {len(features)} trained "
+            f"features with numbers (at least {MIN_FEATURE_FRACTION:.0%} needed; {'; '.join(lacking)}): is it another "
+            "data version than the pickle was trained on? The pickle's earlier check record was left as it was.")
+    return ((len(features) - len(present)) * rows + filled) / max(1, len(features) * rows)
 
 
 def check_command(model_path: str | Path, data_dir: str | Path | None = None, validation_eras: int = 50, *,
