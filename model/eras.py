@@ -67,9 +67,9 @@ def check_era_labels(eras: Iterable[Any]) -> None:
     unnumbered = [label for label in labels if not np.isfinite(era_number(label))]
     if unnumbered and len(unnumbered) < len(labels):
         numbered = labels[: len(labels) - len(unnumbered)]
-        raise ValueError(f"the era column mixes labels with a number ({', '.join(map(repr, numbered[:2]))}, ...) and "
-                         f"labels without one ({', '.join(map(repr, unnumbered[:2]))}, ...), so the eras' order in time "
-                         "is unknown: write every era as its number")
+        raise ValueError(f"the era column mixes labels with a whole number ({', '.join(map(repr, numbered[:2]))}, ...) "
+                         f"and labels without one ({', '.join(map(repr, unnumbered[:2]))}, ...), so the eras' order in "
+                         "time is unknown: write every era as its number")
     seen: dict[float, str] = {}
     clashes: list[str] = []
     for label in labels:

@@ -364,7 +364,7 @@ def test_fit_through_lightgbm_sequence_for_large_data(monkeypatch):
 
 @pytest.mark.parametrize("how, phrase", [
     ("two ways", "writes the same era in two ways ('0001' and '1')"),
-    ("unnumbered", "mixes labels with a number ('0003', '0004', ...) and labels without one ('week0001', "),
+    ("unnumbered", "mixes labels with a whole number ('0003', '0004', ...) and labels without one ('week0001', "),
 ])
 def test_fit_refuses_era_labels_without_one_order(how, phrase):
     """One era written two ways, or unnumbered labels beside numbered ones: either would put eras out of time order

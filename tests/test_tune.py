@@ -416,6 +416,19 @@ def test_bad_tune_tables_are_one_sentence(tiny_world: Path, tmp_path: Path, text
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
+def test_refused_data_makes_no_study_so_the_corrected_run_goes_on(tiny_world: Path, tmp_path: Path) -> None:
+    """Data the study cannot use is refused before the study is made: no directory is left, and the rerun on the
+    right data is not refused as "another search space" (the study had been signed with the refused data)."""
+    out = tmp_path / "out" / "tune"
+    refused = CliRunner().invoke(app, ["tune", "--data", str(tmp_path / "nodata"), "--out", str(out), "--trials", "1",
+                                       "--config", str(_config(tmp_path))])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output, refused.output
+    assert not (tmp_path / "out").exists()
+    result = CliRunner().invoke(app, ["tune", "--data", str(tiny_world), "--out", str(out), "--trials", "1",
+                                      "--config", str(_config(tmp_path))])
+    assert result.exit_code == 0, result.output
+
+
 def test_a_storage_that_cannot_be_opened_is_one_sentence(tiny_world: Path, tmp_path: Path) -> None:
     for storage, phrase in ((f"sqlite:///{tmp_path}/no/such/dir/tune.db", "cannot be opened"),
                             ("tune.db", "is not a storage URL"), ("nosuchdb://host/x", "cannot be opened")):

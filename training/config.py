@@ -503,7 +503,11 @@ def _native_stderr_silenced() -> Iterator[None]:
     """The process's stderr (file descriptor 2) sent to the null device for the block: LightGBM's C++ side writes
     "[LightGBM] [Fatal] ..." there itself before raising the same text as a Python exception. (Python's own stderr is
     line-buffered, so nothing of ours is pending there when the block starts.)"""
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all (`2>&-`): nothing to keep the line from
+        yield
+        return
     try:
         with open(os.devnull, "wb") as null:
             os.dup2(null.fileno(), 2)

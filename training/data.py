@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from model.benchmarks import choose_benchmark_column
@@ -251,11 +252,14 @@ def era_labels(path: Path, pf: pq.ParquetFile, rg: int,
     column = column if column is not None else pf.read_row_group(rg, columns=["era"]).column(0)
     kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
-            or pa.types.is_floating(kind) or getattr(pa.types, "is_string_view", lambda _: False)(kind)):
+            or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+            or getattr(pa.types, "is_string_view", lambda _: False)(kind)):
         raise NmuError(f"{path} column era has type {column.type}; eras are labels such as \"0001\" (text or whole "
                        "numbers), one per week: download or generate the file again.")
-    if column.null_count:
-        missing = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
+    floating = pa.types.is_floating(column.type)  # a float NaN is no era either (pandas writes NaN as null, not all do)
+    absent = column.is_null(nan_is_null=True) if floating else column.is_null()
+    if column.null_count or (floating and pc.any(absent).as_py()):
+        missing = np.flatnonzero(absent.to_numpy(zero_copy_only=False))
         ids = pf.read_row_group(rg, columns=["id"]).column(0) if "id" in pf.schema_arrow.names else None
         first = f"id {ids[int(missing[0])].as_py()}" if ids is not None else f"row {int(missing[0])} of row group {rg}"
         raise NmuError(f"{path} has {len(missing)} row(s) without an era in row group {rg} (the first: {first}); every "

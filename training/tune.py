@@ -931,27 +931,31 @@ def tune_command(
     out = Path(out)
     check_out_dir(out)
     created = make_directory(out)
-    try:  # a storage that cannot be opened, or data the study cannot use, leaves no empty directory behind
+    # The study is made only once the data has passed: a study made for refused data would hold the default storage's
+    # directory and, signed with that data, refuse the corrected run. A storage URL of the user's is opened first, so
+    # a bad one is said before the data loads; either failure leaves no directory behind.
+    try:
         url = storage or default_storage(out)
-        store = open_storage(url)
+        store = open_storage(url) if storage is not None else None
         reporter = Reporter(console)
         data_dir, source = resolve_data(data, reporter)
         info = read_data_info(data_dir)
-        signature = study_signature(config, settings, space, {"dir": str(Path(data_dir).resolve()), "source": source,
-                                                              "version": str(info["version"])})
-        study = load_study(study_name, store, signature, config.seed)
-        requeue_orphans(study, store, reporter.say)
-        enqueue_default(study, config, space, reporter.say)
-
         ds = load_dataset(data_dir, source, run_config, reporter)
         if settings["metric"] == "bmc" and ds.train_benchmark is None:
             raise NmuError(f"tune.metric = \"bmc\" needs the benchmark of the train eras ({data_dir}/"
                            "train_benchmark_models.parquet), which the data lacks; use corr or sharpe.")
         expanding_window_folds(ds.split.train, settings["folds"], config.resolved_embargo,  # NmuError if it cannot cut
                                f"{source_name}: `tune.folds` = {settings['folds']}")
+        if store is None:
+            store = open_storage(url)
+        signature = study_signature(config, settings, space, {"dir": str(Path(data_dir).resolve()),
+                                                              "source": source, "version": str(info["version"])})
+        study = load_study(study_name, store, signature, config.seed)
     except BaseException:
         remove_empty(created)
         raise
+    requeue_orphans(study, store, reporter.say)
+    enqueue_default(study, config, space, reporter.say)
     executor = make_executor(run_config.compute.get("scheduler"))
     try:
         if isinstance(executor, InProcess):
