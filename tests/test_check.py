@@ -69,6 +69,23 @@ def test_a_data_problem_is_named_and_keeps_the_earlier_pass(checked, small_world
     assert read_manifest(checked)["check"] == before
 
 
+def test_diagnostics_eras_the_pickle_would_refuse_are_a_data_problem(checked, small_world, tmp_path):
+    """More than half the trained features NaN in every validation row: the diagnostics run would fail on the data,
+    so it is a data problem (exit 2) that keeps the earlier record, as for the live file (it was recorded as a FAIL)."""
+    before = read_manifest(checked)["check"]
+    data = tmp_path / "data"
+    shutil.copytree(small_world, data)
+    validation = pd.read_parquet(data / "validation.parquet")
+    features = [str(f) for f in read_manifest(checked)["features"]]
+    for name in features[: len(features) // 2 + 1]:
+        validation[name] = np.float32("nan")
+    validation.to_parquet(data / "validation.parquet")
+    with pytest.raises(DataProblem, match=r"data problem: the 5 newest eras of .*validation.parquet holds \d+ of the "
+                                          r"pickle's \d+ trained features with numbers"):
+        check_command(checked, data, validation_eras=5)
+    assert read_manifest(checked)["check"] == before
+
+
 def test_a_pass_on_filled_data_warns_and_upload_repeats_it(checked, small_world, tmp_path, caplog):
     copy = tmp_path / "pkl" / "model.pkl"
     copy.parent.mkdir()

@@ -302,7 +302,7 @@ class _PicklesOwnBase(BaseException):
 
 _RAISED = {  # what the pickle's code raises -> the exception's name and message in the sentence
     "key": (KeyError("feature_gone"), "KeyError", "'feature_gone'"),
-    "exit 0": (SystemExit(0), "SystemExit", "0"),  # a silent exit 0 had looked like success (no CSV written)
+    "exit 0": (SystemExit(0), "SystemExit", "exited with code 0"),  # had looked like success (exit 0, no CSV)
     "own base": (_PicklesOwnBase("gone"), "_PicklesOwnBase", "gone"),
     "unsayable": (_UnsayableError(), "_UnsayableError", "no message"),
     "long": (RuntimeError("first line " + "x" * 5000 + "\nTraceback (fake)\n  more"), "RuntimeError", "first line xx"),
@@ -341,6 +341,15 @@ def test_predict_with_a_pickle_whose_code_raises(small_world, tmp_path, monkeypa
     assert f"model.pkl raised {name} while predicting" in text and message in text, text
     assert "in _raising_predict" in text and "test_errors.py line" in text, text
     assert not out.exists()
+
+
+def test_predict_with_a_broken_benchmark_file_is_a_data_problem(pickle_path, world_copy, tmp_path):
+    """The benchmark file is read before the pickle runs: a broken one is the data's fault (exit 2), not "the pickle
+    raised NmuError ... fix the code that built it" (exit 1)."""
+    world = world_copy()
+    (world / "live_benchmark_models.parquet").write_bytes(b"not parquet")
+    _one_sentence(_invoke("predict", str(pickle_path), "--data", str(world), "--out", str(tmp_path / "p.csv")),
+                  "live_benchmark_models.parquet is not a readable parquet file")
 
 
 def test_predict_out_that_is_a_directory(pickle_path, small_world, tmp_path):

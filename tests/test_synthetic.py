@@ -383,8 +383,8 @@ def test_a_world_too_big_for_this_machine_is_refused_before_anything_is_written(
     MemoryError after minutes, or hours of writing until the disk was full, before)."""
     import shutil as shutil_module
 
-    monkeypatch.setenv("NMU_MEMORY_LIMIT", "500M")  # 300 MiB + 32 x 100000 stocks x 120 features + 256 x 100000: 691 MiB
-    with pytest.raises(NmuError, match=r"--stocks 100000 x --features 120: drawing one era .* needs about 691 MB of "
+    monkeypatch.setenv("NMU_MEMORY_LIMIT", "500M")  # 300 MiB + 32 x 100000 x 120 values + 1200 x 100000 stocks: 781 MiB
+    with pytest.raises(NmuError, match=r"--stocks 100000 x --features 120: drawing one era .* needs about 781 MB of "
                                        r"memory and 500 MB are \$NMU_MEMORY_LIMIT; use fewer stocks or features"):
         write_synthetic_world(tmp_path / "big", SyntheticConfig.default(eras=12, stocks=100_000))
     monkeypatch.delenv("NMU_MEMORY_LIMIT")

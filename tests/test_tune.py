@@ -424,6 +424,10 @@ def test_refused_data_makes_no_study_so_the_corrected_run_goes_on(tiny_world: Pa
                                        "--config", str(_config(tmp_path))])
     assert refused.exit_code == 2 and "Traceback" not in refused.output, refused.output
     assert not (tmp_path / "out").exists()
+    elsewhere = tmp_path / "studies.db"  # a storage of the user's that this run would have made: not left either
+    refused = CliRunner().invoke(app, ["tune", "--data", str(tmp_path / "nodata"), "--out", str(out), "--trials", "1",
+                                       "--storage", f"sqlite:///{elsewhere}", "--config", str(_config(tmp_path))])
+    assert refused.exit_code == 2 and not elsewhere.exists() and not (tmp_path / "out").exists(), refused.output
     result = CliRunner().invoke(app, ["tune", "--data", str(tiny_world), "--out", str(out), "--trials", "1",
                                       "--config", str(_config(tmp_path))])
     assert result.exit_code == 0, result.output

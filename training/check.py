@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.live import MIN_FEATURE_FRACTION, has_a_number, text_as_numbers
-from training.data import readable
+from training.data import null_free, readable
 from validation.artifacts import (
     atomic_write_json,
     file_sha256,
@@ -124,21 +125,27 @@ def _line(name: str, r: dict[str, Any]) -> str:
     return text
 
 
-def live_fill_share(live: Path, features: list[str]) -> float:
+def live_fill_share(live: Path, features: list[str], what: str | None = None) -> float:
     """The share of the trained feature cells of the live file that are missing or NaN; DataProblem when the file is
-    empty or holds fewer than MIN_FEATURE_FRACTION of the trained features (the pickle would refuse to predict)."""
+    empty or holds fewer than MIN_FEATURE_FRACTION of the trained features with numbers (the pickle would refuse to
+    predict, and its failed run would overwrite the record). `what` names the data in messages (default: the path)."""
+    what = what or str(live)
     with readable(live, DataProblem, "data problem: ", " The pickle's earlier check record was left as it was."):
-        return _fill_share(pq.ParquetFile(live), live, features)
+        return _fill_share(pq.ParquetFile(live), what, features)
 
 
-def _fill_share(pf: pq.ParquetFile, live: Path, features: list[str]) -> float:
+def _fill_share(pf: pq.ParquetFile, live: str, features: list[str]) -> float:
     rows = pf.metadata.num_rows
     if rows == 0:
         raise DataProblem(f"data problem: {live} has no rows, so it cannot show whether the pickle works; download "
                           "the live era again. The pickle's earlier check record was left as it was.")
-    present = [f for f in features if f in set(pf.schema_arrow.names)]
+    names = set(pf.schema_arrow.names)
+    present = [f for f in features if f in names]
+    everything = list(range(pf.metadata.num_row_groups))
     filled, no_number = 0, []
     for name in present:  # a column at a time, read as the pickle reads it (model.live): a gap takes the neutral value
+        if pa.types.is_integer(pf.schema_arrow.field(name).type) and null_free(pf, name, everything):
+            continue  # Numerai's int8 features: complete by the file's statistics, nothing to read
         column = pf.read(columns=[name]).column(0).to_pandas()
         if pd.api.types.is_numeric_dtype(column.dtype):
             values = column.to_numpy(dtype=np.float32, na_value=np.nan)
@@ -148,7 +155,7 @@ def _fill_share(pf: pq.ParquetFile, live: Path, features: list[str]) -> float:
         if not has_a_number(values):
             no_number.append(name)
     if len(present) - len(no_number) < MIN_FEATURE_FRACTION * len(features):
-        missing = [f for f in features if f not in set(present)]
+        missing = [f for f in features if f not in names]
         lacking = ([f"missing e.g. {', '.join(missing[:3])}"] if missing else []) + \
             ([f"with no number in any row e.g. {', '.join(no_number[:3])}"] if no_number else [])
         raise DataProblem(
@@ -223,6 +230,8 @@ def check_command(model_path: str | Path, data_dir: str | Path | None = None, va
         if live_result["status"] == "pass" and validation_eras > 0:
             with tempfile.TemporaryDirectory(prefix="nmu-validation-") as tmp:
                 v_live, v_bench, n_eras, _ = write_validation_slice(data_dir, validation_eras, Path(tmp))
+                # the same rule for the diagnostics' eras: data the pickle would refuse is not its failed run
+                live_fill_share(v_live, features, f"the {n_eras} newest eras of {data_dir / 'validation.parquet'}")
                 validation_result = run_pickle(python, model_path, v_live, v_bench, all_eras_at_once=True, **limits)
             validation_result["run"] = f"validation diagnostics run ({n_eras} eras in one call)"
             _log.info("%s", _line(f"validation diagnostics ({n_eras} newest eras in one call)", validation_result))

@@ -267,7 +267,7 @@ def era_labels(path: Path, pf: pq.ParquetFile, rg: int,
     return _dictionary(column)
 
 
-def _null_free(pf: pq.ParquetFile, column: str, row_groups: list[int]) -> bool:
+def null_free(pf: pq.ParquetFile, column: str, row_groups: list[int]) -> bool:
     """True if the parquet statistics prove the column holds no null in these row groups."""
     for rg in row_groups:
         meta = pf.metadata.row_group(rg)
@@ -342,7 +342,7 @@ def _load(
     int_features, float_features, maybe_int = [], [], []
     for name in features:
         kind = schema.field(name).type
-        if pa.types.is_integer(kind) and _null_free(pf, name, used_groups):
+        if pa.types.is_integer(kind) and null_free(pf, name, used_groups):
             int_features.append(name)
         elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
             maybe_int.append(name)  # float32 while reading; int8 afterwards if it holds no NaN

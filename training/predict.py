@@ -49,18 +49,23 @@ class _LiveNotes(logging.Handler):
 
 
 _SHOWN_CHARS = 300  # of an exception's message: its first line, so the error stays one sentence
+_REFUSAL_CHARS = 2000  # the live function's refusal names up to five features per list, Numerai's names are long
 
 
-def exception_text(exc: BaseException) -> str:
-    """The first line of an exception's message, cut to `_SHOWN_CHARS` ("no message" when it has none, or when its
-    own __str__ fails: the pickle's class, not ours)."""
+def exception_text(exc: BaseException, limit: int = _SHOWN_CHARS) -> str:
+    """The first line of an exception's message, cut to `limit` characters ("no message" when it has none, or when
+    its own __str__ fails: the pickle's class, not ours); an exit says its code."""
+    if isinstance(exc, SystemExit) and not isinstance(exc.code, str):
+        return f"exited with code {exc.code if exc.code is not None else 0}"
     try:
         text = str(exc)
-    except Exception:  # noqa: BLE001 - any failure of a foreign __str__ is the same "cannot say"
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - any failure of a foreign __str__ (an exit in it too) is the same "cannot say"
         text = ""
     lines = text.strip().splitlines()
     first = lines[0].strip() if lines else "no message"
-    return first if len(first) <= _SHOWN_CHARS else first[: _SHOWN_CHARS - 1] + "…"
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 class PickleRaised(NmuError):
@@ -73,7 +78,7 @@ class PickleRaised(NmuError):
         frames = traceback.extract_tb(exc.__traceback__)
         where = f" (at {frames[-1].filename} line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
         if isinstance(exc, MemoryError):
-            advice = ("this machine ran out of memory while it predicted; Numerai's runtime has 4 GB, and `nmu check` "
+            advice = ("This machine ran out of memory while it predicted; Numerai's runtime has 4 GB, and `nmu check` "
                       "runs the pickle under that limit.")
         else:
             advice = "Numerai's run of this pickle would fail the same way; fix the code that built it and export it again."
@@ -112,21 +117,20 @@ def predict_command(model_path: str | Path, data_dir: str | Path, out: str | Pat
     n_params = len(inspect.signature(model).parameters)
     if n_params not in (1, 2):
         raise NmuError(f"{model_path} takes {n_params} parameters; Numerai calls it with 1 or 2.")
+    bench = None
+    if n_params == 2:  # read before the pickle runs: a broken file is a data problem, not the pickle's failure
+        with readable(bench_path):
+            bench = pd.read_parquet(bench_path) if bench_path.is_file() else None
     notes = _LiveNotes()
     live_logger = logging.getLogger("model.live")
     live_logger.addHandler(notes)
     start = time.perf_counter()
     try:
-        if n_params == 2:
-            with readable(bench_path):
-                bench = pd.read_parquet(bench_path) if bench_path.is_file() else None
-            predictions = model(live, bench)
-        else:
-            predictions = model(live)
+        predictions = model(live, bench) if n_params == 2 else model(live)
     except (ValueError, TypeError) as exc:  # the live function refuses data it cannot predict honestly
-        text = exception_text(exc)
-        raise NmuError(f"{model_path.name} could not predict {live_path}: {text}{'' if text.endswith('.') else '.'}") \
-            from None
+        text = exception_text(exc, limit=_REFUSAL_CHARS)  # its refusal lists the features: shown whole
+        raise NmuError(f"{model_path.name} could not predict {live_path}: {text}"
+                       f"{'' if text.endswith(('.', '…')) else '.'}") from None
     except KeyboardInterrupt:  # the user's Ctrl-C, not the pickle's failure
         raise
     except BaseException as exc:  # noqa: BLE001 - the pickle's own code failed, or exited (SystemExit too): Numerai's

@@ -408,6 +408,14 @@ def shown_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
+def _new_sqlite_file(url: str) -> Path | None:
+    """The file of a sqlite:///PATH storage URL when it does not exist yet (this run would make it), else None."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = Path(url[len("sqlite:///"):].split("?")[0])
+    return None if path.exists() or not path.name else path
+
+
 def open_storage(url: str) -> Any:
     """The Optuna RDB storage at `url`; NmuError in one line when it cannot be opened."""
     optuna = _optuna()
@@ -934,8 +942,9 @@ def tune_command(
     # The study is made only once the data has passed: a study made for refused data would hold the default storage's
     # directory and, signed with that data, refuse the corrected run. A storage URL of the user's is opened first, so
     # a bad one is said before the data loads; either failure leaves no directory behind.
+    url = storage or default_storage(out)
+    made_file = _new_sqlite_file(url)
     try:
-        url = storage or default_storage(out)
         store = open_storage(url) if storage is not None else None
         reporter = Reporter(console)
         data_dir, source = resolve_data(data, reporter)
@@ -952,6 +961,8 @@ def tune_command(
                                                               "source": source, "version": str(info["version"])})
         study = load_study(study_name, store, signature, config.seed)
     except BaseException:
+        if made_file is not None:  # the storage file this run made, holding no study yet
+            made_file.unlink(missing_ok=True)
         remove_empty(created)
         raise
     requeue_orphans(study, store, reporter.say)
