@@ -26,7 +26,7 @@ from model.benchmarks import choose_benchmark_column
 from model.eras import check_era_labels, era_number, sort_eras
 from model.features import small_ints
 from validation.artifacts import atomic_write_json
-from validation.errors import NmuError
+from validation.errors import NmuError, first_line
 
 NON_GROUP_SETS = ("small", "medium", "all")
 _BATCH_BYTES = 16 * 1024 * 1024  # arrow data read at once (one row group x a batch of columns)
@@ -192,7 +192,7 @@ def readable(path: Path, error: type[NmuError] = NmuError, prefix: str = "", suf
     except (pa.ArrowException, OSError) as exc:
         if isinstance(exc, (MemoryError, PermissionError)):  # ArrowMemoryError is one: not the file's fault
             raise
-        cause = (str(exc).splitlines() or [type(exc).__name__])[0]
+        cause = first_line(exc)
         raise error(f"{prefix}{path} is not a readable parquet file ({cause}); download or generate it again."
                     f"{suffix}") from None
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from model.params import available_cpus
-from validation.errors import NmuError
+from validation.errors import NmuError, first_line
 
 _ADDRESS = re.compile(r"^(tcp|tls)://(\[[0-9a-fA-F:.]+\]|[^\s/:\[\]]+):(\d{1,5})$")  # HOST:PORT, [IPv6]:PORT
 _LOCAL = re.compile(r"^local:(\d+)$")
@@ -112,7 +112,7 @@ class DaskExecutor:
                 raise
             except Exception as exc:  # noqa: BLE001 - any error of a remote fit is reported in one line
                 self._cancel(futures)
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                message = first_line(exc)
                 raise NmuError(f"fitting {_slug(job)} on the Dask cluster at {self.name} failed: "
                                f"{type(exc).__name__}: {message}; nothing was written.") from None
         return results

@@ -18,6 +18,7 @@ from sklearn.base import clone
 
 from model import COMPONENTS, NumeraiModel, TargetEnsemble
 from model.eras import sort_eras
+from model.live import has_a_number
 from model.params import available_cpus
 from training.compute import fit_slot
 from training.config import ComputeSettings, TrainConfig, config_from_dict, resolve_feature_set_name
@@ -111,8 +112,8 @@ def resolved_rows(frame: pd.DataFrame, target: str) -> pd.DataFrame:
 
 
 def _features_without_values(frame: pd.DataFrame, features: list[str]) -> list[str]:
-    """The features that are NaN in every row of the frame (only float columns can be: int8 ones hold no NaN)."""
-    return [f for f in features if frame[f].dtype.kind == "f" and not frame[f].notna().any()]
+    """The features with no number in any row of the frame, by the pickle's own rule (model.live.has_a_number)."""
+    return [f for f in features if not has_a_number(frame[f].to_numpy())]
 
 
 def _check_shared_ids(data_dir: Path, train: pd.DataFrame, validation: pd.DataFrame) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from training.data import readable
 from validation.artifacts import atomic_path, why_not_there
-from validation.errors import NmuError
+from validation.errors import NmuError, first_line
 from validation.schemas import validate_predictions
 
 
@@ -53,19 +53,10 @@ _REFUSAL_CHARS = 2000  # the live function's refusal names up to five features p
 
 
 def exception_text(exc: BaseException, limit: int = _SHOWN_CHARS) -> str:
-    """The first line of an exception's message, cut to `limit` characters ("no message" when it has none, or when
-    its own __str__ fails: the pickle's class, not ours); an exit says its code."""
+    """What a pickle's exception says (`first_line`, "no message" when nothing); an exit says its code."""
     if isinstance(exc, SystemExit) and not isinstance(exc.code, str):
         return f"exited with code {exc.code if exc.code is not None else 0}"
-    try:
-        text = str(exc)
-    except KeyboardInterrupt:
-        raise
-    except BaseException:  # noqa: BLE001 - any failure of a foreign __str__ (an exit in it too) is the same "cannot say"
-        text = ""
-    lines = text.strip().splitlines()
-    first = lines[0].strip() if lines else "no message"
-    return first if len(first) <= limit else first[: limit - 1] + "…"
+    return first_line(exc, default="no message", limit=limit)
 
 
 class PickleRaised(NmuError):

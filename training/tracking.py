@@ -37,7 +37,7 @@ import pandas as pd
 from training.config import TrainConfig
 from training.console import quiet
 from validation.artifacts import manifest_path, read_manifest
-from validation.errors import NmuError
+from validation.errors import NmuError, first_line
 
 SETTINGS: dict[str, Any] = {"enabled": False, "uri": None, "experiment": "nmu"}
 """The keys of [tracking] and their defaults."""
@@ -97,7 +97,7 @@ def _client(out: Path, config: TrainConfig) -> Iterator[tuple[Any, str, str]]:
         except NmuError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever MLflow raises, the artifacts are written: say so
-            message = (str(exc).splitlines() or [type(exc).__name__])[0]
+            message = first_line(exc)
             raise NmuError(f"the artifacts are in {out}, but logging the run to MLflow at {uri} failed: "
                            f"{type(exc).__name__}: {message}") from None
 

@@ -70,7 +70,7 @@ from training.experiment import (
 )
 from training.pipeline import check_out_dir, resolve_data
 from validation.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, make_directory, remove_empty
-from validation.errors import NmuError
+from validation.errors import NmuError, first_line
 from validation.evaluation.report import _png, _pyplot
 from validation.evaluation.scoring import summarize
 from validation.evaluation.selection import paired_difference, split_eras
@@ -328,7 +328,7 @@ def _guarded(function: Callable[[FoldJob], pd.DataFrame], job: FoldJob) -> pd.Da
     try:
         return function(job)
     except Exception as exc:  # noqa: BLE001 - a trial's failure is recorded in the study, not the end of the study
-        message = str(exc).splitlines()[0] if str(exc) else ""
+        message = first_line(exc, default="")
         return FoldError(f"{type(exc).__name__}: {message}")
 
 
@@ -409,11 +409,17 @@ def shown_url(url: str) -> str:
 
 
 def _new_sqlite_file(url: str) -> Path | None:
-    """The file of a sqlite:///PATH storage URL when it does not exist yet (this run would make it), else None."""
-    if not url.startswith("sqlite:///"):
+    """The file of a sqlite storage URL when it does not exist yet (this run would make it), else None."""
+    import sqlalchemy  # noqa: PLC0415 - Optuna's own dependency; its parser, not ours
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL: open_storage says so
         return None
-    path = Path(url[len("sqlite:///"):].split("?")[0])
-    return None if path.exists() or not path.name else path
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
 
 
 def open_storage(url: str) -> Any:
@@ -434,7 +440,7 @@ def open_storage(url: str) -> Any:
     except NmuError:
         raise
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's and Optuna's errors alike: the storage cannot be used
-        message = (str(exc).replace(url, shown).splitlines() or [type(exc).__name__])[0]
+        message = first_line(exc).replace(url, shown)
         raise NmuError(f"--storage {shown} cannot be opened: {message}.") from None
 
 
@@ -756,7 +762,7 @@ def _importance_png(study: Any) -> tuple[bytes, dict[str, float]]:
             importance = optuna.importance.get_param_importances(study)
     except Exception as exc:  # noqa: BLE001 - too few complete trials, or a constant parameter
         importance = {}
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         ax.text(0.5, 0.5, f"no importances: {reason[:90]}", ha="center", va="center", transform=ax.transAxes,
                 fontsize=8)
     if importance:

@@ -5,6 +5,20 @@ from __future__ import annotations
 import pandas as pd
 
 
+def first_line(exc: BaseException, default: str | None = None, limit: int | None = None) -> str:
+    """The first line of an exception's message, for one-sentence errors: `default` (the exception's class name unless
+    given) when it has none, or when its own __str__ fails (a foreign class); cut to `limit` characters with "…"."""
+    try:
+        text = str(exc)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - any failure of a foreign __str__ (an exit in it too) is the same "cannot say"
+        text = ""
+    lines = text.strip().splitlines()
+    first = lines[0].strip() if lines else (type(exc).__name__ if default is None else default)
+    return first if limit is None or len(first) <= limit else first[: limit - 1] + "…"
+
+
 class NmuError(Exception):
     """A problem with the user's input or environment, stated in one sentence; the CLI exits 2."""
 
